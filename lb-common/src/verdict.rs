@@ -1,0 +1,126 @@
+//! Why the balancer let a packet go the way it did: one per-CPU counter slot in
+//! `XLB_VERDICTS` per reason. The XDP action each reason maps to is fixed here so
+//! the data plane, the docs and the metrics agree.
+
+/// One slot of `XLB_VERDICTS`. Discriminants are the map indexes: append only.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Not IPv4/IPv6 (ARP, LLDP, double-tagged frames, ...): XDP_PASS.
+    NotIp = 0,
+    /// IP, but not to a VIP (address, port, protocol): XDP_PASS.
+    NotVip = 1,
+    /// Headers truncated or inconsistent (bad IHL, length fields beyond the frame,
+    /// L4 header cut short): XDP_PASS, the kernel's own checks deal with it and we
+    /// never drop traffic we cannot prove is ours.
+    Malformed = 2,
+    /// IPv4 fragment or IPv6 fragment header to a VIP: XDP_DROP. Non-first
+    /// fragments carry no ports, so no fragment can be balanced consistently.
+    Fragment = 3,
+    /// IPv6 to a VIP behind more extension headers than the parser walks (or an
+    /// unknown one): XDP_DROP.
+    Ipv6ExtUnsupported = 4,
+    /// VIP with no backend in its table slot (empty table): XDP_DROP.
+    NoBackend = 5,
+    /// Encapsulated, but the kernel has no neighbour entry for the next hop yet:
+    /// XDP_PASS of the encapsulated packet, so the kernel forwards it and resolves
+    /// the neighbour (needs IP forwarding on the balancer).
+    FibNoNeigh = 6,
+    /// No route to the backend (unreachable, blackhole, prohibited, ...): XDP_DROP.
+    FibUnreachable = 7,
+    /// Encapsulated packet larger than the egress MTU: XDP_DROP.
+    TooBig = 8,
+    /// The backend's family has no outer source address configured: XDP_DROP.
+    NoOuterSource = 9,
+    /// Encapsulated and sent back out of the ingress interface: XDP_TX.
+    Tx = 10,
+    /// Encapsulated and redirected to another interface: XDP_REDIRECT.
+    Redirect = 11,
+    /// The egress interface is not in `XLB_TX_PORTS`: XDP_DROP.
+    RedirectFailed = 12,
+    /// A map the program needs is missing an entry (never expected): XDP_DROP.
+    Internal = 13,
+}
+
+impl Verdict {
+    pub const COUNT: u32 = 14;
+
+    pub const ALL: [Verdict; Self::COUNT as usize] = [
+        Verdict::NotIp,
+        Verdict::NotVip,
+        Verdict::Malformed,
+        Verdict::Fragment,
+        Verdict::Ipv6ExtUnsupported,
+        Verdict::NoBackend,
+        Verdict::FibNoNeigh,
+        Verdict::FibUnreachable,
+        Verdict::TooBig,
+        Verdict::NoOuterSource,
+        Verdict::Tx,
+        Verdict::Redirect,
+        Verdict::RedirectFailed,
+        Verdict::Internal,
+    ];
+
+    /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NotIp => "not_ip",
+            Verdict::NotVip => "not_vip",
+            Verdict::Malformed => "malformed",
+            Verdict::Fragment => "fragment",
+            Verdict::Ipv6ExtUnsupported => "ipv6_ext_unsupported",
+            Verdict::NoBackend => "no_backend",
+            Verdict::FibNoNeigh => "fib_no_neigh",
+            Verdict::FibUnreachable => "fib_unreachable",
+            Verdict::TooBig => "too_big",
+            Verdict::NoOuterSource => "no_outer_source",
+            Verdict::Tx => "tx",
+            Verdict::Redirect => "redirect",
+            Verdict::RedirectFailed => "redirect_failed",
+            Verdict::Internal => "internal",
+        }
+    }
+
+    /// The XDP action (`xdp_action` value) the data plane returns for this reason.
+    pub const fn xdp_action(self) -> u32 {
+        const XDP_DROP: u32 = 1;
+        const XDP_PASS: u32 = 2;
+        const XDP_TX: u32 = 3;
+        const XDP_REDIRECT: u32 = 4;
+        match self {
+            Verdict::NotIp | Verdict::NotVip | Verdict::Malformed | Verdict::FibNoNeigh => XDP_PASS,
+            Verdict::Tx => XDP_TX,
+            Verdict::Redirect => XDP_REDIRECT,
+            Verdict::Fragment
+            | Verdict::Ipv6ExtUnsupported
+            | Verdict::NoBackend
+            | Verdict::FibUnreachable
+            | Verdict::TooBig
+            | Verdict::NoOuterSource
+            | Verdict::RedirectFailed
+            | Verdict::Internal => XDP_DROP,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_slot_in_order() {
+        for (i, v) in Verdict::ALL.iter().enumerate() {
+            assert_eq!(*v as u32, i as u32, "{v:?} is out of order in ALL");
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in Verdict::ALL.iter().enumerate() {
+            for b in &Verdict::ALL[i + 1..] {
+                assert_ne!(a.as_str(), b.as_str());
+            }
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! xlb's XDP fast path: one program, `xlb_balancer`, read top to bottom.
+//!
+//!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
+//!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
+//!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
+//!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
+//!     keeps its backend when the backend set changes), else the VIP's Maglev
+//!     table in `XLB_MAGLEV` indexed by the shared flow hash.
+//!  4. Ask the kernel FIB for the next hop toward the backend, push an IP-in-IP
+//!     header and the next hop's MACs, and transmit: XDP_TX out of the ingress
+//!     interface, or a redirect through `XLB_TX_PORTS`.
+//!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
+//!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
+//!
+//! Map sizes below are defaults; the daemon sets the real ones at load time.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+use aya_ebpf::{
+    bindings::{xdp_action, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
+    macros::{map, xdp},
+    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use aya_log_ebpf::debug;
+use lb_common::{
+    flow_hash, source_hash, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, VipInfo,
+    VipKey, VipStats, Verdict, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
+    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
+    FAMILY_V4, MAX_TX_PORTS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+};
+use lb_ebpf::{
+    encap::{self, fib_rc, Outer},
+    parse::{self, Ip, L4Status, ParseError, L2, TCP_FLAG_ACK, TCP_FLAG_SYN},
+};
+
+/// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
+/// every port. Entries with protocol 0 are address markers (one per VIP address)
+/// used only to recognise fragments and unparseable IPv6 to a VIP address.
+#[map]
+static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
+
+/// Backends by id (id 0 is never used: a zero slot means "none").
+#[map]
+static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// All VIPs' Maglev tables back to back (`VipInfo::table_offset/size`), holding
+/// backend ids. Mmapable: the daemon rewrites changed slots in place through a
+/// shared mapping, without a syscall per slot.
+#[map]
+static XLB_MAGLEV: Array<u32> =
+    Array::with_max_entries(DEFAULT_MAX_VIPS * DEFAULT_TABLE_SIZE, BPF_F_MMAPABLE);
+
+/// Connection table: 5-tuple -> backend id. One shared hash with per-CPU LRU
+/// lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on the LRU, yet a flow whose
+/// packets arrive on another CPU (RSS change, veth, reschedule) still finds its
+/// entry — a per-CPU *hash* would send it through Maglev again and could move it.
+#[map]
+static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
+
+/// Outer source addresses (one entry).
+#[map]
+static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+/// Interfaces an encapsulated packet may be redirected to, keyed by ifindex.
+#[map]
+static XLB_TX_PORTS: DevMapHash = DevMapHash::with_max_entries(MAX_TX_PORTS, 0);
+
+#[map]
+static XLB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+#[map]
+static XLB_BE_STATS: PerCpuArray<BackendStats> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// One packet counter per `Verdict`.
+#[map]
+static XLB_VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
+
+#[xdp]
+pub fn xlb_balancer(ctx: XdpContext) -> u32 {
+    let (verdict, action) = balance(&ctx);
+    if let Some(slot) = XLB_VERDICTS.get_ptr_mut(verdict as u32) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *slot += 1 };
+    }
+    action
+}
+
+/// Returns the reason and the XDP action (they differ only for redirects, whose
+/// action comes from the helper).
+#[inline(always)]
+fn balance(ctx: &XdpContext) -> (Verdict, u32) {
+    match try_balance(ctx) {
+        Ok(action) => action,
+        Err(v) => (v, v.xdp_action()),
+    }
+}
+
+#[inline(always)]
+fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
+    let l2 = parse::parse_l2(ctx).map_err(parse_verdict)?;
+    // The 5-tuple is parsed straight into the connection-table key.
+    let mut key = FlowKey::default();
+    let ip = parse::parse_ip(ctx, &l2, &mut key).map_err(parse_verdict)?;
+
+    let tcp_flags = match ip.l4 {
+        L4Status::TcpUdp => parse::parse_ports(ctx, &ip, &mut key).map_err(parse_verdict)?,
+        // No usable ports: drop it only if it is addressed to a VIP address.
+        L4Status::Fragment => return Err(unbalanceable(&key, Verdict::Fragment)),
+        L4Status::UnsupportedExt => return Err(unbalanceable(&key, Verdict::Ipv6ExtUnsupported)),
+        L4Status::Other => return Err(Verdict::NotVip),
+    };
+
+    let vip = lookup_vip(&key).ok_or(Verdict::NotVip)?;
+    let ip_len = ip.ip_len as u64;
+    if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += ip_len;
+        }
+    }
+
+    let hash = if vip.flags & VIP_F_SOURCE_HASH != 0 {
+        source_hash(&key)
+    } else {
+        flow_hash(&key)
+    };
+    let (backend_id, backend) = pick_backend(ctx, vip, &key, hash, tcp_flags)?;
+    if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: per-CPU slot.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += ip_len;
+        }
+    }
+
+    forward(ctx, &l2, &ip, backend, hash)
+}
+
+#[inline(always)]
+fn parse_verdict(e: ParseError) -> Verdict {
+    match e {
+        ParseError::NotIp => Verdict::NotIp,
+        ParseError::Malformed => Verdict::Malformed,
+    }
+}
+
+/// A packet without usable ports: `reason` (dropped) if its destination is a VIP
+/// address, else it is not ours and passes.
+#[inline(always)]
+fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
+    let marker = VipKey {
+        addr: key.dst,
+        port: [0; 2],
+        proto: 0,
+        family: key.family,
+    };
+    // SAFETY: VipInfo is plain data; a concurrent update replaces the whole
+    // element (hash map RCU), it never tears one.
+    match unsafe { XLB_VIPS.get(&marker) } {
+        Some(_) => reason,
+        None => Verdict::NotVip,
+    }
+}
+
+/// Exact (address, port, protocol) first, then the address's port-0 VIP.
+#[inline(always)]
+fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
+    let mut vk = VipKey {
+        addr: key.dst,
+        port: key.dport,
+        proto: key.proto,
+        family: key.family,
+    };
+    // SAFETY: see `unbalanceable`.
+    if let Some(v) = unsafe { XLB_VIPS.get(&vk) } {
+        return Some(v);
+    }
+    vk.port = [0; 2];
+    unsafe { XLB_VIPS.get(&vk) }
+}
+
+/// The backend for this packet: the connection table's answer while it still
+/// names a live backend of this VIP, else the Maglev slot (remembered in the
+/// connection table unless the VIP bypasses it).
+#[inline(always)]
+fn pick_backend(
+    ctx: &XdpContext,
+    vip: &VipInfo,
+    key: &FlowKey,
+    hash: u32,
+    tcp_flags: u8,
+) -> Result<(u32, &'static Backend), Verdict> {
+    let use_flows = vip.flags & VIP_F_NO_FLOW_TABLE == 0;
+    if use_flows {
+        // SAFETY: FlowValue is plain data, updated by whole-element replacement.
+        if let Some(flow) = unsafe { XLB_FLOWS.get(key) } {
+            let id = flow.backend_id;
+            if let Some(b) = live_backend(id, vip.vip_id) {
+                return Ok((id, b));
+            }
+        }
+    }
+
+    if vip.table_size == 0 {
+        return Err(Verdict::NoBackend);
+    }
+    let slot = vip.table_offset + hash % vip.table_size;
+    let id = *XLB_MAGLEV.get(slot).ok_or(Verdict::Internal)?;
+    let Some(backend) = live_backend(id, vip.vip_id) else {
+        debug!(ctx, "xlb: vip {} slot {} has no live backend ({})", vip.vip_id, slot, id);
+        return Err(Verdict::NoBackend);
+    };
+
+    let new_flow = if use_flows {
+        // An insert failure (memory pressure) only costs the flow its pinning.
+        XLB_FLOWS
+            .insert(key, FlowValue { backend_id: id }, 0)
+            .is_ok()
+    } else {
+        key.proto == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+    };
+    if new_flow {
+        if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
+            // SAFETY: per-CPU slot.
+            unsafe { (*s).new_flows += 1 };
+        }
+    }
+    Ok((id, backend))
+}
+
+/// The backend in slot `id` if it is in use and belongs to `vip_id`. Ids are
+/// recycled by the daemon, so a stale flow entry must not be trusted blindly.
+#[inline(always)]
+fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
+    if id == NO_BACKEND {
+        return None;
+    }
+    let b = XLB_BACKENDS.get(id)?;
+    if b.flags & BACKEND_F_ACTIVE == 0 || b.vip_id != vip_id {
+        return None;
+    }
+    Some(b)
+}
+
+/// Encapsulates toward `backend` and picks the transmit action from the FIB.
+#[inline(always)]
+fn forward(
+    ctx: &XdpContext,
+    l2: &L2,
+    ip: &Ip,
+    backend: &Backend,
+    hash: u32,
+) -> Result<(Verdict, u32), Verdict> {
+    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
+    // families share one `Outer`; only the used bytes are read.
+    let src_v4 = lb_common::v4_addr16(cfg.src_v4);
+    let src = if backend.family == FAMILY_V4 {
+        if cfg.flags & CONFIG_F_SRC_V4 == 0 {
+            return Err(Verdict::NoOuterSource);
+        }
+        &src_v4
+    } else {
+        if cfg.flags & CONFIG_F_SRC_V6 == 0 {
+            return Err(Verdict::NoOuterSource);
+        }
+        &cfg.src_v6
+    };
+    let outer = Outer {
+        family: backend.family,
+        src,
+        dst: &backend.addr,
+        tos: ip.tos,
+        ttl: ip.ttl,
+        flow_label: hash & 0x000f_ffff,
+        inner_family: ip.family,
+        inner_len: ip.ip_len,
+    };
+    if outer.header_len() + outer.inner_len > u16::MAX as usize {
+        return Err(Verdict::TooBig);
+    }
+
+    let ingress = ctx.ingress_ifindex() as u32;
+    let (rc, hop) = encap::fib_lookup(ctx, &outer, ingress);
+    let (smac, dmac, verdict) = match rc {
+        fib_rc::SUCCESS => (hop.smac, hop.dmac, Verdict::Tx),
+        // Hand the encapsulated packet to the kernel: it forwards it and, on the
+        // way, resolves the neighbour the next packets will use. The frame keeps
+        // its original MACs: its destination is this host's own MAC, so the
+        // stack accepts it instead of dropping it as OTHERHOST.
+        fib_rc::NO_NEIGH => {
+            let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
+            (smac, dmac, Verdict::FibNoNeigh)
+        }
+        fib_rc::FRAG_NEEDED => return Err(Verdict::TooBig),
+        _ => {
+            debug!(ctx, "xlb: fib lookup toward backend failed: rc {}", rc);
+            return Err(Verdict::FibUnreachable);
+        }
+    };
+
+    if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
+        return Err(Verdict::Internal);
+    }
+    if verdict == Verdict::FibNoNeigh {
+        return Ok((verdict, xdp_action::XDP_PASS));
+    }
+    if hop.ifindex == ingress {
+        return Ok((Verdict::Tx, xdp_action::XDP_TX));
+    }
+    match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+        Ok(action) => Ok((Verdict::Redirect, action)),
+        Err(_) => Err(Verdict::RedirectFailed),
+    }
+}
+
+/// (source, destination) MACs of the frame as received.
+#[inline(always)]
+fn original_macs(ctx: &XdpContext) -> Option<([u8; 6], [u8; 6])> {
+    // SAFETY: bounds checked by ptr_at; EthHdr is plain data, read by value.
+    let eth = unsafe { lb_ebpf::packet::ptr_at::<network_types::eth::EthHdr>(ctx, 0) }?;
+    Some(unsafe { ((*eth).src_addr, (*eth).dst_addr) })
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any path that could reach here; there are none.
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,211 @@
+//! `xlb_decap`: runs on backends. Strips the outer header of IP-in-IP packets
+//! (IPv4 or IPv6 outer, IPv4 or IPv6 inner) addressed to one of this host's
+//! tunnel addresses in `XLB_DECAP_ADDRS` and passes the inner packet up the
+//! stack, as the kernel's ipip/ip6_tunnel/sit modules would. Everything else
+//! passes unchanged.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::generated::bpf_xdp_adjust_head,
+    macros::{map, xdp},
+    maps::{HashMap, PerCpuArray},
+    programs::XdpContext,
+    EbpfContext,
+};
+use lb_common::{decap_stat, DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS};
+use lb_ebpf::{
+    packet::ptr_at,
+    parse::{self, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
+};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    vlan::VlanHdr,
+};
+
+/// Outer destination addresses this host terminates tunnels for.
+#[map]
+static XLB_DECAP_ADDRS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DECAP_ADDRS, 0);
+
+/// Per-CPU packet counters, slots in `lb_common::decap_stat`.
+#[map]
+static XLB_DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(decap_stat::COUNT, 0);
+
+#[xdp]
+pub fn xlb_decap(ctx: XdpContext) -> u32 {
+    let (slot, action) = decap(&ctx);
+    if let Some(c) = XLB_DECAP_STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot.
+        unsafe { *c += 1 };
+    }
+    action
+}
+
+const PASSED: (u32, u32) = (decap_stat::PASSED, xdp_action::XDP_PASS);
+const MALFORMED: (u32, u32) = (decap_stat::MALFORMED, xdp_action::XDP_DROP);
+
+/// A tunnel packet for us: its outer header length and the inner family.
+struct Tunnel {
+    outer_len: usize,
+    inner_family: u8,
+}
+
+#[inline(always)]
+fn decap(ctx: &XdpContext) -> (u32, u32) {
+    let Ok(l2) = parse::parse_l2(ctx) else {
+        return PASSED;
+    };
+    let tunnel = match l2.ether_type {
+        ETH_P_IPV4 => outer_ipv4(ctx, l2.l3_off),
+        ETH_P_IPV6 => outer_ipv6(ctx, l2.l3_off),
+        _ => None,
+    };
+    let Some(t) = tunnel else {
+        return PASSED;
+    };
+    if !inner_is_valid(ctx, l2.l3_off + t.outer_len, t.inner_family) {
+        return MALFORMED;
+    }
+    if strip(ctx, &l2, &t) {
+        (decap_stat::DECAPSULATED, xdp_action::XDP_PASS)
+    } else {
+        MALFORMED
+    }
+}
+
+#[inline(always)]
+fn inner_family(proto: u8) -> Option<u8> {
+    match proto {
+        IPPROTO_IPIP => Some(FAMILY_V4),
+        IPPROTO_IPV6 => Some(FAMILY_V6),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn is_ours(addr: [u8; 16], family: u8) -> bool {
+    let key = DecapKey {
+        addr,
+        family,
+        _pad: [0; 3],
+    };
+    // SAFETY: u32 values, replaced whole by updates.
+    unsafe { XLB_DECAP_ADDRS.get(&key) }.is_some()
+}
+
+#[inline(always)]
+fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
+    // SAFETY: bounds checked by ptr_at; plain data.
+    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(ctx, off)? };
+    let inner_family = inner_family(ip.proto)?;
+    // A fragmented tunnel packet cannot be stripped piecewise; the kernel
+    // reassembles it (and, without an ipip module, drops it).
+    if ip.vihl >> 4 != 4 || u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
+        return None;
+    }
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ihl < Ipv4Hdr::LEN {
+        return None;
+    }
+    if !is_ours(lb_common::v4_addr16(ip.dst_addr), FAMILY_V4) {
+        return None;
+    }
+    Some(Tunnel {
+        outer_len: ihl,
+        inner_family,
+    })
+}
+
+#[inline(always)]
+fn outer_ipv6(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
+    // SAFETY: bounds checked by ptr_at; plain data.
+    let ip = unsafe { &*ptr_at::<Ipv6Hdr>(ctx, off)? };
+    let inner_family = inner_family(ip.next_hdr)?;
+    if ip.vcf[0] >> 4 != 6 || !is_ours(ip.dst_addr, FAMILY_V6) {
+        return None;
+    }
+    Some(Tunnel {
+        outer_len: Ipv6Hdr::LEN,
+        inner_family,
+    })
+}
+
+/// The inner header must at least be a whole IP header of the announced family.
+#[inline(always)]
+fn inner_is_valid(ctx: &XdpContext, off: usize, family: u8) -> bool {
+    if family == FAMILY_V4 {
+        // SAFETY: bounds checked by ptr_at; plain data.
+        match unsafe { ptr_at::<Ipv4Hdr>(ctx, off) } {
+            Some(ip) => unsafe { (*ip).vihl >> 4 == 4 && (*ip).vihl & 0x0f >= 5 },
+            None => false,
+        }
+    } else {
+        // SAFETY: as above.
+        match unsafe { ptr_at::<Ipv6Hdr>(ctx, off) } {
+            Some(ip) => unsafe { (*ip).vcf[0] >> 4 == 6 },
+            None => false,
+        }
+    }
+}
+
+/// Moves the link-layer header forward over the outer IP header, fixes its
+/// EtherType for the inner family, and shrinks the frame from the front.
+#[inline(always)]
+fn strip(ctx: &XdpContext, l2: &L2, t: &Tunnel) -> bool {
+    let inner_type = if t.inner_family == FAMILY_V4 {
+        ETH_P_IPV4
+    } else {
+        ETH_P_IPV6
+    };
+    // SAFETY: bounds checked by ptr_at; plain data read by value.
+    let Some(old) = (unsafe { ptr_at::<EthHdr>(ctx, 0) }) else {
+        return false;
+    };
+    let (dst, src) = unsafe { ((*old).dst_addr, (*old).src_addr) };
+    // The new link-layer header ends where the inner packet starts. The outer
+    // header is at least 20 bytes, so it never overlaps the old one (<= 18).
+    let new_off = t.outer_len;
+    let Some(eth) = (unsafe { ptr_at::<EthHdr>(ctx, new_off) }) else {
+        return false;
+    };
+    let eth_type = if l2.vlan_tpid != 0 {
+        l2.vlan_tpid
+    } else {
+        inner_type
+    };
+    // SAFETY: bounds checked by ptr_at above.
+    unsafe {
+        (*eth).dst_addr = dst;
+        (*eth).src_addr = src;
+        (*eth).ether_type = eth_type.to_be();
+    }
+    if l2.vlan_tpid != 0 {
+        let Some(vlan) = (unsafe { ptr_at::<VlanHdr>(ctx, new_off + EthHdr::LEN) }) else {
+            return false;
+        };
+        // SAFETY: bounds checked by ptr_at.
+        unsafe {
+            (*vlan).tci = l2.vlan_tci;
+            (*vlan).ether_type = inner_type.to_be();
+        }
+    }
+    // SAFETY: shrinking the front by the outer header length, which lies inside
+    // the packet (checked by the reads above).
+    unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, t.outer_len as i32) == 0 }
+}
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

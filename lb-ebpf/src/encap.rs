@@ -1,0 +1,240 @@
+//! IP-in-IP encapsulation toward a backend (direct server return): the outer
+//! header family follows the backend (IPv4 or IPv6), the inner packet is left
+//! byte-for-byte as the client sent it, and the new Ethernet header carries the
+//! next hop's MAC from the kernel FIB.
+//!
+//! Headers are written field by field straight into the packet: the BPF stack
+//! is 512 bytes and the verifier counts every temporary array.
+
+use aya_ebpf::{
+    bindings::bpf_fib_lookup as FibParams, helpers::generated::bpf_fib_lookup,
+    helpers::generated::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext,
+};
+use lb_common::{checksum, FAMILY_V4};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    vlan::VlanHdr,
+};
+
+use crate::{
+    packet::ptr_at,
+    parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
+};
+
+pub const IPV4_HDR_LEN: usize = 20;
+pub const IPV6_HDR_LEN: usize = 40;
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// `bpf_fib_lookup` return codes (include/uapi/linux/bpf.h).
+pub mod fib_rc {
+    pub const SUCCESS: i64 = 0;
+    pub const BLACKHOLE: i64 = 1;
+    pub const UNREACHABLE: i64 = 2;
+    pub const PROHIBIT: i64 = 3;
+    pub const NOT_FWDED: i64 = 4;
+    pub const FWD_DISABLED: i64 = 5;
+    pub const UNSUPP_LWT: i64 = 6;
+    pub const NO_NEIGH: i64 = 7;
+    pub const FRAG_NEEDED: i64 = 8;
+}
+
+/// What the outer header needs, gathered before the packet is moved. Addresses
+/// are references into map values (valid for the whole program run).
+#[derive(Clone, Copy)]
+pub struct Outer<'a> {
+    /// Family of the outer header (the backend's).
+    pub family: u8,
+    pub src: &'a [u8; 16],
+    pub dst: &'a [u8; 16],
+    /// Copied from the inner header: DSCP/ECN and TTL/hop limit.
+    pub tos: u8,
+    pub ttl: u8,
+    /// IPv6 flow label (20 bits), from the flow hash: gives ECMP in the fabric
+    /// per-flow entropy without anyone parsing the inner packet.
+    pub flow_label: u32,
+    /// Family of the inner packet: picks IPIP (4) or IPv6 (41) as next protocol.
+    pub inner_family: u8,
+    /// Length of the inner IP packet (header + payload, no L2 padding).
+    pub inner_len: usize,
+}
+
+impl Outer<'_> {
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        if self.family == FAMILY_V4 {
+            IPV4_HDR_LEN
+        } else {
+            IPV6_HDR_LEN
+        }
+    }
+
+    #[inline(always)]
+    fn next_proto(&self) -> u8 {
+        if self.inner_family == FAMILY_V4 {
+            IPPROTO_IPIP
+        } else {
+            IPPROTO_IPV6
+        }
+    }
+}
+
+/// Result of a FIB lookup: where the encapsulated frame goes.
+#[derive(Clone, Copy)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+}
+
+/// Asks the kernel FIB for the route and neighbour toward the outer destination.
+/// `tot_len` makes the kernel check the egress MTU for the encapsulated size.
+/// Returns the raw return code and the next hop (filled on SUCCESS only).
+#[inline(always)]
+pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64, NextHop) {
+    // SAFETY: bpf_fib_lookup is a plain C struct of integers and unions of
+    // integers, for which all-zero is a valid value.
+    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    p.__bindgen_anon_1.tot_len = (outer.header_len() + outer.inner_len) as u16;
+    p.ifindex = ingress_ifindex;
+    let (s, d) = (outer.src, outer.dst);
+    if outer.family == FAMILY_V4 {
+        p.family = AF_INET;
+        p.__bindgen_anon_2.tos = outer.tos;
+        p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+        p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+    } else {
+        p.family = AF_INET6;
+        // SAFETY: [u8; 16] and [u32; 4] have the same size; unaligned read.
+        p.__bindgen_anon_3.ipv6_src = unsafe { core::ptr::read_unaligned(s.as_ptr().cast()) };
+        p.__bindgen_anon_4.ipv6_dst = unsafe { core::ptr::read_unaligned(d.as_ptr().cast()) };
+    }
+    // SAFETY: the helper reads and writes only `p`, whose size we pass.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            &mut p,
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    (
+        rc,
+        NextHop {
+            ifindex: p.ifindex,
+            smac: p.smac,
+            dmac: p.dmac,
+        },
+    )
+}
+
+/// Grows the frame at the front by the outer header and writes Ethernet (+ the
+/// original VLAN tag) and the outer IP header in front of the untouched inner
+/// packet. Returns false if the kernel refused to grow the headroom.
+#[inline(always)]
+pub fn push_outer(ctx: &XdpContext, l2: &L2, outer: &Outer, smac: &[u8; 6], dmac: &[u8; 6]) -> bool {
+    let hdr_len = outer.header_len();
+    // SAFETY: moving data start is always memory-safe; every packet pointer taken
+    // before this call is dead from here on (only offsets are reused).
+    if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(hdr_len as i32)) } != 0 {
+        return false;
+    }
+    let outer_type = if outer.family == FAMILY_V4 {
+        ETH_P_IPV4
+    } else {
+        ETH_P_IPV6
+    };
+    let eth_type = if l2.vlan_tpid != 0 {
+        l2.vlan_tpid
+    } else {
+        outer_type
+    };
+    // SAFETY: bounds checked by ptr_at; EthHdr is plain data.
+    let Some(eth) = (unsafe { ptr_at::<EthHdr>(ctx, 0) }) else {
+        return false;
+    };
+    unsafe {
+        (*eth).dst_addr = *dmac;
+        (*eth).src_addr = *smac;
+        (*eth).ether_type = eth_type.to_be();
+    }
+    if l2.vlan_tpid != 0 {
+        // SAFETY: bounds checked by ptr_at; VlanHdr is plain data.
+        let Some(vlan) = (unsafe { ptr_at::<VlanHdr>(ctx, EthHdr::LEN) }) else {
+            return false;
+        };
+        unsafe {
+            (*vlan).tci = l2.vlan_tci;
+            (*vlan).ether_type = outer_type.to_be();
+        }
+    }
+    if outer.family == FAMILY_V4 {
+        write_ipv4(ctx, l2.l3_off, outer)
+    } else {
+        write_ipv6(ctx, l2.l3_off, outer)
+    }
+}
+
+#[inline(always)]
+fn write_ipv4(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
+    // SAFETY: bounds checked by ptr_at; Ipv4Hdr is plain data (alignment 1).
+    let Some(h) = (unsafe { ptr_at::<Ipv4Hdr>(ctx, off) }) else {
+        return false;
+    };
+    let tot_len = (IPV4_HDR_LEN + o.inner_len) as u16;
+    let proto = o.next_proto();
+    let (s, d) = (o.src, o.dst);
+    // The checksum is the folded sum of the header's 16-bit words, computed from
+    // the values rather than re-read from the packet. ID 0 with DF set: an
+    // atomic datagram (RFC 6864); the outer packet is never fragmented.
+    const VER_IHL: u8 = 0x45;
+    const FLAGS_DF: u16 = 0x4000;
+    let sum = u32::from(u16::from_be_bytes([VER_IHL, o.tos]))
+        + u32::from(tot_len)
+        + u32::from(FLAGS_DF)
+        + u32::from(u16::from_be_bytes([o.ttl, proto]))
+        + u32::from(u16::from_be_bytes([s[0], s[1]]))
+        + u32::from(u16::from_be_bytes([s[2], s[3]]))
+        + u32::from(u16::from_be_bytes([d[0], d[1]]))
+        + u32::from(u16::from_be_bytes([d[2], d[3]]));
+    // SAFETY: `h` is valid for 20 bytes (checked above).
+    unsafe {
+        (*h).vihl = VER_IHL;
+        (*h).tos = o.tos;
+        (*h).tot_len = tot_len.to_be_bytes();
+        (*h).id = [0, 0];
+        (*h).frags = FLAGS_DF.to_be_bytes();
+        (*h).ttl = o.ttl;
+        (*h).proto = proto;
+        (*h).check = checksum::fold(sum).to_be_bytes();
+        (*h).src_addr = [s[0], s[1], s[2], s[3]];
+        (*h).dst_addr = [d[0], d[1], d[2], d[3]];
+    }
+    true
+}
+
+#[inline(always)]
+fn write_ipv6(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
+    // SAFETY: bounds checked by ptr_at; Ipv6Hdr is plain data (alignment 1).
+    let Some(h) = (unsafe { ptr_at::<Ipv6Hdr>(ctx, off) }) else {
+        return false;
+    };
+    let fl = o.flow_label;
+    // SAFETY: `h` is valid for 40 bytes (checked above).
+    unsafe {
+        (*h).vcf = [
+            0x60 | (o.tos >> 4),
+            (o.tos << 4) | ((fl >> 16) as u8 & 0x0f),
+            (fl >> 8) as u8,
+            fl as u8,
+        ];
+        (*h).payload_len = (o.inner_len as u16).to_be_bytes();
+        (*h).next_hdr = o.next_proto();
+        (*h).hop_limit = o.ttl;
+        (*h).src_addr = *o.src;
+        (*h).dst_addr = *o.dst;
+    }
+    true
+}

@@ -1,0 +1,273 @@
+//! Header parsing for the XDP programs: Ethernet with at most one VLAN tag,
+//! IPv4 (any IHL) and IPv6 (a few extension headers), then TCP/UDP ports.
+//!
+//! Headers are `network-types` structs read through [`ptr_at`]; multi-byte
+//! fields stay big-endian byte arrays until a comparison needs them. Nothing here
+//! writes to the packet or touches maps.
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::{FlowKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
+
+use crate::packet::ptr_at;
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_IPIP: u8 = 4;
+pub const IPPROTO_IPV6: u8 = 41;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+
+/// IPv6 extension headers walked before giving up. Real traffic to a VIP carries
+/// none; three covers hop-by-hop + destination options + routing in any order.
+const MAX_IPV6_EXT_HEADERS: usize = 3;
+
+/// Why a frame could not be parsed far enough.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not IPv4/IPv6 (or more than one VLAN tag).
+    NotIp,
+    /// A header is cut short or a length field disagrees with the frame.
+    Malformed,
+}
+
+/// The link layer: where the IP header starts and the VLAN tag, if any, which an
+/// encapsulated packet keeps (it leaves on the VLAN it came in on).
+#[derive(Clone, Copy)]
+pub struct L2 {
+    pub l3_off: usize,
+    /// Host-order EtherType of the IP header (after the tag).
+    pub ether_type: u16,
+    /// Host-order TPID of the tag (0x8100/0x88a8), 0 when untagged.
+    pub vlan_tpid: u16,
+    pub vlan_tci: [u8; 2],
+}
+
+/// Where the transport header is, as far as IP parsing can tell.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum L4Status {
+    /// TCP or UDP at `Ip::l4_off`.
+    TcpUdp,
+    /// An IPv4 fragment or an IPv6 fragment header: no reliable ports.
+    Fragment,
+    /// IPv6 extension headers the parser does not walk past.
+    UnsupportedExt,
+    /// Any other protocol (ICMP, ESP, ...): never a VIP.
+    Other,
+}
+
+/// The IP layer of a frame, validated against the frame length.
+#[derive(Clone, Copy)]
+pub struct Ip {
+    pub family: u8,
+    pub l3_off: usize,
+    pub l4_off: usize,
+    /// Transport protocol (after IPv6 extension headers).
+    pub proto: u8,
+    pub l4: L4Status,
+    /// Length of the whole IP packet, header included. Never more than the
+    /// frame holds; the frame may be longer (Ethernet padding).
+    pub ip_len: usize,
+    /// IPv4 TOS / IPv6 traffic class (DSCP + ECN).
+    pub tos: u8,
+    /// IPv4 TTL / IPv6 hop limit.
+    pub ttl: u8,
+}
+
+
+/// Parses Ethernet and at most one 802.1Q/802.1ad tag.
+#[inline(always)]
+pub fn parse_l2(ctx: &XdpContext) -> Result<L2, ParseError> {
+    // SAFETY: EthHdr is repr(C) with byte-array/u16 fields read by value only;
+    // ptr_at checked the bounds.
+    let eth = unsafe { ptr_at::<EthHdr>(ctx, 0) }.ok_or(ParseError::Malformed)?;
+    let ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+        return Ok(L2 {
+            l3_off: EthHdr::LEN,
+            ether_type,
+            vlan_tpid: 0,
+            vlan_tci: [0; 2],
+        });
+    }
+    // SAFETY: as above, VlanHdr is 4 bytes of plain data, bounds checked.
+    let vlan = unsafe { ptr_at::<VlanHdr>(ctx, EthHdr::LEN) }.ok_or(ParseError::Malformed)?;
+    let inner = u16::from_be(unsafe { (*vlan).ether_type });
+    if inner == ETH_P_8021Q || inner == ETH_P_8021AD {
+        // Q-in-Q: not ours to balance; the kernel handles it.
+        return Err(ParseError::NotIp);
+    }
+    Ok(L2 {
+        l3_off: EthHdr::LEN + VlanHdr::LEN,
+        ether_type: inner,
+        vlan_tpid: ether_type,
+        vlan_tci: unsafe { (*vlan).tci },
+    })
+}
+
+/// Parses the IP header after `l2`, dispatching on the EtherType. Addresses,
+/// protocol and family go straight into `key` (IPv4 addresses in the first 4
+/// bytes; `key` must start zeroed) so they are copied out of the packet once.
+#[inline(always)]
+pub fn parse_ip(ctx: &XdpContext, l2: &L2, key: &mut FlowKey) -> Result<Ip, ParseError> {
+    match l2.ether_type {
+        ETH_P_IPV4 => parse_ipv4(ctx, l2.l3_off, key),
+        ETH_P_IPV6 => parse_ipv6(ctx, l2.l3_off, key),
+        _ => Err(ParseError::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, ParseError> {
+    // SAFETY: Ipv4Hdr is 20 bytes of byte arrays, bounds checked by ptr_at.
+    let ip = unsafe { ptr_at::<Ipv4Hdr>(ctx, l3_off) }.ok_or(ParseError::Malformed)?;
+    let ip = unsafe { &*ip };
+    if ip.vihl >> 4 != 4 {
+        return Err(ParseError::Malformed);
+    }
+    // Masking keeps the offset provably bounded (<= 60) for the verifier.
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
+    if ihl < Ipv4Hdr::LEN || ip_len < ihl || l3_off + ip_len > crate::packet::len(ctx) {
+        return Err(ParseError::Malformed);
+    }
+    // MF flag or a non-zero offset: a fragment (the DF bit alone is not).
+    let frags = u16::from_be_bytes(ip.frags);
+    let l4 = if frags & 0x3fff != 0 {
+        L4Status::Fragment
+    } else if ip.proto == PROTO_TCP || ip.proto == PROTO_UDP {
+        L4Status::TcpUdp
+    } else {
+        L4Status::Other
+    };
+    key.src[..4].copy_from_slice(&ip.src_addr);
+    key.dst[..4].copy_from_slice(&ip.dst_addr);
+    key.proto = ip.proto;
+    key.family = FAMILY_V4;
+    Ok(Ip {
+        family: FAMILY_V4,
+        l3_off,
+        l4_off: l3_off + ihl,
+        proto: ip.proto,
+        l4,
+        ip_len,
+        tos: ip.tos,
+        ttl: ip.ttl,
+    })
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, ParseError> {
+    // SAFETY: Ipv6Hdr is 40 bytes of byte arrays, bounds checked by ptr_at.
+    let ip = unsafe { ptr_at::<Ipv6Hdr>(ctx, l3_off) }.ok_or(ParseError::Malformed)?;
+    let ip = unsafe { &*ip };
+    if ip.vcf[0] >> 4 != 6 {
+        return Err(ParseError::Malformed);
+    }
+    let payload_len = u16::from_be_bytes(ip.payload_len) as usize;
+    let ip_len = Ipv6Hdr::LEN + payload_len;
+    // payload_len 0 would be a jumbogram (hop-by-hop option): not supported.
+    if payload_len == 0 || l3_off + ip_len > crate::packet::len(ctx) {
+        return Err(ParseError::Malformed);
+    }
+    let tos = (ip.vcf[0] << 4) | (ip.vcf[1] >> 4);
+    let (proto, l4_off, l4) = walk_ipv6_ext(ctx, ip.next_hdr, l3_off + Ipv6Hdr::LEN)?;
+    key.src = ip.src_addr;
+    key.dst = ip.dst_addr;
+    key.proto = proto;
+    key.family = FAMILY_V6;
+    Ok(Ip {
+        family: FAMILY_V6,
+        l3_off,
+        l4_off,
+        proto,
+        l4,
+        ip_len,
+        tos,
+        ttl: ip.hop_limit,
+    })
+}
+
+/// Skips hop-by-hop, destination-options and (exhausted) routing headers.
+/// A routing header with segments left means the destination address is only a
+/// waypoint, so the packet is not (yet) for a VIP: reported as unsupported.
+#[inline(always)]
+fn walk_ipv6_ext(
+    ctx: &XdpContext,
+    mut next: u8,
+    mut off: usize,
+) -> Result<(u8, usize, L4Status), ParseError> {
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        match next {
+            PROTO_TCP | PROTO_UDP => return Ok((next, off, L4Status::TcpUdp)),
+            IPPROTO_FRAGMENT => return Ok((next, off, L4Status::Fragment)),
+            IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING => {
+                // SAFETY: 4 plain bytes, bounds checked (every extension header is
+                // at least 8 bytes long, so reading 4 never overreads a valid one).
+                let ext = unsafe { ptr_at::<[u8; 4]>(ctx, off) }.ok_or(ParseError::Malformed)?;
+                let ext = unsafe { *ext };
+                if next == IPPROTO_ROUTING && ext[3] != 0 {
+                    return Ok((next, off, L4Status::UnsupportedExt));
+                }
+                next = ext[0];
+                off += (ext[1] as usize + 1) * 8;
+            }
+            _ => return Ok((next, off, L4Status::Other)),
+        }
+    }
+    let l4 = match next {
+        PROTO_TCP | PROTO_UDP => L4Status::TcpUdp,
+        IPPROTO_FRAGMENT => L4Status::Fragment,
+        IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING => L4Status::UnsupportedExt,
+        _ => L4Status::Other,
+    };
+    Ok((next, off, l4))
+}
+
+/// Reads the ports of a TCP/UDP packet into `key` and returns the TCP flags
+/// byte (0 for UDP). The whole fixed transport header must lie inside both the
+/// frame and the IP packet's own length.
+#[inline(always)]
+pub fn parse_ports(ctx: &XdpContext, ip: &Ip, key: &mut FlowKey) -> Result<u8, ParseError> {
+    let ip_end = ip.l3_off + ip.ip_len;
+    if ip.proto == PROTO_TCP {
+        if ip.l4_off + TcpHdr::LEN > ip_end {
+            return Err(ParseError::Malformed);
+        }
+        // SAFETY: TcpHdr is 20 bytes of plain data, bounds checked by ptr_at.
+        let tcp = unsafe { ptr_at::<TcpHdr>(ctx, ip.l4_off) }.ok_or(ParseError::Malformed)?;
+        let tcp = unsafe { &*tcp };
+        // Byte 13 of the header holds CWR..FIN; network-types exposes it only
+        // through bitfield accessors, so read it from the raw bytes.
+        // SAFETY: `tcp` points at 20 valid bytes; offset 13 is inside them.
+        let flags = unsafe { *(tcp as *const TcpHdr as *const u8).add(13) };
+        key.sport = tcp.source;
+        key.dport = tcp.dest;
+        Ok(flags)
+    } else {
+        if ip.l4_off + UdpHdr::LEN > ip_end {
+            return Err(ParseError::Malformed);
+        }
+        // SAFETY: UdpHdr is 8 bytes of plain data, bounds checked by ptr_at.
+        let udp = unsafe { ptr_at::<UdpHdr>(ctx, ip.l4_off) }.ok_or(ParseError::Malformed)?;
+        let udp = unsafe { &*udp };
+        key.sport = udp.src;
+        key.dport = udp.dst;
+        Ok(0)
+    }
+}

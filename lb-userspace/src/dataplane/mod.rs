@@ -1,0 +1,508 @@
+//! Typed access to the balancer's BPF maps: loading the object with the
+//! configured sizes (optionally pinned, adopting pins left by a previous run),
+//! writing VIPs, backends, Maglev tables and global settings, and reading stats.
+//!
+//! This is the only module that knows map names and value layouts on the
+//! userspace side; the reconciler and the tests go through it.
+
+mod maglev_table;
+
+use std::{
+    os::fd::AsFd,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, Xdp},
+    Ebpf, EbpfLoader, VerifierLogLevel,
+};
+use lb_common::{
+    map_names, program_names, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, VipInfo,
+    VipKey, VipStats, Verdict,
+};
+use thiserror::Error;
+
+pub use maglev_table::MaglevTable;
+
+use crate::ebpf_objects;
+
+/// Capacities of the balancer's maps, fixed when they are created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    pub max_vips: u32,
+    pub max_backends: u32,
+    /// Slots per VIP table (a prime); VIP `i`'s table starts at `i * table_size`.
+    pub table_size: u32,
+    pub flow_table_size: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Self {
+            max_vips: lb_common::DEFAULT_MAX_VIPS,
+            max_backends: lb_common::DEFAULT_MAX_BACKENDS,
+            table_size: lb_common::DEFAULT_TABLE_SIZE,
+            flow_table_size: lb_common::DEFAULT_FLOW_TABLE_SIZE,
+        }
+    }
+}
+
+impl Sizes {
+    /// Entries of `XLB_MAGLEV`: every VIP slot gets a whole table.
+    pub fn maglev_entries(&self) -> Option<u32> {
+        self.max_vips.checked_mul(self.table_size)
+    }
+
+    /// Entries of `XLB_VIPS`: each VIP plus one address marker per VIP address.
+    pub fn vip_map_entries(&self) -> u32 {
+        self.max_vips.saturating_mul(2)
+    }
+
+    /// Offset of VIP `vip_id`'s table in `XLB_MAGLEV`.
+    pub fn table_offset(&self, vip_id: u32) -> u32 {
+        vip_id * self.table_size
+    }
+}
+
+/// How to load the balancer.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub sizes: Sizes,
+    /// Pin every map under this directory (created if missing), or adopt the
+    /// maps already pinned there.
+    pub pin_dir: Option<PathBuf>,
+    /// aya-log level for the eBPF side: 0 off, 1 error .. 5 trace. With 0 the
+    /// verifier prunes every log statement, so the fast path pays nothing.
+    pub bpf_log_level: u8,
+}
+
+#[derive(Debug, Error)]
+pub enum DataplaneError {
+    #[error(transparent)]
+    MissingObject(#[from] ebpf_objects::MissingObject),
+    #[error("map {name} needs {what} that overflows u32 (max_vips x table_size too large)")]
+    SizeOverflow { name: &'static str, what: &'static str },
+    #[error("cannot create the pin directory {}", path.display())]
+    PinDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("loading the eBPF object failed")]
+    Load(#[source] aya::EbpfError),
+    #[error("the object has no map {name}")]
+    MissingMap { name: &'static str },
+    #[error("the object has no program {name}")]
+    MissingProgram { name: &'static str },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error(
+        "pinned map {name} has key size {key}, value size {value}, {entries} entries, but this xlb \
+         expects {want_key}, {want_value}, {want_entries}; the pinned state comes from an \
+         incompatible config or version: run `xlb down` to remove it"
+    )]
+    PinnedLayout {
+        name: &'static str,
+        key: u32,
+        value: u32,
+        entries: u32,
+        want_key: u32,
+        want_value: u32,
+        want_entries: u32,
+    },
+    #[error("the verifier rejected {program}: {reason}\nverifier log (tail):\n{log_tail}")]
+    Verifier {
+        program: &'static str,
+        reason: String,
+        log_tail: String,
+    },
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the kernel refused interface {ifindex} as a redirect target")]
+    TxPortUnsupported { ifindex: u32 },
+    #[error("mapping the Maglev table into memory failed")]
+    Mmap(#[source] std::io::Error),
+    #[error("backend id {id} is outside XLB_BACKENDS (max_backends {max})")]
+    BackendOutOfRange { id: u32, max: u32 },
+    #[error("vip id {id} is outside the VIP maps (max_vips {max})")]
+    VipOutOfRange { id: u32, max: u32 },
+}
+
+/// The loaded balancer object and typed handles on its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    sizes: Sizes,
+    vips: HashMap<MapData, VipKey, VipInfo>,
+    backends: Array<MapData, Backend>,
+    maglev: MaglevTable,
+    flows: HashMap<MapData, FlowKey, FlowValue>,
+    config: Array<MapData, GlobalConfig>,
+    tx_ports: DevMapHash<MapData>,
+    vip_stats: PerCpuArray<MapData, VipStats>,
+    backend_stats: PerCpuArray<MapData, BackendStats>,
+    verdicts: PerCpuArray<MapData, u64>,
+}
+
+/// Expected (key size, value size, max entries) of a map, for adopting pins.
+struct Layout {
+    name: &'static str,
+    key: u32,
+    value: u32,
+    entries: u32,
+}
+
+fn size_of<T>() -> u32 {
+    std::mem::size_of::<T>() as u32
+}
+
+impl Dataplane {
+    /// Loads the balancer object with `opts.sizes` and loads (verifies) the XDP
+    /// program; attaching it is separate.
+    pub fn load(opts: &LoadOptions) -> Result<Self, DataplaneError> {
+        let bytes = ebpf_objects::require("balancer", ebpf_objects::BALANCER)?;
+        let sizes = opts.sizes;
+        let maglev_entries = sizes.maglev_entries().ok_or(DataplaneError::SizeOverflow {
+            name: map_names::MAGLEV,
+            what: "max_vips x table_size entries",
+        })?;
+        let layouts = [
+            Layout { name: map_names::VIPS, key: size_of::<VipKey>(), value: size_of::<VipInfo>(), entries: sizes.vip_map_entries() },
+            Layout { name: map_names::BACKENDS, key: 4, value: size_of::<Backend>(), entries: sizes.max_backends },
+            Layout { name: map_names::MAGLEV, key: 4, value: 4, entries: maglev_entries },
+            Layout { name: map_names::FLOWS, key: size_of::<FlowKey>(), value: size_of::<FlowValue>(), entries: sizes.flow_table_size },
+            Layout { name: map_names::CONFIG, key: 4, value: size_of::<GlobalConfig>(), entries: 1 },
+            Layout { name: map_names::TX_PORTS, key: 4, value: 8, entries: lb_common::MAX_TX_PORTS },
+            Layout { name: map_names::VIP_STATS, key: 4, value: size_of::<VipStats>(), entries: sizes.max_vips },
+            Layout { name: map_names::BACKEND_STATS, key: 4, value: size_of::<BackendStats>(), entries: sizes.max_backends },
+            Layout { name: map_names::VERDICTS, key: 4, value: 8, entries: Verdict::COUNT },
+        ];
+
+        let mut loader = EbpfLoader::new();
+        loader
+            .map_max_entries(map_names::VIPS, sizes.vip_map_entries())
+            .map_max_entries(map_names::BACKENDS, sizes.max_backends)
+            .map_max_entries(map_names::MAGLEV, maglev_entries)
+            .map_max_entries(map_names::FLOWS, sizes.flow_table_size)
+            .map_max_entries(map_names::VIP_STATS, sizes.max_vips)
+            .map_max_entries(map_names::BACKEND_STATS, sizes.max_backends)
+            .override_global("AYA_LOG_LEVEL", &opts.bpf_log_level, false)
+            .verifier_log_level(VerifierLogLevel::DEBUG | VerifierLogLevel::STATS);
+        let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                layouts.iter().map(|l| (l.name, dir.join(l.name))).collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(bytes).map_err(DataplaneError::Load)?;
+
+        // A pin left by another version or config is adopted as is by the
+        // loader: refuse it unless its layout is exactly what we expect.
+        if opts.pin_dir.is_some() {
+            for l in &layouts {
+                check_layout(&ebpf, l)?;
+            }
+        }
+
+        let program = xdp_program(&mut ebpf, program_names::BALANCER)?;
+        program.load().map_err(|e| program_error(program_names::BALANCER, e))?;
+
+        let maglev_map = take(&mut ebpf, map_names::MAGLEV)?;
+        let maglev = match &maglev_map {
+            Map::Array(data) => MaglevTable::map(data.fd().as_fd(), maglev_entries, sizes.table_size)
+                .map_err(DataplaneError::Mmap)?,
+            _ => return Err(map_err(map_names::MAGLEV, MapError::InvalidMapType { map_type: 0 })),
+        };
+        drop(maglev_map);
+
+        Ok(Self {
+            vips: typed(&mut ebpf, map_names::VIPS)?,
+            backends: typed(&mut ebpf, map_names::BACKENDS)?,
+            maglev,
+            flows: typed(&mut ebpf, map_names::FLOWS)?,
+            config: typed(&mut ebpf, map_names::CONFIG)?,
+            tx_ports: typed(&mut ebpf, map_names::TX_PORTS)?,
+            vip_stats: typed(&mut ebpf, map_names::VIP_STATS)?,
+            backend_stats: typed(&mut ebpf, map_names::BACKEND_STATS)?,
+            verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
+            sizes,
+            ebpf,
+        })
+    }
+
+    pub fn sizes(&self) -> Sizes {
+        self.sizes
+    }
+
+    /// The loaded `xlb_balancer` program (for attaching and test runs).
+    pub fn program(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        xdp_program(&mut self.ebpf, program_names::BALANCER)
+    }
+
+    /// The whole aya object, for what this wrapper does not cover (aya-log).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    // ---- VIPs -------------------------------------------------------------
+
+    pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> Result<(), DataplaneError> {
+        if info.vip_id >= self.sizes.max_vips && info.table_size != 0 {
+            return Err(DataplaneError::VipOutOfRange { id: info.vip_id, max: self.sizes.max_vips });
+        }
+        self.vips.insert(key, info, 0).map_err(|e| map_err(map_names::VIPS, e))
+    }
+
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        match self.vips.remove(key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(map_names::VIPS, e)),
+        }
+    }
+
+    /// Every entry of `XLB_VIPS`, address markers included.
+    pub fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>, DataplaneError> {
+        self.vips
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_err(map_names::VIPS, e))
+    }
+
+    // ---- backends ---------------------------------------------------------
+
+    pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        self.check_backend_id(id)?;
+        self.backends.set(id, backend, 0).map_err(|e| map_err(map_names::BACKENDS, e))
+    }
+
+    pub fn backend(&self, id: u32) -> Result<Backend, DataplaneError> {
+        self.check_backend_id(id)?;
+        self.backends.get(&id, 0).map_err(|e| map_err(map_names::BACKENDS, e))
+    }
+
+    /// Every active backend slot, by id.
+    pub fn backends(&self) -> Result<Vec<(u32, Backend)>, DataplaneError> {
+        let mut out = Vec::new();
+        for (id, b) in self.backends.iter().enumerate() {
+            let b = b.map_err(|e| map_err(map_names::BACKENDS, e))?;
+            if b.is_active() {
+                out.push((id as u32, b));
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_backend_id(&self, id: u32) -> Result<(), DataplaneError> {
+        if id >= self.sizes.max_backends {
+            return Err(DataplaneError::BackendOutOfRange { id, max: self.sizes.max_backends });
+        }
+        Ok(())
+    }
+
+    // ---- Maglev tables ----------------------------------------------------
+
+    /// The shared mapping of all VIP tables.
+    pub fn maglev(&mut self) -> &mut MaglevTable {
+        &mut self.maglev
+    }
+
+    pub fn maglev_ref(&self) -> &MaglevTable {
+        &self.maglev
+    }
+
+    // ---- global settings and transmit ports -------------------------------
+
+    pub fn set_global_config(&mut self, cfg: &GlobalConfig) -> Result<(), DataplaneError> {
+        self.config.set(0, cfg, 0).map_err(|e| map_err(map_names::CONFIG, e))
+    }
+
+    pub fn global_config(&self) -> Result<GlobalConfig, DataplaneError> {
+        self.config.get(&0, 0).map_err(|e| map_err(map_names::CONFIG, e))
+    }
+
+    /// Allows redirecting encapsulated packets to `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        self.tx_ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|e| match e {
+                aya::maps::xdp::XdpMapError::MapError(e) => map_err(map_names::TX_PORTS, e),
+                aya::maps::xdp::XdpMapError::ChainedProgramNotSupported => {
+                    DataplaneError::TxPortUnsupported { ifindex }
+                }
+            })
+    }
+
+    pub fn remove_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        match self.tx_ports.remove(ifindex) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(map_names::TX_PORTS, e)),
+        }
+    }
+
+    pub fn tx_ports(&self) -> Result<Vec<u32>, DataplaneError> {
+        self.tx_ports
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_err(map_names::TX_PORTS, e))
+    }
+
+    // ---- connection table -------------------------------------------------
+
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<FlowValue>, DataplaneError> {
+        match self.flows.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_names::FLOWS, e)),
+        }
+    }
+
+    pub fn insert_flow(&mut self, key: &FlowKey, value: &FlowValue) -> Result<(), DataplaneError> {
+        self.flows.insert(key, value, 0).map_err(|e| map_err(map_names::FLOWS, e))
+    }
+
+    /// Number of entries currently in the connection table (walks it).
+    pub fn flow_count(&self) -> Result<usize, DataplaneError> {
+        let mut n = 0;
+        for k in self.flows.keys() {
+            k.map_err(|e| map_err(map_names::FLOWS, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    // ---- stats ------------------------------------------------------------
+
+    /// Per-VIP counters summed over CPUs.
+    pub fn vip_stats(&self, vip_id: u32) -> Result<VipStats, DataplaneError> {
+        let per_cpu = self.vip_stats.get(&vip_id, 0).map_err(|e| map_err(map_names::VIP_STATS, e))?;
+        Ok(per_cpu.iter().fold(VipStats::default(), |a, s| VipStats {
+            packets: a.packets + s.packets,
+            bytes: a.bytes + s.bytes,
+            new_flows: a.new_flows + s.new_flows,
+        }))
+    }
+
+    /// Per-backend counters summed over CPUs.
+    pub fn backend_stats(&self, id: u32) -> Result<BackendStats, DataplaneError> {
+        let per_cpu = self
+            .backend_stats
+            .get(&id, 0)
+            .map_err(|e| map_err(map_names::BACKEND_STATS, e))?;
+        Ok(per_cpu.iter().fold(BackendStats::default(), |a, s| BackendStats {
+            packets: a.packets + s.packets,
+            bytes: a.bytes + s.bytes,
+        }))
+    }
+
+    /// Resets a VIP's counters (its id is being given to a new VIP).
+    pub fn reset_vip_stats(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
+        let zero = per_cpu_zeroes::<VipStats>().map_err(|e| map_err(map_names::VIP_STATS, e))?;
+        self.vip_stats.set(vip_id, zero, 0).map_err(|e| map_err(map_names::VIP_STATS, e))
+    }
+
+    /// Resets a backend's counters (its id is being reused).
+    pub fn reset_backend_stats(&mut self, id: u32) -> Result<(), DataplaneError> {
+        let zero =
+            per_cpu_zeroes::<BackendStats>().map_err(|e| map_err(map_names::BACKEND_STATS, e))?;
+        self.backend_stats.set(id, zero, 0).map_err(|e| map_err(map_names::BACKEND_STATS, e))
+    }
+
+    /// Packet counts per verdict, summed over CPUs, indexed by `Verdict as usize`.
+    pub fn verdicts(&self) -> Result<[u64; Verdict::COUNT as usize], DataplaneError> {
+        let mut out = [0u64; Verdict::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let per_cpu =
+                self.verdicts.get(&(i as u32), 0).map_err(|e| map_err(map_names::VERDICTS, e))?;
+            *slot = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+fn per_cpu_zeroes<T: aya::Pod + Default>() -> Result<aya::maps::PerCpuValues<T>, MapError> {
+    let n = aya::util::nr_cpus().map_err(|(_, io_error)| MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error }))?;
+    aya::maps::PerCpuValues::try_from(vec![T::default(); n]).map_err(|io_error| {
+        MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error })
+    })
+}
+
+fn map_err(name: &'static str, source: MapError) -> DataplaneError {
+    DataplaneError::Map { name, source }
+}
+
+fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            DataplaneError::Verifier { program: name, reason: io_error.to_string(), log_tail: tail }
+        }
+        source => DataplaneError::Program { name, source },
+    }
+}
+
+fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
+    let p = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram { name })?;
+    p.try_into().map_err(|source| DataplaneError::Program { name, source })
+}
+
+fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
+    ebpf.take_map(name).ok_or(DataplaneError::MissingMap { name })
+}
+
+fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    T::try_from(take(ebpf, name)?).map_err(|e| map_err(name, e))
+}
+
+fn check_layout(ebpf: &Ebpf, l: &Layout) -> Result<(), DataplaneError> {
+    let map = ebpf.map(l.name).ok_or(DataplaneError::MissingMap { name: l.name })?;
+    let info = map_info(map).map_err(|e| map_err(l.name, e))?;
+    let (key, value, entries) = (info.key_size(), info.value_size(), info.max_entries());
+    if key != l.key || value != l.value || entries != l.entries {
+        return Err(DataplaneError::PinnedLayout {
+            name: l.name,
+            key,
+            value,
+            entries,
+            want_key: l.key,
+            want_value: l.value,
+            want_entries: l.entries,
+        });
+    }
+    Ok(())
+}
+
+fn map_info(map: &Map) -> Result<aya::maps::MapInfo, MapError> {
+    match map {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::DevMapHash(d) => d.info(),
+        _ => Err(MapError::InvalidMapType { map_type: 0 }),
+    }
+}
+
+/// Directory under which an instance's state is pinned.
+pub fn pin_root(instance: &str) -> PathBuf {
+    Path::new("/sys/fs/bpf/xlb").join(instance)
+}

@@ -1,0 +1,7 @@
+//! The xlb daemon and CLI as a library: config, Maglev, the map reconciler, the
+//! runtime API, health checks and metrics. `src/main.rs` is a thin binary on top.
+
+pub mod config;
+pub mod dataplane;
+pub mod ebpf_objects;
+pub mod maglev;

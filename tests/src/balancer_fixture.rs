@@ -1,0 +1,243 @@
+//! The real balancer object, loaded in a private network namespace and driven
+//! through BPF_PROG_TEST_RUN, with its maps filled through the same
+//! `Dataplane` layer the daemon uses.
+//!
+//! The namespace holds one veth pair, `xlbp0` (the balancer's interface: the
+//! packets' ingress, 10.0.0.1/24 and fd00::1/64) and `xlbp1`, plus static
+//! neighbour entries for every backend, so `bpf_fib_lookup` resolves next hops
+//! to known MACs and expected output frames are exact.
+
+use std::net::IpAddr;
+
+use aya::programs::{TestRun, TestRunOptions};
+use lb_common::{
+    Backend, GlobalConfig, VipInfo, VipKey, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
+    FAMILY_V4, FAMILY_V6,
+};
+use lb_userspace::dataplane::{Dataplane, LoadOptions, Sizes};
+
+use crate::{
+    netns::{Entered, NetNs},
+    privileged::require_root,
+};
+
+pub const BALANCER_V4: [u8; 4] = [10, 0, 0, 1];
+pub const BALANCER_V6: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+pub const IFACE: &str = "xlbp0";
+pub const PEER: &str = "xlbp1";
+
+pub const TEST_SIZES: Sizes = Sizes {
+    max_vips: 8,
+    max_backends: 256,
+    table_size: 65537,
+    flow_table_size: 262_144,
+};
+
+/// The result of one BPF_PROG_TEST_RUN.
+#[derive(Debug)]
+pub struct RunResult {
+    pub action: u32,
+    /// The packet after the program ran (what would be transmitted).
+    pub out: Vec<u8>,
+}
+
+/// A VIP installed in the fixture.
+#[derive(Clone, Debug)]
+pub struct TestVip {
+    pub key: VipKey,
+    pub info: VipInfo,
+    /// Backend ids, in the order the backends were given.
+    pub backend_ids: Vec<u32>,
+    pub backends: Vec<IpAddr>,
+}
+
+pub struct BalancerFixture {
+    pub dp: Dataplane,
+    pub ifindex: u32,
+    pub if_mac: [u8; 6],
+    next_backend_id: u32,
+    next_vip_id: u32,
+    // Field order matters: leave the namespace before deleting it.
+    _entered: Entered,
+    pub ns: NetNs,
+}
+
+impl BalancerFixture {
+    /// None when the test is skipped for lack of privileges.
+    pub fn new(test: &str) -> Option<Self> {
+        if !require_root(test) {
+            return None;
+        }
+        let ns = NetNs::create(&crate::netns::unique_name(&short(test)));
+        ns.ip(&format!("link add {IFACE} type veth peer name {PEER}"));
+        ns.ip(&format!("addr add 10.0.0.1/24 dev {IFACE}"));
+        ns.ip(&format!("addr add fd00::1/64 dev {IFACE} nodad"));
+        ns.ip(&format!("link set {IFACE} up"));
+        ns.ip(&format!("link set {PEER} up"));
+        // bpf_fib_lookup refuses to forward (FWD_DISABLED) unless the ingress
+        // interface forwards, as a balancer host must.
+        ns.sysctl("net.ipv4.conf.all.forwarding=1");
+        ns.sysctl("net.ipv6.conf.all.forwarding=1");
+        let ifindex = ns.ifindex(IFACE);
+        let if_mac = ns.mac(IFACE);
+        let entered = ns.enter();
+        let opts = LoadOptions {
+            sizes: TEST_SIZES,
+            ..Default::default()
+        };
+        let mut dp = Dataplane::load(&opts).unwrap_or_else(|e| panic!("loading the balancer: {e:#}"));
+        dp.set_global_config(&GlobalConfig {
+            src_v6: BALANCER_V6,
+            src_v4: BALANCER_V4,
+            flags: CONFIG_F_SRC_V4 | CONFIG_F_SRC_V6,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        Some(Self {
+            dp,
+            ifindex,
+            if_mac,
+            next_backend_id: 1,
+            next_vip_id: 0,
+            _entered: entered,
+            ns,
+        })
+    }
+
+    /// Installs a VIP whose table gives backend `i` the slots where
+    /// `assign(slot) == i` (default: `slot % n`), in the order the control plane
+    /// does it: backends, then the table, then the VIP entry and its marker.
+    pub fn add_vip(
+        &mut self,
+        addr: IpAddr,
+        port: u16,
+        proto: u8,
+        flags: u32,
+        backends: &[IpAddr],
+    ) -> TestVip {
+        let n = backends.len().max(1);
+        self.add_vip_with_table(addr, port, proto, flags, backends, |slot| slot % n)
+    }
+
+    pub fn add_vip_with_table(
+        &mut self,
+        addr: IpAddr,
+        port: u16,
+        proto: u8,
+        flags: u32,
+        backends: &[IpAddr],
+        assign: impl Fn(usize) -> usize,
+    ) -> TestVip {
+        let vip_id = self.next_vip_id;
+        self.next_vip_id += 1;
+        let mut ids = Vec::new();
+        for b in backends {
+            let id = self.next_backend_id;
+            self.next_backend_id += 1;
+            self.add_neighbour(*b);
+            let (addr16, family) = addr16(*b);
+            self.dp
+                .set_backend(id, &Backend {
+                    addr: addr16,
+                    vip_id,
+                    weight: 100,
+                    family,
+                    flags: BACKEND_F_ACTIVE,
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            ids.push(id);
+        }
+        let size = TEST_SIZES.table_size;
+        let offset = TEST_SIZES.table_offset(vip_id);
+        let table: Vec<u32> = if ids.is_empty() {
+            vec![0; size as usize]
+        } else {
+            (0..size as usize).map(|s| ids[assign(s)]).collect()
+        };
+        self.dp.maglev().write(offset, &table);
+        let (a16, family) = addr16(addr);
+        let key = VipKey::new(a16, family, port, proto);
+        let info = VipInfo {
+            vip_id,
+            flags,
+            table_offset: offset,
+            table_size: size,
+        };
+        self.dp.set_vip(&key, &info).unwrap_or_else(|e| panic!("{e}"));
+        let marker = VipKey::new(a16, family, 0, 0);
+        self.dp
+            .set_vip(&marker, &VipInfo::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        TestVip {
+            key,
+            info,
+            backend_ids: ids,
+            backends: backends.to_vec(),
+        }
+    }
+
+    /// Rewrites a VIP's table so slot `s` holds `vip.backend_ids[assign(s)]`.
+    pub fn set_table(&mut self, vip: &TestVip, assign: impl Fn(usize) -> usize) {
+        let table: Vec<u32> = (0..vip.info.table_size as usize)
+            .map(|s| vip.backend_ids[assign(s)])
+            .collect();
+        self.dp.maglev().write(vip.info.table_offset, &table);
+    }
+
+    /// A static, permanent neighbour entry for `addr` with [`backend_mac`].
+    pub fn add_neighbour(&self, addr: IpAddr) {
+        let mac = backend_mac(addr);
+        let mac = mac.map(|b| format!("{b:02x}")).join(":");
+        self.ns.ip(&format!("neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"));
+    }
+
+    /// Runs the balancer once on `frame`, as if it arrived on `xlbp0`.
+    pub fn run(&mut self, frame: &[u8]) -> RunResult {
+        let ifindex = self.ifindex;
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex. With a context the kernel takes the
+        // packet bounds from it: data 0 (no metadata), data_end = length.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let prog = self.dp.program().unwrap_or_else(|e| panic!("{e}"));
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                repeat: 1,
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", frame.len()));
+        out.truncate(r.data_size_out as usize);
+        RunResult {
+            action: r.return_value,
+            out,
+        }
+    }
+}
+
+/// The MAC the fixture's neighbour table gives a backend: 02:be + last 4 bytes.
+pub fn backend_mac(addr: IpAddr) -> [u8; 6] {
+    let b = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets()[12..].to_vec(),
+    };
+    [0x02, 0xbe, b[0], b[1], b[2], b[3]]
+}
+
+/// 16-byte key form and family tag of an address.
+pub fn addr16(addr: IpAddr) -> ([u8; 16], u8) {
+    match addr {
+        IpAddr::V4(a) => (lb_common::v4_addr16(a.octets()), FAMILY_V4),
+        IpAddr::V6(a) => (a.octets(), FAMILY_V6),
+    }
+}
+
+/// A short namespace tag from a test name (namespace names are limited).
+fn short(test: &str) -> String {
+    let t: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let n = t.len();
+    format!("p{}", &t[n.saturating_sub(16)..])
+}

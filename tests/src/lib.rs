@@ -1,0 +1,9 @@
+//! Harness for tests that load xlb's real XDP programs: privileged-test gating,
+//! network namespaces that clean up after themselves, packet builders, and a
+//! balancer fixture driven through BPF_PROG_TEST_RUN.
+
+pub mod balancer_fixture;
+pub mod command;
+pub mod frames;
+pub mod netns;
+pub mod privileged;
