@@ -24,10 +24,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use lb_common::{
-    flow_hash, source_hash, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, VipInfo,
-    VipKey, VipStats, Verdict, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
-    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
-    FAMILY_V4, MAX_TX_PORTS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    flow_hash, source_hash, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, Verdict,
+    VipInfo, VipKey, VipStats, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
+    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
+    MAX_TX_PORTS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, Outer},
@@ -44,12 +44,16 @@ static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MA
 #[map]
 static XLB_BACKENDS: Array<Backend> = Array::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
-/// All VIPs' Maglev tables back to back (`VipInfo::table_offset/size`), holding
-/// backend ids. Mmapable: the daemon rewrites changed slots in place through a
-/// shared mapping, without a syscall per slot.
+/// All VIPs' Maglev tables back to back (`VipInfo::table_offset/size`, in
+/// slots), holding backend ids. Two consecutive slots per element: the kernel
+/// rounds array elements up to 8 bytes, so a `u32` element would waste half the
+/// table's memory. Mmapable: the daemon rewrites changed slots in place through a
+/// shared mapping (a dense `u32` array), without a syscall per slot.
 #[map]
-static XLB_MAGLEV: Array<u32> =
-    Array::with_max_entries(DEFAULT_MAX_VIPS * DEFAULT_TABLE_SIZE, BPF_F_MMAPABLE);
+static XLB_MAGLEV: Array<[u32; 2]> = Array::with_max_entries(
+    DEFAULT_MAX_VIPS * DEFAULT_TABLE_SIZE / 2 + 1,
+    BPF_F_MMAPABLE,
+);
 
 /// Connection table: 5-tuple -> backend id. One shared hash with per-CPU LRU
 /// lists (BPF_F_NO_COMMON_LRU): no cross-CPU lock on the LRU, yet a flow whose
@@ -209,9 +213,13 @@ fn pick_backend(
         return Err(Verdict::NoBackend);
     }
     let slot = vip.table_offset + hash % vip.table_size;
-    let id = *XLB_MAGLEV.get(slot).ok_or(Verdict::Internal)?;
+    let pair = XLB_MAGLEV.get(slot >> 1).ok_or(Verdict::Internal)?;
+    let id = pair[(slot & 1) as usize];
     let Some(backend) = live_backend(id, vip.vip_id) else {
-        debug!(ctx, "xlb: vip {} slot {} has no live backend ({})", vip.vip_id, slot, id);
+        debug!(
+            ctx,
+            "xlb: vip {} slot {} has no live backend ({})", vip.vip_id, slot, id
+        );
         return Err(Verdict::NoBackend);
     };
 

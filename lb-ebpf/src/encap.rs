@@ -134,7 +134,13 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
 /// original VLAN tag) and the outer IP header in front of the untouched inner
 /// packet. Returns false if the kernel refused to grow the headroom.
 #[inline(always)]
-pub fn push_outer(ctx: &XdpContext, l2: &L2, outer: &Outer, smac: &[u8; 6], dmac: &[u8; 6]) -> bool {
+pub fn push_outer(
+    ctx: &XdpContext,
+    l2: &L2,
+    outer: &Outer,
+    smac: &[u8; 6],
+    dmac: &[u8; 6],
+) -> bool {
     let hdr_len = outer.header_len();
     // SAFETY: moving data start is always memory-safe; every packet pointer taken
     // before this call is dead from here on (only offsets are reused).

@@ -89,7 +89,6 @@ pub struct Ip {
     pub ttl: u8,
 }
 
-
 /// Parses Ethernet and at most one 802.1Q/802.1ad tag.
 #[inline(always)]
 pub fn parse_l2(ctx: &XdpContext) -> Result<L2, ParseError> {

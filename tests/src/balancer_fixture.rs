@@ -85,7 +85,8 @@ impl BalancerFixture {
             sizes: TEST_SIZES,
             ..Default::default()
         };
-        let mut dp = Dataplane::load(&opts).unwrap_or_else(|e| panic!("loading the balancer: {e:#}"));
+        let mut dp =
+            Dataplane::load(&opts).unwrap_or_else(|e| panic!("loading the balancer: {e:#}"));
         dp.set_global_config(&GlobalConfig {
             src_v6: BALANCER_V6,
             src_v4: BALANCER_V4,
@@ -136,13 +137,16 @@ impl BalancerFixture {
             self.add_neighbour(*b);
             let (addr16, family) = addr16(*b);
             self.dp
-                .set_backend(id, &Backend {
-                    addr: addr16,
-                    vip_id,
-                    weight: 100,
-                    family,
-                    flags: BACKEND_F_ACTIVE,
-                })
+                .set_backend(
+                    id,
+                    &Backend {
+                        addr: addr16,
+                        vip_id,
+                        weight: 100,
+                        family,
+                        flags: BACKEND_F_ACTIVE,
+                    },
+                )
                 .unwrap_or_else(|e| panic!("{e}"));
             ids.push(id);
         }
@@ -162,7 +166,9 @@ impl BalancerFixture {
             table_offset: offset,
             table_size: size,
         };
-        self.dp.set_vip(&key, &info).unwrap_or_else(|e| panic!("{e}"));
+        self.dp
+            .set_vip(&key, &info)
+            .unwrap_or_else(|e| panic!("{e}"));
         let marker = VipKey::new(a16, family, 0, 0);
         self.dp
             .set_vip(&marker, &VipInfo::default())
@@ -187,7 +193,9 @@ impl BalancerFixture {
     pub fn add_neighbour(&self, addr: IpAddr) {
         let mac = backend_mac(addr);
         let mac = mac.map(|b| format!("{b:02x}")).join(":");
-        self.ns.ip(&format!("neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"));
+        self.ns.ip(&format!(
+            "neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"
+        ));
     }
 
     /// Runs the balancer once on `frame`, as if it arrived on `xlbp0`.

@@ -105,7 +105,9 @@ impl Frame {
                         }
                         $ip.tcp_header(tcp).write(&mut out, &self.payload)
                     }
-                    L4::Udp => $ip.udp(self.sport, self.dport).write(&mut out, &self.payload),
+                    L4::Udp => $ip
+                        .udp(self.sport, self.dport)
+                        .write(&mut out, &self.payload),
                 }
                 .unwrap_or_else(|e| panic!("building {self:?}: {e}"));
             }};
@@ -115,13 +117,17 @@ impl Frame {
                 finish!(eth.ipv4(s.octets(), d.octets(), self.ttl))
             }
             (IpAddr::V4(s), IpAddr::V4(d), Some(v)) => {
-                finish!(eth.single_vlan(vlan_id(v)).ipv4(s.octets(), d.octets(), self.ttl))
+                finish!(eth
+                    .single_vlan(vlan_id(v))
+                    .ipv4(s.octets(), d.octets(), self.ttl))
             }
             (IpAddr::V6(s), IpAddr::V6(d), None) => {
                 finish!(eth.ipv6(s.octets(), d.octets(), self.ttl))
             }
             (IpAddr::V6(s), IpAddr::V6(d), Some(v)) => {
-                finish!(eth.single_vlan(vlan_id(v)).ipv6(s.octets(), d.octets(), self.ttl))
+                finish!(eth
+                    .single_vlan(vlan_id(v))
+                    .ipv6(s.octets(), d.octets(), self.ttl))
             }
             _ => panic!("mixed address families in {self:?}"),
         }

@@ -4,6 +4,7 @@
 
 pub mod balancer_fixture;
 pub mod command;
+pub mod expect;
 pub mod frames;
 pub mod netns;
 pub mod privileged;

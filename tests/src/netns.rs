@@ -17,13 +17,18 @@ impl NetNs {
     /// Creates `name` (which must start with `xlb`), replacing a leftover of the
     /// same name from a crashed earlier run, and brings its loopback up.
     pub fn create(name: &str) -> Self {
-        assert!(name.starts_with("xlb"), "namespace {name} must be xlb-prefixed");
+        assert!(
+            name.starts_with("xlb"),
+            "namespace {name} must be xlb-prefixed"
+        );
         assert!(name.len() <= 40, "namespace name {name} too long");
         if std::path::Path::new("/var/run/netns").join(name).exists() {
             try_run("ip", &["netns", "del", name]);
         }
         run("ip", &["netns", "add", name]);
-        let ns = Self { name: name.to_string() };
+        let ns = Self {
+            name: name.to_string(),
+        };
         ns.ip("link set lo up");
         ns
     }
@@ -54,7 +59,9 @@ impl NetNs {
     /// Interface index of `dev` inside the namespace.
     pub fn ifindex(&self, dev: &str) -> u32 {
         let out = self.exec(&format!("cat /sys/class/net/{dev}/ifindex"));
-        out.trim().parse().unwrap_or_else(|e| panic!("ifindex of {dev}: {e}: {out:?}"))
+        out.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("ifindex of {dev}: {e}: {out:?}"))
     }
 
     /// MAC address of `dev` inside the namespace.

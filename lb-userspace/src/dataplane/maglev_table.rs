@@ -2,6 +2,9 @@
 //! A whole 65537-slot table is rewritten with plain stores instead of 65537
 //! update syscalls; each slot is a naturally aligned u32, so the data plane
 //! always reads either the old or the new backend id, never a torn value.
+//!
+//! The map's elements are `[u32; 2]` (8 bytes, the kernel's array element
+//! stride), so the mapping is exactly a dense array of u32 slots.
 
 use std::{
     os::fd::{AsRawFd, BorrowedFd},
@@ -17,14 +20,18 @@ pub struct MaglevTable {
 }
 
 impl MaglevTable {
-    /// Maps the first `entries` u32 slots of the array behind `fd`.
+    /// Maps `entries` u32 slots (twice the map's element count) behind `fd`.
     pub(super) fn map(fd: BorrowedFd<'_>, entries: u32, table_size: u32) -> std::io::Result<Self> {
         let len = entries as usize * 4;
         // SAFETY: the fd is an mmapable BPF array of at least `entries` u32s;
         // the kernel keeps the memory alive while the mapping exists (it holds a
         // reference on the map), and we only ever access it as AtomicU32.
         let mmap = unsafe { MmapOptions::new().len(len).map_mut(fd.as_raw_fd())? };
-        Ok(Self { mmap, entries: entries as usize, table_size })
+        Ok(Self {
+            mmap,
+            entries: entries as usize,
+            table_size,
+        })
     }
 
     fn slots(&self) -> &[AtomicU32] {
@@ -43,7 +50,10 @@ impl MaglevTable {
     pub fn read(&self, offset: u32, len: u32) -> Vec<u32> {
         let start = offset as usize;
         let end = (start + len as usize).min(self.entries);
-        self.slots()[start.min(end)..end].iter().map(|s| s.load(Ordering::Relaxed)).collect()
+        self.slots()[start.min(end)..end]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Writes `table` at `offset`, storing only the slots that differ; returns how
@@ -53,7 +63,9 @@ impl MaglevTable {
         let slots = self.slots();
         let mut changed = 0;
         for (i, &id) in table.iter().enumerate() {
-            let Some(slot) = slots.get(start + i) else { break };
+            let Some(slot) = slots.get(start + i) else {
+                break;
+            };
             if slot.load(Ordering::Relaxed) != id {
                 slot.store(id, Ordering::Relaxed);
                 changed += 1;

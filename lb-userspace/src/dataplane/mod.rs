@@ -5,6 +5,8 @@
 //! This is the only module that knows map names and value layouts on the
 //! userspace side; the reconciler and the tests go through it.
 
+pub mod aux;
+pub mod decap;
 mod maglev_table;
 
 use std::{
@@ -18,8 +20,8 @@ use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use lb_common::{
-    map_names, program_names, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, VipInfo,
-    VipKey, VipStats, Verdict,
+    map_names, program_names, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, Verdict,
+    VipInfo, VipKey, VipStats,
 };
 use thiserror::Error;
 
@@ -49,9 +51,14 @@ impl Default for Sizes {
 }
 
 impl Sizes {
-    /// Entries of `XLB_MAGLEV`: every VIP slot gets a whole table.
-    pub fn maglev_entries(&self) -> Option<u32> {
+    /// Slots of all tables together: every VIP id owns a whole table.
+    pub fn maglev_slots(&self) -> Option<u32> {
         self.max_vips.checked_mul(self.table_size)
+    }
+
+    /// Elements of `XLB_MAGLEV`, which packs two slots per 8-byte element.
+    pub fn maglev_elements(&self) -> Option<u32> {
+        self.maglev_slots().map(|s| s.div_ceil(2))
     }
 
     /// Entries of `XLB_VIPS`: each VIP plus one address marker per VIP address.
@@ -82,7 +89,10 @@ pub enum DataplaneError {
     #[error(transparent)]
     MissingObject(#[from] ebpf_objects::MissingObject),
     #[error("map {name} needs {what} that overflows u32 (max_vips x table_size too large)")]
-    SizeOverflow { name: &'static str, what: &'static str },
+    SizeOverflow {
+        name: &'static str,
+        what: &'static str,
+    },
     #[error("cannot create the pin directory {}", path.display())]
     PinDir {
         path: PathBuf,
@@ -170,20 +180,67 @@ impl Dataplane {
     pub fn load(opts: &LoadOptions) -> Result<Self, DataplaneError> {
         let bytes = ebpf_objects::require("balancer", ebpf_objects::BALANCER)?;
         let sizes = opts.sizes;
-        let maglev_entries = sizes.maglev_entries().ok_or(DataplaneError::SizeOverflow {
-            name: map_names::MAGLEV,
-            what: "max_vips x table_size entries",
-        })?;
+        let maglev_entries = sizes
+            .maglev_elements()
+            .ok_or(DataplaneError::SizeOverflow {
+                name: map_names::MAGLEV,
+                what: "max_vips x table_size entries",
+            })?;
         let layouts = [
-            Layout { name: map_names::VIPS, key: size_of::<VipKey>(), value: size_of::<VipInfo>(), entries: sizes.vip_map_entries() },
-            Layout { name: map_names::BACKENDS, key: 4, value: size_of::<Backend>(), entries: sizes.max_backends },
-            Layout { name: map_names::MAGLEV, key: 4, value: 4, entries: maglev_entries },
-            Layout { name: map_names::FLOWS, key: size_of::<FlowKey>(), value: size_of::<FlowValue>(), entries: sizes.flow_table_size },
-            Layout { name: map_names::CONFIG, key: 4, value: size_of::<GlobalConfig>(), entries: 1 },
-            Layout { name: map_names::TX_PORTS, key: 4, value: 8, entries: lb_common::MAX_TX_PORTS },
-            Layout { name: map_names::VIP_STATS, key: 4, value: size_of::<VipStats>(), entries: sizes.max_vips },
-            Layout { name: map_names::BACKEND_STATS, key: 4, value: size_of::<BackendStats>(), entries: sizes.max_backends },
-            Layout { name: map_names::VERDICTS, key: 4, value: 8, entries: Verdict::COUNT },
+            Layout {
+                name: map_names::VIPS,
+                key: size_of::<VipKey>(),
+                value: size_of::<VipInfo>(),
+                entries: sizes.vip_map_entries(),
+            },
+            Layout {
+                name: map_names::BACKENDS,
+                key: 4,
+                value: size_of::<Backend>(),
+                entries: sizes.max_backends,
+            },
+            Layout {
+                name: map_names::MAGLEV,
+                key: 4,
+                value: 8,
+                entries: maglev_entries,
+            },
+            Layout {
+                name: map_names::FLOWS,
+                key: size_of::<FlowKey>(),
+                value: size_of::<FlowValue>(),
+                entries: sizes.flow_table_size,
+            },
+            Layout {
+                name: map_names::CONFIG,
+                key: 4,
+                value: size_of::<GlobalConfig>(),
+                entries: 1,
+            },
+            Layout {
+                name: map_names::TX_PORTS,
+                key: 4,
+                value: 8,
+                entries: lb_common::MAX_TX_PORTS,
+            },
+            Layout {
+                name: map_names::VIP_STATS,
+                key: 4,
+                value: size_of::<VipStats>(),
+                entries: sizes.max_vips,
+            },
+            Layout {
+                name: map_names::BACKEND_STATS,
+                key: 4,
+                value: size_of::<BackendStats>(),
+                entries: sizes.max_backends,
+            },
+            Layout {
+                name: map_names::VERDICTS,
+                key: 4,
+                value: 8,
+                entries: Verdict::COUNT,
+            },
         ];
 
         let mut loader = EbpfLoader::new();
@@ -220,13 +277,22 @@ impl Dataplane {
         }
 
         let program = xdp_program(&mut ebpf, program_names::BALANCER)?;
-        program.load().map_err(|e| program_error(program_names::BALANCER, e))?;
+        program
+            .load()
+            .map_err(|e| program_error(program_names::BALANCER, e))?;
 
         let maglev_map = take(&mut ebpf, map_names::MAGLEV)?;
         let maglev = match &maglev_map {
-            Map::Array(data) => MaglevTable::map(data.fd().as_fd(), maglev_entries, sizes.table_size)
-                .map_err(DataplaneError::Mmap)?,
-            _ => return Err(map_err(map_names::MAGLEV, MapError::InvalidMapType { map_type: 0 })),
+            Map::Array(data) => {
+                MaglevTable::map(data.fd().as_fd(), maglev_entries * 2, sizes.table_size)
+                    .map_err(DataplaneError::Mmap)?
+            }
+            _ => {
+                return Err(map_err(
+                    map_names::MAGLEV,
+                    MapError::InvalidMapType { map_type: 0 },
+                ))
+            }
         };
         drop(maglev_map);
 
@@ -263,9 +329,14 @@ impl Dataplane {
 
     pub fn set_vip(&mut self, key: &VipKey, info: &VipInfo) -> Result<(), DataplaneError> {
         if info.vip_id >= self.sizes.max_vips && info.table_size != 0 {
-            return Err(DataplaneError::VipOutOfRange { id: info.vip_id, max: self.sizes.max_vips });
+            return Err(DataplaneError::VipOutOfRange {
+                id: info.vip_id,
+                max: self.sizes.max_vips,
+            });
         }
-        self.vips.insert(key, info, 0).map_err(|e| map_err(map_names::VIPS, e))
+        self.vips
+            .insert(key, info, 0)
+            .map_err(|e| map_err(map_names::VIPS, e))
     }
 
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
@@ -287,12 +358,16 @@ impl Dataplane {
 
     pub fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
         self.check_backend_id(id)?;
-        self.backends.set(id, backend, 0).map_err(|e| map_err(map_names::BACKENDS, e))
+        self.backends
+            .set(id, backend, 0)
+            .map_err(|e| map_err(map_names::BACKENDS, e))
     }
 
     pub fn backend(&self, id: u32) -> Result<Backend, DataplaneError> {
         self.check_backend_id(id)?;
-        self.backends.get(&id, 0).map_err(|e| map_err(map_names::BACKENDS, e))
+        self.backends
+            .get(&id, 0)
+            .map_err(|e| map_err(map_names::BACKENDS, e))
     }
 
     /// Every active backend slot, by id.
@@ -309,7 +384,10 @@ impl Dataplane {
 
     fn check_backend_id(&self, id: u32) -> Result<(), DataplaneError> {
         if id >= self.sizes.max_backends {
-            return Err(DataplaneError::BackendOutOfRange { id, max: self.sizes.max_backends });
+            return Err(DataplaneError::BackendOutOfRange {
+                id,
+                max: self.sizes.max_backends,
+            });
         }
         Ok(())
     }
@@ -328,11 +406,15 @@ impl Dataplane {
     // ---- global settings and transmit ports -------------------------------
 
     pub fn set_global_config(&mut self, cfg: &GlobalConfig) -> Result<(), DataplaneError> {
-        self.config.set(0, cfg, 0).map_err(|e| map_err(map_names::CONFIG, e))
+        self.config
+            .set(0, cfg, 0)
+            .map_err(|e| map_err(map_names::CONFIG, e))
     }
 
     pub fn global_config(&self) -> Result<GlobalConfig, DataplaneError> {
-        self.config.get(&0, 0).map_err(|e| map_err(map_names::CONFIG, e))
+        self.config
+            .get(&0, 0)
+            .map_err(|e| map_err(map_names::CONFIG, e))
     }
 
     /// Allows redirecting encapsulated packets to `ifindex`.
@@ -372,7 +454,9 @@ impl Dataplane {
     }
 
     pub fn insert_flow(&mut self, key: &FlowKey, value: &FlowValue) -> Result<(), DataplaneError> {
-        self.flows.insert(key, value, 0).map_err(|e| map_err(map_names::FLOWS, e))
+        self.flows
+            .insert(key, value, 0)
+            .map_err(|e| map_err(map_names::FLOWS, e))
     }
 
     /// Number of entries currently in the connection table (walks it).
@@ -389,7 +473,10 @@ impl Dataplane {
 
     /// Per-VIP counters summed over CPUs.
     pub fn vip_stats(&self, vip_id: u32) -> Result<VipStats, DataplaneError> {
-        let per_cpu = self.vip_stats.get(&vip_id, 0).map_err(|e| map_err(map_names::VIP_STATS, e))?;
+        let per_cpu = self
+            .vip_stats
+            .get(&vip_id, 0)
+            .map_err(|e| map_err(map_names::VIP_STATS, e))?;
         Ok(per_cpu.iter().fold(VipStats::default(), |a, s| VipStats {
             packets: a.packets + s.packets,
             bytes: a.bytes + s.bytes,
@@ -403,31 +490,39 @@ impl Dataplane {
             .backend_stats
             .get(&id, 0)
             .map_err(|e| map_err(map_names::BACKEND_STATS, e))?;
-        Ok(per_cpu.iter().fold(BackendStats::default(), |a, s| BackendStats {
-            packets: a.packets + s.packets,
-            bytes: a.bytes + s.bytes,
-        }))
+        Ok(per_cpu
+            .iter()
+            .fold(BackendStats::default(), |a, s| BackendStats {
+                packets: a.packets + s.packets,
+                bytes: a.bytes + s.bytes,
+            }))
     }
 
     /// Resets a VIP's counters (its id is being given to a new VIP).
     pub fn reset_vip_stats(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
         let zero = per_cpu_zeroes::<VipStats>().map_err(|e| map_err(map_names::VIP_STATS, e))?;
-        self.vip_stats.set(vip_id, zero, 0).map_err(|e| map_err(map_names::VIP_STATS, e))
+        self.vip_stats
+            .set(vip_id, zero, 0)
+            .map_err(|e| map_err(map_names::VIP_STATS, e))
     }
 
     /// Resets a backend's counters (its id is being reused).
     pub fn reset_backend_stats(&mut self, id: u32) -> Result<(), DataplaneError> {
         let zero =
             per_cpu_zeroes::<BackendStats>().map_err(|e| map_err(map_names::BACKEND_STATS, e))?;
-        self.backend_stats.set(id, zero, 0).map_err(|e| map_err(map_names::BACKEND_STATS, e))
+        self.backend_stats
+            .set(id, zero, 0)
+            .map_err(|e| map_err(map_names::BACKEND_STATS, e))
     }
 
     /// Packet counts per verdict, summed over CPUs, indexed by `Verdict as usize`.
     pub fn verdicts(&self) -> Result<[u64; Verdict::COUNT as usize], DataplaneError> {
         let mut out = [0u64; Verdict::COUNT as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            let per_cpu =
-                self.verdicts.get(&(i as u32), 0).map_err(|e| map_err(map_names::VERDICTS, e))?;
+            let per_cpu = self
+                .verdicts
+                .get(&(i as u32), 0)
+                .map_err(|e| map_err(map_names::VERDICTS, e))?;
             *slot = per_cpu.iter().sum();
         }
         Ok(out)
@@ -435,9 +530,17 @@ impl Dataplane {
 }
 
 fn per_cpu_zeroes<T: aya::Pod + Default>() -> Result<aya::maps::PerCpuValues<T>, MapError> {
-    let n = aya::util::nr_cpus().map_err(|(_, io_error)| MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error }))?;
+    let n = aya::util::nr_cpus().map_err(|(_, io_error)| {
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error,
+        })
+    })?;
     aya::maps::PerCpuValues::try_from(vec![T::default(); n]).map_err(|io_error| {
-        MapError::SyscallError(aya::sys::SyscallError { call: "nr_cpus", io_error })
+        MapError::SyscallError(aya::sys::SyscallError {
+            call: "nr_cpus",
+            io_error,
+        })
     })
 }
 
@@ -447,23 +550,34 @@ fn map_err(name: &'static str, source: MapError) -> DataplaneError {
 
 fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
     match e {
-        ProgramError::LoadError { io_error, verifier_log } => {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
             let log = verifier_log.to_string();
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-            DataplaneError::Verifier { program: name, reason: io_error.to_string(), log_tail: tail }
+            DataplaneError::Verifier {
+                program: name,
+                reason: io_error.to_string(),
+                log_tail: tail,
+            }
         }
         source => DataplaneError::Program { name, source },
     }
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp, DataplaneError> {
-    let p = ebpf.program_mut(name).ok_or(DataplaneError::MissingProgram { name })?;
-    p.try_into().map_err(|source| DataplaneError::Program { name, source })
+    let p = ebpf
+        .program_mut(name)
+        .ok_or(DataplaneError::MissingProgram { name })?;
+    p.try_into()
+        .map_err(|source| DataplaneError::Program { name, source })
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {
-    ebpf.take_map(name).ok_or(DataplaneError::MissingMap { name })
+    ebpf.take_map(name)
+        .ok_or(DataplaneError::MissingMap { name })
 }
 
 fn typed<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DataplaneError>
@@ -474,7 +588,9 @@ where
 }
 
 fn check_layout(ebpf: &Ebpf, l: &Layout) -> Result<(), DataplaneError> {
-    let map = ebpf.map(l.name).ok_or(DataplaneError::MissingMap { name: l.name })?;
+    let map = ebpf
+        .map(l.name)
+        .ok_or(DataplaneError::MissingMap { name: l.name })?;
     let info = map_info(map).map_err(|e| map_err(l.name, e))?;
     let (key, value, entries) = (info.key_size(), info.value_size(), info.max_entries());
     if key != l.key || value != l.value || entries != l.entries {

@@ -1,0 +1,94 @@
+//! The backend-side decapsulator (`xlb_decap`) and its address table.
+
+use std::net::IpAddr;
+
+use aya::{
+    maps::{HashMap, MapData, MapError, PerCpuArray},
+    programs::Xdp,
+    Ebpf, EbpfLoader,
+};
+use lb_common::{decap_stat, map_names, program_names, DecapKey, FAMILY_V4, FAMILY_V6};
+
+use super::{map_err, program_error, typed, xdp_program, DataplaneError};
+use crate::ebpf_objects;
+
+pub struct Decap {
+    ebpf: Ebpf,
+    addrs: HashMap<MapData, DecapKey, u32>,
+    stats: PerCpuArray<MapData, u64>,
+}
+
+/// Counters of the decap program, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecapStats {
+    pub decapsulated: u64,
+    pub passed: u64,
+    pub malformed: u64,
+}
+
+pub fn decap_key(addr: IpAddr) -> DecapKey {
+    match addr {
+        IpAddr::V4(a) => DecapKey {
+            addr: lb_common::v4_addr16(a.octets()),
+            family: FAMILY_V4,
+            _pad: [0; 3],
+        },
+        IpAddr::V6(a) => DecapKey {
+            addr: a.octets(),
+            family: FAMILY_V6,
+            _pad: [0; 3],
+        },
+    }
+}
+
+impl Decap {
+    /// Loads and verifies `xlb_decap` (not attached).
+    pub fn load() -> Result<Self, DataplaneError> {
+        let bytes = ebpf_objects::require("decap", ebpf_objects::DECAP)?;
+        let mut ebpf = EbpfLoader::new()
+            .load(bytes)
+            .map_err(DataplaneError::Load)?;
+        let program = xdp_program(&mut ebpf, program_names::DECAP)?;
+        program
+            .load()
+            .map_err(|e| program_error(program_names::DECAP, e))?;
+        Ok(Self {
+            addrs: typed(&mut ebpf, map_names::DECAP_ADDRS)?,
+            stats: typed(&mut ebpf, map_names::DECAP_STATS)?,
+            ebpf,
+        })
+    }
+
+    pub fn program(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        xdp_program(&mut self.ebpf, program_names::DECAP)
+    }
+
+    /// Accept tunnel packets whose outer destination is `addr`.
+    pub fn add_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
+        self.addrs
+            .insert(decap_key(addr), 1, 0)
+            .map_err(|e| map_err(map_names::DECAP_ADDRS, e))
+    }
+
+    pub fn remove_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
+        match self.addrs.remove(&decap_key(addr)) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(map_names::DECAP_ADDRS, e)),
+        }
+    }
+
+    pub fn stats(&self) -> Result<DecapStats, DataplaneError> {
+        let get = |slot: u32| -> Result<u64, DataplaneError> {
+            let v = self
+                .stats
+                .get(&slot, 0)
+                .map_err(|e| map_err(map_names::DECAP_STATS, e))?;
+            Ok(v.iter().sum())
+        };
+        Ok(DecapStats {
+            decapsulated: get(decap_stat::DECAPSULATED)?,
+            passed: get(decap_stat::PASSED)?,
+            malformed: get(decap_stat::MALFORMED)?,
+        })
+    }
+}

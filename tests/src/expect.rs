@@ -1,0 +1,156 @@
+//! Checks on the balancer's output frames, decoded independently of the data
+//! plane with etherparse: the outer header's fields and checksum, the next
+//! hop's MACs, and that the inner packet is exactly what the client sent.
+
+use std::net::IpAddr;
+
+use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
+
+use crate::balancer_fixture::RunResult;
+
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+/// The frame left untouched with XDP_PASS.
+pub fn assert_passed_unchanged(r: &RunResult, frame: &[u8], what: &str) {
+    assert_eq!(r.action, XDP_PASS, "{what}: expected XDP_PASS");
+    assert_eq!(
+        r.out, frame,
+        "{what}: XDP_PASS must leave the frame unchanged"
+    );
+}
+
+/// What an encapsulated output frame must look like.
+pub struct Encapsulated<'a> {
+    /// The frame the client sent (its L2 header is replaced, the rest kept).
+    pub input: &'a [u8],
+    /// Length of the input's link-layer header (14, or 18 with a VLAN tag).
+    pub l2_len: usize,
+    /// The inner IP packet's length (no Ethernet padding).
+    pub inner_len: usize,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub outer_src: IpAddr,
+    pub outer_dst: IpAddr,
+    /// TOS/traffic class and TTL/hop limit the outer header must carry.
+    pub tos: u8,
+    pub ttl: u8,
+}
+
+/// Verifies every byte of an encapsulated frame; returns the outer header length.
+pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
+    assert_eq!(&out[0..6], &e.dst_mac, "{what}: destination MAC (next hop)");
+    assert_eq!(
+        &out[6..12],
+        &e.src_mac,
+        "{what}: source MAC (egress interface)"
+    );
+    let inner_v4 = e.input[e.l2_len] >> 4 == 4;
+    let outer_type: u16 = if e.outer_dst.is_ipv4() {
+        0x0800
+    } else {
+        0x86dd
+    };
+    if e.l2_len == 18 {
+        assert_eq!(&out[12..14], &e.input[12..14], "{what}: VLAN TPID kept");
+        assert_eq!(&out[14..16], &e.input[14..16], "{what}: VLAN TCI kept");
+        assert_eq!(
+            u16::from_be_bytes([out[16], out[17]]),
+            outer_type,
+            "{what}: EtherType in tag"
+        );
+    } else {
+        assert_eq!(
+            u16::from_be_bytes([out[12], out[13]]),
+            outer_type,
+            "{what}: EtherType"
+        );
+    }
+    let l3 = e.l2_len;
+    let expected_next = if inner_v4 {
+        IpNumber::IPV4
+    } else {
+        IpNumber::IPV6
+    };
+    let outer_len = match (e.outer_src, e.outer_dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => {
+            let h = Ipv4HeaderSlice::from_slice(&out[l3..])
+                .unwrap_or_else(|err| panic!("{what}: outer IPv4 header does not parse: {err}"))
+                .to_header();
+            assert_eq!(h.header_len(), 20, "{what}: outer IHL");
+            assert_eq!(
+                h.header_checksum,
+                h.calc_header_checksum(),
+                "{what}: outer checksum"
+            );
+            assert_eq!(
+                usize::from(h.total_len),
+                20 + e.inner_len,
+                "{what}: outer total length"
+            );
+            assert_eq!(h.protocol, expected_next, "{what}: outer protocol");
+            assert_eq!(h.source, src.octets(), "{what}: outer source");
+            assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
+            assert_eq!(h.time_to_live, e.ttl, "{what}: outer TTL copied from inner");
+            assert_eq!(
+                (h.dscp.value() << 2) | h.ecn.value(),
+                e.tos,
+                "{what}: outer DSCP/ECN"
+            );
+            assert!(
+                h.dont_fragment && !h.more_fragments,
+                "{what}: outer DF set, not a fragment"
+            );
+            assert_eq!(
+                h.fragment_offset.value(),
+                0,
+                "{what}: outer fragment offset"
+            );
+            20
+        }
+        (IpAddr::V6(src), IpAddr::V6(dst)) => {
+            let h = Ipv6HeaderSlice::from_slice(&out[l3..])
+                .unwrap_or_else(|err| panic!("{what}: outer IPv6 header does not parse: {err}"))
+                .to_header();
+            assert_eq!(
+                usize::from(h.payload_length),
+                e.inner_len,
+                "{what}: outer payload length"
+            );
+            assert_eq!(h.next_header, expected_next, "{what}: outer next header");
+            assert_eq!(h.source, src.octets(), "{what}: outer source");
+            assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
+            assert_eq!(
+                h.hop_limit, e.ttl,
+                "{what}: outer hop limit copied from inner"
+            );
+            assert_eq!(h.traffic_class, e.tos, "{what}: outer traffic class");
+            40
+        }
+        _ => panic!("{what}: outer source and destination families differ"),
+    };
+    assert_eq!(
+        &out[l3 + outer_len..],
+        &e.input[e.l2_len..],
+        "{what}: the inner packet (and any trailing padding) must be unchanged"
+    );
+    outer_len
+}
+
+/// The outer destination address of an encapsulated frame.
+pub fn outer_destination(out: &[u8], l2_len: usize) -> IpAddr {
+    match out[l2_len] >> 4 {
+        4 => {
+            let d: [u8; 4] = out[l2_len + 16..l2_len + 20].try_into().unwrap_or([0; 4]);
+            IpAddr::from(d)
+        }
+        6 => {
+            let d: [u8; 16] = out[l2_len + 24..l2_len + 40].try_into().unwrap_or([0; 16]);
+            IpAddr::from(d)
+        }
+        v => panic!("output is not IP after the link layer (version nibble {v})"),
+    }
+}

@@ -1,0 +1,392 @@
+//! The balancer's output, byte for byte: IP-in-IP toward the chosen backend in
+//! every family combination, VLAN and IPv4 options, DSCP/ECN and TTL copying,
+//! and what happens on each FIB outcome. Runs the real object through
+//! BPF_PROG_TEST_RUN (root).
+
+use std::net::IpAddr;
+
+use lb_common::{GlobalConfig, Verdict, CONFIG_F_SRC_V4, FAMILY_V4, PROTO_TCP, PROTO_UDP};
+use xlb_tests::{
+    balancer_fixture::{backend_mac, BalancerFixture, IFACE},
+    expect::{
+        assert_encapsulated, assert_passed_unchanged, Encapsulated, XDP_DROP, XDP_PASS,
+        XDP_REDIRECT, XDP_TX,
+    },
+    frames::{Frame, L4, TCP_ACK, TCP_PSH},
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+const CLIENT4: &str = "192.0.2.7";
+const CLIENT6: &str = "2001:db8::7";
+const VIP4: &str = "10.100.0.1";
+const VIP6: &str = "fd00:100::1";
+const B4: &str = "10.0.0.11";
+const B6: &str = "fd00::11";
+
+fn bal_v4() -> IpAddr {
+    ip("10.0.0.1")
+}
+fn bal_v6() -> IpAddr {
+    ip("fd00::1")
+}
+
+/// The expectation for a frame sent to a single-backend VIP.
+fn expect<'a>(
+    f: &BalancerFixture,
+    input: &'a [u8],
+    frame: &Frame,
+    backend: IpAddr,
+) -> Encapsulated<'a> {
+    let l2 = frame.l3_offset();
+    let inner_len = match frame.src {
+        IpAddr::V4(_) => usize::from(u16::from_be_bytes([input[l2 + 2], input[l2 + 3]])),
+        IpAddr::V6(_) => 40 + usize::from(u16::from_be_bytes([input[l2 + 4], input[l2 + 5]])),
+    };
+    Encapsulated {
+        input,
+        l2_len: l2,
+        inner_len,
+        src_mac: f.if_mac,
+        dst_mac: backend_mac(backend),
+        outer_src: if backend.is_ipv4() {
+            bal_v4()
+        } else {
+            bal_v6()
+        },
+        outer_dst: backend,
+        tos: frame.tos,
+        ttl: frame.ttl,
+    }
+}
+
+fn verdict_count(f: &BalancerFixture, v: Verdict) -> u64 {
+    f.dp.verdicts().unwrap_or_else(|e| panic!("{e}"))[v as usize]
+}
+
+#[test]
+fn tcp_to_ipv4_vip_is_encapsulated_ipip_to_the_backend() {
+    let Some(mut f) = BalancerFixture::new("tcp_to_ipv4_vip") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    for flags in [0x02, TCP_ACK | TCP_PSH] {
+        let mut fr = Frame::tcp(ip(CLIENT4), 40000, ip(VIP4), 80, f.if_mac);
+        fr.l4 = L4::Tcp { flags };
+        fr.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+        let input = fr.build();
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX, "flags {flags:#x}");
+        assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "tcp v4");
+    }
+    assert_eq!(verdict_count(&f, Verdict::Tx), 2);
+}
+
+#[test]
+fn udp_to_ipv4_vip_is_encapsulated_ipip_to_the_backend() {
+    let Some(mut f) = BalancerFixture::new("udp_to_ipv4_vip") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    let fr = Frame::udp(ip(CLIENT4), 5353, ip(VIP4), 53, f.if_mac);
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "udp v4");
+}
+
+#[test]
+fn ipv6_vip_to_ipv6_backend_is_ip6ip6() {
+    let Some(mut f) = BalancerFixture::new("ipv6_vip_ipv6_backend") else {
+        return;
+    };
+    f.add_vip(ip(VIP6), 443, PROTO_TCP, 0, &[ip(B6)]);
+    let fr = Frame::tcp(ip(CLIENT6), 40000, ip(VIP6), 443, f.if_mac);
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B6)), "v6 in v6");
+    // The flow label carries the flow hash (fabric ECMP entropy): non-zero and
+    // stable for the flow.
+    let label = u32::from_be_bytes([0, r.out[15] & 0x0f, r.out[16], r.out[17]]);
+    let again = f.run(&input);
+    assert_eq!(
+        label,
+        u32::from_be_bytes([0, again.out[15] & 0x0f, again.out[16], again.out[17]])
+    );
+    assert_ne!(label, 0, "flow label should carry the flow hash");
+}
+
+#[test]
+fn ipv4_vip_to_ipv6_backend_is_ipv4_in_ipv6() {
+    let Some(mut f) = BalancerFixture::new("ipv4_vip_ipv6_backend") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B6)]);
+    let fr = Frame::tcp(ip(CLIENT4), 40001, ip(VIP4), 80, f.if_mac);
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B6)), "v4 in v6");
+    assert_eq!(r.out[14 + 6], 4, "next header must be IPIP (4)");
+}
+
+#[test]
+fn ipv6_vip_to_ipv4_backend_is_ipv6_in_ipv4() {
+    let Some(mut f) = BalancerFixture::new("ipv6_vip_ipv4_backend") else {
+        return;
+    };
+    f.add_vip(ip(VIP6), 80, PROTO_UDP, 0, &[ip(B4)]);
+    let fr = Frame::udp(ip(CLIENT6), 40001, ip(VIP6), 80, f.if_mac);
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "v6 in v4");
+    assert_eq!(r.out[14 + 9], 41, "protocol must be IPv6 (41)");
+}
+
+#[test]
+fn vlan_tagged_packets_keep_their_tag() {
+    let Some(mut f) = BalancerFixture::new("vlan_tagged") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
+    for (client, vip, backend, qinq_tpid) in [
+        (CLIENT4, VIP4, B4, false),
+        (CLIENT4, VIP4, B4, true),
+        (CLIENT6, VIP6, B6, false),
+    ] {
+        let mut fr = Frame::tcp(ip(client), 41000, ip(vip), 80, f.if_mac);
+        fr.vlan = Some(100);
+        fr.vlan_qinq_tpid = qinq_tpid;
+        let input = fr.build();
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX, "{vip} tagged (802.1ad: {qinq_tpid})");
+        assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(backend)), "vlan");
+    }
+}
+
+#[test]
+fn double_tagged_frames_are_not_parsed() {
+    let Some(mut f) = BalancerFixture::new("double_tagged") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    let mut fr = Frame::tcp(ip(CLIENT4), 41000, ip(VIP4), 80, f.if_mac);
+    fr.vlan = Some(100);
+    let mut input = fr.build();
+    // Insert a second 802.1Q tag after the first.
+    input.splice(16..16, [0x81, 0x00, 0x00, 0xc8]);
+    let r = f.run(&input);
+    assert_passed_unchanged(&r, &input, "Q-in-Q");
+    assert_eq!(verdict_count(&f, Verdict::NotIp), 1);
+}
+
+#[test]
+fn ipv4_with_options_is_balanced_and_options_survive() {
+    let Some(mut f) = BalancerFixture::new("ipv4_options") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    // Record-route (7) with room for 2 addresses, then the longest legal header.
+    for opts in [vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0], vec![1; 40]] {
+        let mut fr = Frame::tcp(ip(CLIENT4), 42000, ip(VIP4), 80, f.if_mac);
+        fr.ipv4_options = opts.clone();
+        fr.payload = b"data".to_vec();
+        let input = fr.build();
+        assert!(input[14] & 0x0f > 5, "the frame really has options");
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX, "options {opts:?}");
+        assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "ipv4 options");
+    }
+}
+
+#[test]
+fn dscp_ecn_and_ttl_are_copied_to_the_outer_header() {
+    let Some(mut f) = BalancerFixture::new("dscp_ecn_ttl") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
+    for (client, vip, backend) in [
+        (CLIENT4, VIP4, B4),
+        (CLIENT6, VIP6, B6),
+        (CLIENT4, VIP4, B4),
+    ] {
+        let mut fr = Frame::tcp(ip(client), 43000, ip(vip), 80, f.if_mac);
+        fr.tos = (46 << 2) | 0b10; // EF, ECT(0)
+        fr.ttl = 17;
+        let input = fr.build();
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX);
+        assert_encapsulated(
+            &r.out,
+            &expect(&f, &input, &fr, ip(backend)),
+            "dscp/ecn/ttl",
+        );
+    }
+}
+
+#[test]
+fn ethernet_padding_is_not_counted_in_the_outer_length() {
+    let Some(mut f) = BalancerFixture::new("ethernet_padding") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
+    fr.payload = vec![];
+    let mut input = fr.build();
+    input.resize(60, 0); // a minimum-size frame: 18 bytes of padding
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    let e = Encapsulated {
+        inner_len: 28,
+        ..expect(&f, &input, &fr, ip(B4))
+    };
+    assert_encapsulated(&r.out, &e, "padded frame");
+}
+
+#[test]
+fn port_zero_vip_matches_every_port_and_exact_port_wins() {
+    let Some(mut f) = BalancerFixture::new("port_zero_vip") else {
+        return;
+    };
+    let any = ip("10.0.0.12");
+    let exact = ip("10.0.0.13");
+    f.add_vip(ip(VIP4), 0, PROTO_TCP, 0, &[any]);
+    f.add_vip(ip(VIP4), 443, PROTO_TCP, 0, &[exact]);
+    for (port, backend) in [(80, any), (8080, any), (1, any), (443, exact)] {
+        let fr = Frame::tcp(ip(CLIENT4), 44000, ip(VIP4), port, f.if_mac);
+        let input = fr.build();
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX, "port {port}");
+        assert_encapsulated(&r.out, &expect(&f, &input, &fr, backend), "port-0 vip");
+    }
+    // The port-0 VIP is TCP only: UDP to the same address is not a VIP.
+    let fr = Frame::udp(ip(CLIENT4), 44000, ip(VIP4), 80, f.if_mac);
+    let input = fr.build();
+    assert_passed_unchanged(&f.run(&input), &input, "udp to a tcp port-0 vip");
+}
+
+#[test]
+fn vip_without_backends_drops_and_counts() {
+    let Some(mut f) = BalancerFixture::new("vip_no_backends") else {
+        return;
+    };
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[]);
+    let input = Frame::tcp(ip(CLIENT4), 45000, ip(VIP4), 80, f.if_mac).build();
+    assert_eq!(f.run(&input).action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::NoBackend), 1);
+}
+
+#[test]
+fn missing_outer_source_drops_and_counts() {
+    let Some(mut f) = BalancerFixture::new("missing_outer_source") else {
+        return;
+    };
+    f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
+    f.dp.set_global_config(&GlobalConfig {
+        src_v6: [0; 16],
+        src_v4: [10, 0, 0, 1],
+        flags: CONFIG_F_SRC_V4,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let input = Frame::tcp(ip(CLIENT6), 45000, ip(VIP6), 80, f.if_mac).build();
+    assert_eq!(f.run(&input).action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::NoOuterSource), 1);
+}
+
+#[test]
+fn unresolved_neighbour_passes_the_encapsulated_packet_to_the_kernel() {
+    let Some(mut f) = BalancerFixture::new("unresolved_neighbour") else {
+        return;
+    };
+    // 10.0.0.99 is on the link but has no neighbour entry.
+    let vip = f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    f.ns.ip(&format!("neigh del {B4} dev {IFACE}"));
+    let _ = vip;
+    let fr = Frame::tcp(ip(CLIENT4), 46000, ip(VIP4), 80, f.if_mac);
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(
+        r.action, XDP_PASS,
+        "no neighbour: the kernel must resolve it"
+    );
+    // Encapsulated, but addressed to this host's own MAC so the stack takes it.
+    let e = Encapsulated {
+        src_mac: fr.src_mac,
+        dst_mac: fr.dst_mac,
+        ..expect(&f, &input, &fr, ip(B4))
+    };
+    assert_encapsulated(&r.out, &e, "no neighbour");
+    assert_eq!(verdict_count(&f, Verdict::FibNoNeigh), 1);
+}
+
+#[test]
+fn unroutable_backend_drops_and_counts() {
+    let Some(mut f) = BalancerFixture::new("unroutable_backend") else {
+        return;
+    };
+    f.ns.ip("route add blackhole 203.0.113.0/24");
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip("203.0.113.5")]);
+    let input = Frame::tcp(ip(CLIENT4), 47000, ip(VIP4), 80, f.if_mac).build();
+    assert_eq!(f.run(&input).action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::FibUnreachable), 1);
+}
+
+#[test]
+fn backend_behind_another_interface_is_redirected_through_the_devmap() {
+    let Some(mut f) = BalancerFixture::new("redirect_other_iface") else {
+        return;
+    };
+    f.ns.ip("link add xlbp2 type veth peer name xlbp3");
+    f.ns.ip("addr add 10.9.0.1/24 dev xlbp2");
+    f.ns.ip("link set xlbp2 up");
+    f.ns.ip("link set xlbp3 up");
+    let backend = ip("10.9.0.5");
+    f.ns.ip("neigh replace 10.9.0.5 lladdr 02:be:0a:09:00:05 dev xlbp2 nud permanent");
+    let egress = f.ns.ifindex("xlbp2");
+    let egress_mac = f.ns.mac("xlbp2");
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[backend]);
+    let fr = Frame::tcp(ip(CLIENT4), 48000, ip(VIP4), 80, f.if_mac);
+    let input = fr.build();
+
+    // Not an allowed transmit port yet: dropped, never sent somewhere unexpected.
+    assert_eq!(f.run(&input).action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::RedirectFailed), 1);
+
+    f.dp.add_tx_port(egress).unwrap_or_else(|e| panic!("{e}"));
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_REDIRECT);
+    let e = Encapsulated {
+        src_mac: egress_mac,
+        ..expect(&f, &input, &fr, backend)
+    };
+    assert_encapsulated(&r.out, &e, "redirected");
+    assert_eq!(verdict_count(&f, Verdict::Redirect), 1);
+}
+
+#[test]
+fn packets_too_big_for_the_egress_mtu_after_encapsulation_are_dropped() {
+    let Some(mut f) = BalancerFixture::new("too_big") else {
+        return;
+    };
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
+    // 1400-byte inner packet: fits the link, not with 20 more bytes.
+    fr.payload = vec![0xab; 1400 - 28];
+    let r = f.run(&fr.build());
+    assert_eq!(r.action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
+    fr.payload = vec![0xab; 1380 - 28];
+    assert_eq!(
+        f.run(&fr.build()).action,
+        XDP_TX,
+        "exactly MTU after encapsulation fits"
+    );
+    let _ = FAMILY_V4;
+}
