@@ -200,6 +200,13 @@ impl BalancerFixture {
 
     /// Runs the balancer once on `frame`, as if it arrived on `xlbp0`.
     pub fn run(&mut self, frame: &[u8]) -> RunResult {
+        self.try_run(frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", frame.len()))
+    }
+
+    /// Like [`run`](Self::run), returning the kernel's refusal instead of
+    /// panicking (it refuses frames shorter than an Ethernet header).
+    pub fn try_run(&mut self, frame: &[u8]) -> Result<RunResult, aya::programs::ProgramError> {
         let ifindex = self.ifindex;
         let mut out = vec![0u8; frame.len() + 256];
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
@@ -209,20 +216,18 @@ impl BalancerFixture {
         ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
         ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
         let prog = self.dp.program().unwrap_or_else(|e| panic!("{e}"));
-        let r = prog
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ctx_in: Some(&ctx),
-                repeat: 1,
-                ..Default::default()
-            })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", frame.len()));
+        let r = prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            repeat: 1,
+            ..Default::default()
+        })?;
         out.truncate(r.data_size_out as usize);
-        RunResult {
+        Ok(RunResult {
             action: r.return_value,
             out,
-        }
+        })
     }
 }
 
@@ -248,4 +253,22 @@ fn short(test: &str) -> String {
     let t: String = test.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let n = t.len();
     format!("p{}", &t[n.saturating_sub(16)..])
+}
+
+/// Runs any loaded XDP program once on `frame` (no interface context).
+pub fn run_program(prog: &aya::programs::Xdp, frame: &[u8]) -> RunResult {
+    let mut out = vec![0u8; frame.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            repeat: 1,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN on {} bytes: {e}", frame.len()));
+    out.truncate(r.data_size_out as usize);
+    RunResult {
+        action: r.return_value,
+        out,
+    }
 }
