@@ -5,3 +5,4 @@ pub mod config;
 pub mod dataplane;
 pub mod ebpf_objects;
 pub mod maglev;
+pub mod reconcile;

@@ -5,14 +5,12 @@
 //! This is the only module that knows map names and value layouts on the
 //! userspace side; the reconciler and the tests go through it.
 
+pub mod attach;
 pub mod aux;
 pub mod decap;
 mod maglev_table;
 
-use std::{
-    os::fd::AsFd,
-    path::{Path, PathBuf},
-};
+use std::{os::fd::AsFd, path::PathBuf};
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
@@ -616,9 +614,4 @@ fn map_info(map: &Map) -> Result<aya::maps::MapInfo, MapError> {
         | Map::DevMapHash(d) => d.info(),
         _ => Err(MapError::InvalidMapType { map_type: 0 }),
     }
-}
-
-/// Directory under which an instance's state is pinned.
-pub fn pin_root(instance: &str) -> PathBuf {
-    Path::new("/sys/fs/bpf/xlb").join(instance)
 }

@@ -1,0 +1,41 @@
+//! The desired state the reconciler installs: already validated, with health
+//! applied, independent of how it was configured.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use lb_common::{GlobalConfig, VipKey};
+
+/// Everything the maps should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub global: GlobalConfig,
+    /// Interfaces encapsulated packets may be redirected to (ifindexes).
+    pub tx_ports: BTreeSet<u32>,
+    pub vips: Vec<DesiredVip>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVip {
+    pub key: VipKey,
+    /// For errors and logs only.
+    pub name: String,
+    /// `VIP_F_*` flags.
+    pub flags: u32,
+    pub backends: Vec<DesiredBackend>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DesiredBackend {
+    pub addr: IpAddr,
+    /// 0 drains: no new flows, pinned flows stay.
+    pub weight: u16,
+    /// Failed health checks: out of the table (unless every backend failed).
+    pub healthy: bool,
+}
+
+impl DesiredVip {
+    /// The Maglev inputs: see [`super::table_inputs`].
+    pub fn table_inputs(&self) -> Vec<(IpAddr, u16)> {
+        super::table_inputs(self.backends.iter().map(|b| (b.addr, b.weight, b.healthy)))
+    }
+}

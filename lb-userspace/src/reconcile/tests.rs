@@ -1,0 +1,529 @@
+//! The reconciler against a simulated set of maps that checks, after every
+//! single write, what the data plane would see: a visible VIP with a table has
+//! every slot naming a live backend of its own; a VIP never appears before its
+//! table is complete. Then the end state must equal the desired state exactly.
+
+use std::collections::HashMap;
+
+use lb_common::{PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
+use proptest::prelude::*;
+
+use super::*;
+
+const SIZES: Sizes = Sizes {
+    max_vips: 6,
+    max_backends: 40,
+    table_size: 251,
+    flow_table_size: 1024,
+};
+
+/// The maps, as far as the reconciler writes them.
+#[derive(Default)]
+struct SimMaps {
+    vips: HashMap<VipKey, VipInfo>,
+    backends: HashMap<u32, Backend>,
+    tables: Vec<u32>,
+    global: Option<GlobalConfig>,
+    tx_ports: BTreeSet<u32>,
+    writes: usize,
+}
+
+impl SimMaps {
+    fn new() -> Self {
+        Self {
+            tables: vec![0; (SIZES.max_vips * SIZES.table_size) as usize],
+            ..Default::default()
+        }
+    }
+
+    /// What the data plane relies on, checked after every write.
+    fn check_invariants(&self, after: &Op) {
+        for (key, info) in &self.vips {
+            if key.proto == 0 || info.table_size == 0 {
+                continue;
+            }
+            let start = info.table_offset as usize;
+            for slot in start..start + info.table_size as usize {
+                let id = self.tables[slot];
+                let b = self.backends.get(&id).unwrap_or_else(|| {
+                    panic!(
+                        "after {after:?}: visible vip {} slot {slot} names free backend id {id}",
+                        info.vip_id
+                    )
+                });
+                assert!(
+                    b.is_active(),
+                    "after {after:?}: slot {slot} names inactive backend {id}"
+                );
+                assert_eq!(
+                    b.vip_id, info.vip_id,
+                    "after {after:?}: slot {slot} names another vip's backend"
+                );
+            }
+        }
+    }
+}
+
+impl MapWriter for SimMaps {
+    fn apply_op(&mut self, op: &Op) -> Result<usize, DataplaneError> {
+        self.writes += 1;
+        let mut changed = 0;
+        match op {
+            Op::SetGlobal(g) => self.global = Some(*g),
+            Op::AddTxPort(i) => {
+                self.tx_ports.insert(*i);
+            }
+            Op::RemoveTxPort(i) => {
+                self.tx_ports.remove(i);
+            }
+            Op::SetBackend { id, backend } => {
+                assert!(
+                    *id != 0 && *id < SIZES.max_backends,
+                    "backend id {id} out of range"
+                );
+                self.backends.insert(*id, *backend);
+            }
+            Op::ClearBackend { id } => {
+                self.backends.remove(id);
+            }
+            Op::ResetBackendStats { .. } | Op::ResetVipStats { .. } => {}
+            Op::WriteTable { offset, table, .. } => {
+                assert_eq!(table.len(), SIZES.table_size as usize);
+                // In place, slot by slot: check after every changed slot.
+                for (i, id) in table.iter().enumerate() {
+                    let slot = *offset as usize + i;
+                    if self.tables[slot] != *id {
+                        self.tables[slot] = *id;
+                        changed += 1;
+                        self.check_invariants(op);
+                    }
+                }
+            }
+            Op::ClearTable { offset, len, .. } => {
+                for slot in *offset..offset + len {
+                    self.tables[slot as usize] = 0;
+                    self.check_invariants(op);
+                }
+            }
+            Op::SetVip { key, info } => {
+                self.vips.insert(*key, *info);
+            }
+            Op::RemoveVip { key } => {
+                self.vips.remove(key);
+            }
+        }
+        self.check_invariants(op);
+        Ok(changed)
+    }
+}
+
+fn vip_key(n: u8, port: u16, proto: u8) -> VipKey {
+    let (a, family) = addr16(IpAddr::from([10, 100, 0, n]));
+    VipKey::new(a, family, port, proto)
+}
+
+fn backend(n: u8, weight: u16, healthy: bool) -> DesiredBackend {
+    DesiredBackend {
+        addr: IpAddr::from([10, 0, 0, n]),
+        weight,
+        healthy,
+    }
+}
+
+fn vip(n: u8, port: u16, flags: u32, backends: Vec<DesiredBackend>) -> DesiredVip {
+    DesiredVip {
+        key: vip_key(n, port, PROTO_TCP),
+        name: format!("vip{n}:{port}"),
+        flags,
+        backends,
+    }
+}
+
+fn state(vips: Vec<DesiredVip>) -> DesiredState {
+    DesiredState {
+        global: GlobalConfig {
+            src_v6: [0; 16],
+            src_v4: [10, 0, 0, 1],
+            flags: lb_common::CONFIG_F_SRC_V4,
+        },
+        tx_ports: [1u32].into_iter().collect(),
+        vips,
+    }
+}
+
+/// Plans and applies `desired`, then checks the maps hold exactly it.
+fn converge(r: &mut Reconciler, maps: &mut SimMaps, desired: &DesiredState) -> ApplyReport {
+    let plan = r.plan(desired).unwrap_or_else(|e| panic!("plan: {e}"));
+    let report = r.apply(plan, maps).unwrap_or_else(|e| panic!("apply: {e}"));
+    assert_matches_desired(r, maps, desired);
+    report
+}
+
+fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState) {
+    assert_eq!(maps.global, Some(desired.global));
+    assert_eq!(maps.tx_ports, desired.tx_ports);
+    let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| k.proto != 0).collect();
+    assert_eq!(real_vips.len(), desired.vips.len(), "number of VIP entries");
+    let mut live_backends = 0;
+    for want in &desired.vips {
+        let info = maps
+            .vips
+            .get(&want.key)
+            .unwrap_or_else(|| panic!("{} missing", want.name));
+        assert_eq!(info.flags, want.flags, "{} flags", want.name);
+        assert!(
+            maps.vips.contains_key(&marker_of(&want.key)),
+            "{} address marker",
+            want.name
+        );
+        for b in &want.backends {
+            let id = r
+                .backend_id(&want.key, b.addr)
+                .unwrap_or_else(|| panic!("{} has no id", b.addr));
+            let v = maps
+                .backends
+                .get(&id)
+                .unwrap_or_else(|| panic!("backend {} slot empty", b.addr));
+            assert_eq!((v.vip_id, v.weight), (info.vip_id, b.weight));
+            assert_eq!(v.flags & BACKEND_F_UNHEALTHY == 0, b.healthy);
+            assert_eq!(addr_of(&v.addr, v.family), b.addr);
+            live_backends += 1;
+        }
+        // The table is exactly Maglev of the table inputs.
+        let inputs = want.table_inputs();
+        if inputs.is_empty() {
+            assert_eq!(
+                info.table_size, 0,
+                "{}: no usable backend, no table",
+                want.name
+            );
+            continue;
+        }
+        assert_eq!(info.table_size, SIZES.table_size);
+        let mb: Vec<MaglevBackend> = inputs
+            .iter()
+            .map(|(a, w)| MaglevBackend::new(*a, *w))
+            .collect();
+        let expected = maglev::build_table(&mb, SIZES.table_size).unwrap_or_else(|e| panic!("{e}"));
+        let start = info.table_offset as usize;
+        for (i, idx) in expected.iter().enumerate() {
+            let want_addr = inputs[*idx as usize].0;
+            let id = maps.tables[start + i];
+            let b = maps
+                .backends
+                .get(&id)
+                .unwrap_or_else(|| panic!("slot {i} names a free id"));
+            assert_eq!(
+                addr_of(&b.addr, b.family),
+                want_addr,
+                "{} slot {i}",
+                want.name
+            );
+        }
+    }
+    // Markers only for addresses in use; no leaked backend slots.
+    let markers = maps.vips.keys().filter(|k| k.proto == 0).count();
+    let addrs: BTreeSet<([u8; 16], u8)> = desired
+        .vips
+        .iter()
+        .map(|v| (v.key.addr, v.key.family))
+        .collect();
+    assert_eq!(markers, addrs.len(), "address markers");
+    assert_eq!(maps.backends.len(), live_backends, "leaked backend slots");
+}
+
+#[test]
+fn new_vip_writes_backends_then_table_then_entry() {
+    let mut r = Reconciler::new(SIZES);
+    let desired = state(vec![vip(
+        1,
+        80,
+        0,
+        vec![backend(11, 1, true), backend(12, 1, true)],
+    )]);
+    let plan = r.plan(&desired).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = plan
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::SetGlobal(_) => "global",
+            Op::AddTxPort(_) => "txport",
+            Op::ResetBackendStats { .. } => "bstats",
+            Op::SetBackend { .. } => "backend",
+            Op::WriteTable { .. } => "table",
+            Op::ResetVipStats { .. } => "vstats",
+            Op::SetVip { key, .. } if key.proto == 0 => "marker",
+            Op::SetVip { .. } => "vip",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats", "vip",
+            "marker"
+        ]
+    );
+    let mut maps = SimMaps::new();
+    converge(&mut r, &mut maps, &desired);
+    // Nothing to do the second time.
+    assert!(r
+        .plan(&desired)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_empty());
+}
+
+#[test]
+fn removing_a_vip_removes_its_entry_before_its_table_and_backends() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(11, 1, true)])]),
+    );
+    let plan = r.plan(&state(vec![])).unwrap_or_else(|e| panic!("{e}"));
+    let first_remove = plan
+        .ops
+        .iter()
+        .position(|o| matches!(o, Op::RemoveVip { key } if key.proto != 0));
+    let clear_table = plan
+        .ops
+        .iter()
+        .position(|o| matches!(o, Op::ClearTable { .. }));
+    let clear_backend = plan
+        .ops
+        .iter()
+        .position(|o| matches!(o, Op::ClearBackend { .. }));
+    assert!(
+        first_remove < clear_table && clear_table < clear_backend,
+        "{:?}",
+        plan.ops
+    );
+    r.apply(plan, &mut maps).unwrap_or_else(|e| panic!("{e}"));
+    assert_matches_desired(&r, &maps, &state(vec![]));
+}
+
+#[test]
+fn weight_change_rewrites_only_changed_slots_and_keeps_ids() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let bs = |w: u16| {
+        vec![
+            backend(11, 100, true),
+            backend(12, 100, true),
+            backend(13, w, true),
+        ]
+    };
+    converge(&mut r, &mut maps, &state(vec![vip(1, 80, 0, bs(100))]));
+    let ids: Vec<Option<u32>> = (11..=13)
+        .map(|n| r.backend_id(&vip_key(1, 80, PROTO_TCP), IpAddr::from([10, 0, 0, n])))
+        .collect();
+    let report = converge(&mut r, &mut maps, &state(vec![vip(1, 80, 0, bs(50))]));
+    assert_eq!(report.tables_rebuilt, 1);
+    assert!(
+        report.slots_changed > 0 && report.slots_changed < SIZES.table_size as usize / 2,
+        "{report:?}"
+    );
+    let after: Vec<Option<u32>> = (11..=13)
+        .map(|n| r.backend_id(&vip_key(1, 80, PROTO_TCP), IpAddr::from([10, 0, 0, n])))
+        .collect();
+    assert_eq!(ids, after, "backend ids must survive a weight change");
+}
+
+#[test]
+fn draining_and_unhealthy_backends_keep_their_slot_but_leave_the_table() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(
+            1,
+            80,
+            0,
+            vec![
+                backend(11, 1, true),
+                backend(12, 1, true),
+                backend(13, 1, true),
+            ],
+        )]),
+    );
+    let key = vip_key(1, 80, PROTO_TCP);
+    let drained = r
+        .backend_id(&key, IpAddr::from([10, 0, 0, 12]))
+        .unwrap_or(0);
+    let sick = r
+        .backend_id(&key, IpAddr::from([10, 0, 0, 13]))
+        .unwrap_or(0);
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(
+            1,
+            80,
+            0,
+            vec![
+                backend(11, 1, true),
+                backend(12, 0, true),
+                backend(13, 1, false),
+            ],
+        )]),
+    );
+    let t = &maps.tables[0..SIZES.table_size as usize];
+    assert!(
+        !t.contains(&drained) && !t.contains(&sick),
+        "neither may take new flows"
+    );
+    assert!(
+        maps.backends.get(&drained).is_some_and(|b| b.is_active()),
+        "drained slot stays for its flows"
+    );
+    assert!(maps
+        .backends
+        .get(&sick)
+        .is_some_and(|b| b.is_active() && b.flags & BACKEND_F_UNHEALTHY != 0));
+}
+
+#[test]
+fn all_unhealthy_fails_open() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let desired = state(vec![vip(
+        1,
+        80,
+        0,
+        vec![
+            backend(11, 1, false),
+            backend(12, 3, false),
+            backend(13, 0, false),
+        ],
+    )]);
+    converge(&mut r, &mut maps, &desired);
+    let info = maps
+        .vips
+        .get(&vip_key(1, 80, PROTO_TCP))
+        .copied()
+        .unwrap_or_default();
+    assert_eq!(
+        info.table_size, SIZES.table_size,
+        "fail open: the table keeps every weighted backend"
+    );
+    assert_eq!(
+        desired.vips[0].table_inputs().len(),
+        2,
+        "but never a drained one"
+    );
+}
+
+#[test]
+fn a_vip_without_usable_backends_has_no_table_and_gets_one_atomically() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    converge(&mut r, &mut maps, &state(vec![vip(1, 80, 0, vec![])]));
+    assert_eq!(
+        maps.vips
+            .get(&vip_key(1, 80, PROTO_TCP))
+            .map(|i| i.table_size),
+        Some(0)
+    );
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(11, 1, true)])]),
+    );
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(11, 0, true)])]),
+    );
+    assert_eq!(
+        maps.vips
+            .get(&vip_key(1, 80, PROTO_TCP))
+            .map(|i| i.table_size),
+        Some(0)
+    );
+}
+
+#[test]
+fn exhausting_vip_slots_is_an_error_and_changes_nothing() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let too_many: Vec<DesiredVip> = (1..=SIZES.max_vips as u8 + 1)
+        .map(|n| vip(n, 80, 0, vec![backend(11, 1, true)]))
+        .collect();
+    match r.plan(&state(too_many)) {
+        Err(ReconcileError::VipsExhausted { max }) => assert_eq!(max, SIZES.max_vips),
+        other => panic!("expected VipsExhausted, got {other:?}"),
+    }
+    assert_eq!(maps.writes, 0);
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(11, 1, true)])]),
+    );
+}
+
+#[test]
+fn freed_ids_are_not_reused_immediately() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(11, 1, true)])]),
+    );
+    let old = r.backend_id(&vip_key(1, 80, PROTO_TCP), IpAddr::from([10, 0, 0, 11]));
+    converge(
+        &mut r,
+        &mut maps,
+        &state(vec![vip(1, 80, 0, vec![backend(12, 1, true)])]),
+    );
+    let new = r.backend_id(&vip_key(1, 80, PROTO_TCP), IpAddr::from([10, 0, 0, 12]));
+    assert_ne!(old, new);
+}
+
+fn arb_state() -> impl Strategy<Value = DesiredState> {
+    let backend =
+        (11u8..20, 0u16..4, proptest::bool::weighted(0.8)).prop_map(|(n, w, h)| backend(n, w, h));
+    let one_vip = (
+        1u8..4,
+        prop_oneof![Just(80u16), Just(0u16)],
+        0u32..4,
+        proptest::collection::vec(backend, 0..6),
+    )
+        .prop_map(|(n, port, flags, mut bs)| {
+            bs.sort_by_key(|b| b.addr);
+            bs.dedup_by_key(|b| b.addr);
+            let proto = if flags & 1 == 0 { PROTO_TCP } else { PROTO_UDP };
+            let f = (if flags & 2 != 0 { VIP_F_SOURCE_HASH } else { 0 })
+                | (if n == 3 { VIP_F_NO_FLOW_TABLE } else { 0 });
+            DesiredVip {
+                key: vip_key(n, port, proto),
+                name: format!("v{n}"),
+                flags: f,
+                backends: bs,
+            }
+        });
+    proptest::collection::vec(one_vip, 0..5).prop_map(|mut vips| {
+        vips.sort_by_key(|v| v.key);
+        vips.dedup_by_key(|v| v.key);
+        state(vips)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any sequence of desired states converges, and no intermediate write ever
+    /// shows the data plane an inconsistent VIP (checked inside SimMaps).
+    #[test]
+    fn any_sequence_of_states_converges_safely(states in proptest::collection::vec(arb_state(), 1..6)) {
+        let mut r = Reconciler::new(SIZES);
+        let mut maps = SimMaps::new();
+        for s in &states {
+            converge(&mut r, &mut maps, s);
+            prop_assert!(r.plan(s).map(|p| p.is_empty()).unwrap_or(false), "second plan not empty");
+        }
+    }
+}
