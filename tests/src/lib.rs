@@ -3,8 +3,11 @@
 //! balancer fixture driven through BPF_PROG_TEST_RUN.
 
 pub mod balancer_fixture;
+pub mod clients;
 pub mod command;
 pub mod expect;
 pub mod frames;
 pub mod netns;
 pub mod privileged;
+pub mod servers;
+pub mod topology;

@@ -71,14 +71,9 @@ impl NetNs {
     }
 
     /// Moves the calling thread into the namespace until the guard drops.
+    /// Sockets created meanwhile belong to the namespace for their lifetime.
     pub fn enter(&self) -> Entered {
-        let original = File::open(format!("/proc/thread-self/ns/net"))
-            .unwrap_or_else(|e| panic!("open own netns: {e}"));
-        let target = File::open(format!("/var/run/netns/{}", self.name))
-            .unwrap_or_else(|e| panic!("open netns {}: {e}", self.name));
-        setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("setns into {}: {e}", self.name));
-        Entered { original }
+        enter_by_name(&self.name)
     }
 }
 
@@ -88,6 +83,17 @@ impl Drop for NetNs {
             eprintln!("warning: could not delete network namespace {}", self.name);
         }
     }
+}
+
+/// Moves the calling thread into the named namespace until the guard drops.
+pub fn enter_by_name(name: &str) -> Entered {
+    let original =
+        File::open("/proc/thread-self/ns/net").unwrap_or_else(|e| panic!("open own netns: {e}"));
+    let target = File::open(format!("/var/run/netns/{name}"))
+        .unwrap_or_else(|e| panic!("open netns {name}: {e}"));
+    setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns into {name}: {e}"));
+    Entered { original }
 }
 
 /// The calling thread is inside a namespace; dropping returns it.

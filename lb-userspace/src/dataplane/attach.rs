@@ -174,7 +174,9 @@ pub fn attach_pinned(
             })?;
         return Ok(Attached::Replaced);
     }
-    if !Path::new("/sys/class/net").join(ifname).exists() {
+    // if_nametoindex answers for the calling thread's network namespace
+    // (/sys/class/net shows the namespace sysfs was mounted in).
+    if nix::net::if_::if_nametoindex(ifname).is_err() {
         return Err(AttachError::NoSuchInterface {
             ifname: ifname.to_string(),
         });

@@ -1,6 +1,6 @@
 //! The backend-side decapsulator (`xlb_decap`) and its address table.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, path::PathBuf};
 
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
@@ -9,7 +9,10 @@ use aya::{
 };
 use lb_common::{decap_stat, map_names, program_names, DecapKey, FAMILY_V4, FAMILY_V6};
 
-use super::{map_err, program_error, typed, xdp_program, DataplaneError};
+use super::{
+    attach::{attach_pinned, AttachError, Attached, InstancePaths, Mode},
+    map_err, program_error, typed, xdp_program, DataplaneError,
+};
 use crate::ebpf_objects;
 
 pub struct Decap {
@@ -44,10 +47,32 @@ pub fn decap_key(addr: IpAddr) -> DecapKey {
 impl Decap {
     /// Loads and verifies `xlb_decap` (not attached).
     pub fn load() -> Result<Self, DataplaneError> {
+        Self::load_pinned(None)
+    }
+
+    /// Like [`load`](Self::load), with the address and stats maps pinned under
+    /// `pins` (adopted if already there), so a later run updates the same ones.
+    pub fn load_pinned(pins: Option<&InstancePaths>) -> Result<Self, DataplaneError> {
         let bytes = ebpf_objects::require("decap", ebpf_objects::DECAP)?;
-        let mut ebpf = EbpfLoader::new()
-            .load(bytes)
-            .map_err(DataplaneError::Load)?;
+        let mut loader = EbpfLoader::new();
+        let paths: Vec<(&'static str, PathBuf)> = match pins {
+            Some(p) => {
+                let dir = p.maps();
+                std::fs::create_dir_all(&dir).map_err(|source| DataplaneError::PinDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                [map_names::DECAP_ADDRS, map_names::DECAP_STATS]
+                    .iter()
+                    .map(|n| (*n, dir.join(n)))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(bytes).map_err(DataplaneError::Load)?;
         let program = xdp_program(&mut ebpf, program_names::DECAP)?;
         program
             .load()
@@ -91,4 +116,30 @@ impl Decap {
             malformed: get(decap_stat::MALFORMED)?,
         })
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecapHostError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+}
+
+/// Sets a backend host up: `xlb_decap` attached to `ifname` with a pinned link
+/// (it keeps running after this process exits), accepting tunnels to `addrs`.
+/// Running it again swaps in the current program and adds the addresses.
+pub fn attach_host(
+    ifname: &str,
+    addrs: &[IpAddr],
+    mode: Mode,
+    pins: &InstancePaths,
+) -> Result<Attached, DecapHostError> {
+    super::attach::ensure_bpffs()?;
+    let mut d = Decap::load_pinned(Some(pins))?;
+    for a in addrs {
+        d.add_address(*a)?;
+    }
+    let program = d.program()?;
+    Ok(attach_pinned(program, ifname, mode, &pins.link(ifname))?)
 }
