@@ -4,5 +4,6 @@
 pub mod config;
 pub mod dataplane;
 pub mod ebpf_objects;
+pub mod health;
 pub mod maglev;
 pub mod reconcile;
