@@ -6,4 +6,6 @@ pub mod dataplane;
 pub mod ebpf_objects;
 pub mod health;
 pub mod maglev;
+pub mod metrics;
 pub mod reconcile;
+pub mod stats;

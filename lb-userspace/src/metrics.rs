@@ -1,0 +1,302 @@
+//! Prometheus exposition of a [`StatsSnapshot`] with the `prometheus-client`
+//! crate. The counters live in BPF maps, so they are read at scrape time and
+//! encoded as constant metrics by a collector, not kept in process memory.
+//!
+//! Names: `xlb_vip_packets_total{vip}`, `xlb_vip_bytes_total{vip}`,
+//! `xlb_vip_new_flows_total{vip}`, `xlb_vip_fail_open{vip}`,
+//! `xlb_backend_packets_total{vip,backend}`, `xlb_backend_bytes_total{vip,backend}`,
+//! `xlb_backend_healthy{vip,backend}`, `xlb_backend_weight{vip,backend}`,
+//! `xlb_verdict_packets_total{reason}`, `xlb_table_rebuilds_total`,
+//! `xlb_table_slots_changed_total`, `xlb_reconciles_total{result}`,
+//! `xlb_config_reloads_total{result}`, `xlb_health_transitions_total`,
+//! `xlb_last_reconcile_timestamp_seconds`, `xlb_last_reconcile_duration_seconds`.
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge, MetricType},
+    registry::Registry,
+};
+
+use crate::stats::StatsSnapshot;
+
+#[derive(Debug)]
+struct SnapshotCollector(StatsSnapshot);
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn family<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: &[(Labels, M)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        value.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// An unlabeled metric.
+fn single<M: EncodeMetric>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: M,
+) -> Result<(), std::fmt::Error> {
+    value.encode(enc.encode_descriptor(name, help, None, kind)?)
+}
+
+fn vip(v: &crate::stats::VipSample) -> Labels<'_> {
+    vec![("vip", v.vip.as_str())]
+}
+
+fn counter(v: u64) -> ConstCounter<u64> {
+    ConstCounter::new(v)
+}
+
+fn gauge(v: f64) -> ConstGauge<f64> {
+    ConstGauge::new(v)
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+
+        let per_vip = |f: fn(&crate::stats::VipSample) -> u64| -> Vec<(Labels, ConstCounter<u64>)> {
+            s.vips.iter().map(|v| (vip(v), counter(f(v)))).collect()
+        };
+        family(
+            &mut enc,
+            "xlb_vip_packets",
+            "Packets received for the VIP.",
+            MetricType::Counter,
+            &per_vip(|v| v.packets),
+        )?;
+        family(
+            &mut enc,
+            "xlb_vip_bytes",
+            "IP bytes received for the VIP.",
+            MetricType::Counter,
+            &per_vip(|v| v.bytes),
+        )?;
+        family(
+            &mut enc,
+            "xlb_vip_new_flows",
+            "Connections that got a backend from the Maglev table.",
+            MetricType::Counter,
+            &per_vip(|v| v.new_flows),
+        )?;
+        let fail_open: Vec<(Labels, ConstGauge<f64>)> = s
+            .vips
+            .iter()
+            .map(|v| (vip(v), gauge(if v.fail_open { 1.0 } else { 0.0 })))
+            .collect();
+        family(
+            &mut enc,
+            "xlb_vip_fail_open",
+            "1 when every backend failed its health check and all are kept.",
+            MetricType::Gauge,
+            &fail_open,
+        )?;
+
+        let mut be_packets = Vec::new();
+        let mut be_bytes = Vec::new();
+        let mut be_healthy = Vec::new();
+        let mut be_weight = Vec::new();
+        for v in &s.vips {
+            for b in &v.backends {
+                let l: Labels = vec![("vip", v.vip.as_str()), ("backend", b.backend.as_str())];
+                be_packets.push((l.clone(), counter(b.packets)));
+                be_bytes.push((l.clone(), counter(b.bytes)));
+                be_healthy.push((l.clone(), gauge(if b.healthy { 1.0 } else { 0.0 })));
+                be_weight.push((l, gauge(f64::from(b.weight))));
+            }
+        }
+        family(
+            &mut enc,
+            "xlb_backend_packets",
+            "Packets sent to the backend.",
+            MetricType::Counter,
+            &be_packets,
+        )?;
+        family(
+            &mut enc,
+            "xlb_backend_bytes",
+            "IP bytes sent to the backend (inner packet).",
+            MetricType::Counter,
+            &be_bytes,
+        )?;
+        family(
+            &mut enc,
+            "xlb_backend_healthy",
+            "1 when the backend passes its health check (or has none).",
+            MetricType::Gauge,
+            &be_healthy,
+        )?;
+        family(
+            &mut enc,
+            "xlb_backend_weight",
+            "Configured weight; 0 means draining.",
+            MetricType::Gauge,
+            &be_weight,
+        )?;
+
+        let verdicts: Vec<(Labels, ConstCounter<u64>)> = s
+            .verdicts
+            .iter()
+            .map(|(r, n)| (vec![("reason", r.as_str())], counter(*n)))
+            .collect();
+        family(
+            &mut enc,
+            "xlb_verdict_packets",
+            "Packets by the data plane's verdict reason.",
+            MetricType::Counter,
+            &verdicts,
+        )?;
+
+        let c = &s.control;
+        single(
+            &mut enc,
+            "xlb_table_rebuilds",
+            "Maglev tables rebuilt.",
+            MetricType::Counter,
+            counter(c.table_rebuilds),
+        )?;
+        single(
+            &mut enc,
+            "xlb_table_slots_changed",
+            "Maglev slots rewritten.",
+            MetricType::Counter,
+            counter(c.table_slots_changed),
+        )?;
+        family(
+            &mut enc,
+            "xlb_reconciles",
+            "Reconciles of the maps with the desired state.",
+            MetricType::Counter,
+            &[
+                (vec![("result", "ok")], counter(c.reconciles_ok)),
+                (vec![("result", "error")], counter(c.reconciles_failed)),
+            ],
+        )?;
+        family(
+            &mut enc,
+            "xlb_config_reloads",
+            "Config reloads (SIGHUP, xlb reload).",
+            MetricType::Counter,
+            &[
+                (vec![("result", "ok")], counter(c.reloads_ok)),
+                (vec![("result", "error")], counter(c.reloads_failed)),
+            ],
+        )?;
+        single(
+            &mut enc,
+            "xlb_health_transitions",
+            "Backend health state changes.",
+            MetricType::Counter,
+            counter(c.health_transitions),
+        )?;
+        single(
+            &mut enc,
+            "xlb_last_reconcile_timestamp_seconds",
+            "Unix time of the last successful reconcile.",
+            MetricType::Gauge,
+            gauge(c.last_reconcile_unix),
+        )?;
+        single(
+            &mut enc,
+            "xlb_last_reconcile_duration_seconds",
+            "Duration of the last successful reconcile.",
+            MetricType::Gauge,
+            gauge(c.last_reconcile_seconds),
+        )?;
+        Ok(())
+    }
+}
+
+/// The Prometheus text exposition of `snapshot`.
+pub fn encode(snapshot: StatsSnapshot) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector(snapshot)));
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(out)
+}
+
+/// Content type of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{BackendSample, ControlSample, VipSample};
+
+    fn sample() -> StatsSnapshot {
+        StatsSnapshot {
+            taken_at: 0.0,
+            vips: vec![VipSample {
+                vip: "web".into(),
+                packets: 10,
+                bytes: 1000,
+                new_flows: 3,
+                fail_open: false,
+                backends: vec![
+                    BackendSample {
+                        backend: "10.0.0.11".into(),
+                        packets: 7,
+                        bytes: 700,
+                        weight: 100,
+                        healthy: true,
+                    },
+                    BackendSample {
+                        backend: "10.0.0.12".into(),
+                        packets: 3,
+                        bytes: 300,
+                        weight: 0,
+                        healthy: false,
+                    },
+                ],
+            }],
+            verdicts: vec![("tx".into(), 10), ("not_vip".into(), 5)],
+            control: ControlSample {
+                table_rebuilds: 2,
+                reconciles_ok: 4,
+                last_reconcile_unix: 1.5e9,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn encodes_prometheus_names_and_labels() {
+        let text = encode(sample()).unwrap_or_else(|e| panic!("{e}"));
+        for line in [
+            "xlb_vip_packets_total{vip=\"web\"} 10",
+            "xlb_vip_bytes_total{vip=\"web\"} 1000",
+            "xlb_vip_new_flows_total{vip=\"web\"} 3",
+            "xlb_backend_packets_total{vip=\"web\",backend=\"10.0.0.11\"} 7",
+            "xlb_backend_healthy{vip=\"web\",backend=\"10.0.0.12\"} 0",
+            "xlb_backend_weight{vip=\"web\",backend=\"10.0.0.11\"} 100",
+            "xlb_verdict_packets_total{reason=\"tx\"} 10",
+            "xlb_table_rebuilds_total 2",
+            "xlb_reconciles_total{result=\"ok\"} 4",
+            "# TYPE xlb_vip_packets counter",
+            "# TYPE xlb_backend_healthy gauge",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(
+            text.contains("xlb_last_reconcile_timestamp_seconds 1500000000"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

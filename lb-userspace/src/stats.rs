@@ -1,0 +1,51 @@
+//! A point-in-time view of the balancer's counters and state, read from the
+//! maps on demand: served as JSON by the API (`xlb stats`) and encoded as
+//! Prometheus metrics.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// Seconds since the Unix epoch when the snapshot was taken.
+    pub taken_at: f64,
+    pub vips: Vec<VipSample>,
+    /// (reason, packets) for every verdict slot, in slot order.
+    pub verdicts: Vec<(String, u64)>,
+    pub control: ControlSample,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VipSample {
+    /// The VIP's name (config `name`, or `address:port/proto`).
+    pub vip: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub new_flows: u64,
+    /// Every weighted backend failed its checks: all kept in the table.
+    pub fail_open: bool,
+    pub backends: Vec<BackendSample>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendSample {
+    pub backend: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub weight: u16,
+    pub healthy: bool,
+}
+
+/// Control-plane counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlSample {
+    pub table_rebuilds: u64,
+    pub table_slots_changed: u64,
+    pub reconciles_ok: u64,
+    pub reconciles_failed: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub health_transitions: u64,
+    /// Unix time of the last successful reconcile (0 if none).
+    pub last_reconcile_unix: f64,
+    pub last_reconcile_seconds: f64,
+}
