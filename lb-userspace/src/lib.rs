@@ -1,6 +1,8 @@
 //! The xlb daemon and CLI as a library: config, Maglev, the map reconciler, the
 //! runtime API, health checks and metrics. `src/main.rs` is a thin binary on top.
 
+pub mod api_client;
+pub mod cli;
 pub mod config;
 pub mod dataplane;
 pub mod ebpf_objects;

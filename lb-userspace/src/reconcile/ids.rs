@@ -44,6 +44,7 @@ impl IdPool {
         }
     }
 
+    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.used.len()
     }
