@@ -4,6 +4,7 @@
 pub mod api_client;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod ebpf_objects;
 pub mod health;

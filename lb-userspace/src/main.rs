@@ -1,16 +1,25 @@
 //! `xlb`: the daemon (`xlb run`) and the operator's CLI.
 
 use clap::Parser;
-use lb_userspace::cli::{self, Cli, Command};
+use lb_userspace::{
+    cli::{self, Cli, Command, XdpModeArg},
+    config::XdpMode,
+    daemon::{self, RunOptions},
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .init();
+    // aya-log (the XDP program's logs) speaks the `log` crate: route it here.
+    let _ = tracing_log::LogTracer::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -32,6 +41,20 @@ fn main() -> std::process::ExitCode {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
+        Command::Run { config, xdp_mode } => {
+            require_root()?;
+            let xdp_mode = xdp_mode.map(|m| match m {
+                XdpModeArg::Native => XdpMode::Native,
+                XdpModeArg::Skb => XdpMode::Skb,
+            });
+            daemon::run(RunOptions { config, xdp_mode }).await
+        }
+        Command::Vip { api, command } => cli::api_cmds::vip(&api.socket, command).await,
+        Command::Backend { api, command } => cli::api_cmds::backend(&api.socket, command).await,
+        Command::Stats { api, args } => cli::api_cmds::stats(&api.socket, args).await,
+        Command::Reload { api } => cli::api_cmds::reload(&api.socket).await,
+        Command::Config { api, command } => cli::api_cmds::config(&api.socket, command).await,
+        Command::Explain { api, args } => cli::api_cmds::explain(&api.socket, args).await,
         Command::Decap { command } => {
             require_root()?;
             cli::decap_cmd::run(command)

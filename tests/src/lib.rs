@@ -9,5 +9,7 @@ pub mod expect;
 pub mod frames;
 pub mod netns;
 pub mod privileged;
+pub mod rack;
 pub mod servers;
 pub mod topology;
+pub mod xlb_process;

@@ -1,0 +1,419 @@
+//! Commands that drive a running daemon through its API socket.
+
+use std::{collections::HashMap, io::Write, net::IpAddr, path::Path, time::Duration};
+
+use anyhow::Context;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use super::{BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs, VipCommand};
+use crate::{
+    api_client::ApiClient,
+    daemon::{
+        api::{ChangeReport, WeightBody},
+        controller::{Explanation, VipStatus},
+    },
+    stats::StatsSnapshot,
+};
+
+/// Path segments are percent-encoded: VIP labels contain ':' '/' '[' ']'.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn report(r: &ChangeReport, what: &str) {
+    println!(
+        "{what} ({} map writes, {} tables rebuilt, {} slots changed)",
+        r.map_writes, r.tables_rebuilt, r.slots_changed
+    );
+}
+
+pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
+    let c = ApiClient::new(socket);
+    match cmd {
+        VipCommand::List { json } => {
+            let vips: Vec<VipStatus> = c.get("/v1/vips").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&vips)?);
+                return Ok(());
+            }
+            if vips.is_empty() {
+                println!("no VIPs configured");
+            }
+            for v in vips {
+                let proto = serde_json::to_value(v.protocol)?
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string();
+                let hashing = serde_json::to_value(v.hashing)?
+                    .as_str()
+                    .unwrap_or("?")
+                    .to_string();
+                println!(
+                    "{}  {}:{}/{}  hashing={}  flow-table={}{}",
+                    v.name,
+                    v.address,
+                    v.port,
+                    proto,
+                    hashing,
+                    if v.flow_table { "on" } else { "bypass" },
+                    if v.fail_open {
+                        "  FAIL-OPEN (every backend unhealthy)"
+                    } else {
+                        ""
+                    }
+                );
+                for b in v.backends {
+                    println!(
+                        "    {:<40} weight {:>5}  {:<20} {}",
+                        b.address.to_string(),
+                        b.weight,
+                        b.state,
+                        b.health_check.unwrap_or_else(|| "no health check".into())
+                    );
+                }
+            }
+        }
+        VipCommand::Add(a) => {
+            let r: ChangeReport = c.send(Method::POST, "/v1/vips", &vip_body(&a)?).await?;
+            report(
+                &r,
+                &format!(
+                    "added VIP {}",
+                    a.name.as_deref().unwrap_or(&a.address.to_string())
+                ),
+            );
+        }
+        VipCommand::Del { vip } => {
+            let body = c
+                .request(Method::DELETE, &format!("/v1/vips/{}", seg(&vip)), None)
+                .await?;
+            let r: ChangeReport = serde_json::from_slice(&body)?;
+            report(&r, &format!("removed VIP {vip}"));
+        }
+    }
+    Ok(())
+}
+
+fn vip_body(a: &VipAddArgs) -> anyhow::Result<Value> {
+    let mut backends = Vec::new();
+    for spec in &a.backends {
+        let (addr, weight) = parse_backend_spec(spec)?;
+        backends.push(json!({ "address": addr.to_string(), "weight": weight }));
+    }
+    let mut v = json!({
+        "address": a.address.to_string(),
+        "port": a.port,
+        "protocol": a.protocol,
+        "hashing": if a.source_ip { "source-ip" } else { "five-tuple" },
+        "flow_table": !a.no_flow_table,
+        "backend": backends,
+    });
+    if let Some(n) = &a.name {
+        v["name"] = json!(n);
+    }
+    Ok(v)
+}
+
+/// `ADDR` or `ADDR=WEIGHT` (IPv6 addresses contain ':', hence '=').
+fn parse_backend_spec(s: &str) -> anyhow::Result<(IpAddr, u16)> {
+    let (addr, weight) = match s.split_once('=') {
+        Some((a, w)) => (
+            a,
+            w.parse::<u16>()
+                .with_context(|| format!("weight in {s:?} must be 0..=65535"))?,
+        ),
+        None => (s, 100),
+    };
+    Ok((
+        addr.parse()
+            .with_context(|| format!("{addr:?} is not an IP address"))?,
+        weight,
+    ))
+}
+
+pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
+    let c = ApiClient::new(socket);
+    match cmd {
+        BackendCommand::Add {
+            vip,
+            address,
+            weight,
+        } => {
+            let body = json!({ "address": address.to_string(), "weight": weight });
+            let r: ChangeReport = c
+                .send(
+                    Method::POST,
+                    &format!("/v1/vips/{}/backends", seg(&vip)),
+                    &body,
+                )
+                .await?;
+            report(&r, &format!("added backend {address} to {vip}"));
+        }
+        BackendCommand::Del { vip, address } => {
+            let b = c
+                .request(
+                    Method::DELETE,
+                    &format!(
+                        "/v1/vips/{}/backends/{}",
+                        seg(&vip),
+                        seg(&address.to_string())
+                    ),
+                    None,
+                )
+                .await?;
+            report(
+                &serde_json::from_slice(&b)?,
+                &format!("removed backend {address} from {vip}"),
+            );
+        }
+        BackendCommand::Weight {
+            vip,
+            address,
+            weight,
+        } => {
+            let path = format!(
+                "/v1/vips/{}/backends/{}/weight",
+                seg(&vip),
+                seg(&address.to_string())
+            );
+            let r: ChangeReport = c.send(Method::PUT, &path, &WeightBody { weight }).await?;
+            report(
+                &r,
+                &format!("set the weight of {address} in {vip} to {weight}"),
+            );
+        }
+        BackendCommand::Drain { vip, address } => {
+            let path = format!(
+                "/v1/vips/{}/backends/{}/drain",
+                seg(&vip),
+                seg(&address.to_string())
+            );
+            let b = c.request(Method::POST, &path, None).await?;
+            report(
+                &serde_json::from_slice(&b)?,
+                &format!(
+                    "draining {address} in {vip}: no new connections, established ones continue"
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn reload(socket: &Path) -> anyhow::Result<()> {
+    let b = ApiClient::new(socket)
+        .request(Method::POST, "/v1/reload", None)
+        .await?;
+    report(&serde_json::from_slice(&b)?, "reloaded the config file");
+    Ok(())
+}
+
+pub async fn config(socket: &Path, cmd: ConfigCommand) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCommand::Dump => print!("{}", ApiClient::new(socket).get_text("/v1/config").await?),
+    }
+    Ok(())
+}
+
+pub async fn explain(socket: &Path, a: ExplainArgs) -> anyhow::Result<()> {
+    let q = format!(
+        "/v1/explain?src={}&sport={}&dst={}&dport={}&proto={}",
+        seg(&a.src.to_string()),
+        a.sport,
+        seg(&a.dst.to_string()),
+        a.dport,
+        a.proto
+    );
+    let e: Explanation = ApiClient::new(socket).get(&q).await?;
+    match (&e.vip, e.backend) {
+        (None, _) => println!("{}: {}", e.decision, e.detail),
+        (Some(v), Some(b)) => println!(
+            "{} -> VIP {v} -> backend {b} (id {})\n{}: {}",
+            a.src,
+            e.backend_id.unwrap_or(0),
+            e.decision,
+            e.detail
+        ),
+        (Some(v), None) => println!("VIP {v}: {}: {}", e.decision, e.detail),
+    }
+    Ok(())
+}
+
+pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
+    let c = ApiClient::new(socket);
+    if !a.watch {
+        let s: StatsSnapshot = c.get("/v1/stats").await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        } else {
+            print!("{}", render_totals(&s));
+        }
+        return Ok(());
+    }
+    let mut prev: StatsSnapshot = c.get("/v1/stats").await?;
+    loop {
+        tokio::time::sleep(Duration::from_secs_f64(a.interval)).await;
+        let now: StatsSnapshot = c.get("/v1/stats").await?;
+        let text = render_rates(&prev, &now);
+        let mut out = std::io::stdout();
+        // Clear the screen and home the cursor, then draw the table.
+        write!(out, "\x1b[2J\x1b[H{text}")?;
+        out.flush()?;
+        prev = now;
+    }
+}
+
+fn render_totals(s: &StatsSnapshot) -> String {
+    let mut out = format!(
+        "{:<28} {:>14} {:>16} {:>12}\n",
+        "VIP / backend", "packets", "bytes", "new flows"
+    );
+    for v in &s.vips {
+        out += &format!(
+            "{:<28} {:>14} {:>16} {:>12}{}\n",
+            v.vip,
+            v.packets,
+            v.bytes,
+            v.new_flows,
+            if v.fail_open { "  FAIL-OPEN" } else { "" }
+        );
+        for b in &v.backends {
+            let state = if b.weight == 0 {
+                "draining"
+            } else if b.healthy {
+                ""
+            } else {
+                "unhealthy"
+            };
+            out += &format!(
+                "  {:<26} {:>14} {:>16} {:>12} {state}\n",
+                b.backend, b.packets, b.bytes, ""
+            );
+        }
+    }
+    out += "\nverdicts:";
+    for (r, n) in s.verdicts.iter().filter(|(_, n)| *n > 0) {
+        out += &format!(" {r}={n}");
+    }
+    out += "\n";
+    out
+}
+
+/// Per-second rates between two snapshots.
+pub fn render_rates(prev: &StatsSnapshot, now: &StatsSnapshot) -> String {
+    let dt = (now.taken_at - prev.taken_at).max(1e-3);
+    let old: HashMap<(&str, &str), (u64, u64)> = prev
+        .vips
+        .iter()
+        .flat_map(|v| {
+            std::iter::once(((v.vip.as_str(), ""), (v.packets, v.bytes))).chain(
+                v.backends
+                    .iter()
+                    .map(move |b| ((v.vip.as_str(), b.backend.as_str()), (b.packets, b.bytes))),
+            )
+        })
+        .collect();
+    let rate = |key: (&str, &str), p: u64, b: u64| {
+        let (p0, b0) = old.get(&key).copied().unwrap_or((p, b));
+        (
+            p.saturating_sub(p0) as f64 / dt,
+            b.saturating_sub(b0) as f64 * 8.0 / dt,
+        )
+    };
+    let mut out = format!(
+        "xlb stats (every {dt:.1}s)\n\n{:<30} {:>12} {:>12}\n",
+        "VIP / backend", "packets/s", "bits/s"
+    );
+    for v in &now.vips {
+        let (pps, bps) = rate((v.vip.as_str(), ""), v.packets, v.bytes);
+        out += &format!(
+            "{:<30} {:>12} {:>12}{}\n",
+            v.vip,
+            human(pps),
+            human(bps),
+            if v.fail_open { "  FAIL-OPEN" } else { "" }
+        );
+        for b in &v.backends {
+            let (pps, bps) = rate((v.vip.as_str(), b.backend.as_str()), b.packets, b.bytes);
+            let state = if b.weight == 0 {
+                " draining"
+            } else if b.healthy {
+                ""
+            } else {
+                " unhealthy"
+            };
+            out += &format!(
+                "  {:<28} {:>12} {:>12}{state}\n",
+                b.backend,
+                human(pps),
+                human(bps)
+            );
+        }
+    }
+    out
+}
+
+fn human(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{BackendSample, VipSample};
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("10.0.0.1:80/tcp"), "10.0.0.1%3A80%2Ftcp");
+        assert_eq!(seg("web-1"), "web-1");
+    }
+
+    #[test]
+    fn backend_specs_parse_with_optional_weight() {
+        assert_eq!(
+            parse_backend_spec("10.0.0.1").ok(),
+            Some(("10.0.0.1".parse().unwrap_or(IpAddr::from([0; 4])), 100))
+        );
+        assert_eq!(parse_backend_spec("fd00::1=7").map(|x| x.1).ok(), Some(7));
+        assert!(parse_backend_spec("10.0.0.1=70000").is_err());
+        assert!(parse_backend_spec("nope").is_err());
+    }
+
+    #[test]
+    fn rates_are_deltas_per_second() {
+        let snap = |t: f64, p: u64, b: u64| StatsSnapshot {
+            taken_at: t,
+            vips: vec![VipSample {
+                vip: "web".into(),
+                packets: p,
+                bytes: b,
+                backends: vec![BackendSample {
+                    backend: "10.0.0.1".into(),
+                    packets: p,
+                    bytes: b,
+                    weight: 1,
+                    healthy: true,
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render_rates(&snap(10.0, 1000, 100_000), &snap(12.0, 5000, 350_000));
+        assert!(text.contains("2.0k"), "2000 packets/s: {text}");
+        assert!(text.contains("1.00M"), "1 Mbit/s: {text}");
+    }
+}

@@ -1,0 +1,63 @@
+//! Defaults and limits of the config, in one place so that the docs, the
+//! example file and the checks agree.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+
+/// `global.instance` when not set.
+pub const DEFAULT_INSTANCE: &str = "default";
+/// `global.api_socket` when not set.
+pub const DEFAULT_API_SOCKET: &str = "/run/xlb/xlb.sock";
+/// `global.metrics_address` when not set.
+pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9431);
+/// `global.table_size` when not set (a prime).
+pub const DEFAULT_TABLE_SIZE: u32 = lb_common::DEFAULT_TABLE_SIZE;
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = lb_common::DEFAULT_FLOW_TABLE_SIZE;
+pub const DEFAULT_MAX_VIPS: u32 = lb_common::DEFAULT_MAX_VIPS;
+pub const DEFAULT_MAX_BACKENDS: u32 = lb_common::DEFAULT_MAX_BACKENDS;
+/// A backend's weight when not set.
+pub const DEFAULT_WEIGHT: u16 = 100;
+pub const DEFAULT_HTTP_PATH: &str = "/";
+pub const DEFAULT_EXPECTED_STATUS: u16 = 200;
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_RISE: u32 = 2;
+pub const DEFAULT_FALL: u32 = 3;
+
+/// Instance names are directory names: at most this many characters.
+pub const MAX_INSTANCE_LEN: usize = 32;
+/// Linux interface names hold at most IFNAMSIZ - 1 bytes.
+pub const MAX_IFNAME_LEN: usize = 15;
+/// Attached plus egress interfaces: the redirect map's capacity.
+pub const MAX_INTERFACES: usize = lb_common::MAX_TX_PORTS as usize;
+/// Smallest table: Maglev needs a prime, and 2 is the smallest.
+pub const MIN_TABLE_SIZE: u32 = 2;
+/// Largest table the Maglev builder accepts (a prime; 64 MiB of slots).
+pub const MAX_TABLE_SIZE: u32 = crate::maglev::MAX_TABLE_SIZE;
+/// Bytes of one Maglev slot in the kernel map.
+pub const TABLE_SLOT_BYTES: u64 = 4;
+/// Cap on `max_vips * table_size * 4`: every VIP id owns a whole table, so
+/// the map is sized for `max_vips` tables up front. With the default
+/// max_vips of 64 this allows tables up to 4_194_301 slots.
+pub const MAX_TABLE_MEMORY: u64 = 1 << 30;
+pub const MIN_FLOW_TABLE_SIZE: u32 = 1024;
+pub const MAX_FLOW_TABLE_SIZE: u32 = 1 << 26;
+pub const MIN_MAX_VIPS: u32 = 1;
+pub const MAX_MAX_VIPS: u32 = 4096;
+/// Slot 0 is reserved, so 2 is the smallest useful capacity.
+pub const MIN_MAX_BACKENDS: u32 = 2;
+pub const MAX_MAX_BACKENDS: u32 = 1 << 20;
+/// `sun_path` holds 108 bytes including the terminating NUL.
+pub const MAX_SOCKET_PATH_LEN: usize = 107;
+/// VIP names are metric labels and CLI arguments: keep them short.
+pub const MAX_VIP_NAME_LEN: usize = 64;
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+pub const MIN_RISE_FALL: u32 = 1;
+pub const MAX_RISE_FALL: u32 = 100;
+pub const MIN_STATUS: u16 = 100;
+pub const MAX_STATUS: u16 = 599;

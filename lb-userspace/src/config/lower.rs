@@ -1,0 +1,323 @@
+//! Raw (what the file says) to model (typed, defaults resolved, health check
+//! inheritance applied), and back for dumps.
+//!
+//! Only what the model cannot represent is rejected here (an IPv6 outer
+//! source for IPv4, http fields on a tcp check, unparsable durations, sizes
+//! beyond u32); everything else is checked on the model by `validate`, so the
+//! runtime API gets the same checks.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+    time::Duration,
+};
+
+use super::{
+    error::{ConfigError, ConfigErrorKind},
+    limits::*,
+    model::{
+        BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind, HealthCheckMode,
+        IpFamily, VipConfig, VipEndpoint,
+    },
+    raw::{
+        CheckType, RawBackend, RawBackendHealthCheck, RawConfig, RawGlobal, RawHealthCheck, RawVip,
+    },
+    spans::join,
+};
+
+pub(crate) fn config_from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    let global = global_from_raw(raw.global)?;
+    let vips = raw
+        .vips
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| vip_from_raw(v, &format!("vip[{i}]")))
+        .collect::<Result<_, _>>()?;
+    Ok(Config { global, vips })
+}
+
+fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
+    let table_size = match raw.table_size {
+        None => DEFAULT_TABLE_SIZE,
+        Some(size) => u32::try_from(size).map_err(|_| {
+            ConfigError::new(
+                "global.table_size",
+                ConfigErrorKind::TableSizeOutOfRange {
+                    size,
+                    min: MIN_TABLE_SIZE,
+                    max: MAX_TABLE_SIZE,
+                },
+            )
+        })?,
+    };
+    Ok(GlobalConfig {
+        instance: raw.instance.unwrap_or_else(|| DEFAULT_INSTANCE.to_string()),
+        interfaces: raw.interfaces,
+        xdp_mode: raw.xdp_mode.unwrap_or_default(),
+        egress_interfaces: raw.egress_interfaces.unwrap_or_default(),
+        outer_source_v4: raw.outer_source_v4.map(v4_source).transpose()?,
+        outer_source_v6: raw.outer_source_v6.map(v6_source).transpose()?,
+        table_size,
+        flow_table_size: size(
+            raw.flow_table_size,
+            DEFAULT_FLOW_TABLE_SIZE,
+            (MIN_FLOW_TABLE_SIZE, MAX_FLOW_TABLE_SIZE),
+            "global.flow_table_size",
+        )?,
+        max_vips: size(
+            raw.max_vips,
+            DEFAULT_MAX_VIPS,
+            (MIN_MAX_VIPS, MAX_MAX_VIPS),
+            "global.max_vips",
+        )?,
+        max_backends: size(
+            raw.max_backends,
+            DEFAULT_MAX_BACKENDS,
+            (MIN_MAX_BACKENDS, MAX_MAX_BACKENDS),
+            "global.max_backends",
+        )?,
+        api_socket: PathBuf::from(raw.api_socket.as_deref().unwrap_or(DEFAULT_API_SOCKET)),
+        metrics_address: raw.metrics_address.unwrap_or(DEFAULT_METRICS_ADDRESS),
+        bpf_log: raw.bpf_log.unwrap_or_default(),
+    })
+}
+
+/// A u32 setting, or its default; values beyond u32 get the range error
+/// validation would give for the setting's documented `(min, max)`.
+fn size(
+    value: Option<u64>,
+    default: u32,
+    (min, max): (u32, u32),
+    field: &str,
+) -> Result<u32, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    u32::try_from(value).map_err(|_| {
+        ConfigError::new(
+            field,
+            ConfigErrorKind::OutOfRange {
+                value,
+                min: u64::from(min),
+                max: u64::from(max),
+            },
+        )
+    })
+}
+
+fn v4_source(address: IpAddr) -> Result<Ipv4Addr, ConfigError> {
+    match address {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(ConfigError::new(
+            "global.outer_source_v4",
+            ConfigErrorKind::OuterSourceFamily {
+                address,
+                expected: IpFamily::V4,
+            },
+        )),
+    }
+}
+
+fn v6_source(address: IpAddr) -> Result<Ipv6Addr, ConfigError> {
+    match address {
+        IpAddr::V6(a) => Ok(a),
+        IpAddr::V4(_) => Err(ConfigError::new(
+            "global.outer_source_v6",
+            ConfigErrorKind::OuterSourceFamily {
+                address,
+                expected: IpFamily::V6,
+            },
+        )),
+    }
+}
+
+/// A VIP at `field` (`vip[2]`, or `` for an API body).
+pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, ConfigError> {
+    let protocol = raw.protocol.unwrap_or(super::model::Protocol::Tcp);
+    let endpoint = VipEndpoint {
+        address: raw.address,
+        port: raw.port,
+        protocol,
+    };
+    let health_check = raw
+        .health_check
+        .map(|hc| check_from_raw(hc, raw.port, &join(field, "health_check")))
+        .transpose()?;
+    let backends = raw
+        .backends
+        .into_iter()
+        .enumerate()
+        .map(|(j, b)| {
+            let at = join(field, &format!("backend[{j}]"));
+            backend_from_raw(b, health_check.as_ref(), raw.port, &at)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(VipConfig {
+        name: raw.name.unwrap_or_else(|| endpoint.to_string()),
+        address: raw.address,
+        port: raw.port,
+        protocol,
+        hashing: raw.hashing.unwrap_or_default(),
+        flow_table: raw.flow_table.unwrap_or(true),
+        health_check,
+        backends,
+    })
+}
+
+/// A backend at `field` of a VIP whose default check is `vip_check` and
+/// whose port is `vip_port` (the default check port).
+pub(crate) fn backend_from_raw(
+    raw: RawBackend,
+    vip_check: Option<&HealthCheck>,
+    vip_port: u16,
+    field: &str,
+) -> Result<BackendConfig, ConfigError> {
+    let (health_check, health_check_mode) = match raw.health_check {
+        None => (vip_check.cloned(), HealthCheckMode::Inherit),
+        Some(RawBackendHealthCheck::Disabled) => (None, HealthCheckMode::Disabled),
+        Some(RawBackendHealthCheck::Custom(hc)) => {
+            let hc = check_from_raw(hc, vip_port, &join(field, "health_check"))?;
+            (Some(hc), HealthCheckMode::Custom)
+        }
+    };
+    Ok(BackendConfig {
+        address: raw.address,
+        weight: raw.weight.unwrap_or(DEFAULT_WEIGHT),
+        health_check,
+        health_check_mode,
+    })
+}
+
+fn check_from_raw(
+    raw: RawHealthCheck,
+    default_port: u16,
+    field: &str,
+) -> Result<HealthCheck, ConfigError> {
+    let kind = match raw.kind.unwrap_or(CheckType::Tcp) {
+        CheckType::Http => HealthCheckKind::Http {
+            path: raw.path.unwrap_or_else(|| DEFAULT_HTTP_PATH.to_string()),
+            expected_status: raw.expected_status.unwrap_or(DEFAULT_EXPECTED_STATUS),
+            host: raw.host,
+        },
+        CheckType::Tcp => {
+            let http_only = [
+                ("path", raw.path.is_some()),
+                ("expected_status", raw.expected_status.is_some()),
+                ("host", raw.host.is_some()),
+            ];
+            if let Some((key, _)) = http_only.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::new(
+                    join(field, key),
+                    ConfigErrorKind::HttpFieldOnTcpCheck { field: key },
+                ));
+            }
+            HealthCheckKind::Tcp
+        }
+    };
+    Ok(HealthCheck {
+        kind,
+        port: raw.port.unwrap_or(default_port),
+        interval: duration(raw.interval, DEFAULT_INTERVAL, &join(field, "interval"))?,
+        timeout: duration(raw.timeout, DEFAULT_TIMEOUT, &join(field, "timeout"))?,
+        rise: raw.rise.unwrap_or(DEFAULT_RISE),
+        fall: raw.fall.unwrap_or(DEFAULT_FALL),
+    })
+}
+
+fn duration(text: Option<String>, default: Duration, field: &str) -> Result<Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    humantime::parse_duration(&text).map_err(|e| {
+        ConfigError::new(
+            field,
+            ConfigErrorKind::InvalidDuration {
+                value: text.clone(),
+                reason: e.to_string(),
+            },
+        )
+    })
+}
+
+/// The config-file form of a model: every setting written out, except what
+/// the file expresses by leaving it out (a default VIP name, an inherited
+/// check), so a dump reads back to an equal model.
+impl From<&Config> for RawConfig {
+    fn from(c: &Config) -> Self {
+        RawConfig {
+            global: raw_global(&c.global),
+            vips: c.vips.iter().map(raw_vip).collect(),
+        }
+    }
+}
+
+fn raw_global(g: &GlobalConfig) -> RawGlobal {
+    RawGlobal {
+        instance: Some(g.instance.clone()),
+        interfaces: g.interfaces.clone(),
+        xdp_mode: Some(g.xdp_mode),
+        egress_interfaces: Some(g.egress_interfaces.clone()),
+        outer_source_v4: g.outer_source_v4.map(IpAddr::V4),
+        outer_source_v6: g.outer_source_v6.map(IpAddr::V6),
+        table_size: Some(u64::from(g.table_size)),
+        flow_table_size: Some(u64::from(g.flow_table_size)),
+        max_vips: Some(u64::from(g.max_vips)),
+        max_backends: Some(u64::from(g.max_backends)),
+        api_socket: Some(g.api_socket.to_string_lossy().into_owned()),
+        metrics_address: Some(g.metrics_address),
+        bpf_log: Some(g.bpf_log),
+    }
+}
+
+fn raw_vip(v: &VipConfig) -> RawVip {
+    let default_name = v.endpoint().to_string();
+    RawVip {
+        name: (v.name != default_name).then(|| v.name.clone()),
+        address: v.address,
+        port: v.port,
+        protocol: Some(v.protocol),
+        hashing: Some(v.hashing),
+        flow_table: Some(v.flow_table),
+        health_check: v.health_check.as_ref().map(raw_check),
+        backends: v.backends.iter().map(raw_backend).collect(),
+    }
+}
+
+fn raw_backend(b: &BackendConfig) -> RawBackend {
+    let health_check = match (b.health_check_mode, &b.health_check) {
+        (HealthCheckMode::Inherit, _) => None,
+        (HealthCheckMode::Disabled, _) | (HealthCheckMode::Custom, None) => {
+            Some(RawBackendHealthCheck::Disabled)
+        }
+        (HealthCheckMode::Custom, Some(hc)) => Some(RawBackendHealthCheck::Custom(raw_check(hc))),
+    };
+    RawBackend {
+        address: b.address,
+        weight: Some(b.weight),
+        health_check,
+    }
+}
+
+fn raw_check(hc: &HealthCheck) -> RawHealthCheck {
+    let mut raw = RawHealthCheck {
+        kind: Some(CheckType::Tcp),
+        port: Some(hc.port),
+        interval: Some(humantime::format_duration(hc.interval).to_string()),
+        timeout: Some(humantime::format_duration(hc.timeout).to_string()),
+        rise: Some(hc.rise),
+        fall: Some(hc.fall),
+        ..RawHealthCheck::default()
+    };
+    if let HealthCheckKind::Http {
+        path,
+        expected_status,
+        host,
+    } = &hc.kind
+    {
+        raw.kind = Some(CheckType::Http);
+        raw.path = Some(path.clone());
+        raw.expected_status = Some(*expected_status);
+        raw.host.clone_from(host);
+    }
+    raw
+}

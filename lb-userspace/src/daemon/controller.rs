@@ -1,0 +1,706 @@
+//! The one place where the balancer's state changes. The effective config
+//! (the file plus runtime API changes) and the health of every checked backend
+//! make the desired state; every change (reload, API request, health
+//! transition) is validated, planned and applied here, one at a time, by the
+//! same reconciler. A change that fails validation or planning changes nothing;
+//! the daemon keeps its last good config.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use lb_common::{
+    flow_hash, source_hash, FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, CONFIG_F_SRC_V4,
+    CONFIG_F_SRC_V6, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::{
+    config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
+    dataplane::{Dataplane, DataplaneError},
+    health::{CheckKind, CheckSpec},
+    reconcile::{
+        addr16, table_inputs, ApplyReport, DesiredBackend, DesiredState, DesiredVip,
+        ReconcileError, Reconciler,
+    },
+    stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
+};
+
+/// Identifies a checked backend: the VIP it serves and its address.
+pub type BackendKey = (VipKey, IpAddr);
+
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("no VIP named {0:?} (use its name or address:port/protocol)")]
+    NoSuchVip(String),
+    #[error("VIP {vip} has no backend {backend}")]
+    NoSuchBackend { vip: String, backend: IpAddr },
+    #[error("{what} cannot change while running (it sizes the pinned maps or the attachment); restart after `xlb down`")]
+    NeedsRestart { what: String },
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+impl ControlError {
+    /// Whether the request was at fault (4xx) rather than the daemon (5xx).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ControlError::Config(_)
+                | ControlError::Invalid { .. }
+                | ControlError::NoSuchVip(_)
+                | ControlError::NoSuchBackend { .. }
+                | ControlError::NeedsRestart { .. }
+                | ControlError::Reconcile(
+                    ReconcileError::VipsExhausted { .. } | ReconcileError::BackendsExhausted { .. }
+                )
+        )
+    }
+
+    /// The config field the error is about, when known.
+    pub fn field(&self) -> Option<String> {
+        match self {
+            ControlError::Invalid { field, .. } => Some(field.clone()),
+            ControlError::Config(e) => e.field_path(),
+            _ => None,
+        }
+    }
+}
+
+/// A VIP as the API lists it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct VipStatus {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub hashing: Hashing,
+    pub flow_table: bool,
+    /// Every weighted backend is unhealthy: all are kept (fail open).
+    pub fail_open: bool,
+    pub backends: Vec<BackendStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct BackendStatus {
+    pub address: IpAddr,
+    pub weight: u16,
+    pub healthy: bool,
+    /// "draining", "unhealthy", "active", or "active (fail-open)".
+    pub state: String,
+    pub health_check: Option<String>,
+    /// Kernel backend id (for `xlb explain` and debugging).
+    pub id: Option<u32>,
+}
+
+/// A flow to explain.
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+pub struct FlowQuery {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub proto: Protocol,
+}
+
+/// Which backend a flow goes to, and why.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Explanation {
+    pub vip: Option<String>,
+    pub backend: Option<IpAddr>,
+    pub backend_id: Option<u32>,
+    /// "not a VIP", "flow table hit", "maglev slot", "no backend".
+    pub decision: String,
+    pub hash: Option<u32>,
+    pub slot: Option<u32>,
+    pub detail: String,
+}
+
+pub struct Controller {
+    config: Config,
+    config_path: Option<PathBuf>,
+    dp: Dataplane,
+    reconciler: Reconciler,
+    health: HashMap<BackendKey, bool>,
+    tx_ports: BTreeSet<u32>,
+    counters: ControlSample,
+}
+
+impl Controller {
+    /// Takes over maps already filled by `reconciler`'s view, with `health`
+    /// (adopted from the maps after a restart) as the starting health.
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        dp: Dataplane,
+        reconciler: Reconciler,
+        health: HashMap<BackendKey, bool>,
+        tx_ports: BTreeSet<u32>,
+    ) -> Self {
+        Self {
+            config,
+            config_path,
+            dp,
+            reconciler,
+            health,
+            tx_ports,
+            counters: ControlSample::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn dataplane_mut(&mut self) -> &mut Dataplane {
+        &mut self.dp
+    }
+
+    /// Installs the current desired state (startup, after adoption).
+    pub fn reconcile(&mut self) -> Result<ApplyReport, ControlError> {
+        let desired = self.desired(&self.config);
+        self.apply_desired(&desired)
+    }
+
+    /// Replaces the effective config with `new` if it is valid, compatible
+    /// with the running daemon, and installs cleanly; else nothing changes.
+    pub fn replace_config(&mut self, new: Config) -> Result<ApplyReport, ControlError> {
+        new.validate()?;
+        self.check_compatible(&new)?;
+        let desired = self.desired(&new);
+        let report = self.apply_desired(&desired)?;
+        // Health of backends that are gone is forgotten.
+        let keep: BTreeSet<BackendKey> = desired
+            .vips
+            .iter()
+            .flat_map(|v| v.backends.iter().map(move |b| (v.key, b.addr)))
+            .collect();
+        self.health.retain(|k, _| keep.contains(k));
+        self.config = new;
+        Ok(report)
+    }
+
+    /// Re-reads the config file (SIGHUP, `xlb reload`). Runtime API changes
+    /// not in the file are dropped: the file is the source of truth.
+    pub fn reload(&mut self) -> Result<ApplyReport, ControlError> {
+        let path = self
+            .config_path
+            .clone()
+            .ok_or_else(|| ControlError::Invalid {
+                field: "config".into(),
+                message: "the daemon was started without a config file".into(),
+            })?;
+        let result = Config::from_file(&path)
+            .map_err(ControlError::from)
+            .and_then(|c| self.replace_config(c));
+        match &result {
+            Ok(_) => self.counters.reloads_ok += 1,
+            Err(_) => self.counters.reloads_failed += 1,
+        }
+        result
+    }
+
+    pub fn add_vip(&mut self, vip: VipConfig) -> Result<ApplyReport, ControlError> {
+        let mut c = self.config.clone();
+        c.vips.push(vip);
+        self.replace_config(c)
+    }
+
+    pub fn remove_vip(&mut self, vip: &str) -> Result<ApplyReport, ControlError> {
+        let i = self.vip_index(vip)?;
+        let mut c = self.config.clone();
+        c.vips.remove(i);
+        self.replace_config(c)
+    }
+
+    pub fn add_backend(
+        &mut self,
+        vip: &str,
+        backend: BackendConfig,
+    ) -> Result<ApplyReport, ControlError> {
+        let i = self.vip_index(vip)?;
+        let mut c = self.config.clone();
+        c.vips[i].backends.push(backend);
+        self.replace_config(c)
+    }
+
+    pub fn remove_backend(&mut self, vip: &str, addr: IpAddr) -> Result<ApplyReport, ControlError> {
+        let (i, j) = self.backend_index(vip, addr)?;
+        let mut c = self.config.clone();
+        c.vips[i].backends.remove(j);
+        self.replace_config(c)
+    }
+
+    /// Sets a backend's weight; 0 drains it (no new flows, existing stay).
+    pub fn set_weight(
+        &mut self,
+        vip: &str,
+        addr: IpAddr,
+        weight: u16,
+    ) -> Result<ApplyReport, ControlError> {
+        let (i, j) = self.backend_index(vip, addr)?;
+        let mut c = self.config.clone();
+        c.vips[i].backends[j].weight = weight;
+        self.replace_config(c)
+    }
+
+    /// Records a health transition and installs its effect.
+    pub fn set_health(
+        &mut self,
+        key: BackendKey,
+        healthy: bool,
+    ) -> Result<ApplyReport, ControlError> {
+        if self.health.get(&key).copied().unwrap_or(true) == healthy {
+            return Ok(ApplyReport::default());
+        }
+        self.counters.health_transitions += 1;
+        let before = self.health.insert(key, healthy);
+        let desired = self.desired(&self.config);
+        match self.apply_desired(&desired) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                match before {
+                    Some(b) => self.health.insert(key, b),
+                    None => self.health.remove(&key),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    /// The health checks the config asks for, with their current state.
+    pub fn health_checks(&self) -> Vec<(BackendKey, CheckSpec, bool)> {
+        let mut out = Vec::new();
+        for v in &self.config.vips {
+            let key = vip_key(v);
+            for b in &v.backends {
+                let Some(hc) = &b.health_check else { continue };
+                let port = hc.port;
+                let kind = match &hc.kind {
+                    HealthCheckKind::Tcp => CheckKind::Tcp,
+                    HealthCheckKind::Http {
+                        path,
+                        expected_status,
+                        host,
+                    } => CheckKind::Http {
+                        path: path.clone(),
+                        expected_status: *expected_status,
+                        host: host.clone(),
+                    },
+                };
+                let spec = CheckSpec {
+                    kind,
+                    target: SocketAddr::new(b.address, port),
+                    interval: hc.interval,
+                    timeout: hc.timeout,
+                    rise: hc.rise,
+                    fall: hc.fall,
+                };
+                out.push(((key, b.address), spec, self.healthy(&(key, b.address))));
+            }
+        }
+        out
+    }
+
+    /// Name of the VIP `key` belongs to (for logs).
+    pub fn vip_name(&self, key: &VipKey) -> String {
+        self.config
+            .vips
+            .iter()
+            .find(|v| vip_key(v) == *key)
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| format!("{key:?}"))
+    }
+
+    fn healthy(&self, key: &BackendKey) -> bool {
+        self.health.get(key).copied().unwrap_or(true)
+    }
+
+    fn check_compatible(&self, new: &Config) -> Result<(), ControlError> {
+        let (a, b) = (&self.config.global, &new.global);
+        let fixed = [
+            ("global.instance", a.instance != b.instance),
+            ("global.table_size", a.table_size != b.table_size),
+            ("global.max_vips", a.max_vips != b.max_vips),
+            ("global.max_backends", a.max_backends != b.max_backends),
+            (
+                "global.flow_table_size",
+                a.flow_table_size != b.flow_table_size,
+            ),
+            ("global.interfaces", a.interfaces != b.interfaces),
+            ("global.xdp_mode", a.xdp_mode != b.xdp_mode),
+            (
+                "global.egress_interfaces",
+                a.egress_interfaces != b.egress_interfaces,
+            ),
+            ("global.api_socket", a.api_socket != b.api_socket),
+            (
+                "global.metrics_address",
+                a.metrics_address != b.metrics_address,
+            ),
+            ("global.bpf_log", a.bpf_log != b.bpf_log),
+        ];
+        match fixed.iter().find(|(_, changed)| *changed) {
+            Some((what, _)) => Err(ControlError::NeedsRestart {
+                what: (*what).to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn apply_desired(&mut self, desired: &DesiredState) -> Result<ApplyReport, ControlError> {
+        let started = Instant::now();
+        let result = self
+            .reconciler
+            .plan(desired)
+            .and_then(|plan| self.reconciler.apply(plan, &mut self.dp));
+        match result {
+            Ok(report) => {
+                let c = &mut self.counters;
+                c.reconciles_ok += 1;
+                c.table_rebuilds += report.tables_rebuilt as u64;
+                c.table_slots_changed += report.slots_changed as u64;
+                c.last_reconcile_unix = unix_now();
+                c.last_reconcile_seconds = started.elapsed().as_secs_f64();
+                Ok(report)
+            }
+            Err(e) => {
+                self.counters.reconciles_failed += 1;
+                // A failed write leaves the maps between two states: re-read
+                // them so the next plan starts from what is really installed.
+                if matches!(e, ReconcileError::Apply { .. }) {
+                    if let Ok(r) = Reconciler::adopt(&self.dp) {
+                        self.reconciler = r;
+                    }
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The maps' desired content for `config` and the current health.
+    pub fn desired(&self, config: &Config) -> DesiredState {
+        let g = &config.global;
+        let mut global = MapGlobal::default();
+        if let Some(v4) = g.outer_source_v4 {
+            global.src_v4 = v4.octets();
+            global.flags |= CONFIG_F_SRC_V4;
+        }
+        if let Some(v6) = g.outer_source_v6 {
+            global.src_v6 = v6.octets();
+            global.flags |= CONFIG_F_SRC_V6;
+        }
+        let vips = config
+            .vips
+            .iter()
+            .map(|v| {
+                let key = vip_key(v);
+                DesiredVip {
+                    key,
+                    name: v.name.clone(),
+                    flags: vip_flags(v),
+                    backends: v
+                        .backends
+                        .iter()
+                        .map(|b| DesiredBackend {
+                            addr: b.address,
+                            weight: b.weight,
+                            healthy: self.healthy(&(key, b.address)),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        DesiredState {
+            global,
+            tx_ports: self.tx_ports.clone(),
+            vips,
+        }
+    }
+
+    fn vip_index(&self, vip: &str) -> Result<usize, ControlError> {
+        self.config
+            .find_vip(vip)
+            .ok_or_else(|| ControlError::NoSuchVip(vip.to_string()))
+    }
+
+    fn backend_index(&self, vip: &str, addr: IpAddr) -> Result<(usize, usize), ControlError> {
+        let i = self.vip_index(vip)?;
+        let j = self.config.vips[i]
+            .backends
+            .iter()
+            .position(|b| b.address == addr)
+            .ok_or_else(|| ControlError::NoSuchBackend {
+                vip: vip.to_string(),
+                backend: addr,
+            })?;
+        Ok((i, j))
+    }
+
+    pub fn vip_statuses(&self) -> Vec<VipStatus> {
+        self.config
+            .vips
+            .iter()
+            .map(|v| {
+                let key = vip_key(v);
+                let healthy: Vec<(IpAddr, u16, bool)> = v
+                    .backends
+                    .iter()
+                    .map(|b| (b.address, b.weight, self.healthy(&(key, b.address))))
+                    .collect();
+                let fail_open = is_fail_open(&healthy);
+                VipStatus {
+                    name: v.name.clone(),
+                    address: v.address,
+                    port: v.port,
+                    protocol: v.protocol,
+                    hashing: v.hashing,
+                    flow_table: v.flow_table,
+                    fail_open,
+                    backends: v
+                        .backends
+                        .iter()
+                        .map(|b| {
+                            let h = self.healthy(&(key, b.address));
+                            let state = match (b.weight, h, fail_open) {
+                                (0, _, _) => "draining",
+                                (_, false, true) => "active (fail-open)",
+                                (_, false, false) => "unhealthy",
+                                _ => "active",
+                            };
+                            BackendStatus {
+                                address: b.address,
+                                weight: b.weight,
+                                healthy: h,
+                                state: state.to_string(),
+                                health_check: b.health_check.as_ref().map(|hc| match &hc.kind {
+                                    HealthCheckKind::Tcp => format!("tcp every {:?}", hc.interval),
+                                    HealthCheckKind::Http {
+                                        path,
+                                        expected_status,
+                                        ..
+                                    } => {
+                                        format!(
+                                            "http GET {path} = {expected_status} every {:?}",
+                                            hc.interval
+                                        )
+                                    }
+                                }),
+                                id: self.reconciler.backend_id(&key, b.address),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Counters and state read from the maps now.
+    pub fn snapshot(&self) -> Result<StatsSnapshot, ControlError> {
+        let mut vips = Vec::new();
+        for status in self.vip_statuses() {
+            let v = &self.config.vips[self.vip_index(&status.name)?];
+            let key = vip_key(v);
+            let (mut packets, mut bytes, mut new_flows) = (0, 0, 0);
+            if let Some(id) = self.reconciler.vip_id(&key) {
+                let s = self.dp.vip_stats(id)?;
+                (packets, bytes, new_flows) = (s.packets, s.bytes, s.new_flows);
+            }
+            let mut backends = Vec::new();
+            for b in &status.backends {
+                let s = match b.id {
+                    Some(id) => self.dp.backend_stats(id)?,
+                    None => Default::default(),
+                };
+                backends.push(BackendSample {
+                    backend: b.address.to_string(),
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    weight: b.weight,
+                    healthy: b.healthy,
+                });
+            }
+            vips.push(VipSample {
+                vip: status.name,
+                packets,
+                bytes,
+                new_flows,
+                fail_open: status.fail_open,
+                backends,
+            });
+        }
+        let v = self.dp.verdicts()?;
+        let verdicts = Verdict::ALL
+            .iter()
+            .map(|x| (x.as_str().to_string(), v[*x as usize]))
+            .collect();
+        Ok(StatsSnapshot {
+            taken_at: unix_now(),
+            vips,
+            verdicts,
+            control: self.counters.clone(),
+        })
+    }
+
+    /// Which backend `q` goes to, from the live maps and the shared hash.
+    pub fn explain(&self, q: &FlowQuery) -> Result<Explanation, ControlError> {
+        let proto = match q.proto {
+            Protocol::Tcp => PROTO_TCP,
+            Protocol::Udp => PROTO_UDP,
+        };
+        if q.src.is_ipv4() != q.dst.is_ipv4() {
+            return Err(ControlError::Invalid {
+                field: "src".into(),
+                message: "source and destination families differ".into(),
+            });
+        }
+        let (src, family) = addr16(q.src);
+        let (dst, _) = addr16(q.dst);
+        let key = FlowKey {
+            src,
+            dst,
+            sport: q.sport.to_be_bytes(),
+            dport: q.dport.to_be_bytes(),
+            proto,
+            family,
+            _pad: [0; 2],
+        };
+        let vip = self
+            .config
+            .vips
+            .iter()
+            .find(|v| v.address == q.dst && v.port == q.dport && v.protocol == q.proto)
+            .or_else(|| {
+                self.config
+                    .vips
+                    .iter()
+                    .find(|v| v.address == q.dst && v.port == 0 && v.protocol == q.proto)
+            });
+        let Some(vip) = vip else {
+            return Ok(Explanation {
+                vip: None,
+                backend: None,
+                backend_id: None,
+                decision: "not a VIP".into(),
+                hash: None,
+                slot: None,
+                detail: "no VIP matches this destination, port and protocol: the packet passes to the kernel".into(),
+            });
+        };
+        let vkey = vip_key(vip);
+        let by_id = |id: u32| {
+            self.reconciler
+                .installed_backends(&vkey)
+                .into_iter()
+                .find(|(_, bid, _, _)| *bid == id)
+                .map(|(a, ..)| a)
+        };
+        if vip.flow_table {
+            if let Some(flow) = self.dp.flow(&key)? {
+                if let Some(addr) = by_id(flow.backend_id) {
+                    return Ok(Explanation {
+                        vip: Some(vip.name.clone()),
+                        backend: Some(addr),
+                        backend_id: Some(flow.backend_id),
+                        decision: "flow table hit".into(),
+                        hash: None,
+                        slot: None,
+                        detail: "an existing connection: it keeps the backend it started on".into(),
+                    });
+                }
+            }
+        }
+        let hash = if vip.hashing == Hashing::SourceIp {
+            source_hash(&key)
+        } else {
+            flow_hash(&key)
+        };
+        let sizes = self.reconciler.sizes();
+        let vip_id = self.reconciler.vip_id(&vkey);
+        let has_table = !table_inputs(
+            vip.backends
+                .iter()
+                .map(|b| (b.address, b.weight, self.healthy(&(vkey, b.address)))),
+        )
+        .is_empty();
+        let (Some(vip_id), true) = (vip_id, has_table) else {
+            return Ok(Explanation {
+                vip: Some(vip.name.clone()),
+                backend: None,
+                backend_id: None,
+                decision: "no backend".into(),
+                hash: Some(hash),
+                slot: None,
+                detail: "the VIP has no backend with a weight: packets are dropped".into(),
+            });
+        };
+        let slot = hash % sizes.table_size;
+        let id = self
+            .dp
+            .maglev_ref()
+            .read(sizes.table_offset(vip_id) + slot, 1)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        let hashing = if vip.hashing == Hashing::SourceIp {
+            "source address"
+        } else {
+            "5-tuple"
+        };
+        Ok(Explanation {
+            vip: Some(vip.name.clone()),
+            backend: by_id(id),
+            backend_id: Some(id),
+            decision: "maglev slot".into(),
+            hash: Some(hash),
+            slot: Some(slot),
+            detail: format!(
+                "{hashing} hash {hash:#010x} mod {} = slot {slot}{}",
+                sizes.table_size,
+                if vip.flow_table {
+                    "; not in the flow table yet (a new connection)"
+                } else {
+                    "; the VIP bypasses the flow table"
+                }
+            ),
+        })
+    }
+}
+
+pub fn vip_key(v: &VipConfig) -> VipKey {
+    let (a, family) = addr16(v.address);
+    VipKey::new(a, family, v.port, v.protocol.ip_proto())
+}
+
+fn vip_flags(v: &VipConfig) -> u32 {
+    let mut f = 0;
+    if v.hashing == Hashing::SourceIp {
+        f |= VIP_F_SOURCE_HASH;
+    }
+    if !v.flow_table {
+        f |= VIP_F_NO_FLOW_TABLE;
+    }
+    f
+}
+
+fn is_fail_open(backends: &[(IpAddr, u16, bool)]) -> bool {
+    let weighted: Vec<_> = backends.iter().filter(|b| b.1 > 0).collect();
+    !weighted.is_empty() && weighted.iter().all(|b| !b.2)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

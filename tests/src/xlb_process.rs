@@ -1,0 +1,219 @@
+//! The real `xlb` binary, as operators run it: built once per test process,
+//! started inside the balancer's namespace, stopped by PID. Drop stops the
+//! daemon (SIGTERM, then SIGKILL) and runs `xlb down` for its instance.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+/// Path of the `xlb` binary, built (debug) on first use with the cargo that
+/// runs the tests.
+pub fn xlb_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(&cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "lb-userspace",
+                "--bin",
+                "xlb",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {cargo} build for xlb: {e}"));
+        assert!(out.status.success(), "building the xlb binary failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("\"executable\"") && l.contains("\"xlb\""))
+            .filter_map(|l| {
+                let i = l.find("\"executable\":\"")? + 14;
+                let j = l[i..].find('"')?;
+                Some(PathBuf::from(&l[i..i + j]))
+            })
+            .next_back()
+            .unwrap_or_else(|| panic!("cargo did not report the xlb executable"))
+    })
+}
+
+/// Runs `xlb ARGS` in namespace `ns` to completion.
+pub fn xlb(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(xlb_binary())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running xlb {}: {e}", args.join(" ")))
+}
+
+/// Like [`xlb`], panicking with its output unless it succeeds; returns stdout.
+pub fn xlb_ok(ns: &str, args: &[&str]) -> String {
+    let out = xlb(ns, args);
+    assert!(
+        out.status.success(),
+        "xlb {} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `xlb run`.
+pub struct Daemon {
+    child: Option<Child>,
+    ns: String,
+    pub instance: String,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `xlb run --config CONFIG` in `ns` and waits until its API answers.
+    pub fn start(ns: &str, config: &Path, instance: &str, socket: &Path, log: &Path) -> Self {
+        let mut d = Self {
+            child: None,
+            ns: ns.into(),
+            instance: instance.into(),
+            socket: socket.into(),
+            log: log.into(),
+        };
+        d.spawn(config);
+        d
+    }
+
+    fn spawn(&mut self, config: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("log file {}: {e}", self.log.display()));
+        let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns])
+            .arg(xlb_binary())
+            .args(["--log", "info", "run", "--config"])
+            .arg(config)
+            .stdout(log)
+            .stderr(err);
+        // If the test process dies, so does its daemon.
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and only affects the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting xlb run: {e}"));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("xlb run exited early ({status}); log:\n{}", self.log_text());
+                }
+            }
+            let out = xlb(
+                &self.ns,
+                &["vip", "list", "--socket", &self.socket.to_string_lossy()],
+            );
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "xlb run did not answer on {} within 30 s; log:\n{}",
+                self.socket.display(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `xlb <args> --socket <ours>` for API commands.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut v: Vec<&str> = args.to_vec();
+        let s = self.socket.to_string_lossy().into_owned();
+        v.extend(["--socket", &s]);
+        xlb_ok(&self.ns, &v)
+    }
+
+    /// Kills the daemon with SIGKILL (a crash), leaving its pins.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the daemon with SIGTERM (clean exit, pins stay).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same config (after `kill`/`stop`).
+    pub fn restart(&mut self, config: &Path) {
+        self.stop();
+        self.spawn(config);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        let out = xlb(
+            &self.ns,
+            &[
+                "down",
+                "--instance",
+                &self.instance,
+                "--socket",
+                &self.socket.to_string_lossy(),
+            ],
+        );
+        if !out.status.success() {
+            eprintln!(
+                "warning: xlb down failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
