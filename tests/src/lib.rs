@@ -11,5 +11,6 @@ pub mod netns;
 pub mod privileged;
 pub mod rack;
 pub mod servers;
+pub mod stats_json;
 pub mod topology;
 pub mod xlb_process;
