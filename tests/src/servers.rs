@@ -10,9 +10,9 @@
 //! crashed server); [`BackendServers::start`] brings them back.
 
 use std::{
+    collections::HashMap,
     io::{Read, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::fd::AsRawFd,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use crate::netns::NetNs;
 
@@ -48,10 +48,40 @@ impl Default for ServerPorts {
     }
 }
 
+/// Owned duplicates of every live socket of one backend's servers, so `stop`
+/// can shut them down. Holding duplicates (not fd numbers, which the process
+/// reuses for other sockets, the clients' included) makes sure `stop` only
+/// touches these servers' sockets; a connection removes itself when it ends.
+#[derive(Default)]
+struct Sockets {
+    next: u64,
+    open: HashMap<u64, Socket>,
+}
+
+impl Sockets {
+    fn add(&mut self, s: SockRef<'_>) -> Option<u64> {
+        let dup = s.try_clone().ok()?;
+        self.next += 1;
+        self.open.insert(self.next, dup);
+        Some(self.next)
+    }
+
+    fn shutdown_all(&mut self) {
+        for (_, s) in self.open.drain() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+type SharedSockets = Arc<Mutex<Sockets>>;
+
+fn locked(s: &SharedSockets) -> std::sync::MutexGuard<'_, Sockets> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Running {
     stop: Arc<AtomicBool>,
-    /// Raw fds of listeners and live connections, shut down on stop.
-    fds: Arc<Mutex<Vec<i32>>>,
+    sockets: SharedSockets,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -110,38 +140,38 @@ impl BackendServers {
             return;
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let fds = Arc::new(Mutex::new(Vec::new()));
+        let sockets: SharedSockets = Arc::default();
         let mut threads = Vec::new();
         for port in self.ports.tcp.clone() {
             for l in listeners(port) {
-                threads.push(self.spawn_tcp(l, stop.clone(), fds.clone(), Handler::Echo));
+                threads.push(self.spawn_tcp(l, stop.clone(), sockets.clone(), Handler::Echo));
             }
         }
         for l in listeners(self.ports.http_health) {
-            threads.push(self.spawn_tcp(l, stop.clone(), fds.clone(), Handler::Health));
+            threads.push(self.spawn_tcp(l, stop.clone(), sockets.clone(), Handler::Health));
         }
         for port in self.ports.udp.clone() {
             for sock in udp_sockets(port, &self.ports.udp_addrs) {
-                fds.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(sock.as_raw_fd());
+                locked(&sockets).add(SockRef::from(&sock));
                 let (stop, name) = (stop.clone(), self.name.clone());
                 threads.push(std::thread::spawn(move || udp_loop(sock, &name, &stop)));
             }
         }
-        self.running = Some(Running { stop, fds, threads });
+        self.running = Some(Running {
+            stop,
+            sockets,
+            threads,
+        });
     }
 
     fn spawn_tcp(
         &self,
         l: TcpListener,
         stop: Arc<AtomicBool>,
-        fds: Arc<Mutex<Vec<i32>>>,
+        sockets: SharedSockets,
         h: Handler,
     ) -> JoinHandle<()> {
-        fds.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(l.as_raw_fd());
+        locked(&sockets).add(SockRef::from(&l));
         let name = self.name.clone();
         let accepted = self.accepted.clone();
         let healthy = self.healthy.clone();
@@ -151,19 +181,20 @@ impl BackendServers {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                fds.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(conn.as_raw_fd());
-                let (name, healthy) = (name.clone(), healthy.clone());
-                match h {
-                    Handler::Echo => {
-                        accepted.fetch_add(1, Ordering::SeqCst);
-                        std::thread::spawn(move || echo(conn, &name));
-                    }
-                    Handler::Health => {
-                        std::thread::spawn(move || health(conn, healthy.load(Ordering::SeqCst)));
-                    }
+                let id = locked(&sockets).add(SockRef::from(&conn));
+                if matches!(h, Handler::Echo) {
+                    accepted.fetch_add(1, Ordering::SeqCst);
                 }
+                let (name, healthy, sockets) = (name.clone(), healthy.clone(), sockets.clone());
+                std::thread::spawn(move || {
+                    match h {
+                        Handler::Echo => echo(conn, &name),
+                        Handler::Health => health(conn, healthy.load(Ordering::SeqCst)),
+                    }
+                    if let Some(id) = id {
+                        locked(&sockets).open.remove(&id);
+                    }
+                });
             }
         })
     }
@@ -172,13 +203,7 @@ impl BackendServers {
     pub fn stop(&mut self) {
         let Some(r) = self.running.take() else { return };
         r.stop.store(true, Ordering::SeqCst);
-        for fd in r.fds.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            // SAFETY: shutting down a socket fd we created; if it was already
-            // closed by its thread the call fails harmlessly with EBADF/ENOTSOCK
-            // (fd numbers are not reused before the threads below are joined,
-            // because listener fds stay open until their thread exits).
-            unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
-        }
+        locked(&r.sockets).shutdown_all();
         for t in r.threads {
             let _ = t.join();
         }

@@ -42,11 +42,20 @@ pub fn xlb_binary() -> &'static Path {
     })
 }
 
+/// `xlb` inside network namespace `ns`, and only that: `ip netns exec` would
+/// also give it a private mount namespace with a fresh /sys, where its bpffs
+/// pins would vanish when it exits.
+fn in_netns(ns: &str) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/var/run/netns/{ns}"))
+        .arg("--")
+        .arg(xlb_binary());
+    c
+}
+
 /// Runs `xlb ARGS` in namespace `ns` to completion.
 pub fn xlb(ns: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(xlb_binary())
+    in_netns(ns)
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running xlb {}: {e}", args.join(" ")))
@@ -95,10 +104,8 @@ impl Daemon {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("log file {}: {e}", self.log.display()));
         let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(xlb_binary())
-            .args(["--log", "info", "run", "--config"])
+        let mut cmd = in_netns(&self.ns);
+        cmd.args(["--log", "info", "run", "--config"])
             .arg(config)
             .stdout(log)
             .stderr(err);

@@ -19,7 +19,8 @@ pub struct ConfigError {
     /// relative to the request for API bodies; empty when it is the whole
     /// document.
     pub field: String,
-    pub kind: ConfigErrorKind,
+    /// Boxed to keep `Result<_, ConfigError>` (and errors wrapping it) small.
+    pub kind: Box<ConfigErrorKind>,
 }
 
 /// A position in the TOML text, both 1-based; the column counts characters.
@@ -172,7 +173,7 @@ impl ConfigError {
             path: None,
             location: None,
             field: field.into(),
-            kind,
+            kind: Box::new(kind),
         }
     }
 

@@ -17,7 +17,7 @@ use super::{
     limits::*,
     model::{
         BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind, HealthCheckMode,
-        IpFamily, VipConfig, VipEndpoint,
+        IpFamily, Protocol, VipConfig, VipEndpoint,
     },
     raw::{
         CheckType, RawBackend, RawBackendHealthCheck, RawConfig, RawGlobal, RawHealthCheck, RawVip,
@@ -133,7 +133,7 @@ fn v6_source(address: IpAddr) -> Result<Ipv6Addr, ConfigError> {
 
 /// A VIP at `field` (`vip[2]`, or `` for an API body).
 pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, ConfigError> {
-    let protocol = raw.protocol.unwrap_or(super::model::Protocol::Tcp);
+    let protocol = raw.protocol.unwrap_or(Protocol::Tcp);
     let endpoint = VipEndpoint {
         address: raw.address,
         port: raw.port,

@@ -58,7 +58,7 @@ impl Config {
             path: Some(path.to_path_buf()),
             location: None,
             field: String::new(),
-            kind: ConfigErrorKind::Io { error: e.into() },
+            kind: Box::new(ConfigErrorKind::Io { error: e.into() }),
         })?;
         Config::from_toml_str(&text, Some(path))
     }
@@ -173,7 +173,7 @@ fn toml_error(
         field: span
             .and_then(|s| index.field_at(&s).map(str::to_string))
             .unwrap_or_default(),
-        kind,
+        kind: Box::new(kind),
     }
 }
 

@@ -43,7 +43,7 @@ fn rejected(text: &str, line: usize, column: usize, field: &str) -> ConfigErrorK
         (Some(line), Some(column), field),
         "wrong location for: {e}"
     );
-    e.kind
+    *e.kind
 }
 
 fn loc(line: usize, column: usize) -> Option<Location> {
@@ -316,7 +316,7 @@ fn from_file_reads_and_names_the_file_in_errors() {
         Err(e) => e,
         Ok(_) => panic!("a missing file parsed"),
     };
-    assert!(matches!(e.kind, ConfigErrorKind::Io { .. }), "{e}");
+    assert!(matches!(*e.kind, ConfigErrorKind::Io { .. }), "{e}");
     assert_eq!(
         (e.path.as_deref(), e.location),
         (Some(missing.as_path()), None)
@@ -1328,7 +1328,7 @@ fn validate_names_fields_without_locations() {
         ("vip[0].backend[1].address", None)
     );
     assert!(
-        matches!(e.kind, ConfigErrorKind::DuplicateBackend { .. }),
+        matches!(*e.kind, ConfigErrorKind::DuplicateBackend { .. }),
         "{e}"
     );
     assert_eq!(
@@ -1338,7 +1338,7 @@ fn validate_names_fields_without_locations() {
 
     let mut c = base();
     c.vips[0].backends[0].weight = 0;
-    let e = c.validate().err().map(|e| e.kind);
+    let e = c.validate().err().map(|e| *e.kind);
     assert!(
         matches!(e, Some(ConfigErrorKind::AllBackendsDrained { .. })),
         "{e:?}"
@@ -1362,7 +1362,7 @@ fn inherited_checks_follow_the_vip_default() {
     stale.vips[0].health_check.clone_from(&changed);
     let e = stale.validate().err();
     assert!(
-        matches!(&e, Some(e) if matches!(e.kind, ConfigErrorKind::HealthCheckModeMismatch { mode: "inherit" })
+        matches!(&e, Some(e) if matches!(*e.kind, ConfigErrorKind::HealthCheckModeMismatch { mode: "inherit" })
             && e.field == "vip[0].backend[0].health_check"),
         "{e:?}"
     );
@@ -1392,7 +1392,7 @@ fn vip_from_json_applies_defaults_and_checks_against_global() {
     let e = vip_from_json(&bad, &c.global).err();
     assert!(
         matches!(&e, Some(e) if e.field == "backend[1].address"
-            && matches!(e.kind, ConfigErrorKind::AddressIsOuterSource { .. })),
+            && matches!(*e.kind, ConfigErrorKind::AddressIsOuterSource { .. })),
         "{e:?}"
     );
     let e = vip_from_json(
@@ -1401,7 +1401,7 @@ fn vip_from_json_applies_defaults_and_checks_against_global() {
     )
     .err();
     assert!(
-        matches!(&e, Some(e) if matches!(e.kind, ConfigErrorKind::Schema { .. })),
+        matches!(&e, Some(e) if matches!(*e.kind, ConfigErrorKind::Schema { .. })),
         "{e:?}"
     );
 }
@@ -1419,7 +1419,7 @@ fn backend_from_json_inherits_and_refuses_duplicates() {
 
     let e = backend_from_json(&serde_json::json!({ "address": "10.0.0.11" }), v).err();
     assert!(
-        matches!(&e, Some(e) if e.field == "address" && matches!(&e.kind,
+        matches!(&e, Some(e) if e.field == "address" && matches!(&*e.kind,
             ConfigErrorKind::DuplicateBackend { first, .. } if first.field == "backend[0].address")),
         "{e:?}"
     );
@@ -1427,7 +1427,7 @@ fn backend_from_json_inherits_and_refuses_duplicates() {
     let e = backend_from_json(&body, v).err();
     assert!(
         matches!(&e, Some(e) if e.field == "health_check.timeout"
-            && matches!(e.kind, ConfigErrorKind::TimeoutNotBelowInterval { .. })),
+            && matches!(*e.kind, ConfigErrorKind::TimeoutNotBelowInterval { .. })),
         "{e:?}"
     );
     let e = backend_from_json(
@@ -1436,7 +1436,7 @@ fn backend_from_json_inherits_and_refuses_duplicates() {
     )
     .err();
     assert!(
-        matches!(&e, Some(e) if matches!(e.kind, ConfigErrorKind::Schema { .. })),
+        matches!(&e, Some(e) if matches!(*e.kind, ConfigErrorKind::Schema { .. })),
         "{e:?}"
     );
 }

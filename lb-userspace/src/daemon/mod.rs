@@ -53,7 +53,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config.global.xdp_mode = m;
     }
     let g = config.global.clone();
-    ensure_bpffs().context("preparing bpffs")?;
+    if ensure_bpffs().context("preparing bpffs")? {
+        warn!(
+            "mounted bpffs on /sys/fs/bpf: if xlb runs in a private mount namespace (under \
+             `ip netns exec`, or a container without the host's /sys/fs/bpf), its pins vanish \
+             when it exits and the balancer detaches; run it in the host mount namespace \
+             (e.g. `nsenter --net=/var/run/netns/NAME xlb run ...`)"
+        );
+    }
     let paths = InstancePaths::new(&g.instance);
     let sizes = Sizes {
         max_vips: g.max_vips,

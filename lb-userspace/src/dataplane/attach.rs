@@ -117,10 +117,12 @@ pub enum Attached {
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there (fresh machines),
-/// as production daemons do.
-pub fn ensure_bpffs() -> Result<(), AttachError> {
+/// as production daemons do. Returns whether it had to mount it: then the pins
+/// live in this process's mount namespace, which outlives the process only if
+/// it is the host's (not under `ip netns exec`, which makes a private one).
+pub fn ensure_bpffs() -> Result<bool, AttachError> {
     if is_bpffs(Path::new(BPFFS)) {
-        return Ok(());
+        return Ok(false);
     }
     nix::mount::mount(
         Some("bpf"),
@@ -129,7 +131,8 @@ pub fn ensure_bpffs() -> Result<(), AttachError> {
         nix::mount::MsFlags::empty(),
         None::<&str>,
     )
-    .map_err(|e| AttachError::MountBpffs(io::Error::from(e)))
+    .map_err(|e| AttachError::MountBpffs(io::Error::from(e)))?;
+    Ok(true)
 }
 
 fn is_bpffs(path: &Path) -> bool {
