@@ -46,9 +46,7 @@ fn floor_tx(ctx: &XdpContext) -> Option<u32> {
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
     let _tcp = unsafe { ptr_at::<TcpHdr>(ctx, EthHdr::LEN + ihl)? };
     unsafe {
-        let dst = (*eth).dst_addr;
-        (*eth).dst_addr = (*eth).src_addr;
-        (*eth).src_addr = dst;
+        core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
     }
     Some(xdp_action::XDP_TX)
 }

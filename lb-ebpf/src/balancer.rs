@@ -164,7 +164,7 @@ fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
     };
     // SAFETY: VipInfo is plain data; a concurrent update replaces the whole
     // element (hash map RCU), it never tears one.
-    match unsafe { XLB_VIPS.get(&marker) } {
+    match unsafe { XLB_VIPS.get(marker) } {
         Some(_) => reason,
         None => Verdict::NotVip,
     }
@@ -180,11 +180,11 @@ fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
         family: key.family,
     };
     // SAFETY: see `unbalanceable`.
-    if let Some(v) = unsafe { XLB_VIPS.get(&vk) } {
+    if let Some(v) = unsafe { XLB_VIPS.get(vk) } {
         return Some(v);
     }
     vk.port = [0; 2];
-    unsafe { XLB_VIPS.get(&vk) }
+    unsafe { XLB_VIPS.get(vk) }
 }
 
 /// The backend for this packet: the connection table's answer while it still

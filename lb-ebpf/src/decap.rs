@@ -92,7 +92,7 @@ fn is_ours(addr: [u8; 16], family: u8) -> bool {
         _pad: [0; 3],
     };
     // SAFETY: u32 values, replaced whole by updates.
-    unsafe { XLB_DECAP_ADDRS.get(&key) }.is_some()
+    unsafe { XLB_DECAP_ADDRS.get(key) }.is_some()
 }
 
 #[inline(always)]

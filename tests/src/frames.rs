@@ -146,7 +146,7 @@ impl Frame {
         out[l3 + 1] = self.tos;
         if !self.ipv4_options.is_empty() {
             let mut opts = self.ipv4_options.clone();
-            while opts.len() % 4 != 0 {
+            while !opts.len().is_multiple_of(4) {
                 opts.push(0); // end of option list
             }
             assert!(opts.len() <= 40, "IPv4 options longer than 40 bytes");

@@ -21,7 +21,7 @@ impl AuxPrograms {
         let bytes = ebpf_objects::require("aux", ebpf_objects::AUX)?;
         let mut ebpf = EbpfLoader::new()
             .load(bytes)
-            .map_err(DataplaneError::Load)?;
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         Ok(Self {
             sink: typed(&mut ebpf, map_names::SINK_COUNT)?,
             ebpf,

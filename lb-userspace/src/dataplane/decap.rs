@@ -72,7 +72,9 @@ impl Decap {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(bytes).map_err(DataplaneError::Load)?;
+        let mut ebpf = loader
+            .load(bytes)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
         let program = xdp_program(&mut ebpf, program_names::DECAP)?;
         program
             .load()

@@ -98,7 +98,7 @@ pub enum DataplaneError {
         source: std::io::Error,
     },
     #[error("loading the eBPF object failed")]
-    Load(#[source] aya::EbpfError),
+    Load(#[source] Box<aya::EbpfError>),
     #[error("the object has no map {name}")]
     MissingMap { name: &'static str },
     #[error("the object has no program {name}")]
@@ -107,7 +107,7 @@ pub enum DataplaneError {
     Map {
         name: &'static str,
         #[source]
-        source: MapError,
+        source: Box<MapError>,
     },
     #[error(
         "pinned map {name} has key size {key}, value size {value}, {entries} entries, but this xlb \
@@ -133,7 +133,7 @@ pub enum DataplaneError {
     Program {
         name: &'static str,
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     #[error("the kernel refused interface {ifindex} as a redirect target")]
     TxPortUnsupported { ifindex: u32 },
@@ -264,7 +264,9 @@ impl Dataplane {
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
-        let mut ebpf = loader.load(bytes).map_err(DataplaneError::Load)?;
+        let mut ebpf = loader
+            .load(bytes)
+            .map_err(|e| DataplaneError::Load(Box::new(e)))?;
 
         // A pin left by another version or config is adopted as is by the
         // loader: refuse it unless its layout is exactly what we expect.
@@ -543,7 +545,10 @@ fn per_cpu_zeroes<T: aya::Pod + Default>() -> Result<aya::maps::PerCpuValues<T>,
 }
 
 fn map_err(name: &'static str, source: MapError) -> DataplaneError {
-    DataplaneError::Map { name, source }
+    DataplaneError::Map {
+        name,
+        source: Box::new(source),
+    }
 }
 
 fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
@@ -561,7 +566,10 @@ fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
                 log_tail: tail,
             }
         }
-        source => DataplaneError::Program { name, source },
+        source => DataplaneError::Program {
+            name,
+            source: Box::new(source),
+        },
     }
 }
 
@@ -569,8 +577,10 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
     let p = ebpf
         .program_mut(name)
         .ok_or(DataplaneError::MissingProgram { name })?;
-    p.try_into()
-        .map_err(|source| DataplaneError::Program { name, source })
+    p.try_into().map_err(|source| DataplaneError::Program {
+        name,
+        source: Box::new(source),
+    })
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {

@@ -130,10 +130,10 @@ pub enum ReconcileError {
         step: usize,
         op: String,
         #[source]
-        source: DataplaneError,
+        source: Box<DataplaneError>,
     },
     #[error("reading the installed state")]
-    Read(#[source] DataplaneError),
+    Read(#[source] Box<DataplaneError>),
 }
 
 /// What the reconciler believes is in the maps for one VIP.
@@ -217,8 +217,10 @@ impl Reconciler {
     /// the backend slots record.
     pub fn adopt(dp: &Dataplane) -> Result<Self, ReconcileError> {
         let mut r = Self::new(dp.sizes());
-        let vips = dp.vips().map_err(ReconcileError::Read)?;
-        let backends = dp.backends().map_err(ReconcileError::Read)?;
+        let vips = dp.vips().map_err(|e| ReconcileError::Read(Box::new(e)))?;
+        let backends = dp
+            .backends()
+            .map_err(|e| ReconcileError::Read(Box::new(e)))?;
         let mut by_vip: BTreeMap<u32, Vec<(u32, Backend)>> = BTreeMap::new();
         for (id, b) in backends {
             by_vip.entry(b.vip_id).or_default().push((id, b));
@@ -268,10 +270,13 @@ impl Reconciler {
                 r.backend_ids.take(id);
             }
         }
-        r.global = Some(dp.global_config().map_err(ReconcileError::Read)?);
+        r.global = Some(
+            dp.global_config()
+                .map_err(|e| ReconcileError::Read(Box::new(e)))?,
+        );
         r.tx_ports = dp
             .tx_ports()
-            .map_err(ReconcileError::Read)?
+            .map_err(|e| ReconcileError::Read(Box::new(e)))?
             .into_iter()
             .collect();
         Ok(r)
@@ -389,7 +394,7 @@ impl Reconciler {
             report.slots_changed += w.apply_op(op).map_err(|source| ReconcileError::Apply {
                 step,
                 op: op_name(op),
-                source,
+                source: Box::new(source),
             })?;
         }
         self.vips = plan.installed;
@@ -467,7 +472,7 @@ impl Reconciler {
         let mut backends = have.backends.clone();
         // 1. New backends get slots before any table can name them.
         for b in &want.backends {
-            if !backends.contains_key(&b.addr) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = backends.entry(b.addr) {
                 let id = p
                     .backend_ids
                     .alloc()
@@ -479,14 +484,11 @@ impl Reconciler {
                     id,
                     backend: backend_value(b, vip_id),
                 });
-                backends.insert(
-                    b.addr,
-                    InstalledBackend {
-                        id,
-                        weight: b.weight,
-                        healthy: b.healthy,
-                    },
-                );
+                slot.insert(InstalledBackend {
+                    id,
+                    weight: b.weight,
+                    healthy: b.healthy,
+                });
             }
         }
         // 2. The table, only if its inputs changed: rewritten in place while
