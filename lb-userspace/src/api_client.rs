@@ -112,11 +112,12 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
         field: Option<String>,
     }
     match serde_json::from_slice::<E>(body) {
+        // Config errors already name their field (and location) in the text.
         Ok(E {
             error,
             field: Some(f),
-        }) => format!("{f}: {error}"),
-        Ok(E { error, field: None }) => error,
+        }) if !error.contains(&f) => format!("{f}: {error}"),
+        Ok(E { error, .. }) => error,
         Err(_) if body.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
     }

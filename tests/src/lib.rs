@@ -7,6 +7,7 @@ pub mod clients;
 pub mod command;
 pub mod expect;
 pub mod frames;
+pub mod http;
 pub mod netns;
 pub mod privileged;
 pub mod rack;

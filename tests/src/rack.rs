@@ -125,6 +125,11 @@ pub fn rack_lock() -> MutexGuard<'static, ()> {
 
 impl Rack {
     pub fn start(name: &str, clients: usize, vips: Vec<VipSpec>) -> Self {
+        Self::start_with(name, clients, vips, "off")
+    }
+
+    /// Like [`start`](Self::start) with the eBPF log level set.
+    pub fn start_with(name: &str, clients: usize, vips: Vec<VipSpec>, bpf_log: &str) -> Self {
         let mut addrs: Vec<IpAddr> = vips.iter().map(|v| v.address).collect();
         addrs.sort();
         addrs.dedup();
@@ -136,8 +141,12 @@ impl Rack {
             ports: ServerPorts::default(),
         });
         let config_path = topo.file("xlb.toml");
-        std::fs::write(&config_path, config_text(&topo, &vips))
-            .unwrap_or_else(|e| panic!("writing the config: {e}"));
+        std::fs::write(
+            &config_path,
+            config_text(&topo, &vips)
+                .replace("bpf_log = \"off\"", &format!("bpf_log = \"{bpf_log}\"")),
+        )
+        .unwrap_or_else(|e| panic!("writing the config: {e}"));
         let socket = socket_path(&topo);
         let daemon = Daemon::start(
             &topo.balancer.name,

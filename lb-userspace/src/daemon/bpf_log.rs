@@ -10,8 +10,26 @@ use tracing::warn;
 
 use crate::dataplane::Dataplane;
 
+/// Re-emits eBPF records as tracing events at INFO: `global.bpf_log` already
+/// chose which levels the program emits, so the daemon's own filter (which
+/// operators set for the daemon, e.g. `info`) must not hide them again.
+struct ToTracing;
+
+impl log::Log for ToTracing {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        tracing::info!(target: "xlb::ebpf", ebpf_level = %record.level(), "{}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
 pub fn forward(dp: &mut Dataplane) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let logger = EbpfLogger::init(dp.ebpf_mut()).context("opening the eBPF log ring buffer")?;
+    let logger = EbpfLogger::init_with_logger(dp.ebpf_mut(), ToTracing)
+        .context("opening the eBPF log ring buffer")?;
     // SAFETY: the logger owns the ring buffer's fd and keeps it open, unchanged,
     // for as long as the AsyncFd owns the logger.
     let mut fd = unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
