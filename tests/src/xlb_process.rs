@@ -9,11 +9,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// Path of the `xlb` binary, built (debug) on first use with the cargo that
-/// runs the tests.
+/// Path of the `xlb` binary: `$XLB_BINARY` if set (the demo passes its
+/// release build), else built (debug) on first use with the cargo that runs
+/// the tests.
 pub fn xlb_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("XLB_BINARY") {
+            return PathBuf::from(p);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(&cargo)
             .args([

@@ -4,6 +4,7 @@
 
 mod build_ebpf;
 mod command;
+mod demo;
 mod elf;
 mod paths;
 mod setup;
@@ -38,6 +39,9 @@ enum Task {
     /// Run everything CI runs: setup, fmt, clippy, the release eBPF build and
     /// `cargo test --workspace`.
     Test(test::Args),
+    /// See xlb balance real connections in a rack of network namespaces, with
+    /// a built-in config; prints a report. Needs root.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,5 +68,6 @@ fn run(task: Task) -> Result<()> {
         Task::Setup => setup::run(),
         Task::BuildEbpf(args) => build_ebpf::run(&args).map(drop),
         Task::Test(args) => test::run(&args),
+        Task::Demo(args) => demo::run(&args),
     }
 }
