@@ -93,6 +93,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tx_ports.insert(idx);
     }
 
+    warn_if_not_forwarding(
+        &g.interfaces,
+        g.outer_source_v4.is_some(),
+        g.outer_source_v6.is_some(),
+    );
+
     let mut ctl = Controller::new(
         config,
         Some(opts.config.clone()),
@@ -230,4 +236,29 @@ async fn serve_api(path: &Path, state: ApiState) -> anyhow::Result<tokio::task::
             error!(error = %e, "the API server stopped");
         }
     }))
+}
+
+/// The kernel's FIB lookup (how the program finds the next hop toward a
+/// backend) refuses to route for an interface that does not forward, and the
+/// first packet to a backend whose MAC is unknown is forwarded by the kernel:
+/// without forwarding, every VIP packet would be dropped as `fib_unreachable`.
+fn warn_if_not_forwarding(interfaces: &[String], v4: bool, v6: bool) {
+    for ifname in interfaces {
+        for (family, enabled) in [("ipv4", v4), ("ipv6", v6)] {
+            if !enabled {
+                continue;
+            }
+            let path = format!("/proc/sys/net/{family}/conf/{ifname}/forwarding");
+            if std::fs::read_to_string(&path)
+                .map(|v| v.trim() == "0")
+                .unwrap_or(false)
+            {
+                warn!(
+                    interface = %ifname,
+                    "{family} forwarding is off: the FIB will refuse to route VIP traffic to backends; \
+                     enable it with `sysctl -w net.{family}.conf.{ifname}.forwarding=1`"
+                );
+            }
+        }
+    }
 }
