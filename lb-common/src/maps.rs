@@ -28,6 +28,7 @@ pub mod map_names {
     pub const DECAP_STATS: &str = "XLB_DECAP_STATS";
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
+    pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
 }
 
 /// Program names (the `#[xdp]` function names) inside the objects.
@@ -149,6 +150,29 @@ pub struct GlobalConfig {
     pub flags: u32,
 }
 
+/// How long the data plane reuses a FIB answer for a backend before asking the
+/// kernel again: route and neighbour changes take effect within this time.
+pub const NEXTHOP_TTL_NS: u64 = 100_000_000;
+
+/// Per-CPU value of `XLB_NEXTHOPS`, indexed by backend id: the last FIB answer
+/// toward that backend. A zeroed entry (`expires_ns` 0) is empty; the daemon
+/// zeroes an id's entries whenever it (re)assigns the id, so a recycled id
+/// never inherits another backend's next hop.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CachedHop {
+    /// Coarse monotonic time (ns) after which the entry must be refreshed.
+    pub expires_ns: u64,
+    pub ifindex: u32,
+    /// Largest outer packet length the FIB's MTU check accepted for this
+    /// entry; longer packets ask the FIB again.
+    pub checked_len: u16,
+    pub _pad: [u8; 2],
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    pub _pad2: [u8; 4],
+}
+
 /// Per-CPU value of `XLB_VIP_STATS`, indexed by vip id.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -239,6 +263,7 @@ mod pod {
     unsafe impl aya::Pod for VipStats {}
     unsafe impl aya::Pod for BackendStats {}
     unsafe impl aya::Pod for DecapKey {}
+    unsafe impl aya::Pod for CachedHop {}
 }
 
 #[cfg(test)]
@@ -299,6 +324,16 @@ mod layout_tests {
     }
 
     #[test]
+    fn next_hop() {
+        assert_eq!(size_of::<CachedHop>(), 32);
+        assert_eq!(align_of::<CachedHop>(), 8);
+        assert_eq!(offset_of!(CachedHop, ifindex), 8);
+        assert_eq!(offset_of!(CachedHop, checked_len), 12);
+        assert_eq!(offset_of!(CachedHop, smac), 16);
+        assert_eq!(offset_of!(CachedHop, dmac), 22);
+    }
+
+    #[test]
     fn decap_key() {
         assert_eq!(size_of::<DecapKey>(), 20);
         assert_eq!(offset_of!(DecapKey, family), 16);
@@ -319,6 +354,7 @@ mod layout_tests {
             map_names::DECAP_ADDRS,
             map_names::DECAP_STATS,
             map_names::SINK_COUNT,
+            map_names::NEXTHOPS,
         ] {
             assert!(
                 name.len() <= 15,

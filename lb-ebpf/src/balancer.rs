@@ -6,9 +6,10 @@
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
 //!     keeps its backend when the backend set changes), else the VIP's Maglev
 //!     table in `XLB_MAGLEV` indexed by the shared flow hash.
-//!  4. Ask the kernel FIB for the next hop toward the backend, push an IP-in-IP
-//!     header and the next hop's MACs, and transmit: XDP_TX out of the ingress
-//!     interface, or a redirect through `XLB_TX_PORTS`.
+//!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
+//!     kernel FIB answers, refreshed every 100 ms), push an IP-in-IP header and
+//!     the next hop's MACs, and transmit: XDP_TX out of the ingress interface,
+//!     or a redirect through `XLB_TX_PORTS`.
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -16,21 +17,25 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{xdp_action, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
+    helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use lb_common::{
-    flow_hash, source_hash, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, Verdict,
-    VipInfo, VipKey, VipStats, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
+    flow_hash, source_hash, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
+    Verdict, VipInfo, VipKey, VipStats, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
     DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
-    MAX_TX_PORTS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use lb_ebpf::{
-    encap::{self, fib_rc, Outer},
+    encap::{self, fib_rc, NextHop, Outer},
+    mem,
     parse::{self, Ip, L4Status, ParseError, L2, TCP_FLAG_ACK, TCP_FLAG_SYN},
 };
 
@@ -66,6 +71,12 @@ static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
 /// Outer source addresses (one entry).
 #[map]
 static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+/// This CPU's last FIB answer per backend id (see `next_hop`). The daemon
+/// zeroes an id's entries when it assigns the id to a new backend.
+#[map]
+static XLB_NEXTHOPS: PerCpuArray<CachedHop> =
+    PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
 /// Interfaces an encapsulated packet may be redirected to, keyed by ifindex.
 #[map]
@@ -106,18 +117,21 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
 fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let l2 = parse::parse_l2(ctx).map_err(parse_verdict)?;
     // The 5-tuple is parsed straight into the connection-table key.
-    let mut key = FlowKey::default();
-    let ip = parse::parse_ip(ctx, &l2, &mut key).map_err(parse_verdict)?;
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey>>::uninit();
+    // SAFETY: FlowKey is integers and byte arrays: all-zero is valid.
+    let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
+    let ip = parse::parse_ip(ctx, &l2, key).map_err(parse_verdict)?;
 
     let tcp_flags = match ip.l4 {
-        L4Status::TcpUdp => parse::parse_ports(ctx, &ip, &mut key).map_err(parse_verdict)?,
+        L4Status::TcpUdp => parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?,
         // No usable ports: drop it only if it is addressed to a VIP address.
-        L4Status::Fragment => return Err(unbalanceable(&key, Verdict::Fragment)),
-        L4Status::UnsupportedExt => return Err(unbalanceable(&key, Verdict::Ipv6ExtUnsupported)),
+        L4Status::Fragment => return Err(unbalanceable(key, Verdict::Fragment)),
+        L4Status::UnsupportedExt => return Err(unbalanceable(key, Verdict::Ipv6ExtUnsupported)),
         L4Status::Other => return Err(Verdict::NotVip),
     };
+    let key: &FlowKey = key;
 
-    let vip = lookup_vip(&key).ok_or(Verdict::NotVip)?;
+    let vip = lookup_vip(key).ok_or(Verdict::NotVip)?;
     let ip_len = ip.ip_len as u64;
     if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
@@ -128,11 +142,11 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     }
 
     let hash = if vip.flags & VIP_F_SOURCE_HASH != 0 {
-        source_hash(&key)
+        source_hash(key)
     } else {
-        flow_hash(&key)
+        flow_hash(key)
     };
-    let (backend_id, backend) = pick_backend(ctx, vip, &key, hash, tcp_flags)?;
+    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, tcp_flags)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -141,7 +155,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, backend, hash)
+    forward(ctx, &l2, &ip, backend_id, backend, hash)
 }
 
 #[inline(always)]
@@ -155,16 +169,18 @@ fn parse_verdict(e: ParseError) -> Verdict {
 /// A packet without usable ports: `reason` (dropped) if its destination is a VIP
 /// address, else it is not ours and passes.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value would copy the key (a memcpy libcall in BPF)"
+)]
 fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
-    let marker = VipKey {
-        addr: key.dst,
-        port: [0; 2],
-        proto: 0,
-        family: key.family,
-    };
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    let marker = vip_key(&mut buf, key);
+    marker.port = [0; 2];
+    marker.proto = 0;
     // SAFETY: VipInfo is plain data; a concurrent update replaces the whole
     // element (hash map RCU), it never tears one.
-    match unsafe { XLB_VIPS.get(marker) } {
+    match unsafe { XLB_VIPS.get(&*marker) } {
         Some(_) => reason,
         None => Verdict::NotVip,
     }
@@ -172,19 +188,32 @@ fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
 
 /// Exact (address, port, protocol) first, then the address's port-0 VIP.
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "by value would copy the key (a memcpy libcall in BPF)"
+)]
 fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
-    let mut vk = VipKey {
-        addr: key.dst,
-        port: key.dport,
-        proto: key.proto,
-        family: key.family,
-    };
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    let vk = vip_key(&mut buf, key);
     // SAFETY: see `unbalanceable`.
-    if let Some(v) = unsafe { XLB_VIPS.get(vk) } {
+    if let Some(v) = unsafe { XLB_VIPS.get(&*vk) } {
         return Some(v);
     }
     vk.port = [0; 2];
-    unsafe { XLB_VIPS.get(vk) }
+    unsafe { XLB_VIPS.get(&*vk) }
+}
+
+/// The VIP key of a flow's destination, built in `buf` without libcalls.
+#[inline(always)]
+fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) -> &'a mut VipKey {
+    // SAFETY: VipKey is byte arrays and bytes: all-zero is valid.
+    let vk = unsafe { mem::zeroed(buf) };
+    // SAFETY: a whole 16-byte array of `vk`.
+    unsafe { mem::copy(&raw mut vk.addr, &key.dst) };
+    vk.port = key.dport;
+    vk.proto = key.proto;
+    vk.family = key.family;
+    vk
 }
 
 /// The backend for this packet: the connection table's answer while it still
@@ -260,18 +289,23 @@ fn forward(
     ctx: &XdpContext,
     l2: &L2,
     ip: &Ip,
+    backend_id: u32,
     backend: &Backend,
     hash: u32,
 ) -> Result<(Verdict, u32), Verdict> {
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
     // families share one `Outer`; only the used bytes are read.
-    let src_v4 = lb_common::v4_addr16(cfg.src_v4);
+    let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
+    // SAFETY: a byte array: all-zero is valid.
+    let src_v4: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
     let src = if backend.family == FAMILY_V4 {
         if cfg.flags & CONFIG_F_SRC_V4 == 0 {
             return Err(Verdict::NoOuterSource);
         }
-        &src_v4
+        // SAFETY: the first 4 bytes of the 16-byte buffer.
+        unsafe { mem::copy(src_v4.as_mut_ptr().cast::<[u8; 4]>(), &cfg.src_v4) };
+        &*src_v4
     } else {
         if cfg.flags & CONFIG_F_SRC_V6 == 0 {
             return Err(Verdict::NoOuterSource);
@@ -288,12 +322,13 @@ fn forward(
         inner_family: ip.family,
         inner_len: ip.ip_len,
     };
-    if outer.header_len() + outer.inner_len > u16::MAX as usize {
+    let outer_len = outer.header_len() + outer.inner_len;
+    if outer_len > u16::MAX as usize {
         return Err(Verdict::TooBig);
     }
 
     let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = encap::fib_lookup(ctx, &outer, ingress);
+    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress);
     let (smac, dmac, verdict) = match rc {
         fib_rc::SUCCESS => (hop.smac, hop.dmac, Verdict::Tx),
         // Hand the encapsulated packet to the kernel: it forwards it and, on the
@@ -324,6 +359,52 @@ fn forward(
         Ok(action) => Ok((Verdict::Redirect, action)),
         Err(_) => Err(Verdict::RedirectFailed),
     }
+}
+
+/// The FIB's answer toward backend `id`, from this CPU's cache while it is
+/// fresh and the packet is no longer than one the FIB's MTU check accepted;
+/// otherwise from the FIB (successful answers are cached). The FIB lookup is
+/// the largest single cost of the fast path; routes and neighbours change
+/// rarely, and a change takes effect within `NEXTHOP_TTL_NS`.
+#[inline(always)]
+fn next_hop(
+    ctx: &XdpContext,
+    outer: &Outer,
+    id: u32,
+    outer_len: u16,
+    ingress: u32,
+) -> (i64, NextHop) {
+    // SAFETY: reads the coarse monotonic clock; no arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let cached = XLB_NEXTHOPS.get_ptr_mut(id);
+    if let Some(c) = cached {
+        // SAFETY: this CPU's own slot; nothing else writes it while we run.
+        let c = unsafe { &*c };
+        if now < c.expires_ns && outer_len <= c.checked_len {
+            return (
+                fib_rc::SUCCESS,
+                NextHop {
+                    ifindex: c.ifindex,
+                    smac: c.smac,
+                    dmac: c.dmac,
+                },
+            );
+        }
+    }
+    let (rc, hop) = encap::fib_lookup(ctx, outer, ingress);
+    if rc == fib_rc::SUCCESS {
+        if let Some(c) = cached {
+            // SAFETY: this CPU's own slot.
+            unsafe {
+                (*c).expires_ns = now + NEXTHOP_TTL_NS;
+                (*c).ifindex = hop.ifindex;
+                (*c).checked_len = outer_len;
+                mem::copy(&raw mut (*c).smac, &hop.smac);
+                mem::copy(&raw mut (*c).dmac, &hop.dmac);
+            }
+        }
+    }
+    (rc, hop)
 }
 
 /// (source, destination) MACs of the frame as received.

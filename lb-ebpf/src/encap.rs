@@ -18,6 +18,7 @@ use network_types::{
 };
 
 use crate::{
+    mem,
     packet::ptr_at,
     parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
@@ -81,6 +82,13 @@ impl Outer<'_> {
     }
 }
 
+/// An IPv6 address as the FIB wants it (network order in memory).
+#[inline(always)]
+fn addr_words(a: &[u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
 /// Result of a FIB lookup: where the encapsulated frame goes.
 #[derive(Clone, Copy)]
 pub struct NextHop {
@@ -94,9 +102,10 @@ pub struct NextHop {
 /// Returns the raw return code and the next hop (filled on SUCCESS only).
 #[inline(always)]
 pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64, NextHop) {
+    let mut buf = core::mem::MaybeUninit::<mem::Aligned<FibParams>>::uninit();
     // SAFETY: bpf_fib_lookup is a plain C struct of integers and unions of
     // integers, for which all-zero is a valid value.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
+    let p: &mut FibParams = unsafe { mem::zeroed(&mut buf) };
     p.__bindgen_anon_1.tot_len = (outer.header_len() + outer.inner_len) as u16;
     p.ifindex = ingress_ifindex;
     let (s, d) = (outer.src, outer.dst);
@@ -107,19 +116,12 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
         p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
     } else {
         p.family = AF_INET6;
-        // SAFETY: [u8; 16] and [u32; 4] have the same size; unaligned read.
-        p.__bindgen_anon_3.ipv6_src = unsafe { core::ptr::read_unaligned(s.as_ptr().cast()) };
-        p.__bindgen_anon_4.ipv6_dst = unsafe { core::ptr::read_unaligned(d.as_ptr().cast()) };
+        p.__bindgen_anon_3.ipv6_src = addr_words(s);
+        p.__bindgen_anon_4.ipv6_dst = addr_words(d);
     }
     // SAFETY: the helper reads and writes only `p`, whose size we pass.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            &mut p,
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
+    let rc =
+        unsafe { bpf_fib_lookup(ctx.as_ptr(), p, core::mem::size_of::<FibParams>() as i32, 0) };
     (
         rc,
         NextHop {
@@ -162,8 +164,8 @@ pub fn push_outer(
         return false;
     };
     unsafe {
-        (*eth).dst_addr = *dmac;
-        (*eth).src_addr = *smac;
+        mem::copy(&raw mut (*eth).dst_addr, dmac);
+        mem::copy(&raw mut (*eth).src_addr, smac);
         (*eth).ether_type = eth_type.to_be();
     }
     if l2.vlan_tpid != 0 {
@@ -239,8 +241,8 @@ fn write_ipv6(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
         (*h).payload_len = (o.inner_len as u16).to_be_bytes();
         (*h).next_hdr = o.next_proto();
         (*h).hop_limit = o.ttl;
-        (*h).src_addr = *o.src;
-        (*h).dst_addr = *o.dst;
+        mem::copy(&raw mut (*h).src_addr, o.src);
+        mem::copy(&raw mut (*h).dst_addr, o.dst);
     }
     true
 }

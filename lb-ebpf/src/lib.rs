@@ -7,5 +7,6 @@
 #![no_std]
 
 pub mod encap;
+pub mod mem;
 pub mod packet;
 pub mod parse;

@@ -15,7 +15,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-use crate::packet::ptr_at;
+use crate::{mem, packet::ptr_at};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -154,8 +154,11 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
     } else {
         L4Status::Other
     };
-    key.src[..4].copy_from_slice(&ip.src_addr);
-    key.dst[..4].copy_from_slice(&ip.dst_addr);
+    // SAFETY: the first 4 bytes of the 16-byte key arrays.
+    unsafe {
+        mem::copy(key.src.as_mut_ptr().cast::<[u8; 4]>(), &ip.src_addr);
+        mem::copy(key.dst.as_mut_ptr().cast::<[u8; 4]>(), &ip.dst_addr);
+    }
     key.proto = ip.proto;
     key.family = FAMILY_V4;
     Ok(Ip {
@@ -186,8 +189,11 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
     }
     let tos = (ip.vcf[0] << 4) | (ip.vcf[1] >> 4);
     let (proto, l4_off, l4) = walk_ipv6_ext(ctx, ip.next_hdr, l3_off + Ipv6Hdr::LEN)?;
-    key.src = ip.src_addr;
-    key.dst = ip.dst_addr;
+    // SAFETY: whole 16-byte arrays of the key.
+    unsafe {
+        mem::copy(&raw mut key.src, &ip.src_addr);
+        mem::copy(&raw mut key.dst, &ip.dst_addr);
+    }
     key.proto = proto;
     key.family = FAMILY_V6;
     Ok(Ip {

@@ -390,3 +390,70 @@ fn packets_too_big_for_the_egress_mtu_after_encapsulation_are_dropped() {
     );
     let _ = FAMILY_V4;
 }
+
+/// The per-CPU next-hop cache: reused while fresh, refreshed after
+/// `NEXTHOP_TTL_NS` (a neighbour change takes effect), bypassed for packets
+/// longer than the MTU check covered, and forgotten when the daemon resets an
+/// id for a new backend.
+#[test]
+fn cached_next_hops_expire_respect_the_mtu_and_reset() {
+    let Some(mut f) = BalancerFixture::new("next_hop_cache") else {
+        return;
+    };
+    // The cache is per CPU and a test run executes on the caller's CPU: stay on one.
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap_or_else(|e| panic!("{e}"));
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)
+        .unwrap_or_else(|e| panic!("pinning to CPU 0: {e}"));
+    let vip = f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
+    fr.payload = vec![1; 100];
+    let small = fr.build();
+    assert_eq!(
+        &f.run(&small).out[0..6],
+        &backend_mac(ip(B4)),
+        "first packet: the FIB's MAC"
+    );
+
+    // The neighbour changes MAC: the cached answer stays in use for now...
+    let new_mac = "02:be:99:99:99:99";
+    f.ns.ip(&format!(
+        "neigh replace {B4} lladdr {new_mac} dev {IFACE} nud permanent"
+    ));
+    assert_eq!(
+        &f.run(&small).out[0..6],
+        &backend_mac(ip(B4)),
+        "within the TTL the cache answers"
+    );
+    // ...and is replaced once the entry expires.
+    std::thread::sleep(std::time::Duration::from_nanos(
+        lb_common::NEXTHOP_TTL_NS + 50_000_000,
+    ));
+    assert_eq!(
+        &f.run(&small).out[0..6],
+        &[0x02, 0xbe, 0x99, 0x99, 0x99, 0x99],
+        "after the TTL the FIB answers again"
+    );
+
+    // A packet longer than any the FIB checked is checked again: too big now.
+    f.ns.ip(&format!("link set {IFACE} mtu 1300"));
+    fr.payload = vec![2; 1290];
+    assert_eq!(
+        f.run(&fr.build()).action,
+        XDP_DROP,
+        "a longer packet must not skip the MTU check"
+    );
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
+
+    // reset_next_hop (done by the reconciler when it reassigns an id) forgets it.
+    f.ns.ip(&format!(
+        "neigh replace {B4} lladdr 02:be:88:88:88:88 dev {IFACE} nud permanent"
+    ));
+    f.dp.reset_next_hop(vip.backend_ids[0])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        &f.run(&small).out[0..6],
+        &[0x02, 0xbe, 0x88, 0x88, 0x88, 0x88],
+        "a reset entry asks the FIB"
+    );
+}

@@ -18,8 +18,8 @@ use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
 };
 use lb_common::{
-    map_names, program_names, Backend, BackendStats, FlowKey, FlowValue, GlobalConfig, Verdict,
-    VipInfo, VipKey, VipStats,
+    map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
+    Verdict, VipInfo, VipKey, VipStats,
 };
 use thiserror::Error;
 
@@ -157,6 +157,7 @@ pub struct Dataplane {
     tx_ports: DevMapHash<MapData>,
     vip_stats: PerCpuArray<MapData, VipStats>,
     backend_stats: PerCpuArray<MapData, BackendStats>,
+    next_hops: PerCpuArray<MapData, CachedHop>,
     verdicts: PerCpuArray<MapData, u64>,
 }
 
@@ -234,6 +235,12 @@ impl Dataplane {
                 entries: sizes.max_backends,
             },
             Layout {
+                name: map_names::NEXTHOPS,
+                key: 4,
+                value: size_of::<CachedHop>(),
+                entries: sizes.max_backends,
+            },
+            Layout {
                 name: map_names::VERDICTS,
                 key: 4,
                 value: 8,
@@ -249,6 +256,7 @@ impl Dataplane {
             .map_max_entries(map_names::FLOWS, sizes.flow_table_size)
             .map_max_entries(map_names::VIP_STATS, sizes.max_vips)
             .map_max_entries(map_names::BACKEND_STATS, sizes.max_backends)
+            .map_max_entries(map_names::NEXTHOPS, sizes.max_backends)
             .override_global("AYA_LOG_LEVEL", &opts.bpf_log_level, false)
             .verifier_log_level(VerifierLogLevel::DEBUG | VerifierLogLevel::STATS);
         let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
@@ -305,6 +313,7 @@ impl Dataplane {
             tx_ports: typed(&mut ebpf, map_names::TX_PORTS)?,
             vip_stats: typed(&mut ebpf, map_names::VIP_STATS)?,
             backend_stats: typed(&mut ebpf, map_names::BACKEND_STATS)?,
+            next_hops: typed(&mut ebpf, map_names::NEXTHOPS)?,
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
             sizes,
             ebpf,
@@ -513,6 +522,15 @@ impl Dataplane {
         self.backend_stats
             .set(id, zero, 0)
             .map_err(|e| map_err(map_names::BACKEND_STATS, e))
+    }
+
+    /// Forgets every CPU's cached next hop for backend `id` (the id is about
+    /// to name another backend, whose next hop may differ).
+    pub fn reset_next_hop(&mut self, id: u32) -> Result<(), DataplaneError> {
+        let zero = per_cpu_zeroes::<CachedHop>().map_err(|e| map_err(map_names::NEXTHOPS, e))?;
+        self.next_hops
+            .set(id, zero, 0)
+            .map_err(|e| map_err(map_names::NEXTHOPS, e))
     }
 
     /// Packet counts per verdict, summed over CPUs, indexed by `Verdict as usize`.

@@ -55,7 +55,8 @@ pub enum Op {
     ClearBackend {
         id: u32,
     },
-    ResetBackendStats {
+    /// Zero a backend slot's counters and cached next hop: the id is (re)used.
+    ResetBackendState {
         id: u32,
     },
     ResetVipStats {
@@ -96,7 +97,10 @@ impl MapWriter for Dataplane {
             Op::RemoveTxPort(i) => self.remove_tx_port(*i)?,
             Op::SetBackend { id, backend } => self.set_backend(*id, backend)?,
             Op::ClearBackend { id } => self.set_backend(*id, &Backend::default())?,
-            Op::ResetBackendStats { id } => self.reset_backend_stats(*id)?,
+            Op::ResetBackendState { id } => {
+                self.reset_backend_stats(*id)?;
+                self.reset_next_hop(*id)?;
+            }
             Op::ResetVipStats { vip_id } => self.reset_vip_stats(*vip_id)?,
             Op::WriteTable { offset, table, .. } => return Ok(self.maglev().write(*offset, table)),
             Op::ClearTable { offset, len, .. } => return Ok(self.maglev().clear(*offset, *len)),
@@ -418,7 +422,7 @@ impl Reconciler {
                 .ok_or(ReconcileError::BackendsExhausted {
                     max: self.sizes.max_backends,
                 })?;
-            p.ops.push(Op::ResetBackendStats { id });
+            p.ops.push(Op::ResetBackendState { id });
             p.ops.push(Op::SetBackend {
                 id,
                 backend: backend_value(b, vip_id),
@@ -479,7 +483,7 @@ impl Reconciler {
                     .ok_or(ReconcileError::BackendsExhausted {
                         max: self.sizes.max_backends,
                     })?;
-                p.ops.push(Op::ResetBackendStats { id });
+                p.ops.push(Op::ResetBackendState { id });
                 p.ops.push(Op::SetBackend {
                     id,
                     backend: backend_value(b, vip_id),
@@ -683,7 +687,7 @@ fn op_name(op: &Op) -> String {
         Op::RemoveTxPort(i) => format!("remove transmit port {i}"),
         Op::SetBackend { id, .. } => format!("set backend {id}"),
         Op::ClearBackend { id } => format!("clear backend {id}"),
-        Op::ResetBackendStats { id } => format!("reset stats of backend {id}"),
+        Op::ResetBackendState { id } => format!("reset stats and next hop of backend {id}"),
         Op::ResetVipStats { vip_id } => format!("reset stats of vip {vip_id}"),
         Op::WriteTable { vip_id, .. } => format!("write table of vip {vip_id}"),
         Op::ClearTable { vip_id, .. } => format!("clear table of vip {vip_id}"),

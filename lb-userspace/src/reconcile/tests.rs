@@ -86,7 +86,7 @@ impl MapWriter for SimMaps {
             Op::ClearBackend { id } => {
                 self.backends.remove(id);
             }
-            Op::ResetBackendStats { .. } | Op::ResetVipStats { .. } => {}
+            Op::ResetBackendState { .. } | Op::ResetVipStats { .. } => {}
             Op::WriteTable { offset, table, .. } => {
                 assert_eq!(table.len(), SIZES.table_size as usize);
                 // In place, slot by slot: check after every changed slot.
@@ -248,7 +248,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
         .map(|op| match op {
             Op::SetGlobal(_) => "global",
             Op::AddTxPort(_) => "txport",
-            Op::ResetBackendStats { .. } => "bstats",
+            Op::ResetBackendState { .. } => "bstats",
             Op::SetBackend { .. } => "backend",
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
