@@ -3,6 +3,7 @@
 //! balancer fixture driven through BPF_PROG_TEST_RUN.
 
 pub mod balancer_fixture;
+pub mod bench;
 pub mod clients;
 pub mod command;
 pub mod expect;

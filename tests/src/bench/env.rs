@@ -1,0 +1,238 @@
+//! The benchmarks' world: a namespace with the veth pair `xlbl0`/`xlbl1`, the
+//! balancer loaded and filled by the reconciler, static neighbours for every
+//! backend, and the counting sink on the peer.
+//!
+//! `xlbl0` is the balancer's interface (10.0.0.1/24, fd00::1/64): test runs
+//! pretend frames arrive on it, the FIB resolves every backend to it, so the
+//! verdict is XDP_TX. In live-frames mode those frames really leave through
+//! `xlbl0` and arrive at `xlbl1`, where `xlb_count_drop` runs in native mode
+//! (a veth only delivers XDP_TX frames to a peer with a native XDP program) and
+//! counts them. Two more veth pairs, down, only keep the measured programs in
+//! the kernel's XDP dispatcher (see `attach_live`).
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use anyhow::{Context, Result};
+use aya::programs::{Xdp, XdpMode};
+use lb_common::{program_names, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6};
+use lb_userspace::{
+    dataplane::{aux::AuxPrograms, Dataplane, LoadOptions, Sizes},
+    reconcile::{DesiredState, Reconciler},
+};
+
+use crate::{
+    balancer_fixture::{backend_mac, BALANCER_V4, BALANCER_V6},
+    netns::{unique_name, Entered, NetNs},
+};
+
+pub const IFACE: &str = "xlbl0";
+pub const PEER: &str = "xlbl1";
+/// Veth pairs that only hold programs in the XDP dispatcher (see `attach_live`).
+const HOLDER_PAIRS: [(&str, &str); 2] = [("xlbh0", "xlbh1"), ("xlbh2", "xlbh3")];
+/// The namespace is `xlb-bench-<pid>`.
+const NS_TAG: &str = "bench";
+
+/// Map sizes of the benchmarked balancer: production table size, room for
+/// several VIPs of 100 backends each.
+pub const SIZES: Sizes = Sizes {
+    max_vips: 8,
+    max_backends: 1024,
+    table_size: 65537,
+    flow_table_size: 262_144,
+};
+
+/// Outer source addresses: the balancer's own addresses on `xlbl0`.
+pub fn global_config() -> GlobalConfig {
+    GlobalConfig {
+        src_v6: BALANCER_V6,
+        src_v4: BALANCER_V4,
+        flags: CONFIG_F_SRC_V4 | CONFIG_F_SRC_V6,
+    }
+}
+
+/// Which program a scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    Balancer,
+    /// One of `lb_common::program_names::{PASS, FLOOR_TX}`.
+    Aux(&'static str),
+}
+
+pub struct BenchEnv {
+    // Field order is drop order: programs (and the sink's link) go first, then
+    // the thread leaves the namespace, then the namespace is deleted.
+    pub dp: Dataplane,
+    pub aux: AuxPrograms,
+    pub reconciler: Reconciler,
+    /// `xlbl0`'s index and MAC (frames are addressed to it).
+    pub ifindex: u32,
+    pub if_mac: [u8; 6],
+    /// Why the live-frames setup (sink, dispatcher holders) failed, if it did:
+    /// live mode then reports this instead of numbers.
+    pub live_error: Option<String>,
+    _entered: Entered,
+    ns: NetNs,
+}
+
+impl BenchEnv {
+    /// Creates the namespace and veth pair, moves this thread into it (for the
+    /// rest of the program), loads the balancer and the auxiliary programs, and
+    /// attaches what live mode needs (a failure there only disables live mode).
+    pub fn setup() -> Result<Self> {
+        remove_stale_namespaces();
+        let ns = NetNs::create(&unique_name(NS_TAG));
+        ns.ip(&format!("link add {IFACE} type veth peer name {PEER}"));
+        ns.ip(&format!("addr add 10.0.0.1/24 dev {IFACE}"));
+        ns.ip(&format!("addr add fd00::1/64 dev {IFACE} nodad"));
+        ns.ip(&format!("link set {IFACE} up"));
+        ns.ip(&format!("link set {PEER} up"));
+        // bpf_fib_lookup refuses to forward (FWD_DISABLED) unless the ingress
+        // interface forwards, as a balancer host must.
+        ns.sysctl("net.ipv4.conf.all.forwarding=1");
+        ns.sysctl("net.ipv6.conf.all.forwarding=1");
+        let ifindex = ns.ifindex(IFACE);
+        let if_mac = ns.mac(IFACE);
+        let entered = ns.enter();
+
+        let mut dp = Dataplane::load(&LoadOptions {
+            sizes: SIZES,
+            ..Default::default()
+        })
+        .context("loading the balancer (xlb_balancer)")?;
+        let mut aux = AuxPrograms::load().context("loading the auxiliary programs")?;
+        for name in [program_names::PASS, program_names::FLOOR_TX] {
+            aux.program(name)
+                .with_context(|| format!("loading {name}"))?;
+        }
+        let live_error = attach_live(&ns, &mut dp, &mut aux)
+            .err()
+            .map(|e| format!("{e:#}"));
+
+        Ok(Self {
+            dp,
+            aux,
+            reconciler: Reconciler::new(SIZES),
+            ifindex,
+            if_mac,
+            live_error,
+            _entered: entered,
+            ns,
+        })
+    }
+
+    /// Fills the maps with `desired` the way the daemon does (reconciler plan,
+    /// then apply), and gives every backend a permanent neighbour entry on
+    /// `xlbl0` so the FIB lookup succeeds.
+    pub fn install(&mut self, desired: &DesiredState) -> Result<()> {
+        let plan = self
+            .reconciler
+            .plan(desired)
+            .context("planning the benchmark's VIPs")?;
+        self.reconciler
+            .apply(plan, &mut self.dp)
+            .context("writing the benchmark's VIPs into the maps")?;
+        let addrs: BTreeSet<IpAddr> = desired
+            .vips
+            .iter()
+            .flat_map(|v| v.backends.iter().map(|b| b.addr))
+            .collect();
+        for addr in addrs {
+            let mac = backend_mac(addr).map(|b| format!("{b:02x}")).join(":");
+            self.ns.ip(&format!(
+                "neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The loaded program a scenario runs.
+    pub fn program(&mut self, p: Program) -> Result<&mut Xdp> {
+        Ok(match p {
+            Program::Balancer => self.dp.program()?,
+            Program::Aux(name) => self.aux.program(name)?,
+        })
+    }
+
+    /// Packets counted by the sink so far.
+    pub fn sink_count(&self) -> Result<u64> {
+        Ok(self.aux.sink_count()?)
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.ns.name()
+    }
+}
+
+/// Native-mode attachments for live mode (the thread must be in `ns`):
+/// - the sink on `xlbl1`, which makes `xlbl0` deliver XDP_TX frames at all;
+/// - every program that live mode runs, natively attached to the otherwise
+///   unused, down veth pairs `xlbh0`/`xlbh1` and `xlbh2`/`xlbh3`. A test run
+///   with `repeat > 1` adds its program to the kernel's XDP dispatcher and
+///   removes it afterwards, each time waiting for an RCU grace period (about
+///   25 ms per call measured here) unless the program is already in the
+///   dispatcher, i.e. attached somewhere. Live mode makes one call per 256
+///   frames, so without these attachments it would measure grace periods.
+fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<()> {
+    aux.program(program_names::COUNT_DROP)?
+        .attach(PEER, XdpMode::Driver)
+        .with_context(|| {
+            format!(
+                "attaching {} to {PEER} in native mode",
+                program_names::COUNT_DROP
+            )
+        })?;
+    for (a, b) in HOLDER_PAIRS {
+        ns.ip(&format!("link add {a} type veth peer name {b}"));
+    }
+    let [(h0, h1), (h2, _)] = HOLDER_PAIRS;
+    dp.program()?
+        .attach(h0, XdpMode::Driver)
+        .with_context(|| format!("attaching xlb_balancer to {h0} (dispatcher holder)"))?;
+    for (name, dev) in [(program_names::FLOOR_TX, h1), (program_names::PASS, h2)] {
+        aux.program(name)?
+            .attach(dev, XdpMode::Driver)
+            .with_context(|| format!("attaching {name} to {dev} (dispatcher holder)"))?;
+    }
+    Ok(())
+}
+
+/// Deletes `xlb-bench-<pid>` namespaces left by runs that were killed (their
+/// process is gone), so an interrupted run costs nothing later.
+fn remove_stale_namespaces() {
+    let prefix = format!("xlb-{NS_TAG}-");
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("xlb-bench: removing namespace {name} left by an interrupted run");
+            crate::command::try_run("ip", &["netns", "del", &name]);
+        }
+    }
+}
+
+/// The highest-numbered CPU this thread may run on.
+pub fn last_allowed_cpu() -> Result<usize> {
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .context("reading the CPU affinity")?;
+    (0..nix::sched::CpuSet::count())
+        .rev()
+        .find(|&c| set.is_set(c).unwrap_or(false))
+        .context("the CPU affinity mask is empty")
+}
+
+/// Pins the calling thread to `cpu`, so every measurement runs on one core.
+pub fn pin_to_cpu(cpu: usize) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)
+        .with_context(|| format!("CPU {cpu} is out of range"))?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .with_context(|| format!("pinning the benchmark thread to CPU {cpu}"))
+}

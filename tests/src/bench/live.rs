@@ -1,0 +1,232 @@
+//! Live-frames throughput: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES
+//! injects frames on `xlbl0`; the program's XDP_TX really transmits them
+//! through the veth to `xlbl1`, whose native `xlb_count_drop` counts them.
+//! Packets per second = frames the sink counted / wall time, from one core
+//! (the sink's NAPI runs on the same core, inside the run).
+//!
+//! Fresh frames: live mode builds each frame on a page from a page pool and
+//! recycles the pages; on reuse the kernel resets a page's pointers but NOT
+//! its bytes (they are copied from `data_in` only when the pool first creates
+//! the page). The balancer rewrites the front of the frame (outer header over
+//! the original Ethernet header), so a recycled page holds garbage for it: one
+//! long run measures one batch of real work and then `NotIp` passes (observed:
+//! 64 of 200,000 frames transmitted). So every call runs exactly one batch of
+//! [`BATCH`] frames on a new pool, and the frames of a scenario are spread
+//! over as many calls as needed; each frame is a fresh copy of `data_in`. The
+//! page allocation this costs is in every number, floor included;
+//! `floor_tx_recycled` (one long call, recycled pages: valid because the floor
+//! only swaps MACs) shows the regime's overhead.
+//!
+//! Every balancer scenario must show its verdict (`Tx`) for at least 99.9% of
+//! the frames (the JSON keeps every verdict count): otherwise it is reported
+//! as an error instead of a rate.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use lb_common::Verdict;
+
+use super::{
+    env::{BenchEnv, Program},
+    report::Report,
+    scenarios::Scenario,
+    testrun,
+};
+
+pub const SECTION: &str = "live";
+/// Frames per call and per batch (the kernel's maximum batch).
+pub const BATCH: u32 = testrun::MAX_LIVE_BATCH;
+/// Batch of the recycled-pages reference run (the kernel's default).
+pub const RECYCLED_BATCH: u32 = 64;
+/// Name of the recycled-pages reference run of `floor_tx`.
+pub const FLOOR_RECYCLED: &str = "floor_tx_recycled";
+/// Share of a balancer scenario's frames that must take its expected path.
+const MIN_ON_PATH: f64 = 0.999;
+/// Time for the last frames to be counted after the run returns.
+const SETTLE: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Frames injected.
+    pub frames: u64,
+    /// BPF_PROG_TEST_RUN calls made.
+    pub calls: u64,
+    /// Frames the sink counted.
+    pub delivered: u64,
+    pub wall: Duration,
+    /// Kernel-reported time per frame, averaged over the calls.
+    pub kernel_ns_per_frame: f64,
+    /// The balancer's verdict counters that moved during the run.
+    pub verdicts: Vec<(Verdict, u64)>,
+}
+
+impl Sample {
+    pub fn pps(&self) -> f64 {
+        self.delivered as f64 / self.wall.as_secs_f64()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Results {
+    /// Per scenario: the sample, or why live mode failed for it.
+    pub runs: Vec<(&'static str, Result<Sample, String>)>,
+}
+
+impl Results {
+    pub fn record(&self, report: &mut Report) {
+        for (name, r) in &self.runs {
+            let p = format!("{SECTION}.{name}");
+            match r {
+                Ok(s) => {
+                    report.insert(&format!("{p}.pps"), s.pps().round());
+                    report.insert(&format!("{p}.frames"), s.frames);
+                    report.insert(&format!("{p}.calls"), s.calls);
+                    report.insert(&format!("{p}.delivered"), s.delivered);
+                    report.insert(
+                        &format!("{p}.wall_ms"),
+                        (s.wall.as_secs_f64() * 1e5).round() / 100.0,
+                    );
+                    report.insert(
+                        &format!("{p}.kernel_ns_per_frame"),
+                        (s.kernel_ns_per_frame * 10.0).round() / 10.0,
+                    );
+                    for (v, n) in &s.verdicts {
+                        report.insert(&format!("{p}.verdicts.{v:?}"), *n);
+                    }
+                }
+                Err(e) => report.insert(&format!("{p}.error"), e.as_str()),
+            }
+        }
+    }
+}
+
+/// Runs every scenario marked `live` with `frames` frames, then the
+/// recycled-pages reference run of the floor.
+pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], frames: u32) -> Results {
+    let mut runs = Vec::new();
+    let live: Vec<&Scenario> = scenarios.iter().filter(|s| s.live).collect();
+    for sc in &live {
+        eprintln!("live: {} ({frames} frames)", sc.name);
+        runs.push((sc.name, outcome(env, |env| run_fresh(env, sc, frames))));
+    }
+    if let Some(floor) = live
+        .iter()
+        .find(|s| s.program == Program::Aux(lb_common::program_names::FLOOR_TX))
+    {
+        eprintln!("live: {FLOOR_RECYCLED} ({frames} frames)");
+        runs.push((
+            FLOOR_RECYCLED,
+            outcome(env, |env| run_recycled(env, floor, frames)),
+        ));
+    }
+    Results { runs }
+}
+
+fn outcome(
+    env: &mut BenchEnv,
+    f: impl FnOnce(&mut BenchEnv) -> Result<Sample>,
+) -> Result<Sample, String> {
+    let r = match env.live_error.clone() {
+        Some(e) => Err(format!("live-frames setup failed: {e}")),
+        None => f(env).map_err(|e| format!("{e:#}")),
+    };
+    if let Err(e) = &r {
+        eprintln!("live: {e}");
+    }
+    r
+}
+
+/// `frames` fresh frames, [`BATCH`] per call.
+fn run_fresh(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<Sample> {
+    let calls = frames.div_ceil(BATCH);
+    measure(env, sc, calls, BATCH, BATCH)
+}
+
+/// One call of `frames` frames on recycled pages (only for programs whose
+/// rewrite leaves the frame on the same path).
+fn run_recycled(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<Sample> {
+    measure(env, sc, 1, frames, RECYCLED_BATCH)
+}
+
+fn measure(
+    env: &mut BenchEnv,
+    sc: &Scenario,
+    calls: u32,
+    per_call: u32,
+    batch: u32,
+) -> Result<Sample> {
+    let frame = &sc.frames[0];
+    let ifindex = env.ifindex;
+    // The same check as per-packet: a broken setup must not look fast.
+    let first = testrun::run(env.program(sc.program)?, frame, ifindex, 1)?;
+    ensure!(
+        first.action == sc.action,
+        "a normal run returned XDP action {}, expected {}",
+        first.action,
+        sc.action
+    );
+
+    let sink_before = env.sink_count()?;
+    let verdicts_before = env.dp.verdicts()?;
+    let mut kernel = Duration::ZERO;
+    let start = Instant::now();
+    {
+        let prog = env.program(sc.program)?;
+        for _ in 0..calls {
+            let r = testrun::run_live(prog, frame, ifindex, per_call, batch.min(per_call))?;
+            kernel += r.kernel_per_frame;
+        }
+    }
+    let wall = start.elapsed();
+    std::thread::sleep(SETTLE);
+    let delivered = env
+        .sink_count()
+        .context("reading the sink's counter")?
+        .saturating_sub(sink_before);
+    let verdicts_after = env.dp.verdicts()?;
+    let verdicts: Vec<(Verdict, u64)> = Verdict::ALL
+        .iter()
+        .map(|v| {
+            (
+                *v,
+                verdicts_after[*v as usize] - verdicts_before[*v as usize],
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+
+    let frames = u64::from(calls) * u64::from(per_call);
+    if let Some(expected) = sc.verdict {
+        let on_path = verdicts
+            .iter()
+            .find(|(v, _)| *v == expected)
+            .map_or(0, |(_, n)| *n);
+        // A page the sink returns while its batch is still being built (the
+        // peer's NAPI can run on another CPU, woken by stray stack traffic)
+        // is handed out again with rewritten bytes: a handful per million.
+        if (on_path as f64) < MIN_ON_PATH * frames as f64 {
+            bail!(
+                "only {on_path} of {frames} frames took the {expected:?} path (verdicts: {}): \
+                 the measurement would not be of the balancer's work",
+                verdicts
+                    .iter()
+                    .map(|(v, n)| format!("{v:?}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+    }
+    ensure!(
+        delivered > 0,
+        "the runs returned but the sink on {} counted no frames",
+        super::env::PEER
+    );
+    Ok(Sample {
+        frames,
+        calls: u64::from(calls),
+        delivered,
+        wall,
+        kernel_ns_per_frame: kernel.as_nanos() as f64 / f64::from(calls),
+        verdicts,
+    })
+}

@@ -1,0 +1,91 @@
+//! `xlb-bench`: what the data plane costs, measured on the real programs.
+//!
+//! Each benchmark *part* is a module with a `run` function that returns its
+//! results, and a `record` method that files them into the shared [`Report`]
+//! under its own top-level key. The binary (`src/bin/xlb-bench.rs`) parses the
+//! [`Options`], sets up what the parts need, runs the selected parts, prints
+//! their tables and writes the JSON report. A new part (end-to-end, control
+//! plane) adds a [`Part`] variant, a module, and its key in the report.
+//!
+//! - [`per_packet`]: kernel-reported time of one `BPF_PROG_TEST_RUN` call per
+//!   packet (`repeat = 1`, so every call sees the original frame), against the
+//!   floors `xlb_pass` and `xlb_floor_tx`.
+//! - [`live`]: live-frames test runs that really transmit through a veth pair
+//!   into a counting sink: packets per second from one core.
+//!
+//! Both parts share one [`env::BenchEnv`]: a namespace with the veth pair, the
+//! balancer loaded with its maps filled by the reconciler (as the daemon does),
+//! static neighbours for every backend, and the sink on the peer.
+
+pub mod env;
+pub mod live;
+pub mod machine;
+pub mod options;
+pub mod per_packet;
+pub mod report;
+pub mod scenarios;
+pub mod stats;
+pub mod testrun;
+
+pub use options::{Options, Part};
+pub use report::{Report, Table};
+
+/// The combined table of the data-plane parts: one row per scenario found in
+/// `per_packet` or `live` of `report`, known scenarios in [`scenarios::ORDER`].
+pub fn dataplane_table(report: &Report) -> Table {
+    // Every key of these sections is a scenario (settings live in `config`).
+    let mut found: Vec<String> = Vec::new();
+    for section in [per_packet::SECTION, live::SECTION] {
+        if let Some(obj) = report.get(section).and_then(|v| v.as_object()) {
+            found.extend(obj.keys().cloned());
+        }
+    }
+    let mut names: Vec<String> = scenarios::ORDER
+        .iter()
+        .filter(|n| found.iter().any(|f| f == *n))
+        .map(|n| n.to_string())
+        .collect();
+    for f in found {
+        if !names.contains(&f) {
+            names.push(f);
+        }
+    }
+    let mut t = Table::new(&[
+        "scenario",
+        "median ns",
+        "p99 ns",
+        "ratio to floor_tx",
+        "live Mpps",
+    ]);
+    let num = |path: String, digits: usize| {
+        report
+            .get(&path)
+            .and_then(|v| v.as_f64())
+            .map(|x| format!("{x:.digits$}"))
+            .unwrap_or_else(|| "-".to_string())
+    };
+    for name in names {
+        let pp = per_packet::SECTION;
+        let live_cell = match report.get(&format!("{}.{name}.pps", live::SECTION)) {
+            Some(v) => v
+                .as_f64()
+                .map(|pps| format!("{:.2}", pps / 1e6))
+                .unwrap_or_else(|| "-".to_string()),
+            None if report
+                .get(&format!("{}.{name}.error", live::SECTION))
+                .is_some() =>
+            {
+                "error".to_string()
+            }
+            None => "-".to_string(),
+        };
+        t.row(vec![
+            name.clone(),
+            num(format!("{pp}.{name}.median_ns"), 0),
+            num(format!("{pp}.{name}.p99_ns"), 0),
+            num(format!("{pp}.{name}.ratio_to_floor"), 2),
+            live_cell,
+        ]);
+    }
+    t
+}

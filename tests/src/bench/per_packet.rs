@@ -1,0 +1,305 @@
+//! Per-packet cost: the kernel-reported duration of single BPF_PROG_TEST_RUN
+//! calls (`repeat = 1`, so each call feeds the original frame even though the
+//! balancer rewrites it), median and p99 per scenario, against the floors
+//! `xlb_pass` and `xlb_floor_tx` measured the same way in the same run.
+//!
+//! Also: the verifier's instruction count of `xlb_balancer`, and the time per
+//! packet of one `repeat = 1,000,000` run for paths that do not rewrite the
+//! packet (there each repetition sees the same input).
+
+use anyhow::{bail, ensure, Context, Result};
+use lb_common::Verdict;
+use serde_json::json;
+
+use super::{
+    env::{BenchEnv, Program},
+    report::Report,
+    scenarios::{NewFlows, Scenario},
+    stats::Summary,
+    testrun,
+};
+
+pub const SECTION: &str = "per_packet";
+/// Where the `repeat = 1,000,000` results go.
+pub const REPEAT_SECTION: &str = "per_packet_repeat";
+pub const VERIFIER_SECTION: &str = "verifier";
+pub const REPEAT: u32 = 1_000_000;
+/// Scenarios also timed with one long repeated run: paths that do not rewrite
+/// the packet (`floor_tx` only swaps the MACs back and forth: same work each
+/// repetition).
+const REPEAT_SCENARIOS: &[&str] = &["floor_pass", "floor_tx", "non_vip"];
+
+/// One scenario's timings.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub name: &'static str,
+    pub summary: Summary,
+    pub frame_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    pub instructions: Option<u32>,
+    pub xlated_bytes: Option<u32>,
+    pub jited_bytes: u32,
+    pub program_id: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Results {
+    pub samples: Vec<Sample>,
+    /// (scenario, ns per packet) of the `repeat = 1,000,000` runs.
+    pub repeated: Vec<(&'static str, f64)>,
+    pub verifier: Verifier,
+}
+
+impl Results {
+    pub fn floor_tx_median(&self) -> Option<u64> {
+        self.sample("floor_tx").map(|s| s.summary.median_ns)
+    }
+
+    pub fn sample(&self, name: &str) -> Option<&Sample> {
+        self.samples.iter().find(|s| s.name == name)
+    }
+
+    /// median / floor_tx median.
+    pub fn ratio_to_floor(&self, s: &Sample) -> Option<f64> {
+        let floor = self.floor_tx_median()?;
+        (floor > 0).then(|| s.summary.median_ns as f64 / floor as f64)
+    }
+
+    /// mean / floor_tx mean: steadier than the medians where the kernel clock
+    /// moves in ~10 ns steps.
+    pub fn mean_ratio_to_floor(&self, s: &Sample) -> Option<f64> {
+        let floor = self.sample("floor_tx")?.summary.mean_ns;
+        (floor > 0.0).then(|| s.summary.mean_ns / floor)
+    }
+
+    /// Files the results under `per_packet`, `per_packet_repeat`, `verifier`.
+    pub fn record(&self, report: &mut Report) {
+        for s in &self.samples {
+            let p = format!("{SECTION}.{}", s.name);
+            report.insert(&format!("{p}.median_ns"), s.summary.median_ns);
+            report.insert(&format!("{p}.p99_ns"), s.summary.p99_ns);
+            report.insert(&format!("{p}.min_ns"), s.summary.min_ns);
+            report.insert(&format!("{p}.mean_ns"), round2(s.summary.mean_ns));
+            report.insert(&format!("{p}.calls"), s.summary.count);
+            report.insert(&format!("{p}.frame_bytes"), s.frame_bytes);
+            if let Some(r) = self.ratio_to_floor(s) {
+                report.insert(&format!("{p}.ratio_to_floor"), round2(r));
+            }
+            if let Some(r) = self.mean_ratio_to_floor(s) {
+                report.insert(&format!("{p}.mean_ratio_to_floor"), round2(r));
+            }
+        }
+        for (name, ns) in &self.repeated {
+            report.insert(
+                &format!("{REPEAT_SECTION}.{name}.ns_per_packet"),
+                round2(*ns),
+            );
+            report.insert(&format!("{REPEAT_SECTION}.{name}.repeat"), REPEAT);
+        }
+        let v = &self.verifier;
+        report.insert(
+            &format!("{VERIFIER_SECTION}.instructions"),
+            json!(v.instructions),
+        );
+        report.insert(
+            &format!("{VERIFIER_SECTION}.xlated_bytes"),
+            json!(v.xlated_bytes),
+        );
+        report.insert(&format!("{VERIFIER_SECTION}.jited_bytes"), v.jited_bytes);
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Calls before the measured ones (caches, branch predictors, flow entries).
+pub fn warmup_calls(calls: u32) -> usize {
+    (calls as usize / 10).clamp(100, 10_000)
+}
+
+/// Measures every scenario with `calls` timed calls each.
+pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], calls: u32) -> Result<Results> {
+    let verifier = verifier_info(env)?;
+    let mut samples = Vec::new();
+    for sc in scenarios {
+        eprintln!("per-packet: {} ({calls} calls)", sc.name);
+        let summary = measure(env, sc, calls as usize)
+            .with_context(|| format!("per-packet scenario {}", sc.name))?;
+        samples.push(Sample {
+            name: sc.name,
+            summary,
+            frame_bytes: sc.frames[0].len(),
+        });
+    }
+    let mut repeated = Vec::new();
+    for sc in scenarios
+        .iter()
+        .filter(|s| REPEAT_SCENARIOS.contains(&s.name))
+    {
+        let frame = &sc.frames[0];
+        let ifindex = env.ifindex;
+        let prog = env.program(sc.program)?;
+        let r = testrun::run(prog, frame, ifindex, REPEAT)
+            .with_context(|| format!("repeated run of {}", sc.name))?;
+        ensure!(
+            r.action == sc.action,
+            "{}: repeated run returned action {}, expected {}",
+            sc.name,
+            r.action,
+            sc.action
+        );
+        repeated.push((sc.name, r.duration.as_secs_f64() * 1e9));
+    }
+    Ok(Results {
+        samples,
+        repeated,
+        verifier,
+    })
+}
+
+fn verifier_info(env: &mut BenchEnv) -> Result<Verifier> {
+    let info = env
+        .program(Program::Balancer)?
+        .info()
+        .context("reading xlb_balancer's program info")?;
+    Ok(Verifier {
+        instructions: info.verified_instruction_count(),
+        xlated_bytes: info.size_translated(),
+        jited_bytes: info.size_jitted(),
+        program_id: info.id(),
+    })
+}
+
+/// Counters that prove which path the packets took.
+#[derive(Clone, Copy, Debug)]
+struct Counters {
+    verdict: u64,
+    new_flows: u64,
+}
+
+fn counters(env: &BenchEnv, sc: &Scenario) -> Result<Counters> {
+    let verdict = match sc.verdict {
+        Some(v) => env.dp.verdicts().context("reading XLB_VERDICTS")?[v as usize],
+        None => 0,
+    };
+    let new_flows = match sc.vip {
+        Some(key) => {
+            let id = env
+                .reconciler
+                .vip_id(&key)
+                .with_context(|| format!("{}: its VIP is not installed", sc.name))?;
+            env.dp
+                .vip_stats(id)
+                .context("reading XLB_VIP_STATS")?
+                .new_flows
+        }
+        None => 0,
+    };
+    Ok(Counters { verdict, new_flows })
+}
+
+fn check_first_run(env: &mut BenchEnv, sc: &Scenario) -> Result<()> {
+    let ifindex = env.ifindex;
+    let frame = &sc.frames[0];
+    let (r, out) = testrun::run_with_output(env.program(sc.program)?, frame, ifindex)?;
+    if r.action != sc.action {
+        let verdicts = env.dp.verdicts().ok();
+        let hint = verdicts
+            .map(|v| {
+                Verdict::ALL
+                    .iter()
+                    .filter(|x| v[**x as usize] > 0)
+                    .map(|x| format!("{x:?}={}", v[*x as usize]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        bail!(
+            "the first run returned XDP action {}, expected {}: the benchmark setup is broken \
+             (verdict counters so far: {hint})",
+            r.action,
+            sc.action
+        );
+    }
+    if sc.action == testrun::XDP_TX {
+        ensure!(
+            out.len() == frame.len() + sc.growth,
+            "the first run's output has {} bytes, expected {} + {} (outer header)",
+            out.len(),
+            frame.len(),
+            sc.growth
+        );
+    }
+    Ok(())
+}
+
+/// Runs the scenario's first frame once (checked), warms up, then times
+/// `calls` calls. Returns the summary of the timed calls' kernel durations.
+fn measure(env: &mut BenchEnv, sc: &Scenario, calls: usize) -> Result<Summary> {
+    let warmup = warmup_calls(calls as u32);
+    if sc.unique_frames {
+        ensure!(
+            sc.frames.len() > warmup + calls,
+            "{} distinct frames needed, {} built",
+            warmup + calls + 1,
+            sc.frames.len()
+        );
+    }
+    check_first_run(env, sc)?;
+    let ifindex = env.ifindex;
+    let n = sc.frames.len();
+    let mut next = 1 % n;
+
+    {
+        let prog = env.program(sc.program)?;
+        for _ in 0..warmup {
+            let r = testrun::run(prog, &sc.frames[next], ifindex, 1)?;
+            ensure!(r.action == sc.action, "warm-up call returned {}", r.action);
+            next = (next + 1) % n;
+        }
+    }
+
+    let before = counters(env, sc)?;
+    let mut ns = Vec::with_capacity(calls);
+    let mut wrong = 0usize;
+    {
+        let prog = env.program(sc.program)?;
+        for _ in 0..calls {
+            let r = testrun::run(prog, &sc.frames[next], ifindex, 1)?;
+            wrong += usize::from(r.action != sc.action);
+            ns.push(r.duration.as_nanos() as u64);
+            next = (next + 1) % n;
+        }
+    }
+    let after = counters(env, sc)?;
+    ensure!(
+        wrong == 0,
+        "{wrong} of {calls} calls returned another action than {}",
+        sc.action
+    );
+    if sc.verdict.is_some() {
+        let got = after.verdict - before.verdict;
+        ensure!(
+            got == calls as u64,
+            "verdict {:?} counted {got} times for {calls} calls",
+            sc.verdict
+        );
+    }
+    let new_flows = after.new_flows - before.new_flows;
+    match sc.new_flows {
+        NewFlows::NotApplicable => {}
+        NewFlows::None => ensure!(
+            new_flows == 0,
+            "{new_flows} new flows in {calls} calls: the flow table did not hit"
+        ),
+        NewFlows::Every => ensure!(
+            new_flows == calls as u64,
+            "{new_flows} new flows in {calls} calls, expected one per call"
+        ),
+    }
+    Summary::of(&mut ns).context("no calls measured")
+}

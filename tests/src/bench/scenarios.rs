@@ -1,0 +1,324 @@
+//! The benchmark scenarios: the VIPs the control plane installs and the frames
+//! each scenario sends, with what the first run must return (so a broken setup
+//! fails instead of reporting a fast number).
+//!
+//! VIPs (100 backends each, weight 100, table of 65537 slots):
+//! - 10.100.0.1 TCP 80: the flow-table path (`v4_tcp_flow_hit`, `_vlan`, `_flow_miss`)
+//! - 10.100.0.1 TCP 81, `VIP_F_NO_FLOW_TABLE`: always Maglev (`v4_tcp_new_flow`)
+//! - 10.100.0.1 UDP 53 (`v4_udp`)
+//! - fd00:100::1 TCP 80 (`v6_tcp_flow_hit`)
+//!
+//! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
+//! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use lb_common::{program_names, Verdict, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE};
+use lb_userspace::reconcile::{DesiredBackend, DesiredState, DesiredVip};
+
+use super::{
+    env::{global_config, Program},
+    testrun::{XDP_PASS, XDP_TX},
+};
+use crate::{
+    balancer_fixture::addr16,
+    frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN},
+};
+
+pub const BACKENDS_PER_VIP: u32 = 100;
+
+pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+pub const VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
+/// An address next to the VIP that no VIP uses.
+pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
+pub const PORT_TCP: u16 = 80;
+pub const PORT_TCP_NO_FLOWS: u16 = 81;
+pub const PORT_UDP: u16 = 53;
+const CLIENT_PORT: u16 = 40000;
+/// Distinct source ports `v4_tcp_new_flow` cycles through (spreads the Maglev
+/// lookups over the table as new connections do).
+pub const NEW_FLOW_TUPLES: u16 = 4096;
+/// 60-byte IPv4/TCP frames (the minimum Ethernet frame without FCS).
+const TCP_PAYLOAD: &[u8] = b"xlbxlb";
+
+/// Scenario names in display order.
+pub const ORDER: &[&str] = &[
+    "floor_pass",
+    "floor_tx",
+    "floor_tx_recycled",
+    "non_vip",
+    "v4_tcp_flow_hit",
+    "v4_tcp_new_flow",
+    "v4_tcp_flow_miss",
+    "v6_tcp_flow_hit",
+    "v4_udp",
+    "v4_tcp_vlan",
+];
+
+/// What the connection-table counters of the scenario's VIP must show over the
+/// measured calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewFlows {
+    /// Not a VIP scenario.
+    NotApplicable,
+    /// None: every packet hit the flow table.
+    None,
+    /// One per packet: every packet was a new flow.
+    Every,
+}
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub program: Program,
+    /// Frames sent in turn, call `i` sends `frames[i % len]`. A scenario
+    /// whose frames must all be distinct says so with `unique_frames`.
+    pub frames: Vec<Vec<u8>>,
+    pub unique_frames: bool,
+    /// The XDP action every call must return.
+    pub action: u32,
+    /// The balancer's verdict counter every call must bump.
+    pub verdict: Option<Verdict>,
+    pub vip: Option<VipKey>,
+    pub new_flows: NewFlows,
+    /// Bytes the output frame must have gained (the outer header).
+    pub growth: usize,
+    /// Also run in live-frames mode (scenarios whose packets are transmitted).
+    pub live: bool,
+}
+
+pub fn vip4_tcp() -> VipKey {
+    vip_key(IpAddr::V4(VIP4), PORT_TCP, PROTO_TCP)
+}
+pub fn vip4_tcp_no_flows() -> VipKey {
+    vip_key(IpAddr::V4(VIP4), PORT_TCP_NO_FLOWS, PROTO_TCP)
+}
+pub fn vip4_udp() -> VipKey {
+    vip_key(IpAddr::V4(VIP4), PORT_UDP, PROTO_UDP)
+}
+pub fn vip6_tcp() -> VipKey {
+    vip_key(IpAddr::V6(VIP6), PORT_TCP, PROTO_TCP)
+}
+
+fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
+    let (a, family) = addr16(addr);
+    VipKey::new(a, family, port, proto)
+}
+
+pub fn v4_backends() -> Vec<IpAddr> {
+    (0..BACKENDS_PER_VIP)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10 + i as u8)))
+        .collect()
+}
+
+pub fn v6_backends() -> Vec<IpAddr> {
+    (0..BACKENDS_PER_VIP)
+        .map(|i| IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100 + i as u16)))
+        .collect()
+}
+
+/// The state the control plane would install for these scenarios.
+pub fn desired_state() -> DesiredState {
+    let vip = |key: VipKey, name: &str, flags: u32, backends: Vec<IpAddr>| DesiredVip {
+        key,
+        name: name.to_string(),
+        flags,
+        backends: backends
+            .into_iter()
+            .map(|addr| DesiredBackend {
+                addr,
+                weight: 100,
+                healthy: true,
+            })
+            .collect(),
+    };
+    DesiredState {
+        global: global_config(),
+        tx_ports: Default::default(),
+        vips: vec![
+            vip(vip4_tcp(), "v4-tcp", 0, v4_backends()),
+            vip(
+                vip4_tcp_no_flows(),
+                "v4-tcp-no-flows",
+                VIP_F_NO_FLOW_TABLE,
+                v4_backends(),
+            ),
+            vip(vip4_udp(), "v4-udp", 0, v4_backends()),
+            vip(vip6_tcp(), "v6-tcp", 0, v6_backends()),
+        ],
+    }
+}
+
+fn tcp4(dst: Ipv4Addr, sport: u16, dport: u16, flags: u8, if_mac: [u8; 6]) -> Frame {
+    let mut f = Frame::tcp(IpAddr::V4(CLIENT4), sport, IpAddr::V4(dst), dport, if_mac);
+    f.l4 = crate::frames::L4::Tcp { flags };
+    f.payload = TCP_PAYLOAD.to_vec();
+    f
+}
+
+/// An established connection's data packet to the IPv4 TCP VIP.
+pub fn v4_tcp_frame(if_mac: [u8; 6]) -> Vec<u8> {
+    tcp4(VIP4, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac).build()
+}
+
+/// Every scenario. `flow_miss_frames` is how many distinct connections
+/// `v4_tcp_flow_miss` needs (one per call it will make).
+pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
+    let established = v4_tcp_frame(if_mac);
+    let balancer = |name, frames: Vec<Vec<u8>>, vip: VipKey, new_flows, growth| Scenario {
+        name,
+        program: Program::Balancer,
+        frames,
+        unique_frames: false,
+        action: XDP_TX,
+        verdict: Some(Verdict::Tx),
+        vip: Some(vip),
+        new_flows,
+        growth,
+        live: true,
+    };
+
+    let floor = |name, prog, action, live| Scenario {
+        name,
+        program: Program::Aux(prog),
+        frames: vec![established.clone()],
+        unique_frames: false,
+        action,
+        verdict: None,
+        vip: None,
+        new_flows: NewFlows::NotApplicable,
+        growth: 0,
+        live,
+    };
+
+    let non_vip = Scenario {
+        name: "non_vip",
+        program: Program::Balancer,
+        frames: vec![tcp4(NON_VIP4, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac).build()],
+        unique_frames: false,
+        action: XDP_PASS,
+        verdict: Some(Verdict::NotVip),
+        vip: None,
+        new_flows: NewFlows::NotApplicable,
+        growth: 0,
+        live: false,
+    };
+
+    let new_flow: Vec<Vec<u8>> = (0..NEW_FLOW_TUPLES)
+        .map(|i| tcp4(VIP4, 10_000 + i, PORT_TCP_NO_FLOWS, TCP_SYN, if_mac).build())
+        .collect();
+
+    // Distinct clients 198.18.0.0/15 x ports: every call a connection the
+    // flow table has never seen (lookup miss, Maglev, LRU insert).
+    let flow_miss: Vec<Vec<u8>> = (0..flow_miss_frames)
+        .map(|i| {
+            let host = (i / 50_000) as u32;
+            let port = 10_000 + (i % 50_000) as u16;
+            let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + host);
+            let mut f = tcp4(VIP4, port, PORT_TCP, TCP_SYN, if_mac);
+            f.src = IpAddr::V4(src);
+            f.build()
+        })
+        .collect();
+
+    let mut v6 = Frame::tcp(
+        IpAddr::V6(CLIENT6),
+        CLIENT_PORT,
+        IpAddr::V6(VIP6),
+        PORT_TCP,
+        if_mac,
+    );
+    v6.l4 = crate::frames::L4::Tcp {
+        flags: TCP_ACK | TCP_PSH,
+    };
+    v6.payload = TCP_PAYLOAD.to_vec();
+
+    let udp = Frame::udp(
+        IpAddr::V4(CLIENT4),
+        CLIENT_PORT,
+        IpAddr::V4(VIP4),
+        PORT_UDP,
+        if_mac,
+    );
+
+    let mut vlan = tcp4(VIP4, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac);
+    vlan.vlan = Some(100);
+
+    vec![
+        floor("floor_pass", program_names::PASS, XDP_PASS, false),
+        floor("floor_tx", program_names::FLOOR_TX, XDP_TX, true),
+        non_vip,
+        balancer(
+            "v4_tcp_flow_hit",
+            vec![established.clone()],
+            vip4_tcp(),
+            NewFlows::None,
+            20,
+        ),
+        balancer(
+            "v4_tcp_new_flow",
+            new_flow,
+            vip4_tcp_no_flows(),
+            NewFlows::Every,
+            20,
+        ),
+        Scenario {
+            unique_frames: true,
+            live: false,
+            ..balancer(
+                "v4_tcp_flow_miss",
+                flow_miss,
+                vip4_tcp(),
+                NewFlows::Every,
+                20,
+            )
+        },
+        balancer(
+            "v6_tcp_flow_hit",
+            vec![v6.build()],
+            vip6_tcp(),
+            NewFlows::None,
+            40,
+        ),
+        balancer("v4_udp", vec![udp.build()], vip4_udp(), NewFlows::None, 20),
+        balancer(
+            "v4_tcp_vlan",
+            vec![vlan.build()],
+            vip4_tcp(),
+            NewFlows::None,
+            20,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_is_in_the_display_order_and_frames_are_sane() {
+        let s = all([2, 0, 0, 0, 0, 1], 10);
+        // Every scenario but the live-only recycled floor.
+        assert_eq!(s.len(), ORDER.len() - 1);
+        for sc in &s {
+            assert!(ORDER.contains(&sc.name), "{}", sc.name);
+            assert!(!sc.frames.is_empty(), "{}", sc.name);
+            assert!(sc.frames.iter().all(|f| f.len() >= 54), "{}", sc.name);
+        }
+        let miss = s.iter().find(|s| s.name == "v4_tcp_flow_miss").unwrap();
+        let distinct: std::collections::BTreeSet<_> = miss.frames.iter().collect();
+        assert_eq!(distinct.len(), 10);
+    }
+
+    #[test]
+    fn desired_state_has_four_vips_of_100_backends() {
+        let d = desired_state();
+        assert_eq!(d.vips.len(), 4);
+        assert!(d
+            .vips
+            .iter()
+            .all(|v| v.backends.len() == BACKENDS_PER_VIP as usize));
+    }
+}

@@ -1,0 +1,185 @@
+//! `xlb-bench`: per-packet cost and live-frames throughput of xlb's XDP data
+//! plane. Needs root. See `xlb_tests::bench` for the method, and `--help`.
+
+use std::{process::ExitCode, time::Instant};
+
+use anyhow::{bail, Context, Result};
+use xlb_tests::bench::{
+    dataplane_table,
+    env::{last_allowed_cpu, pin_to_cpu, BenchEnv, SIZES},
+    live,
+    machine::Machine,
+    options::{Command, USAGE},
+    per_packet, scenarios, Options, Part, Report,
+};
+
+/// Bumped when a key of the JSON report changes meaning or disappears.
+const REPORT_SCHEMA: u32 = 1;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xlb-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let opts = match Options::parse(std::env::args().skip(1))? {
+        Command::Help => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        Command::Run(o) => o,
+    };
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "xlb-bench must run as root: it loads BPF programs and creates a network namespace \
+             (try `sudo -E cargo run --release -p xlb-tests --bin xlb-bench`)"
+        );
+    }
+    let started = Instant::now();
+    let machine = Machine::detect();
+    let mut report = Report::new();
+    report.insert("machine", machine.to_json());
+
+    // One core for every measurement: the last one this process may use (the
+    // first tends to take more interrupts).
+    let cpu = last_allowed_cpu()?;
+    pin_to_cpu(cpu)?;
+    let warmup = per_packet::warmup_calls(opts.calls);
+    record_config(&mut report, &opts, cpu, warmup);
+
+    let mut env = BenchEnv::setup().context("setting up the benchmark namespace")?;
+    env.install(&scenarios::desired_state())
+        .context("installing the benchmark's VIPs")?;
+    let flow_miss_frames = if opts.runs(Part::PerPacket) {
+        opts.calls as usize + warmup + 1
+    } else {
+        1
+    };
+    let all = scenarios::all(env.if_mac, flow_miss_frames);
+    eprintln!(
+        "xlb-bench: namespace {}, CPU {cpu}, {} per-packet calls, {} live frames per scenario",
+        env.namespace(),
+        opts.calls,
+        opts.live_repeat
+    );
+
+    let mut pp_results = None;
+    if opts.runs(Part::PerPacket) {
+        let t = Instant::now();
+        let r = per_packet::run(&mut env, &all, opts.calls).context("per-packet benchmark")?;
+        r.record(&mut report);
+        report.insert("timing.per_packet_s", round2(t.elapsed().as_secs_f64()));
+        pp_results = Some(r);
+    }
+    if opts.runs(Part::Live) {
+        let t = Instant::now();
+        live::run(&mut env, &all, opts.live_repeat).record(&mut report);
+        report.insert("timing.live_s", round2(t.elapsed().as_secs_f64()));
+    }
+    drop(env);
+    report.insert("timing.total_s", round2(started.elapsed().as_secs_f64()));
+
+    print_summary(&report, &machine, pp_results.as_ref());
+    if let Some(path) = &opts.json {
+        report
+            .write(path)
+            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
+        println!("\nJSON report: {}", path.display());
+    }
+    Ok(())
+}
+
+fn record_config(report: &mut Report, opts: &Options, cpu: usize, warmup: usize) {
+    report.insert("schema", REPORT_SCHEMA);
+    report.insert("config.quick", opts.quick);
+    report.insert("config.per_packet_calls", opts.calls);
+    report.insert("config.per_packet_warmup_calls", warmup);
+    report.insert("config.live_repeat", opts.live_repeat);
+    report.insert("config.live_batch", live::BATCH);
+    report.insert("config.repeat_run", per_packet::REPEAT);
+    report.insert("config.cpu", cpu);
+    report.insert("config.table_size", SIZES.table_size);
+    report.insert("config.backends_per_vip", scenarios::BACKENDS_PER_VIP);
+}
+
+fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Results>) {
+    println!(
+        "xlb-bench on {} ({} cores, kernel {}, load {})",
+        machine.cpu_model,
+        machine.cores,
+        machine.kernel,
+        machine
+            .load_avg_1m
+            .map(|l| format!("{l:.2}"))
+            .unwrap_or_else(|| "?".into())
+    );
+    println!();
+    print!("{}", dataplane_table(report).render());
+    if let Some(pp) = pp {
+        let overhead = pp
+            .sample("floor_pass")
+            .map(|s| format!("{} ns", s.summary.median_ns))
+            .unwrap_or_else(|| "?".into());
+        println!();
+        println!(
+            "per-packet: kernel-reported time of single BPF_PROG_TEST_RUN calls (repeat = 1, so \
+             every call sees the original frame), {} calls per scenario; it includes the fixed \
+             test-run overhead (floor_pass: {overhead}). The kernel clock here has ~10 ns steps: \
+             JSON mean_ns is finer.",
+            pp.samples.first().map_or(0, |s| s.summary.count)
+        );
+        let v = &pp.verifier;
+        println!(
+            "xlb_balancer: {} instructions processed by the verifier, {} xlated instructions, \
+             {} JITed bytes",
+            opt(v.instructions),
+            v.xlated_bytes
+                .map(|b| (b / 8).to_string())
+                .unwrap_or_else(|| "?".into()),
+            v.jited_bytes
+        );
+        for (name, ns) in &pp.repeated {
+            println!(
+                "repeat = {}: {name} {ns:.1} ns/packet (valid only for paths that do not rewrite \
+                 the packet)",
+                per_packet::REPEAT
+            );
+        }
+    }
+    if report.get(live::SECTION).is_some() {
+        println!(
+            "live: packets the sink on the veth peer counted / wall time, one core, {} fresh \
+             frames per call (pages are recycled with their rewritten bytes otherwise); \
+             {} is one long call on recycled pages.",
+            live::BATCH,
+            live::FLOOR_RECYCLED
+        );
+    }
+    for (name, _) in report
+        .get(live::SECTION)
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(e) = report.get(&format!("{}.{name}.error", live::SECTION)) {
+            println!("live {name}: {}", e.as_str().unwrap_or_default());
+        }
+    }
+    if let Some(t) = report.get("timing").and_then(|v| v.as_object()) {
+        let parts: Vec<String> = t.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("timing: {}", parts.join(", "));
+    }
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "?".into())
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
