@@ -19,16 +19,22 @@ pub fn xlb_binary() -> &'static Path {
             return PathBuf::from(p);
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // Same profile as the caller: tests use a debug xlb, an optimised
+        // benchmark binary an optimised one.
+        let mut args = vec![
+            "build",
+            "--quiet",
+            "-p",
+            "lb-userspace",
+            "--bin",
+            "xlb",
+            "--message-format=json",
+        ];
+        if !cfg!(debug_assertions) {
+            args.push("--release");
+        }
         let out = Command::new(&cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "lb-userspace",
-                "--bin",
-                "xlb",
-                "--message-format=json",
-            ])
+            .args(&args)
             .stderr(Stdio::inherit())
             .output()
             .unwrap_or_else(|e| panic!("running {cargo} build for xlb: {e}"));
@@ -130,7 +136,8 @@ impl Daemon {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a daemon with thousands of VIPs builds their tables first.
+        let deadline = Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
@@ -146,7 +153,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "xlb run did not answer on {} within 30 s; log:\n{}",
+                "xlb run did not answer on {} within 180 s; log:\n{}",
                 self.socket.display(),
                 self.log_text()
             );

@@ -110,6 +110,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
+    controller::release_freed_memory();
     info!(
         writes = report.ops,
         tables = report.tables_rebuilt,

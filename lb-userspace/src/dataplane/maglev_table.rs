@@ -79,3 +79,14 @@ impl MaglevTable {
         self.write(offset, &vec![lb_common::NO_BACKEND; len as usize])
     }
 }
+
+impl MaglevTable {
+    /// Maps the `XLB_MAGLEV` map pinned at `path` (a running daemon's), e.g. to
+    /// watch a table change. `table_size` is the instance's slots per VIP.
+    pub fn open_pinned(path: &std::path::Path, table_size: u32) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let map = aya::maps::MapData::from_pin(path).map_err(std::io::Error::other)?;
+        let elements = map.info().map_err(std::io::Error::other)?.max_entries();
+        Self::map(map.fd().as_fd(), elements * 2, table_size)
+    }
+}

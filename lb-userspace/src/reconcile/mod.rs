@@ -62,11 +62,13 @@ pub enum Op {
     ResetVipStats {
         vip_id: u32,
     },
-    /// Rewrite a VIP's table in place (only differing slots are stored).
+    /// Rewrite a VIP's table in place (only differing slots are stored). The
+    /// table is built from `spec` when the op is applied, so a plan for many
+    /// VIPs holds their Maglev inputs, not their tables.
     WriteTable {
         vip_id: u32,
         offset: u32,
-        table: Vec<u32>,
+        spec: TableSpec,
     },
     /// Zero a freed VIP's table.
     ClearTable {
@@ -83,12 +85,51 @@ pub enum Op {
     },
 }
 
+/// What a VIP's Maglev table is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    /// For errors and logs.
+    pub vip: String,
+    pub size: u32,
+    /// (address, weight), sorted: the Maglev input.
+    pub inputs: Vec<(IpAddr, u16)>,
+    /// Kernel backend id of each input.
+    pub ids: Vec<u32>,
+}
+
+impl TableSpec {
+    /// The table as backend ids.
+    pub fn build(&self) -> Result<Vec<u32>, ReconcileError> {
+        let mb: Vec<MaglevBackend> = self
+            .inputs
+            .iter()
+            .map(|(a, w)| MaglevBackend::new(*a, *w))
+            .collect();
+        let table =
+            maglev::build_table(&mb, self.size).map_err(|source| ReconcileError::Maglev {
+                vip: self.vip.clone(),
+                source,
+            })?;
+        Ok(table
+            .into_iter()
+            .map(|i| self.ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
+            .collect())
+    }
+}
+
 /// The map writes a plan needs; `Dataplane` implements it, tests record it.
 pub trait MapWriter {
+    /// Performs one op other than `WriteTable`.
     fn apply_op(&mut self, op: &Op) -> Result<usize, DataplaneError>;
+    /// Writes a built table at `offset`; returns how many slots changed.
+    fn write_table(&mut self, offset: u32, table: &[u32]) -> Result<usize, DataplaneError>;
 }
 
 impl MapWriter for Dataplane {
+    fn write_table(&mut self, offset: u32, table: &[u32]) -> Result<usize, DataplaneError> {
+        Ok(self.maglev().write(offset, table))
+    }
+
     /// Returns how many table slots changed (0 for other ops).
     fn apply_op(&mut self, op: &Op) -> Result<usize, DataplaneError> {
         match op {
@@ -102,7 +143,8 @@ impl MapWriter for Dataplane {
                 self.reset_next_hop(*id)?;
             }
             Op::ResetVipStats { vip_id } => self.reset_vip_stats(*vip_id)?,
-            Op::WriteTable { offset, table, .. } => return Ok(self.maglev().write(*offset, table)),
+            // Built and written through `write_table` by `Reconciler::apply`.
+            Op::WriteTable { .. } => {}
             Op::ClearTable { offset, len, .. } => return Ok(self.maglev().clear(*offset, *len)),
             Op::SetVip { key, info } => self.set_vip(key, info)?,
             Op::RemoveVip { key } => self.remove_vip(key)?,
@@ -394,8 +436,16 @@ impl Reconciler {
             tables_rebuilt: plan.tables_rebuilt,
             slots_changed: 0,
         };
+        let mut tables = TableBuilder::new(&plan.ops);
         for (step, op) in plan.ops.iter().enumerate() {
-            report.slots_changed += w.apply_op(op).map_err(|source| ReconcileError::Apply {
+            let written = match op {
+                Op::WriteTable { offset, .. } => {
+                    let table = tables.take(step)?;
+                    w.write_table(*offset, &table)
+                }
+                op => w.apply_op(op),
+            };
+            report.slots_changed += written.map_err(|source| ReconcileError::Apply {
                 step,
                 op: op_name(op),
                 source: Box::new(source),
@@ -439,11 +489,11 @@ impl Reconciler {
         let offset = self.sizes.table_offset(vip_id);
         let inputs = want.table_inputs();
         if !inputs.is_empty() {
-            let table = self.build_table(want, &inputs, &backends)?;
+            let spec = self.table_spec(want, &inputs, &backends)?;
             p.ops.push(Op::WriteTable {
                 vip_id,
                 offset,
-                table,
+                spec,
             });
             p.tables_rebuilt += 1;
         }
@@ -504,11 +554,11 @@ impl Reconciler {
         let mut entry_written = false;
         if inputs != have.table_inputs {
             if has_table {
-                let table = self.build_table(want, &inputs, &backends)?;
+                let spec = self.table_spec(want, &inputs, &backends)?;
                 p.ops.push(Op::WriteTable {
                     vip_id,
                     offset,
-                    table,
+                    spec,
                 });
                 p.tables_rebuilt += 1;
                 if !had_table {
@@ -602,30 +652,122 @@ impl Reconciler {
         }
     }
 
-    /// The VIP's Maglev table as backend ids (`inputs` is not empty).
-    fn build_table(
+    /// What the VIP's table is built from (`inputs` is not empty). Checked
+    /// here, so a plan that would fail to build fails before writing anything.
+    fn table_spec(
         &self,
         want: &DesiredVip,
         inputs: &[(IpAddr, u16)],
         backends: &BTreeMap<IpAddr, InstalledBackend>,
-    ) -> Result<Vec<u32>, ReconcileError> {
+    ) -> Result<TableSpec, ReconcileError> {
         let size = self.sizes.table_size;
-        let mb: Vec<MaglevBackend> = inputs
-            .iter()
-            .map(|(a, w)| MaglevBackend::new(*a, *w))
-            .collect();
-        let table = maglev::build_table(&mb, size).map_err(|source| ReconcileError::Maglev {
+        let maglev_err = |source| ReconcileError::Maglev {
             vip: want.name.clone(),
             source,
-        })?;
-        let ids: Vec<u32> = inputs
+        };
+        maglev::check_table_size(size).map_err(maglev_err)?;
+        if inputs.len() > size as usize {
+            return Err(maglev_err(MaglevError::TooManyBackends {
+                backends: inputs.len(),
+                table_size: size,
+            }));
+        }
+        Ok(TableSpec {
+            vip: want.name.clone(),
+            size,
+            inputs: inputs.to_vec(),
+            ids: inputs
+                .iter()
+                .map(|(a, _)| backends.get(a).map(|b| b.id).unwrap_or(NO_BACKEND))
+                .collect(),
+        })
+    }
+}
+
+/// Builds the tables of a plan's `WriteTable` ops just before they are
+/// written, a window of them at a time on all cores: a 1,000-VIP plan neither
+/// holds 1,000 tables in memory nor builds them one by one.
+struct TableBuilder<'a> {
+    ops: &'a [Op],
+    /// Steps of the plan's WriteTable ops, in order.
+    steps: Vec<usize>,
+    next: usize,
+    built: std::collections::HashMap<usize, Result<Vec<u32>, ReconcileError>>,
+    window: usize,
+}
+
+impl<'a> TableBuilder<'a> {
+    fn new(ops: &'a [Op]) -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            ops,
+            steps: ops
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| matches!(o, Op::WriteTable { .. }))
+                .map(|(i, _)| i)
+                .collect(),
+            next: 0,
+            built: std::collections::HashMap::new(),
+            window: cores * 4,
+        }
+    }
+
+    /// The table of the WriteTable op at `step`.
+    fn take(&mut self, step: usize) -> Result<Vec<u32>, ReconcileError> {
+        if !self.built.contains_key(&step) {
+            self.build_window();
+        }
+        self.built.remove(&step).unwrap_or_else(|| {
+            Err(ReconcileError::Inconsistent {
+                what: format!("no table was built for step {step}"),
+            })
+        })
+    }
+
+    fn build_window(&mut self) {
+        let end = (self.next + self.window).min(self.steps.len());
+        let batch: Vec<(usize, &TableSpec)> = self.steps[self.next..end]
             .iter()
-            .map(|(a, _)| backends.get(a).map(|b| b.id).unwrap_or(NO_BACKEND))
+            .filter_map(|&i| match &self.ops[i] {
+                Op::WriteTable { spec, .. } => Some((i, spec)),
+                _ => None,
+            })
             .collect();
-        Ok(table
-            .into_iter()
-            .map(|i| ids.get(i as usize).copied().unwrap_or(NO_BACKEND))
-            .collect())
+        self.next = end;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let per_thread = batch.len().div_ceil(cores).max(1);
+        let results: Vec<(usize, Result<Vec<u32>, ReconcileError>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .chunks(per_thread)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|(i, spec)| (*i, spec.build()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![(
+                            usize::MAX,
+                            Err(ReconcileError::Inconsistent {
+                                what: "a table build panicked".into(),
+                            }),
+                        )]
+                    })
+                })
+                .collect()
+        });
+        self.built.extend(results);
     }
 }
 
