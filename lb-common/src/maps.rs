@@ -42,6 +42,9 @@ pub mod program_names {
     pub const FLOOR_TX: &str = "xlb_floor_tx";
     /// Counts packets in `XLB_SINK_COUNT` and drops them: benchmark sink.
     pub const COUNT_DROP: &str = "xlb_count_drop";
+    /// Writes a template frame with the next source port of a cycle and
+    /// XDP_TXes it: the end-to-end benchmark's live-frames traffic generator.
+    pub const GEN: &str = "xlb_gen";
 }
 
 /// Default sizes; the daemon overrides them at load time from its config.

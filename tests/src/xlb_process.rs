@@ -121,10 +121,18 @@ impl Daemon {
             .stderr(err);
         // If the test process dies, so does its daemon.
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and only affects the child.
+        // The daemon must not inherit a caller's CPU pinning (the benchmark
+        // pins itself): it uses every core, e.g. to build tables in parallel.
+        // SAFETY: prctl and sched_setaffinity are async-signal-safe and only
+        // affect the child; the CPU set is a plain bitmask on the stack.
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                let mut all: libc::cpu_set_t = std::mem::zeroed();
+                for cpu in 0..libc::CPU_SETSIZE as usize {
+                    libc::CPU_SET(cpu, &mut all);
+                }
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &all);
                 Ok(())
             });
         }

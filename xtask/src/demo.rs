@@ -1,11 +1,9 @@
 //! `cargo xtask demo [--keep]`: installs what is missing, builds xlb in release
 //! mode, and runs the demo driver (`xlb-demo`, in the tests crate) as root.
 
-use std::process::Command;
+use anyhow::Result;
 
-use anyhow::{ensure, Context, Result};
-
-use crate::{command, paths, setup};
+use crate::release_tool;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -15,31 +13,10 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    ensure!(
-        setup::is_root(),
-        "the demo creates network namespaces and attaches XDP programs: run it as root"
-    );
-    setup::run().context("installing prerequisites")?;
-    let root = paths::workspace_root()?;
-    command::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "lb-userspace",
-        "--bin",
-        "xlb",
-        "-p",
-        "xlb-tests",
-        "--bin",
-        "xlb-demo",
-    ]))
-    .context("building xlb and the demo")?;
-    let target = root.join("target").join("release");
-    let mut demo = Command::new(target.join("xlb-demo"));
-    demo.current_dir(&root)
-        .env("XLB_BINARY", target.join("xlb"));
-    if args.keep {
-        demo.arg("--keep");
-    }
-    command::run(&mut demo).context("running the demo")
+    let extra = if args.keep {
+        vec!["--keep".into()]
+    } else {
+        Vec::new()
+    };
+    release_tool::build_and_run("xlb-demo", "the demo", &extra)
 }

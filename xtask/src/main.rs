@@ -2,11 +2,13 @@
 //! .cargo/config.toml). One module per command; to add one, add a variant to
 //! [`Task`] and a module with `Args` and `run`.
 
+mod bench;
 mod build_ebpf;
 mod command;
 mod demo;
 mod elf;
 mod paths;
+mod release_tool;
 mod setup;
 mod test;
 
@@ -42,6 +44,9 @@ enum Task {
     /// See xlb balance real connections in a rack of network namespaces, with
     /// a built-in config; prints a report. Needs root.
     Demo(demo::Args),
+    /// Measure per-packet cost, throughput against nftables and plain
+    /// forwarding, and control-plane speed (see BENCHMARKS.md). Needs root.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +74,6 @@ fn run(task: Task) -> Result<()> {
         Task::BuildEbpf(args) => build_ebpf::run(&args).map(drop),
         Task::Test(args) => test::run(&args),
         Task::Demo(args) => demo::run(&args),
+        Task::Bench(args) => bench::run(&args),
     }
 }

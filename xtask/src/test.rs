@@ -17,6 +17,9 @@ pub struct Args {
     /// Skip `cargo fmt --check` and `cargo clippy` (quick local runs).
     #[arg(long)]
     pub no_lint: bool,
+    /// Skip the `cargo xtask bench --quick` smoke run at the end.
+    #[arg(long)]
+    pub no_bench: bool,
     /// Extra arguments for `cargo test --workspace`, after `--`; a second `--`
     /// passes arguments to the test binaries, e.g.
     /// `cargo xtask test -- -p xlb-tests -- --nocapture` (`-p` replaces
@@ -61,6 +64,23 @@ fn run_phases(args: &Args, timer: &mut Timer) -> Result<()> {
     })?;
     timer.phase("cargo test", || {
         cargo_test(&root, &args.cargo_test_args, is_ci())
+    })?;
+    // The benchmark smoke run: `cargo xtask bench --quick` must produce the
+    // JSON with every key (the figures themselves are not checked: benchmarks
+    // are not tests). Only on full runs; needs root, like the tests.
+    if args.no_bench || !args.cargo_test_args.is_empty() {
+        println!("skipping the benchmark smoke run (--no-bench or a filtered test run)");
+        return Ok(());
+    }
+    if !setup::is_root() {
+        if is_ci() {
+            bail!("the benchmark smoke run needs root and CI=true: refusing to skip it");
+        }
+        println!("{SKIP_MARKER}: the benchmark smoke run needs root");
+        return Ok(());
+    }
+    timer.phase("bench --quick (smoke)", || {
+        crate::bench::smoke(&root.join("target").join("bench-smoke.json"))
     })
 }
 

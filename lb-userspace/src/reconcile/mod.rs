@@ -737,6 +737,12 @@ impl<'a> TableBuilder<'a> {
             })
             .collect();
         self.next = end;
+        // A single table (a weight change, a health transition) is built right
+        // here: a thread would only add its start-up to the latency.
+        if let [(i, spec)] = batch.as_slice() {
+            self.built.insert(*i, spec.build());
+            return;
+        }
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);

@@ -12,11 +12,18 @@
 //!   floors `xlb_pass` and `xlb_floor_tx`.
 //! - [`live`]: live-frames test runs that really transmit through a veth pair
 //!   into a counting sink: packets per second from one core.
+//! - [`e2e`]: end-to-end throughput through a balancer namespace (generator
+//!   namespace -> balancer namespace -> sink namespace) for xlb, nftables DNAT
+//!   and plain kernel forwarding, with the balancer namespace's CPU time.
+//! - [`control`]: control-plane costs (Maglev builds, weight changes, scale).
 //!
-//! Both parts share one [`env::BenchEnv`]: a namespace with the veth pair, the
-//! balancer loaded with its maps filled by the reconciler (as the daemon does),
-//! static neighbours for every backend, and the sink on the peer.
+//! `per_packet` and `live` share one [`env::BenchEnv`]: a namespace with the
+//! veth pair, the balancer loaded with its maps filled by the reconciler (as
+//! the daemon does), static neighbours for every backend, and the sink on the
+//! peer. `e2e` builds its own three namespaces.
 
+pub mod control;
+pub mod e2e;
 pub mod env;
 pub mod live;
 pub mod machine;

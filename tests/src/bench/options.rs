@@ -9,16 +9,22 @@ use anyhow::{bail, Context, Result};
 pub enum Part {
     PerPacket,
     Live,
+    /// End-to-end throughput through a balancer namespace (`bench::e2e`).
+    E2e,
+    /// Control-plane costs (`bench::control`).
+    Control,
 }
 
 impl Part {
-    pub const ALL: [Part; 2] = [Part::PerPacket, Part::Live];
+    pub const ALL: [Part; 4] = [Part::PerPacket, Part::Live, Part::E2e, Part::Control];
 
     /// The name `--only` accepts.
     pub fn name(self) -> &'static str {
         match self {
             Part::PerPacket => "per-packet",
             Part::Live => "live",
+            Part::E2e => "e2e",
+            Part::Control => "control",
         }
     }
 
@@ -29,14 +35,18 @@ impl Part {
 
 pub const USAGE: &str = "\
 usage: xlb-bench [--quick] [--json FILE] [--only PART]... [--calls N] [--live-repeat N]
+                 [--e2e-rounds N] [--e2e-window-ms N]
 
 Benchmarks xlb's XDP data plane (needs root: BPF and network namespaces).
 
-  --quick          fewer iterations (5,000 calls per scenario, 200,000 live frames)
+  --quick          fewer iterations (5,000 calls per scenario, 200,000 live frames,
+                   one e2e round of 1 s windows, a smaller control-plane scale)
   --json FILE      also write the results as JSON to FILE
-  --only PART      run only PART (per-packet, live); may be repeated
+  --only PART      run only PART (per-packet, live, e2e, control); may be repeated
   --calls N        BPF_PROG_TEST_RUN calls per per-packet scenario (default 100,000)
   --live-repeat N  frames per live-frames scenario, 256 per call (default 10,000,000)
+  --e2e-rounds N   e2e rounds, each measures every case once (default 7, quick 1)
+  --e2e-window-ms N  e2e measurement window per case and round (default 700, quick 1,000)
   -h, --help       this text
 ";
 
@@ -51,6 +61,10 @@ pub struct Options {
     pub calls: u32,
     /// Frames per live-frames scenario.
     pub live_repeat: u32,
+    /// End-to-end rounds (each measures every case once).
+    pub e2e_rounds: u32,
+    /// End-to-end measurement window per case, in milliseconds.
+    pub e2e_window_ms: u32,
 }
 
 impl Default for Options {
@@ -61,6 +75,8 @@ impl Default for Options {
             only: Vec::new(),
             calls: 100_000,
             live_repeat: 10_000_000,
+            e2e_rounds: 7,
+            e2e_window_ms: 700,
         }
     }
 }
@@ -77,6 +93,7 @@ impl Options {
     pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command> {
         let mut o = Options::default();
         let (mut calls, mut live_repeat) = (None, None);
+        let (mut e2e_rounds, mut e2e_window_ms) = (None, None);
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let mut value = |flag: &str| {
@@ -104,15 +121,25 @@ impl Options {
                 "--live-repeat" => {
                     live_repeat = Some(count("--live-repeat", &value("--live-repeat")?)?)
                 }
+                "--e2e-rounds" => {
+                    e2e_rounds = Some(count("--e2e-rounds", &value("--e2e-rounds")?)?)
+                }
+                "--e2e-window-ms" => {
+                    e2e_window_ms = Some(count("--e2e-window-ms", &value("--e2e-window-ms")?)?)
+                }
                 other => bail!("unknown argument {other:?}\n\n{USAGE}"),
             }
         }
         if o.quick {
             o.calls = 5_000;
             o.live_repeat = 200_000;
+            o.e2e_rounds = 1;
+            o.e2e_window_ms = 1_000;
         }
         o.calls = calls.unwrap_or(o.calls);
         o.live_repeat = live_repeat.unwrap_or(o.live_repeat);
+        o.e2e_rounds = e2e_rounds.unwrap_or(o.e2e_rounds);
+        o.e2e_window_ms = e2e_window_ms.unwrap_or(o.e2e_window_ms);
         Ok(Command::Run(o))
     }
 
@@ -164,6 +191,18 @@ mod tests {
         assert_eq!(o.json, Some(PathBuf::from("/tmp/x.json")));
         assert!(o.runs(Part::Live));
         assert!(!o.runs(Part::PerPacket));
+        assert!(!o.runs(Part::E2e));
+        assert_eq!((o.e2e_rounds, o.e2e_window_ms), (1, 1_000));
+    }
+
+    #[test]
+    fn every_part_has_a_name() {
+        for p in Part::ALL {
+            assert_eq!(Part::from_name(p.name()), Some(p));
+        }
+        let o = options(&["--only", "e2e", "--only", "control", "--e2e-rounds", "5"]);
+        assert!(o.runs(Part::E2e) && o.runs(Part::Control) && !o.runs(Part::Live));
+        assert_eq!(o.e2e_rounds, 5);
     }
 
     #[test]

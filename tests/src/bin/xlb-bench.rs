@@ -1,11 +1,13 @@
 //! `xlb-bench`: per-packet cost and live-frames throughput of xlb's XDP data
-//! plane. Needs root. See `xlb_tests::bench` for the method, and `--help`.
+//! plane, end-to-end throughput against nftables and plain forwarding, and
+//! control-plane costs. Needs root. See `xlb_tests::bench` for the method, and
+//! `--help`.
 
 use std::{process::ExitCode, time::Instant};
 
 use anyhow::{bail, Context, Result};
 use xlb_tests::bench::{
-    dataplane_table,
+    control, dataplane_table, e2e,
     env::{last_allowed_cpu, pin_to_cpu, BenchEnv, SIZES},
     live,
     machine::Machine,
@@ -46,12 +48,90 @@ fn run() -> Result<()> {
     report.insert("machine", machine.to_json());
 
     // One core for every measurement: the last one this process may use (the
-    // first tends to take more interrupts).
+    // first tends to take more interrupts). e2e also uses another one.
     let cpu = last_allowed_cpu()?;
+    let e2e_cpus = e2e::Cpus::pick(&e2e::cpu::allowed_cpus()?, cpu);
     pin_to_cpu(cpu)?;
     let warmup = per_packet::warmup_calls(opts.calls);
     record_config(&mut report, &opts, cpu, warmup);
 
+    let mut pp_results = None;
+    if opts.runs(Part::PerPacket) || opts.runs(Part::Live) {
+        pp_results = run_dataplane(&opts, &mut report, cpu, warmup)?;
+    }
+    let mut e2e_results = None;
+    if opts.runs(Part::E2e) {
+        let t = Instant::now();
+        let config = e2e::Config {
+            rounds: opts.e2e_rounds,
+            window: std::time::Duration::from_millis(opts.e2e_window_ms.into()),
+            ..e2e::Config::new(opts.quick)
+        };
+        match e2e::run(config, e2e_cpus) {
+            Ok(r) => {
+                r.record(&mut report);
+                e2e_results = Some(r);
+            }
+            Err(e) => {
+                eprintln!("e2e: {e:#}");
+                report.insert(&format!("{}.error", e2e::SECTION), format!("{e:#}"));
+            }
+        }
+        report.insert("timing.e2e_s", round2(t.elapsed().as_secs_f64()));
+    }
+    let mut control_results = None;
+    if opts.runs(Part::Control) {
+        let t = Instant::now();
+        match control::run(opts.quick) {
+            Ok(r) => {
+                r.record(&mut report);
+                control_results = Some(r);
+            }
+            Err(e) => {
+                eprintln!("control: {e:#}");
+                report.insert("control.error", format!("{e:#}"));
+            }
+        }
+        report.insert("timing.control_s", round2(t.elapsed().as_secs_f64()));
+    }
+    report.insert("timing.total_s", round2(started.elapsed().as_secs_f64()));
+
+    print_summary(&report, &machine, pp_results.as_ref());
+    if let Some(r) = &e2e_results {
+        println!();
+        print!("{}", r.table().render());
+        for line in r.notes() {
+            println!("{line}");
+        }
+    } else if let Some(e) = report.get("e2e.error") {
+        println!("\ne2e: error: {}", e.as_str().unwrap_or_default());
+    }
+    if let Some(r) = &control_results {
+        println!();
+        print!("{}", r.table().render());
+    } else if let Some(e) = report.get("control.error") {
+        println!("\ncontrol: error: {}", e.as_str().unwrap_or_default());
+    }
+    if let Some(t) = report.get("timing").and_then(|v| v.as_object()) {
+        let parts: Vec<String> = t.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("timing: {}", parts.join(", "));
+    }
+    if let Some(path) = &opts.json {
+        report
+            .write(path)
+            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
+        println!("\nJSON report: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The per-packet and live parts, in their shared namespace (left when done).
+fn run_dataplane(
+    opts: &Options,
+    report: &mut Report,
+    cpu: usize,
+    warmup: usize,
+) -> Result<Option<per_packet::Results>> {
     let mut env = BenchEnv::setup().context("setting up the benchmark namespace")?;
     env.install(&scenarios::desired_state())
         .context("installing the benchmark's VIPs")?;
@@ -72,26 +152,17 @@ fn run() -> Result<()> {
     if opts.runs(Part::PerPacket) {
         let t = Instant::now();
         let r = per_packet::run(&mut env, &all, opts.calls).context("per-packet benchmark")?;
-        r.record(&mut report);
+        r.record(report);
         report.insert("timing.per_packet_s", round2(t.elapsed().as_secs_f64()));
         pp_results = Some(r);
     }
     if opts.runs(Part::Live) {
         let t = Instant::now();
-        live::run(&mut env, &all, opts.live_repeat).record(&mut report);
+        live::run(&mut env, &all, opts.live_repeat).record(report);
         report.insert("timing.live_s", round2(t.elapsed().as_secs_f64()));
     }
     drop(env);
-    report.insert("timing.total_s", round2(started.elapsed().as_secs_f64()));
-
-    print_summary(&report, &machine, pp_results.as_ref());
-    if let Some(path) = &opts.json {
-        report
-            .write(path)
-            .with_context(|| format!("writing the JSON report to {}", path.display()))?;
-        println!("\nJSON report: {}", path.display());
-    }
-    Ok(())
+    Ok(pp_results)
 }
 
 fn record_config(report: &mut Report, opts: &Options, cpu: usize, warmup: usize) {
@@ -118,8 +189,11 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
             .map(|l| format!("{l:.2}"))
             .unwrap_or_else(|| "?".into())
     );
-    println!();
-    print!("{}", dataplane_table(report).render());
+    let dataplane = dataplane_table(report);
+    if !dataplane.is_empty() {
+        println!();
+        print!("{}", dataplane.render());
+    }
     if let Some(pp) = pp {
         let overhead = pp
             .sample("floor_pass")
@@ -169,10 +243,6 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
         if let Some(e) = report.get(&format!("{}.{name}.error", live::SECTION)) {
             println!("live {name}: {}", e.as_str().unwrap_or_default());
         }
-    }
-    if let Some(t) = report.get("timing").and_then(|v| v.as_object()) {
-        let parts: Vec<String> = t.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("timing: {}", parts.join(", "));
     }
 }
 
