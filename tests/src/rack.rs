@@ -117,6 +117,29 @@ pub struct Rack {
     pub topo: Topology,
 }
 
+/// The rack of a scenario test: `None` when the test is skipped for lack of
+/// privileges; otherwise the standard VIPs, named after the test, held under
+/// [`rack_lock`] (the guard comes first: it must outlive the rack).
+pub fn scenario_rack(test: &str, clients: usize) -> Option<(MutexGuard<'static, ()>, Rack)> {
+    if !crate::privileged::require_root(test) {
+        return None;
+    }
+    let lock = rack_lock();
+    let tag: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(6)
+        .collect();
+    Some((
+        lock,
+        Rack::start(
+            &format!("xlb-{tag}{}", std::process::id()),
+            clients,
+            standard_vips(),
+        ),
+    ))
+}
+
 /// Serializes racks within one test process (two CPUs, real traffic).
 pub fn rack_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());

@@ -230,55 +230,47 @@ impl NsRef {
     }
 }
 
-fn listeners(port: u16) -> Vec<TcpListener> {
-    let mut out = Vec::new();
-    for addr in [
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-    ] {
-        let domain = if addr.is_ipv4() {
-            Domain::IPV4
-        } else {
-            Domain::IPV6
-        };
-        let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
-            .unwrap_or_else(|e| panic!("socket: {e}"));
-        if addr.is_ipv6() {
-            s.set_only_v6(true)
-                .unwrap_or_else(|e| panic!("IPV6_V6ONLY: {e}"));
-        }
-        s.set_reuse_address(true)
-            .unwrap_or_else(|e| panic!("SO_REUSEADDR: {e}"));
-        s.bind(&addr.into())
-            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
-        s.listen(1024)
-            .unwrap_or_else(|e| panic!("listen {addr}: {e}"));
-        out.push(s.into());
+/// A socket bound to `addr` (IPv6 sockets IPv6-only, address reusable).
+fn bound(addr: SocketAddr, ty: Type, proto: Protocol) -> Socket {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, ty, Some(proto)).unwrap_or_else(|e| panic!("socket: {e}"));
+    if addr.is_ipv6() {
+        s.set_only_v6(true)
+            .unwrap_or_else(|e| panic!("IPV6_V6ONLY: {e}"));
     }
-    out
+    s.set_reuse_address(true)
+        .unwrap_or_else(|e| panic!("SO_REUSEADDR: {e}"));
+    s.bind(&addr.into())
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    s
 }
 
+/// TCP listeners on every IPv4 and IPv6 address.
+fn listeners(port: u16) -> Vec<TcpListener> {
+    [
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+    ]
+    .into_iter()
+    .map(|addr| {
+        let s = bound(addr, Type::STREAM, Protocol::TCP);
+        s.listen(1024)
+            .unwrap_or_else(|e| panic!("listen {addr}: {e}"));
+        s.into()
+    })
+    .collect()
+}
+
+/// UDP sockets on each of `addrs` (the VIPs: replies must come from them).
 fn udp_sockets(port: u16, addrs: &[IpAddr]) -> Vec<UdpSocket> {
-    let mut out = Vec::new();
-    for addr in addrs.iter().map(|a| SocketAddr::new(*a, port)) {
-        let domain = if addr.is_ipv4() {
-            Domain::IPV4
-        } else {
-            Domain::IPV6
-        };
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
-            .unwrap_or_else(|e| panic!("socket: {e}"));
-        if addr.is_ipv6() {
-            s.set_only_v6(true)
-                .unwrap_or_else(|e| panic!("IPV6_V6ONLY: {e}"));
-        }
-        s.set_reuse_address(true)
-            .unwrap_or_else(|e| panic!("SO_REUSEADDR: {e}"));
-        s.bind(&addr.into())
-            .unwrap_or_else(|e| panic!("bind udp {addr}: {e}"));
-        out.push(s.into());
-    }
-    out
+    addrs
+        .iter()
+        .map(|a| bound(SocketAddr::new(*a, port), Type::DGRAM, Protocol::UDP).into())
+        .collect()
 }
 
 fn echo(mut conn: TcpStream, name: &str) {

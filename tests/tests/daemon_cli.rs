@@ -13,29 +13,9 @@ use xlb_tests::{
     clients::{connect, greeting, many_connections, tally},
     http::request,
     privileged::require_root,
-    rack::{rack_lock, standard_vips, Rack},
+    rack::{rack_lock, scenario_rack, standard_vips, Rack},
     xlb_process::xlb,
 };
-
-fn rack(test: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Rack)> {
-    if !require_root(test) {
-        return None;
-    }
-    let lock = rack_lock();
-    let tag: String = test
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(6)
-        .collect();
-    Some((
-        lock,
-        Rack::start(
-            &format!("xlb-{tag}{}", std::process::id()),
-            1,
-            standard_vips(),
-        ),
-    ))
-}
 
 fn vips(rack: &Rack) -> Vec<VipStatus> {
     serde_json::from_str(&rack.daemon.cli(&["vip", "list", "--json"]))
@@ -44,7 +24,7 @@ fn vips(rack: &Rack) -> Vec<VipStatus> {
 
 #[test]
 fn cli_changes_reach_the_maps_and_real_traffic() {
-    let Some((_l, rack)) = rack("cli_changes") else {
+    let Some((_l, rack)) = scenario_rack("cli_changes", 1) else {
         return;
     };
     let vip: IpAddr = "10.200.0.9".parse().unwrap_or_else(|e| panic!("{e}"));
@@ -151,7 +131,7 @@ fn cli_changes_reach_the_maps_and_real_traffic() {
 
 #[test]
 fn api_refuses_bad_requests_naming_the_field_and_changes_nothing() {
-    let Some((_l, rack)) = rack("api_errors") else {
+    let Some((_l, rack)) = scenario_rack("api_errors", 1) else {
         return;
     };
     let sock = rack.daemon.socket.clone();
@@ -280,7 +260,7 @@ fn api_refuses_bad_requests_naming_the_field_and_changes_nothing() {
 
 #[test]
 fn config_dump_round_trips_and_reload_applies_the_file_or_keeps_the_old_config() {
-    let Some((_l, rack)) = rack("config_reload") else {
+    let Some((_l, rack)) = scenario_rack("config_reload", 1) else {
         return;
     };
     let file = Config::from_file(&rack.config_path).unwrap_or_else(|e| panic!("{e}"));
@@ -417,7 +397,7 @@ fn startup_errors_name_the_cause() {
 
 #[test]
 fn metrics_are_served_in_prometheus_format_and_fail_open_is_reported() {
-    let Some((_l, mut rack)) = rack("metrics") else {
+    let Some((_l, mut rack)) = scenario_rack("metrics", 1) else {
         return;
     };
     assert!(

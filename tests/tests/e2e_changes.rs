@@ -14,30 +14,9 @@ use std::{
 use lb_userspace::daemon::controller::VipStatus;
 use xlb_tests::{
     clients::{many_connections, tally, Session},
-    privileged::require_root,
-    rack::{rack_lock, standard_vips, Rack},
+    rack::{scenario_rack, Rack},
     xlb_process::xlb_ok,
 };
-
-fn rack(test: &str, clients: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Rack)> {
-    if !require_root(test) {
-        return None;
-    }
-    let lock = rack_lock();
-    let tag: String = test
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(6)
-        .collect();
-    Some((
-        lock,
-        Rack::start(
-            &format!("xlb-{tag}{}", std::process::id()),
-            clients,
-            standard_vips(),
-        ),
-    ))
-}
 
 fn sessions(rack: &Rack, target: SocketAddr, n: usize) -> Vec<Session> {
     (0..n)
@@ -73,7 +52,7 @@ fn vip_status(rack: &Rack, name: &str) -> VipStatus {
 /// the change stay up on their backend.
 #[test]
 fn weight_change_moves_new_connections_only() {
-    let Some((_l, rack)) = rack("weight_change", 1) else {
+    let Some((_l, rack)) = scenario_rack("weight_change", 1) else {
         return;
     };
     let web = rack.vip("web").target();
@@ -105,7 +84,7 @@ fn weight_change_moves_new_connections_only() {
 /// connections keep working until closed.
 #[test]
 fn drained_backend_keeps_established_connections_only() {
-    let Some((_l, rack)) = rack("drain", 1) else {
+    let Some((_l, rack)) = scenario_rack("drain", 1) else {
         return;
     };
     let web = rack.vip("web").target();
@@ -141,7 +120,7 @@ fn drained_backend_keeps_established_connections_only() {
 /// others' connections are untouched; restarted, it returns.
 #[test]
 fn failed_backend_is_removed_by_health_checks_and_returns() {
-    let Some((_l, mut rack)) = rack("health", 1) else {
+    let Some((_l, mut rack)) = scenario_rack("health", 1) else {
         return;
     };
     let web = rack.vip("web").target();
@@ -206,7 +185,7 @@ fn failed_backend_is_removed_by_health_checks_and_returns() {
 /// streams: no reset, no lost byte; new connections work throughout.
 #[test]
 fn daemon_restart_keeps_streams_and_flows() {
-    let Some((_l, mut rack)) = rack("restart", 1) else {
+    let Some((_l, mut rack)) = scenario_rack("restart", 1) else {
         return;
     };
     let web = rack.vip("web").target();
@@ -284,7 +263,7 @@ fn daemon_restart_keeps_streams_and_flows() {
 /// Scenario 10: `xlb down` leaves no program attached and no pins.
 #[test]
 fn xlb_down_removes_everything() {
-    let Some((_l, mut rack)) = rack("down", 1) else {
+    let Some((_l, mut rack)) = scenario_rack("down", 1) else {
         return;
     };
     let lb = rack.topo.balancer.name.clone();

@@ -10,30 +10,9 @@ use std::{
 use lb_common::Verdict;
 use xlb_tests::{
     clients::{many_connections, tally, udp_backend, which_backend},
-    privileged::require_root,
-    rack::{rack_lock, standard_vips, Rack},
+    rack::scenario_rack,
     stats_json::{stats, verdict},
 };
-
-fn rack(test: &str, clients: usize) -> Option<(std::sync::MutexGuard<'static, ()>, Rack)> {
-    if !require_root(test) {
-        return None;
-    }
-    let lock = rack_lock();
-    let tag: String = test
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(6)
-        .collect();
-    Some((
-        lock,
-        Rack::start(
-            &format!("xlb-{tag}{}", std::process::id()),
-            clients,
-            standard_vips(),
-        ),
-    ))
-}
 
 /// Asserts each backend's share of `counts` is within `points` percentage
 /// points of its weight share.
@@ -54,7 +33,7 @@ fn assert_shares(counts: &BTreeMap<String, usize>, weights: &[u16], points: f64)
 /// addresses all succeed, spread by weight, and replies bypass the balancer.
 #[test]
 fn many_tcp_connections_spread_by_weight_with_direct_return() {
-    let Some((_l, rack)) = rack("many_tcp_connections", 2) else {
+    let Some((_l, rack)) = scenario_rack("many_tcp_connections", 2) else {
         return;
     };
     let web = rack.vip("web").target();
@@ -102,7 +81,7 @@ fn many_tcp_connections_spread_by_weight_with_direct_return() {
 /// Scenario 2: every datagram of a UDP flow reaches one backend; flows spread.
 #[test]
 fn udp_flows_stick_to_a_backend_and_spread() {
-    let Some((_l, rack)) = rack("udp_flows", 1) else {
+    let Some((_l, rack)) = scenario_rack("udp_flows", 1) else {
         return;
     };
     let dns = rack.vip("dns").target();
@@ -132,7 +111,7 @@ fn udp_flows_stick_to_a_backend_and_spread() {
 /// Scenario 3: an IPv6 VIP with IPv6 backends, and an IPv4 VIP with IPv6 backends.
 #[test]
 fn ipv6_vip_and_ipv4_vip_with_ipv6_backends() {
-    let Some((_l, rack)) = rack("ipv6_vips", 1) else {
+    let Some((_l, rack)) = scenario_rack("ipv6_vips", 1) else {
         return;
     };
     for vip in ["web6", "web4to6"] {
@@ -161,7 +140,7 @@ fn ipv6_vip_and_ipv4_vip_with_ipv6_backends() {
 /// lands on one backend.
 #[test]
 fn source_ip_affinity_keeps_each_client_on_one_backend() {
-    let Some((_l, rack)) = rack("source_affinity", 2) else {
+    let Some((_l, rack)) = scenario_rack("source_affinity", 2) else {
         return;
     };
     let sticky = rack.vip("sticky").target();
@@ -188,7 +167,7 @@ fn source_ip_affinity_keeps_each_client_on_one_backend() {
 /// Scenario 9: ordinary traffic to the balancer's own address still works.
 #[test]
 fn traffic_to_the_balancer_itself_is_untouched() {
-    let Some((_l, rack)) = rack("non_vip_traffic", 1) else {
+    let Some((_l, rack)) = scenario_rack("non_vip_traffic", 1) else {
         return;
     };
     let lb = rack.topo.balancer.v4;

@@ -466,25 +466,7 @@ impl Reconciler {
         })?;
         let mut backends = BTreeMap::new();
         for b in &want.backends {
-            let id = p
-                .backend_ids
-                .alloc()
-                .ok_or(ReconcileError::BackendsExhausted {
-                    max: self.sizes.max_backends,
-                })?;
-            p.ops.push(Op::ResetBackendState { id });
-            p.ops.push(Op::SetBackend {
-                id,
-                backend: backend_value(b, vip_id),
-            });
-            backends.insert(
-                b.addr,
-                InstalledBackend {
-                    id,
-                    weight: b.weight,
-                    healthy: b.healthy,
-                },
-            );
+            backends.insert(b.addr, self.new_backend(p, b, vip_id)?);
         }
         let offset = self.sizes.table_offset(vip_id);
         let inputs = want.table_inputs();
@@ -516,6 +498,32 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Gives `b` a fresh slot of VIP `vip_id`: counters and cached next hop
+    /// reset first (the id may have served another backend), then filled.
+    fn new_backend(
+        &self,
+        p: &mut Plan,
+        b: &DesiredBackend,
+        vip_id: u32,
+    ) -> Result<InstalledBackend, ReconcileError> {
+        let id = p
+            .backend_ids
+            .alloc()
+            .ok_or(ReconcileError::BackendsExhausted {
+                max: self.sizes.max_backends,
+            })?;
+        p.ops.push(Op::ResetBackendState { id });
+        p.ops.push(Op::SetBackend {
+            id,
+            backend: backend_value(b, vip_id),
+        });
+        Ok(InstalledBackend {
+            id,
+            weight: b.weight,
+            healthy: b.healthy,
+        })
+    }
+
     fn update_vip(
         &self,
         p: &mut Plan,
@@ -527,22 +535,7 @@ impl Reconciler {
         // 1. New backends get slots before any table can name them.
         for b in &want.backends {
             if let std::collections::btree_map::Entry::Vacant(slot) = backends.entry(b.addr) {
-                let id = p
-                    .backend_ids
-                    .alloc()
-                    .ok_or(ReconcileError::BackendsExhausted {
-                        max: self.sizes.max_backends,
-                    })?;
-                p.ops.push(Op::ResetBackendState { id });
-                p.ops.push(Op::SetBackend {
-                    id,
-                    backend: backend_value(b, vip_id),
-                });
-                slot.insert(InstalledBackend {
-                    id,
-                    weight: b.weight,
-                    healthy: b.healthy,
-                });
+                slot.insert(self.new_backend(p, b, vip_id)?);
             }
         }
         // 2. The table, only if its inputs changed: rewritten in place while
