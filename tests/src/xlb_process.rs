@@ -241,5 +241,7 @@ impl Drop for Daemon {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        // A daemon killed with SIGKILL leaves its socket file behind.
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
