@@ -368,21 +368,7 @@ mod properties {
     /// The disruption budget of the brief: 1% of the table (655 slots).
     const ONE_PERCENT: usize = (M / 100) as usize;
 
-    /// Xorshift64: reproducible weights without a rand crate.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn weight(&mut self) -> u16 {
-            1 + (self.next() % 65535) as u16
-        }
-    }
+    use super::tests::Rng;
 
     /// Distinct addresses from distinct keys, both families.
     fn addr(key: u32) -> IpAddr {

@@ -69,17 +69,7 @@ impl BalancerFixture {
             return None;
         }
         let ns = NetNs::create(&crate::netns::unique_name(&short(test)));
-        ns.ip(&format!("link add {IFACE} type veth peer name {PEER}"));
-        ns.ip(&format!("addr add 10.0.0.1/24 dev {IFACE}"));
-        ns.ip(&format!("addr add fd00::1/64 dev {IFACE} nodad"));
-        ns.ip(&format!("link set {IFACE} up"));
-        ns.ip(&format!("link set {PEER} up"));
-        // bpf_fib_lookup refuses to forward (FWD_DISABLED) unless the ingress
-        // interface forwards, as a balancer host must.
-        ns.sysctl("net.ipv4.conf.all.forwarding=1");
-        ns.sysctl("net.ipv6.conf.all.forwarding=1");
-        let ifindex = ns.ifindex(IFACE);
-        let if_mac = ns.mac(IFACE);
+        let (ifindex, if_mac) = balancer_link(&ns, IFACE, PEER);
         let entered = ns.enter();
         let opts = LoadOptions {
             sizes: TEST_SIZES,
@@ -229,6 +219,21 @@ impl BalancerFixture {
             out,
         })
     }
+}
+
+/// Makes `iface`/`peer` a veth pair in `ns` with the balancer's addresses
+/// (10.0.0.1/24, fd00::1/64) on `iface` and forwarding on; returns `iface`'s
+/// index and MAC. `bpf_fib_lookup` refuses to forward (FWD_DISABLED) unless
+/// the ingress interface forwards, as a balancer host must.
+pub fn balancer_link(ns: &NetNs, iface: &str, peer: &str) -> (u32, [u8; 6]) {
+    ns.ip(&format!("link add {iface} type veth peer name {peer}"));
+    ns.ip(&format!("addr add 10.0.0.1/24 dev {iface}"));
+    ns.ip(&format!("addr add fd00::1/64 dev {iface} nodad"));
+    ns.ip(&format!("link set {iface} up"));
+    ns.ip(&format!("link set {peer} up"));
+    ns.sysctl("net.ipv4.conf.all.forwarding=1");
+    ns.sysctl("net.ipv6.conf.all.forwarding=1");
+    (ns.ifindex(iface), ns.mac(iface))
 }
 
 /// The MAC the fixture's neighbour table gives a backend: 02:be + last 4 bytes.

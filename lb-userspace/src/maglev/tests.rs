@@ -7,14 +7,20 @@ use super::*;
 
 const M: u32 = DEFAULT_TABLE_SIZE;
 
-/// Deterministic xorshift for reproducible random weights.
-struct Rng(u64);
+/// Xorshift64: reproducible random weights without a rand crate (also used
+/// by the property tests in maglev.rs).
+pub(super) struct Rng(pub(super) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// A weight in 1..=65535.
+    pub(super) fn weight(&mut self) -> u16 {
+        1 + (self.next() % 65535) as u16
     }
 }
 

@@ -468,16 +468,9 @@ impl Reconciler {
         for b in &want.backends {
             backends.insert(b.addr, self.new_backend(p, b, vip_id)?);
         }
-        let offset = self.sizes.table_offset(vip_id);
         let inputs = want.table_inputs();
         if !inputs.is_empty() {
-            let spec = self.table_spec(want, &inputs, &backends)?;
-            p.ops.push(Op::WriteTable {
-                vip_id,
-                offset,
-                spec,
-            });
-            p.tables_rebuilt += 1;
+            self.write_table(p, want, vip_id, &inputs, &backends)?;
         }
         p.ops.push(Op::ResetVipStats { vip_id });
         let info = self.vip_info(vip_id, want.flags, !inputs.is_empty());
@@ -547,13 +540,7 @@ impl Reconciler {
         let mut entry_written = false;
         if inputs != have.table_inputs {
             if has_table {
-                let spec = self.table_spec(want, &inputs, &backends)?;
-                p.ops.push(Op::WriteTable {
-                    vip_id,
-                    offset,
-                    spec,
-                });
-                p.tables_rebuilt += 1;
+                self.write_table(p, want, vip_id, &inputs, &backends)?;
                 if !had_table {
                     p.ops.push(Op::SetVip {
                         key: want.key,
@@ -643,6 +630,26 @@ impl Reconciler {
             table_offset: self.sizes.table_offset(vip_id),
             table_size: if has_table { self.sizes.table_size } else { 0 },
         }
+    }
+
+    /// Schedules writing VIP `vip_id`'s table from `inputs` (not empty).
+    fn write_table(
+        &self,
+        p: &mut Plan,
+        want: &DesiredVip,
+        vip_id: u32,
+        inputs: &[(IpAddr, u16)],
+        backends: &BTreeMap<IpAddr, InstalledBackend>,
+    ) -> Result<(), ReconcileError> {
+        let spec = self.table_spec(want, inputs, backends)?;
+        let offset = self.sizes.table_offset(vip_id);
+        p.ops.push(Op::WriteTable {
+            vip_id,
+            offset,
+            spec,
+        });
+        p.tables_rebuilt += 1;
+        Ok(())
     }
 
     /// What the VIP's table is built from (`inputs` is not empty). Checked

@@ -81,17 +81,7 @@ impl BenchEnv {
     pub fn setup() -> Result<Self> {
         remove_stale_namespaces();
         let ns = NetNs::create(&unique_name(NS_TAG));
-        ns.ip(&format!("link add {IFACE} type veth peer name {PEER}"));
-        ns.ip(&format!("addr add 10.0.0.1/24 dev {IFACE}"));
-        ns.ip(&format!("addr add fd00::1/64 dev {IFACE} nodad"));
-        ns.ip(&format!("link set {IFACE} up"));
-        ns.ip(&format!("link set {PEER} up"));
-        // bpf_fib_lookup refuses to forward (FWD_DISABLED) unless the ingress
-        // interface forwards, as a balancer host must.
-        ns.sysctl("net.ipv4.conf.all.forwarding=1");
-        ns.sysctl("net.ipv6.conf.all.forwarding=1");
-        let ifindex = ns.ifindex(IFACE);
-        let if_mac = ns.mac(IFACE);
+        let (ifindex, if_mac) = crate::balancer_fixture::balancer_link(&ns, IFACE, PEER);
         let entered = ns.enter();
 
         let mut dp = Dataplane::load(&LoadOptions {
