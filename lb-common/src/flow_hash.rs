@@ -8,7 +8,7 @@
 //! The seed is fixed: every balancer running the same config must pick the same
 //! backend for the same flow (ECMP in front of several balancers relies on it).
 
-use crate::maps::{FlowKey, FAMILY_V4};
+use crate::{ip::FAMILY_V4, maps::FlowKey};
 
 const SEED: u32 = 0x786c_6221; // "xlb!"
 const C1: u32 = 0xcc9e_2d51;
@@ -93,18 +93,17 @@ pub const fn source_hash(k: &FlowKey) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::{v4_addr16, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+    use crate::maps::{PROTO_TCP, PROTO_UDP};
 
     fn v4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, proto: u8) -> FlowKey {
-        FlowKey {
-            src: v4_addr16(src),
-            dst: v4_addr16(dst),
-            sport: sport.to_be_bytes(),
-            dport: dport.to_be_bytes(),
+        FlowKey::new(
+            core::net::IpAddr::from(src),
+            sport,
+            core::net::IpAddr::from(dst),
+            dport,
             proto,
-            family: FAMILY_V4,
-            _pad: [0; 2],
-        }
+        )
+        .expect("same family")
     }
 
     /// Pins the function itself: a change here silently moves every flow of every
@@ -152,15 +151,16 @@ mod tests {
 
     #[test]
     fn v6_uses_all_address_words() {
-        let mut k = FlowKey {
-            src: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            dst: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            sport: 1234u16.to_be_bytes(),
-            dport: 80u16.to_be_bytes(),
-            proto: PROTO_TCP,
-            family: FAMILY_V6,
-            _pad: [0; 2],
-        };
+        let src = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+        let mut k = FlowKey::new(
+            core::net::IpAddr::from(src),
+            1234,
+            core::net::IpAddr::from(dst),
+            80,
+            PROTO_TCP,
+        )
+        .expect("same family");
         let h = flow_hash(&k);
         for i in 0..16 {
             k.src[i] ^= 0x80;

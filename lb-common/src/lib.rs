@@ -2,16 +2,21 @@
 //! (`lb-userspace`).
 //!
 //! Everything that crosses the kernel boundary is defined here once: map keys and
-//! values (`#[repr(C)]`, explicitly padded, sizes pinned by tests), the verdict
-//! reasons the data plane counts, and the flow hash, so userspace computes exactly
+//! values (`#[repr(C)]`, explicitly padded, built through typed constructors,
+//! sizes pinned by tests), the verdict reasons the data plane counts, the flow
+//! hash and the balancing decisions (`decision`), so userspace computes exactly
 //! the backend the kernel picks.
 #![no_std]
 
+pub mod bytes;
 pub mod checksum;
+pub mod decision;
 pub mod flow_hash;
+pub mod ip;
 pub mod maps;
 pub mod verdict;
 
 pub use flow_hash::{flow_hash, source_hash};
+pub use ip::{FamilyMismatch, FAMILY_V4, FAMILY_V6};
 pub use maps::*;
 pub use verdict::Verdict;

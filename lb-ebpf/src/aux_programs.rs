@@ -18,7 +18,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{PROTO_TCP, PROTO_UDP};
-use lb_ebpf::{packet::ptr_at, parse::ETH_P_IPV4};
+use lb_ebpf::{
+    packet::{mut_at, ref_at},
+    parse::ETH_P_IPV4,
+};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr};
 
 /// Slot 0: packets seen by `xlb_count_drop`.
@@ -76,9 +79,12 @@ pub fn xlb_gen(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn generate(ctx: &XdpContext) -> Option<u32> {
     let t = XLB_GEN_FRAME.get(0)?;
-    // SAFETY: ptr_at checked that GEN_LEN bytes are inside the packet; the
-    // frame starts at the page's headroom, 8-byte aligned.
-    let p = unsafe { ptr_at::<[u8; GEN_LEN]>(ctx, 0)? }.cast::<u8>();
+    // SAFETY: plain bytes at offset 0, the only reference into the packet.
+    // (The frame starts at the page's headroom, 8-byte aligned: the word
+    // stores below are aligned.)
+    let p = unsafe { mut_at::<[u8; GEN_LEN]>(ctx, 0) }
+        .ok()?
+        .as_mut_ptr();
     // SAFETY: seven 8-byte words and one 4-byte word: bytes 0..60.
     unsafe {
         let w = p.cast::<u64>();
@@ -144,20 +150,21 @@ pub fn xlb_floor_tx(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn floor_tx(ctx: &XdpContext) -> Option<u32> {
-    // SAFETY: every pointer comes from ptr_at (bounds checked), plain data.
-    let eth = unsafe { ptr_at::<EthHdr>(ctx, 0)? };
-    if u16::from_be(unsafe { (*eth).ether_type }) != ETH_P_IPV4 {
-        return None;
-    }
-    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(ctx, EthHdr::LEN)? };
+    // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
+    // shared references only until `eth` below.
+    let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
     if ip.proto != PROTO_TCP {
         return None;
     }
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
-    let _tcp = unsafe { ptr_at::<TcpHdr>(ctx, EthHdr::LEN + ihl)? };
-    unsafe {
-        core::mem::swap(&mut (*eth).dst_addr, &mut (*eth).src_addr);
+    // SAFETY: as above, for TcpHdr (bounds only: the header is not read).
+    unsafe { ref_at::<TcpHdr>(ctx, EthHdr::LEN + ihl) }.ok()?;
+    // SAFETY: EthHdr is plain data at offset 0; `ip` is no longer used.
+    let eth = unsafe { mut_at::<EthHdr>(ctx, 0) }.ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+        return None;
     }
+    core::mem::swap(&mut eth.dst_addr, &mut eth.src_addr);
     Some(xdp_action::XDP_TX)
 }
 
@@ -170,16 +177,4 @@ pub fn xlb_count_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
+lb_ebpf::xdp_object!();

@@ -6,6 +6,10 @@
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
 //!     keeps its backend when the backend set changes), else the VIP's Maglev
 //!     table in `XLB_MAGLEV` indexed by the shared flow hash.
+//!
+//! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
+//! slot, which entries are followed), the same functions `xlb explain` runs
+//! against the live maps, so the two can never disagree.
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), push an IP-in-IP header and
 //!     the next hop's MACs, and transmit: XDP_TX out of the ingress interface,
@@ -28,14 +32,16 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use lb_common::{
-    flow_hash, source_hash, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
-    Verdict, VipInfo, VipKey, VipStats, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
-    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
-    MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND, PROTO_TCP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    bytes,
+    decision::{self, follows_flow_entry, is_live_backend, maglev_slot, uses_flow_table},
+    Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
+    VipStats, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
+    FAMILY_V4, MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND, PROTO_TCP,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
     mem,
+    packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2, TCP_FLAG_ACK, TCP_FLAG_SYN},
 };
 
@@ -141,11 +147,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    let hash = if vip.flags & VIP_F_SOURCE_HASH != 0 {
-        source_hash(key)
-    } else {
-        flow_hash(key)
-    };
+    let hash = decision::vip_hash(vip.flags, key);
     let (backend_id, backend) = pick_backend(ctx, vip, key, hash, tcp_flags)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
@@ -169,38 +171,23 @@ fn parse_verdict(e: ParseError) -> Verdict {
 /// A packet without usable ports: `reason` (dropped) if its destination is a VIP
 /// address, else it is not ours and passes.
 #[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "by value would copy the key (a memcpy libcall in BPF)"
-)]
 fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
     let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
-    let marker = vip_key(&mut buf, key);
-    marker.port = [0; 2];
-    marker.proto = 0;
     // SAFETY: VipInfo is plain data; a concurrent update replaces the whole
     // element (hash map RCU), it never tears one.
-    match unsafe { XLB_VIPS.get(&*marker) } {
-        Some(_) => reason,
-        None => Verdict::NotVip,
+    if decision::is_vip_address(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) }) {
+        reason
+    } else {
+        Verdict::NotVip
     }
 }
 
-/// Exact (address, port, protocol) first, then the address's port-0 VIP.
+/// The VIP the packet is for (`decision::lookup_vip`: exact port, then port 0).
 #[inline(always)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "by value would copy the key (a memcpy libcall in BPF)"
-)]
 fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
     let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
-    let vk = vip_key(&mut buf, key);
     // SAFETY: see `unbalanceable`.
-    if let Some(v) = unsafe { XLB_VIPS.get(&*vk) } {
-        return Some(v);
-    }
-    vk.port = [0; 2];
-    unsafe { XLB_VIPS.get(&*vk) }
+    decision::lookup_vip(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) })
 }
 
 /// The VIP key of a flow's destination, built in `buf` without libcalls.
@@ -208,11 +195,7 @@ fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
 fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) -> &'a mut VipKey {
     // SAFETY: VipKey is byte arrays and bytes: all-zero is valid.
     let vk = unsafe { mem::zeroed(buf) };
-    // SAFETY: a whole 16-byte array of `vk`.
-    unsafe { mem::copy(&raw mut vk.addr, &key.dst) };
-    vk.port = key.dport;
-    vk.proto = key.proto;
-    vk.family = key.family;
+    vk.set_to_flow_destination(key);
     vk
 }
 
@@ -227,21 +210,22 @@ fn pick_backend(
     hash: u32,
     tcp_flags: u8,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    let use_flows = vip.flags & VIP_F_NO_FLOW_TABLE == 0;
+    let use_flows = uses_flow_table(vip.flags);
     if use_flows {
         // SAFETY: FlowValue is plain data, updated by whole-element replacement.
         if let Some(flow) = unsafe { XLB_FLOWS.get(key) } {
             let id = flow.backend_id;
-            if let Some(b) = live_backend(id, vip.vip_id) {
-                return Ok((id, b));
+            if id != NO_BACKEND {
+                if let Some(b) = XLB_BACKENDS.get(id) {
+                    if follows_flow_entry(id, b, vip.vip_id) {
+                        return Ok((id, b));
+                    }
+                }
             }
         }
     }
 
-    if vip.table_size == 0 {
-        return Err(Verdict::NoBackend);
-    }
-    let slot = vip.table_offset + hash % vip.table_size;
+    let slot = maglev_slot(vip, hash).ok_or(Verdict::NoBackend)?;
     let pair = XLB_MAGLEV.get(slot >> 1).ok_or(Verdict::Internal)?;
     let id = pair[(slot & 1) as usize];
     let Some(backend) = live_backend(id, vip.vip_id) else {
@@ -254,11 +238,9 @@ fn pick_backend(
 
     let new_flow = if use_flows {
         // An insert failure (memory pressure) only costs the flow its pinning.
-        XLB_FLOWS
-            .insert(key, FlowValue { backend_id: id }, 0)
-            .is_ok()
+        XLB_FLOWS.insert(key, FlowValue::new(id), 0).is_ok()
     } else {
-        key.proto == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+        key.proto() == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
     };
     if new_flow {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
@@ -269,18 +251,14 @@ fn pick_backend(
     Ok((id, backend))
 }
 
-/// The backend in slot `id` if it is in use and belongs to `vip_id`. Ids are
-/// recycled by the daemon, so a stale flow entry must not be trusted blindly.
+/// The backend in slot `id` if `decision::is_live_backend` accepts it.
 #[inline(always)]
 fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
     if id == NO_BACKEND {
         return None;
     }
     let b = XLB_BACKENDS.get(id)?;
-    if b.flags & BACKEND_F_ACTIVE == 0 || b.vip_id != vip_id {
-        return None;
-    }
-    Some(b)
+    is_live_backend(id, b, vip_id).then_some(b)
 }
 
 /// Encapsulates toward `backend` and picks the transmit action from the FIB.
@@ -299,23 +277,17 @@ fn forward(
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
     let src_v4: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
-    let src = if backend.family == FAMILY_V4 {
-        if cfg.flags & CONFIG_F_SRC_V4 == 0 {
-            return Err(Verdict::NoOuterSource);
-        }
-        // SAFETY: the first 4 bytes of the 16-byte buffer.
-        unsafe { mem::copy(src_v4.as_mut_ptr().cast::<[u8; 4]>(), &cfg.src_v4) };
+    let src = if backend.family() == FAMILY_V4 {
+        let v4 = cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?;
+        bytes::copy_v4(src_v4, v4);
         &*src_v4
     } else {
-        if cfg.flags & CONFIG_F_SRC_V6 == 0 {
-            return Err(Verdict::NoOuterSource);
-        }
-        &cfg.src_v6
+        cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?
     };
     let outer = Outer {
-        family: backend.family,
+        family: backend.family(),
         src,
-        dst: &backend.addr,
+        dst: backend.addr16(),
         tos: ip.tos,
         ttl: ip.ttl,
         flow_label: hash & 0x000f_ffff,
@@ -399,8 +371,8 @@ fn next_hop(
                 (*c).expires_ns = now + NEXTHOP_TTL_NS;
                 (*c).ifindex = hop.ifindex;
                 (*c).checked_len = outer_len;
-                mem::copy(&raw mut (*c).smac, &hop.smac);
-                mem::copy(&raw mut (*c).dmac, &hop.dmac);
+                bytes::copy(&mut (*c).smac, &hop.smac);
+                bytes::copy(&mut (*c).dmac, &hop.dmac);
             }
         }
     }
@@ -410,22 +382,10 @@ fn next_hop(
 /// (source, destination) MACs of the frame as received.
 #[inline(always)]
 fn original_macs(ctx: &XdpContext) -> Option<([u8; 6], [u8; 6])> {
-    // SAFETY: bounds checked by ptr_at; EthHdr is plain data, read by value.
-    let eth = unsafe { lb_ebpf::packet::ptr_at::<network_types::eth::EthHdr>(ctx, 0) }?;
-    Some(unsafe { ((*eth).src_addr, (*eth).dst_addr) })
+    // SAFETY: EthHdr is plain data at offset 0, read by value; no other
+    // reference into the packet is alive.
+    let eth = unsafe { ref_at::<network_types::eth::EthHdr>(ctx, 0) }.ok()?;
+    Some((eth.src_addr, eth.dst_addr))
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any path that could reach here; there are none.
-    loop {}
-}
-
-#[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
+lb_ebpf::xdp_object!();

@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 use lb_common::{decap_stat, DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS};
 use lb_ebpf::{
-    packet::ptr_at,
+    packet::{mut_at, ref_at},
     parse::{self, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
 use network_types::{
@@ -85,20 +85,15 @@ fn inner_family(proto: u8) -> Option<u8> {
 }
 
 #[inline(always)]
-fn is_ours(addr: [u8; 16], family: u8) -> bool {
-    let key = DecapKey {
-        addr,
-        family,
-        _pad: [0; 3],
-    };
+fn is_ours(key: DecapKey) -> bool {
     // SAFETY: u32 values, replaced whole by updates.
     unsafe { XLB_DECAP_ADDRS.get(key) }.is_some()
 }
 
 #[inline(always)]
 fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
-    // SAFETY: bounds checked by ptr_at; plain data.
-    let ip = unsafe { &*ptr_at::<Ipv4Hdr>(ctx, off)? };
+    // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
+    let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, off) }.ok()?;
     let inner_family = inner_family(ip.proto)?;
     // A fragmented tunnel packet cannot be stripped piecewise; the kernel
     // reassembles it (and, without an ipip module, drops it).
@@ -109,7 +104,7 @@ fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     if ihl < Ipv4Hdr::LEN {
         return None;
     }
-    if !is_ours(lb_common::v4_addr16(ip.dst_addr), FAMILY_V4) {
+    if !is_ours(DecapKey::from_v4_octets(ip.dst_addr)) {
         return None;
     }
     Some(Tunnel {
@@ -120,10 +115,10 @@ fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
 
 #[inline(always)]
 fn outer_ipv6(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
-    // SAFETY: bounds checked by ptr_at; plain data.
-    let ip = unsafe { &*ptr_at::<Ipv6Hdr>(ctx, off)? };
+    // SAFETY: Ipv6Hdr is byte arrays (alignment 1), shared references only.
+    let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, off) }.ok()?;
     let inner_family = inner_family(ip.next_hdr)?;
-    if ip.vcf[0] >> 4 != 6 || !is_ours(ip.dst_addr, FAMILY_V6) {
+    if ip.vcf[0] >> 4 != 6 || !is_ours(DecapKey::from_v6_octets(ip.dst_addr)) {
         return None;
     }
     Some(Tunnel {
@@ -136,16 +131,16 @@ fn outer_ipv6(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
 #[inline(always)]
 fn inner_is_valid(ctx: &XdpContext, off: usize, family: u8) -> bool {
     if family == FAMILY_V4 {
-        // SAFETY: bounds checked by ptr_at; plain data.
-        match unsafe { ptr_at::<Ipv4Hdr>(ctx, off) } {
-            Some(ip) => unsafe { (*ip).vihl >> 4 == 4 && (*ip).vihl & 0x0f >= 5 },
-            None => false,
+        // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
+        match unsafe { ref_at::<Ipv4Hdr>(ctx, off) } {
+            Ok(ip) => ip.vihl >> 4 == 4 && ip.vihl & 0x0f >= 5,
+            Err(_) => false,
         }
     } else {
-        // SAFETY: as above.
-        match unsafe { ptr_at::<Ipv6Hdr>(ctx, off) } {
-            Some(ip) => unsafe { (*ip).vcf[0] >> 4 == 6 },
-            None => false,
+        // SAFETY: as above, for Ipv6Hdr.
+        match unsafe { ref_at::<Ipv6Hdr>(ctx, off) } {
+            Ok(ip) => ip.vcf[0] >> 4 == 6,
+            Err(_) => false,
         }
     }
 }
@@ -159,15 +154,18 @@ fn strip(ctx: &XdpContext, l2: &L2, t: &Tunnel) -> bool {
     } else {
         ETH_P_IPV6
     };
-    // SAFETY: bounds checked by ptr_at; plain data read by value.
-    let Some(old) = (unsafe { ptr_at::<EthHdr>(ctx, 0) }) else {
+    // SAFETY: EthHdr is plain data at offset 0, read by value; no other
+    // reference into the packet is alive.
+    let Ok(old) = (unsafe { ref_at::<EthHdr>(ctx, 0) }) else {
         return false;
     };
-    let (dst, src) = unsafe { ((*old).dst_addr, (*old).src_addr) };
+    let (dst, src) = (old.dst_addr, old.src_addr);
     // The new link-layer header ends where the inner packet starts. The outer
     // header is at least 20 bytes, so it never overlaps the old one (<= 18).
     let new_off = t.outer_len;
-    let Some(eth) = (unsafe { ptr_at::<EthHdr>(ctx, new_off) }) else {
+    // SAFETY: EthHdr is plain data at an even offset (IPv4 options come in
+    // 4-byte units); `old` is no longer used.
+    let Ok(eth) = (unsafe { mut_at::<EthHdr>(ctx, new_off) }) else {
         return false;
     };
     let eth_type = if l2.vlan_tpid != 0 {
@@ -175,37 +173,21 @@ fn strip(ctx: &XdpContext, l2: &L2, t: &Tunnel) -> bool {
     } else {
         inner_type
     };
-    // SAFETY: bounds checked by ptr_at above.
-    unsafe {
-        (*eth).dst_addr = dst;
-        (*eth).src_addr = src;
-        (*eth).ether_type = eth_type.to_be();
-    }
+    eth.dst_addr = dst;
+    eth.src_addr = src;
+    eth.ether_type = eth_type.to_be();
     if l2.vlan_tpid != 0 {
-        let Some(vlan) = (unsafe { ptr_at::<VlanHdr>(ctx, new_off + EthHdr::LEN) }) else {
+        // SAFETY: VlanHdr is plain data at an even offset, after `eth`'s bytes;
+        // `eth` is no longer used.
+        let Ok(vlan) = (unsafe { mut_at::<VlanHdr>(ctx, new_off + EthHdr::LEN) }) else {
             return false;
         };
-        // SAFETY: bounds checked by ptr_at.
-        unsafe {
-            (*vlan).tci = l2.vlan_tci;
-            (*vlan).ether_type = inner_type.to_be();
-        }
+        vlan.tci = l2.vlan_tci;
+        vlan.ether_type = inner_type.to_be();
     }
     // SAFETY: shrinking the front by the outer header length, which lies inside
     // the packet (checked by the reads above).
     unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, t.outer_len as i32) == 0 }
 }
 
-#[cfg(target_arch = "bpf")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-
-#[cfg(target_arch = "bpf")]
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
-
-#[cfg(not(target_arch = "bpf"))]
-fn main() {}
+lb_ebpf::xdp_object!();

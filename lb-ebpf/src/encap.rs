@@ -10,7 +10,7 @@ use aya_ebpf::{
     bindings::bpf_fib_lookup as FibParams, helpers::generated::bpf_fib_lookup,
     helpers::generated::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext,
 };
-use lb_common::{checksum, FAMILY_V4};
+use lb_common::{bytes, checksum, FAMILY_V4};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -19,7 +19,7 @@ use network_types::{
 
 use crate::{
     mem,
-    packet::ptr_at,
+    packet::mut_at,
     parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
 
@@ -159,24 +159,22 @@ pub fn push_outer(
     } else {
         outer_type
     };
-    // SAFETY: bounds checked by ptr_at; EthHdr is plain data.
-    let Some(eth) = (unsafe { ptr_at::<EthHdr>(ctx, 0) }) else {
+    // SAFETY: EthHdr is plain data at offset 0 (aligned); the only reference
+    // into the packet while it lives.
+    let Ok(eth) = (unsafe { mut_at::<EthHdr>(ctx, 0) }) else {
         return false;
     };
-    unsafe {
-        mem::copy(&raw mut (*eth).dst_addr, dmac);
-        mem::copy(&raw mut (*eth).src_addr, smac);
-        (*eth).ether_type = eth_type.to_be();
-    }
+    bytes::copy(&mut eth.dst_addr, dmac);
+    bytes::copy(&mut eth.src_addr, smac);
+    eth.ether_type = eth_type.to_be();
     if l2.vlan_tpid != 0 {
-        // SAFETY: bounds checked by ptr_at; VlanHdr is plain data.
-        let Some(vlan) = (unsafe { ptr_at::<VlanHdr>(ctx, EthHdr::LEN) }) else {
+        // SAFETY: VlanHdr is plain data at offset 14 (even), after `eth`'s
+        // bytes; `eth` is no longer used.
+        let Ok(vlan) = (unsafe { mut_at::<VlanHdr>(ctx, EthHdr::LEN) }) else {
             return false;
         };
-        unsafe {
-            (*vlan).tci = l2.vlan_tci;
-            (*vlan).ether_type = outer_type.to_be();
-        }
+        vlan.tci = l2.vlan_tci;
+        vlan.ether_type = outer_type.to_be();
     }
     if outer.family == FAMILY_V4 {
         write_ipv4(ctx, l2.l3_off, outer)
@@ -187,8 +185,9 @@ pub fn push_outer(
 
 #[inline(always)]
 fn write_ipv4(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
-    // SAFETY: bounds checked by ptr_at; Ipv4Hdr is plain data (alignment 1).
-    let Some(h) = (unsafe { ptr_at::<Ipv4Hdr>(ctx, off) }) else {
+    // SAFETY: Ipv4Hdr is byte arrays (alignment 1); the only reference into
+    // the packet while it lives.
+    let Ok(h) = (unsafe { mut_at::<Ipv4Hdr>(ctx, off) }) else {
         return false;
     };
     let tot_len = (IPV4_HDR_LEN + o.inner_len) as u16;
@@ -207,42 +206,37 @@ fn write_ipv4(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
         + u32::from(u16::from_be_bytes([s[2], s[3]]))
         + u32::from(u16::from_be_bytes([d[0], d[1]]))
         + u32::from(u16::from_be_bytes([d[2], d[3]]));
-    // SAFETY: `h` is valid for 20 bytes (checked above).
-    unsafe {
-        (*h).vihl = VER_IHL;
-        (*h).tos = o.tos;
-        (*h).tot_len = tot_len.to_be_bytes();
-        (*h).id = [0, 0];
-        (*h).frags = FLAGS_DF.to_be_bytes();
-        (*h).ttl = o.ttl;
-        (*h).proto = proto;
-        (*h).check = checksum::fold(sum).to_be_bytes();
-        (*h).src_addr = [s[0], s[1], s[2], s[3]];
-        (*h).dst_addr = [d[0], d[1], d[2], d[3]];
-    }
+    h.vihl = VER_IHL;
+    h.tos = o.tos;
+    h.tot_len = tot_len.to_be_bytes();
+    h.id = [0, 0];
+    h.frags = FLAGS_DF.to_be_bytes();
+    h.ttl = o.ttl;
+    h.proto = proto;
+    h.check = checksum::fold(sum).to_be_bytes();
+    h.src_addr = [s[0], s[1], s[2], s[3]];
+    h.dst_addr = [d[0], d[1], d[2], d[3]];
     true
 }
 
 #[inline(always)]
 fn write_ipv6(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
-    // SAFETY: bounds checked by ptr_at; Ipv6Hdr is plain data (alignment 1).
-    let Some(h) = (unsafe { ptr_at::<Ipv6Hdr>(ctx, off) }) else {
+    // SAFETY: Ipv6Hdr is byte arrays (alignment 1); the only reference into
+    // the packet while it lives.
+    let Ok(h) = (unsafe { mut_at::<Ipv6Hdr>(ctx, off) }) else {
         return false;
     };
     let fl = o.flow_label;
-    // SAFETY: `h` is valid for 40 bytes (checked above).
-    unsafe {
-        (*h).vcf = [
-            0x60 | (o.tos >> 4),
-            (o.tos << 4) | ((fl >> 16) as u8 & 0x0f),
-            (fl >> 8) as u8,
-            fl as u8,
-        ];
-        (*h).payload_len = (o.inner_len as u16).to_be_bytes();
-        (*h).next_hdr = o.next_proto();
-        (*h).hop_limit = o.ttl;
-        mem::copy(&raw mut (*h).src_addr, o.src);
-        mem::copy(&raw mut (*h).dst_addr, o.dst);
-    }
+    h.vcf = [
+        0x60 | (o.tos >> 4),
+        (o.tos << 4) | ((fl >> 16) as u8 & 0x0f),
+        (fl >> 8) as u8,
+        fl as u8,
+    ];
+    h.payload_len = (o.inner_len as u16).to_be_bytes();
+    h.next_hdr = o.next_proto();
+    h.hop_limit = o.ttl;
+    bytes::copy(&mut h.src_addr, o.src);
+    bytes::copy(&mut h.dst_addr, o.dst);
     true
 }

@@ -10,3 +10,28 @@ pub mod encap;
 pub mod mem;
 pub mod packet;
 pub mod parse;
+
+/// The verifier rejects any program with a path that could reach a panic, so
+/// this is never called; it exists because `no_std` binaries need one.
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// What every XDP object (each bin of this crate) needs besides its programs:
+/// the license section the kernel checks (GPL: the helpers xlb calls, such as
+/// `bpf_fib_lookup`, are GPL-only), and on the host an empty `main` so that
+/// `cargo clippy/test --workspace` can build the bins.
+#[macro_export]
+macro_rules! xdp_object {
+    () => {
+        #[cfg(target_arch = "bpf")]
+        #[unsafe(link_section = "license")]
+        #[unsafe(no_mangle)]
+        static LICENSE: [u8; 4] = *b"GPL\0";
+
+        #[cfg(not(target_arch = "bpf"))]
+        fn main() {}
+    };
+}

@@ -1,8 +1,8 @@
-//! Zeroing and copying without libcalls. For a `[u8; N]` copy or a struct
-//! zero-initialisation, LLVM emits `memcpy`/`memset` calls, which the BPF
-//! target implements as separate byte-at-a-time loop functions: slow on the
-//! fast path (a call and a loop iteration per byte). Volatile stores at fixed
-//! indexes are unrolled inline and cannot be turned back into such calls.
+//! Zeroed stack values without libcalls. For a struct zero-initialisation
+//! LLVM emits a `memset` call, which the BPF target implements as a separate
+//! byte-at-a-time loop function: slow on the fast path. Volatile 8-byte
+//! stores are unrolled inline and cannot be turned back into such a call.
+//! (Byte copies: `lb_common::bytes`.)
 
 use core::mem::MaybeUninit;
 
@@ -27,20 +27,4 @@ pub unsafe fn zeroed<T>(buf: &mut MaybeUninit<Aligned<T>>) -> &mut T {
     }
     // SAFETY: every byte is now initialised to zero, a valid `T` by contract.
     unsafe { &mut (*buf.as_mut_ptr()).0 }
-}
-
-/// Copies `N` bytes with fixed-index stores.
-///
-/// # Safety
-/// `dst` must be valid for writing `N` bytes (a packet pointer checked by
-/// `ptr_at`, or a reference).
-#[inline(always)]
-pub unsafe fn copy<const N: usize>(dst: *mut [u8; N], src: &[u8; N]) {
-    let d = dst.cast::<u8>();
-    let mut i = 0;
-    while i < N {
-        // SAFETY: `i < N` stays inside `dst` by the caller's contract.
-        unsafe { core::ptr::write_volatile(d.add(i), src[i]) };
-        i += 1;
-    }
 }

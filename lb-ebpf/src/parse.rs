@@ -1,7 +1,7 @@
 //! Header parsing for the XDP programs: Ethernet with at most one VLAN tag,
 //! IPv4 (any IHL) and IPv6 (a few extension headers), then TCP/UDP ports.
 //!
-//! Headers are `network-types` structs read through [`ptr_at`]; multi-byte
+//! Headers are `network-types` structs read through [`ref_at`]; multi-byte
 //! fields stay big-endian byte arrays until a comparison needs them. Nothing here
 //! writes to the packet or touches maps.
 
@@ -15,7 +15,7 @@ use network_types::{
     vlan::VlanHdr,
 };
 
-use crate::{mem, packet::ptr_at};
+use crate::packet::{self, ref_at, OutOfBounds};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -44,6 +44,13 @@ pub enum ParseError {
     NotIp,
     /// A header is cut short or a length field disagrees with the frame.
     Malformed,
+}
+
+impl From<OutOfBounds> for ParseError {
+    #[inline(always)]
+    fn from(_: OutOfBounds) -> Self {
+        ParseError::Malformed
+    }
 }
 
 /// The link layer: where the IP header starts and the VLAN tag, if any, which an
@@ -92,10 +99,10 @@ pub struct Ip {
 /// Parses Ethernet and at most one 802.1Q/802.1ad tag.
 #[inline(always)]
 pub fn parse_l2(ctx: &XdpContext) -> Result<L2, ParseError> {
-    // SAFETY: EthHdr is repr(C) with byte-array/u16 fields read by value only;
-    // ptr_at checked the bounds.
-    let eth = unsafe { ptr_at::<EthHdr>(ctx, 0) }.ok_or(ParseError::Malformed)?;
-    let ether_type = u16::from_be(unsafe { (*eth).ether_type });
+    // SAFETY: EthHdr is plain data at offset 0 (aligned), nothing else
+    // references the packet.
+    let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }?;
+    let ether_type = u16::from_be(eth.ether_type);
     if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
         return Ok(L2 {
             l3_off: EthHdr::LEN,
@@ -104,9 +111,9 @@ pub fn parse_l2(ctx: &XdpContext) -> Result<L2, ParseError> {
             vlan_tci: [0; 2],
         });
     }
-    // SAFETY: as above, VlanHdr is 4 bytes of plain data, bounds checked.
-    let vlan = unsafe { ptr_at::<VlanHdr>(ctx, EthHdr::LEN) }.ok_or(ParseError::Malformed)?;
-    let inner = u16::from_be(unsafe { (*vlan).ether_type });
+    // SAFETY: VlanHdr is plain data at offset 14 (even), shared references only.
+    let vlan = unsafe { ref_at::<VlanHdr>(ctx, EthHdr::LEN) }?;
+    let inner = u16::from_be(vlan.ether_type);
     if inner == ETH_P_8021Q || inner == ETH_P_8021AD {
         // Q-in-Q: not ours to balance; the kernel handles it.
         return Err(ParseError::NotIp);
@@ -115,7 +122,7 @@ pub fn parse_l2(ctx: &XdpContext) -> Result<L2, ParseError> {
         l3_off: EthHdr::LEN + VlanHdr::LEN,
         ether_type: inner,
         vlan_tpid: ether_type,
-        vlan_tci: unsafe { (*vlan).tci },
+        vlan_tci: vlan.tci,
     })
 }
 
@@ -133,16 +140,15 @@ pub fn parse_ip(ctx: &XdpContext, l2: &L2, key: &mut FlowKey) -> Result<Ip, Pars
 
 #[inline(always)]
 fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, ParseError> {
-    // SAFETY: Ipv4Hdr is 20 bytes of byte arrays, bounds checked by ptr_at.
-    let ip = unsafe { ptr_at::<Ipv4Hdr>(ctx, l3_off) }.ok_or(ParseError::Malformed)?;
-    let ip = unsafe { &*ip };
+    // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
+    let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, l3_off) }?;
     if ip.vihl >> 4 != 4 {
         return Err(ParseError::Malformed);
     }
     // Masking keeps the offset provably bounded (<= 60) for the verifier.
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
     let ip_len = u16::from_be_bytes(ip.tot_len) as usize;
-    if ihl < Ipv4Hdr::LEN || ip_len < ihl || l3_off + ip_len > crate::packet::len(ctx) {
+    if ihl < Ipv4Hdr::LEN || ip_len < ihl || l3_off + ip_len > packet::len(ctx) {
         return Err(ParseError::Malformed);
     }
     // MF flag or a non-zero offset: a fragment (the DF bit alone is not).
@@ -154,13 +160,7 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
     } else {
         L4Status::Other
     };
-    // SAFETY: the first 4 bytes of the 16-byte key arrays.
-    unsafe {
-        mem::copy(key.src.as_mut_ptr().cast::<[u8; 4]>(), &ip.src_addr);
-        mem::copy(key.dst.as_mut_ptr().cast::<[u8; 4]>(), &ip.dst_addr);
-    }
-    key.proto = ip.proto;
-    key.family = FAMILY_V4;
+    key.set_v4(&ip.src_addr, &ip.dst_addr, ip.proto);
     Ok(Ip {
         family: FAMILY_V4,
         l3_off,
@@ -175,27 +175,20 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
 
 #[inline(always)]
 fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, ParseError> {
-    // SAFETY: Ipv6Hdr is 40 bytes of byte arrays, bounds checked by ptr_at.
-    let ip = unsafe { ptr_at::<Ipv6Hdr>(ctx, l3_off) }.ok_or(ParseError::Malformed)?;
-    let ip = unsafe { &*ip };
+    // SAFETY: Ipv6Hdr is byte arrays (alignment 1), shared references only.
+    let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, l3_off) }?;
     if ip.vcf[0] >> 4 != 6 {
         return Err(ParseError::Malformed);
     }
     let payload_len = u16::from_be_bytes(ip.payload_len) as usize;
     let ip_len = Ipv6Hdr::LEN + payload_len;
     // payload_len 0 would be a jumbogram (hop-by-hop option): not supported.
-    if payload_len == 0 || l3_off + ip_len > crate::packet::len(ctx) {
+    if payload_len == 0 || l3_off + ip_len > packet::len(ctx) {
         return Err(ParseError::Malformed);
     }
     let tos = (ip.vcf[0] << 4) | (ip.vcf[1] >> 4);
     let (proto, l4_off, l4) = walk_ipv6_ext(ctx, ip.next_hdr, l3_off + Ipv6Hdr::LEN)?;
-    // SAFETY: whole 16-byte arrays of the key.
-    unsafe {
-        mem::copy(&raw mut key.src, &ip.src_addr);
-        mem::copy(&raw mut key.dst, &ip.dst_addr);
-    }
-    key.proto = proto;
-    key.family = FAMILY_V6;
+    key.set_v6(&ip.src_addr, &ip.dst_addr, proto);
     Ok(Ip {
         family: FAMILY_V6,
         l3_off,
@@ -222,10 +215,9 @@ fn walk_ipv6_ext(
             PROTO_TCP | PROTO_UDP => return Ok((next, off, L4Status::TcpUdp)),
             IPPROTO_FRAGMENT => return Ok((next, off, L4Status::Fragment)),
             IPPROTO_HOPOPTS | IPPROTO_DSTOPTS | IPPROTO_ROUTING => {
-                // SAFETY: 4 plain bytes, bounds checked (every extension header is
-                // at least 8 bytes long, so reading 4 never overreads a valid one).
-                let ext = unsafe { ptr_at::<[u8; 4]>(ctx, off) }.ok_or(ParseError::Malformed)?;
-                let ext = unsafe { *ext };
+                // SAFETY: 4 plain bytes, shared references only. Every extension
+                // header is at least 8 bytes long: reading 4 never overreads one.
+                let ext = *unsafe { ref_at::<[u8; 4]>(ctx, off) }?;
                 if next == IPPROTO_ROUTING && ext[3] != 0 {
                     return Ok((next, off, L4Status::UnsupportedExt));
                 }
@@ -254,25 +246,19 @@ pub fn parse_ports(ctx: &XdpContext, ip: &Ip, key: &mut FlowKey) -> Result<u8, P
         if ip.l4_off + TcpHdr::LEN > ip_end {
             return Err(ParseError::Malformed);
         }
-        // SAFETY: TcpHdr is 20 bytes of plain data, bounds checked by ptr_at.
-        let tcp = unsafe { ptr_at::<TcpHdr>(ctx, ip.l4_off) }.ok_or(ParseError::Malformed)?;
-        let tcp = unsafe { &*tcp };
-        // Byte 13 of the header holds CWR..FIN; network-types exposes it only
-        // through bitfield accessors, so read it from the raw bytes.
-        // SAFETY: `tcp` points at 20 valid bytes; offset 13 is inside them.
-        let flags = unsafe { *(tcp as *const TcpHdr as *const u8).add(13) };
-        key.sport = tcp.source;
-        key.dport = tcp.dest;
-        Ok(flags)
+        // The header as 20 raw bytes: byte 13 holds CWR..FIN, which
+        // network-types exposes only through bitfield accessors.
+        // SAFETY: plain bytes (alignment 1), shared references only.
+        let tcp = unsafe { ref_at::<[u8; TcpHdr::LEN]>(ctx, ip.l4_off) }?;
+        key.set_ports([tcp[0], tcp[1]], [tcp[2], tcp[3]]);
+        Ok(tcp[13])
     } else {
         if ip.l4_off + UdpHdr::LEN > ip_end {
             return Err(ParseError::Malformed);
         }
-        // SAFETY: UdpHdr is 8 bytes of plain data, bounds checked by ptr_at.
-        let udp = unsafe { ptr_at::<UdpHdr>(ctx, ip.l4_off) }.ok_or(ParseError::Malformed)?;
-        let udp = unsafe { &*udp };
-        key.sport = udp.src;
-        key.dport = udp.dst;
+        // SAFETY: UdpHdr is byte arrays (alignment 1), shared references only.
+        let udp = unsafe { ref_at::<UdpHdr>(ctx, ip.l4_off) }?;
+        key.set_ports(udp.src, udp.dst);
         Ok(0)
     }
 }

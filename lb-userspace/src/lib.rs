@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod ebpf_objects;
+pub mod explain;
 pub mod health;
 pub mod maglev;
 pub mod metrics;

@@ -7,13 +7,10 @@
 //! neighbour entries for every backend, so `bpf_fib_lookup` resolves next hops
 //! to known MACs and expected output frames are exact.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use lb_common::{
-    Backend, GlobalConfig, VipInfo, VipKey, BACKEND_F_ACTIVE, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6,
-    FAMILY_V4, FAMILY_V6,
-};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey};
 use lb_userspace::dataplane::{Dataplane, LoadOptions, Sizes};
 
 use crate::{
@@ -77,11 +74,10 @@ impl BalancerFixture {
         };
         let mut dp =
             Dataplane::load(&opts).unwrap_or_else(|e| panic!("loading the balancer: {e:#}"));
-        dp.set_global_config(&GlobalConfig {
-            src_v6: BALANCER_V6,
-            src_v4: BALANCER_V4,
-            flags: CONFIG_F_SRC_V4 | CONFIG_F_SRC_V6,
-        })
+        dp.set_global_config(&GlobalConfig::new(
+            Some(Ipv4Addr::from(BALANCER_V4)),
+            Some(Ipv6Addr::from(BALANCER_V6)),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
         Some(Self {
             dp,
@@ -125,18 +121,8 @@ impl BalancerFixture {
             let id = self.next_backend_id;
             self.next_backend_id += 1;
             self.add_neighbour(*b);
-            let (addr16, family) = addr16(*b);
             self.dp
-                .set_backend(
-                    id,
-                    &Backend {
-                        addr: addr16,
-                        vip_id,
-                        weight: 100,
-                        family,
-                        flags: BACKEND_F_ACTIVE,
-                    },
-                )
+                .set_backend(id, &Backend::new(*b, vip_id, 100, true))
                 .unwrap_or_else(|e| panic!("{e}"));
             ids.push(id);
         }
@@ -148,20 +134,13 @@ impl BalancerFixture {
             (0..size as usize).map(|s| ids[assign(s)]).collect()
         };
         self.dp.maglev().write(offset, &table);
-        let (a16, family) = addr16(addr);
-        let key = VipKey::new(a16, family, port, proto);
-        let info = VipInfo {
-            vip_id,
-            flags,
-            table_offset: offset,
-            table_size: size,
-        };
+        let key = VipKey::new(addr, port, proto);
+        let info = VipInfo::new(vip_id, flags, offset, size);
         self.dp
             .set_vip(&key, &info)
             .unwrap_or_else(|e| panic!("{e}"));
-        let marker = VipKey::new(a16, family, 0, 0);
         self.dp
-            .set_vip(&marker, &VipInfo::default())
+            .set_vip(&VipKey::marker(addr), &VipInfo::MARKER)
             .unwrap_or_else(|e| panic!("{e}"));
         TestVip {
             key,
@@ -243,14 +222,6 @@ pub fn backend_mac(addr: IpAddr) -> [u8; 6] {
         IpAddr::V6(a) => a.octets()[12..].to_vec(),
     };
     [0x02, 0xbe, b[0], b[1], b[2], b[3]]
-}
-
-/// 16-byte key form and family tag of an address.
-pub fn addr16(addr: IpAddr) -> ([u8; 16], u8) {
-    match addr {
-        IpAddr::V4(a) => (lb_common::v4_addr16(a.octets()), FAMILY_V4),
-        IpAddr::V6(a) => (a.octets(), FAMILY_V6),
-    }
 }
 
 /// A short namespace tag from a test name (namespace names are limited).

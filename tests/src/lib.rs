@@ -14,5 +14,6 @@ pub mod privileged;
 pub mod rack;
 pub mod servers;
 pub mod stats_json;
+pub mod test_rng;
 pub mod topology;
 pub mod xlb_process;

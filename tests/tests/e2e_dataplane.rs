@@ -5,13 +5,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use lb_common::{GlobalConfig, VipKey, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, PROTO_TCP, PROTO_UDP};
+use lb_common::{GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP};
 use lb_userspace::{
     dataplane::{
         attach::{attach_pinned, Mode},
         Dataplane, LoadOptions, Sizes,
     },
-    reconcile::{addr16, DesiredBackend, DesiredState, DesiredVip, Reconciler},
+    reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
 };
 use xlb_tests::{
     clients::{many_connections, tally, udp_backend},
@@ -21,9 +21,8 @@ use xlb_tests::{
 };
 
 fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> DesiredVip {
-    let (a, family) = addr16(addr);
     DesiredVip {
-        key: VipKey::new(a, family, port, proto),
+        key: VipKey::new(addr, port, proto),
         name: format!("{addr}:{port}"),
         flags: 0,
         backends: backends
@@ -76,11 +75,7 @@ fn tcp_and_udp_flow_through_the_data_plane_with_direct_return() {
         .map(|b| (IpAddr::V6(b.host.v6), 1))
         .collect();
     let desired = DesiredState {
-        global: GlobalConfig {
-            src_v6: BALANCER_V6.octets(),
-            src_v4: BALANCER_V4.octets(),
-            flags: CONFIG_F_SRC_V4 | CONFIG_F_SRC_V6,
-        },
+        global: GlobalConfig::new(Some(BALANCER_V4), Some(BALANCER_V6)),
         tx_ports: [ifindex].into_iter().collect(),
         vips: vec![
             vip(vip4, 80, PROTO_TCP, &weights),

@@ -3,9 +3,9 @@
 //! and what happens on each FIB outcome. Runs the real object through
 //! BPF_PROG_TEST_RUN (root).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use lb_common::{GlobalConfig, Verdict, CONFIG_F_SRC_V4, FAMILY_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{GlobalConfig, Verdict, FAMILY_V4, PROTO_TCP, PROTO_UDP};
 use xlb_tests::{
     balancer_fixture::{backend_mac, BalancerFixture, IFACE},
     expect::{
@@ -288,12 +288,8 @@ fn missing_outer_source_drops_and_counts() {
         return;
     };
     f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
-    f.dp.set_global_config(&GlobalConfig {
-        src_v6: [0; 16],
-        src_v4: [10, 0, 0, 1],
-        flags: CONFIG_F_SRC_V4,
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    f.dp.set_global_config(&GlobalConfig::new(Some(Ipv4Addr::new(10, 0, 0, 1)), None))
+        .unwrap_or_else(|e| panic!("{e}"));
     let input = Frame::tcp(ip(CLIENT6), 45000, ip(VIP6), 80, f.if_mac).build();
     assert_eq!(f.run(&input).action, XDP_DROP);
     assert_eq!(verdict_count(&f, Verdict::NoOuterSource), 1);

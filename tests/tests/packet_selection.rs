@@ -6,28 +6,18 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{
-    flow_hash, source_hash, Backend, FlowKey, FlowValue, Verdict, FAMILY_V4, FAMILY_V6, PROTO_TCP,
-    PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    flow_hash, source_hash, Backend, FlowKey, FlowValue, Verdict, PROTO_TCP, PROTO_UDP,
+    VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use xlb_tests::{
-    balancer_fixture::{addr16, BalancerFixture, TestVip, TEST_SIZES},
+    balancer_fixture::{BalancerFixture, TestVip},
     expect::{outer_destination, XDP_TX},
     frames::{Frame, L4, TCP_ACK},
+    test_rng::TestRng,
 };
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-}
-
-/// Deterministic xorshift so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn backends4(n: usize) -> Vec<IpAddr> {
@@ -67,17 +57,7 @@ fn scattered(n: usize) -> impl Fn(usize) -> usize {
 }
 
 fn key(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> FlowKey {
-    let (s, family) = addr16(src);
-    let (d, _) = addr16(dst);
-    FlowKey {
-        src: s,
-        dst: d,
-        sport: sport.to_be_bytes(),
-        dport: dport.to_be_bytes(),
-        proto,
-        family,
-        _pad: [0; 2],
-    }
+    FlowKey::new(src, sport, dst, dport, proto).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The backend userspace computes: hash -> slot in the installed table -> id.
@@ -133,9 +113,9 @@ fn every_flow_goes_where_userspace_computes_and_stays_there() {
         &backends4(4),
         scattered(4),
     );
-    let mut rng = Rng(0x1234_5678);
+    let mut rng = TestRng::new(0x1234_5678);
     for i in 0..1500 {
-        let r = rng.next();
+        let r = rng.next_u64();
         let (vip, fr) = match i % 3 {
             0 => {
                 let src = IpAddr::from((r as u32).to_be_bytes());
@@ -147,7 +127,7 @@ fn every_flow_goes_where_userspace_computes_and_stays_there() {
             1 => {
                 let mut a = [0u8; 16];
                 a[..8].copy_from_slice(&r.to_be_bytes());
-                a[8..].copy_from_slice(&rng.next().to_be_bytes());
+                a[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
                 (
                     &v6,
                     Frame::udp(
@@ -558,5 +538,4 @@ fn counters_match_what_was_sent() {
         237,
         "every packet counted exactly once"
     );
-    let _ = (FAMILY_V4, FAMILY_V6, TEST_SIZES);
 }

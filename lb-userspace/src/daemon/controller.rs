@@ -13,8 +13,7 @@ use std::{
 };
 
 use lb_common::{
-    flow_hash, source_hash, FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, CONFIG_F_SRC_V4,
-    CONFIG_F_SRC_V6, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -22,10 +21,10 @@ use thiserror::Error;
 use crate::{
     config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
+    explain::{self, Path},
     health::{CheckKind, CheckSpec},
     reconcile::{
-        addr16, table_inputs, ApplyReport, DesiredBackend, DesiredState, DesiredVip,
-        ReconcileError, Reconciler,
+        ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
@@ -392,15 +391,7 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let mut global = MapGlobal::default();
-        if let Some(v4) = g.outer_source_v4 {
-            global.src_v4 = v4.octets();
-            global.flags |= CONFIG_F_SRC_V4;
-        }
-        if let Some(v6) = g.outer_source_v6 {
-            global.src_v6 = v6.octets();
-            global.flags |= CONFIG_F_SRC_V6;
-        }
+        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6);
         let vips = config
             .vips
             .iter()
@@ -553,134 +544,73 @@ impl Controller {
         })
     }
 
-    /// Which backend `q` goes to, from the live maps and the shared hash.
+    /// Which backend `q` goes to: the data plane's own decision functions
+    /// run against the live maps (`crate::explain`); the config only names
+    /// what the maps hold.
     pub fn explain(&self, q: &FlowQuery) -> Result<Explanation, ControlError> {
-        let proto = match q.proto {
-            Protocol::Tcp => PROTO_TCP,
-            Protocol::Udp => PROTO_UDP,
-        };
-        if q.src.is_ipv4() != q.dst.is_ipv4() {
-            return Err(ControlError::Invalid {
-                field: "src".into(),
-                message: "source and destination families differ".into(),
-            });
-        }
-        let (src, family) = addr16(q.src);
-        let (dst, _) = addr16(q.dst);
-        let key = FlowKey {
-            src,
-            dst,
-            sport: q.sport.to_be_bytes(),
-            dport: q.dport.to_be_bytes(),
-            proto,
-            family,
-            _pad: [0; 2],
-        };
-        let vip = self
-            .config
-            .vips
-            .iter()
-            .find(|v| v.address == q.dst && v.port == q.dport && v.protocol == q.proto)
-            .or_else(|| {
-                self.config
-                    .vips
-                    .iter()
-                    .find(|v| v.address == q.dst && v.port == 0 && v.protocol == q.proto)
-            });
-        let Some(vip) = vip else {
-            return Ok(Explanation {
-                vip: None,
-                backend: None,
-                backend_id: None,
-                decision: "not a VIP".into(),
-                hash: None,
-                slot: None,
-                detail: "no VIP matches this destination, port and protocol: the packet passes to the kernel".into(),
-            });
-        };
-        let vkey = vip_key(vip);
-        let by_id = |id: u32| {
-            self.reconciler
-                .installed_backends(&vkey)
-                .into_iter()
-                .find(|(_, bid, _, _)| *bid == id)
-                .map(|(a, ..)| a)
-        };
-        if vip.flow_table {
-            if let Some(flow) = self.dp.flow(&key)? {
-                if let Some(addr) = by_id(flow.backend_id) {
-                    return Ok(Explanation {
-                        vip: Some(vip.name.clone()),
-                        backend: Some(addr),
-                        backend_id: Some(flow.backend_id),
-                        decision: "flow table hit".into(),
-                        hash: None,
-                        slot: None,
-                        detail: "an existing connection: it keeps the backend it started on".into(),
-                    });
+        let flow =
+            FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto.ip_proto()).map_err(|e| {
+                ControlError::Invalid {
+                    field: "src".into(),
+                    message: format!("source and destination families differ: {e}"),
                 }
+            })?;
+        let t = explain::trace(&self.dp, &flow)?;
+        let vip_name = t.vip.map(|(key, _)| self.vip_name(&key));
+        let backend = t.backend.map(|(_, b)| b.addr());
+        let backend_id = t.backend.map(|(id, _)| id);
+        let (decision, detail) = match t.path {
+            Path::NotVip => (
+                "not a VIP",
+                "no VIP matches this destination, port and protocol: the packet passes to the \
+                 kernel"
+                    .to_string(),
+            ),
+            Path::FlowTable => (
+                "flow table hit",
+                "an existing connection: it keeps the backend it started on".to_string(),
+            ),
+            Path::NoBackend => (
+                "no backend",
+                "the VIP has no backend with a weight: packets are dropped".to_string(),
+            ),
+            Path::Maglev => {
+                let flags = t.vip.map_or(0, |(_, v)| v.flags);
+                let hashing = if flags & VIP_F_SOURCE_HASH != 0 {
+                    "source address"
+                } else {
+                    "5-tuple"
+                };
+                let table_size = t.vip.map_or(0, |(_, v)| v.table_size);
+                (
+                    "maglev slot",
+                    format!(
+                        "{hashing} hash {:#010x} mod {table_size} = slot {}{}",
+                        t.hash.unwrap_or(0),
+                        t.slot.unwrap_or(0),
+                        if flags & VIP_F_NO_FLOW_TABLE != 0 {
+                            "; the VIP bypasses the flow table"
+                        } else {
+                            "; not in the flow table yet (a new connection)"
+                        }
+                    ),
+                )
             }
-        }
-        let hash = if vip.hashing == Hashing::SourceIp {
-            source_hash(&key)
-        } else {
-            flow_hash(&key)
-        };
-        let sizes = self.reconciler.sizes();
-        let vip_id = self.reconciler.vip_id(&vkey);
-        let has_table = !table_inputs(
-            vip.backends
-                .iter()
-                .map(|b| (b.address, b.weight, self.healthy(&(vkey, b.address)))),
-        )
-        .is_empty();
-        let (Some(vip_id), true) = (vip_id, has_table) else {
-            return Ok(Explanation {
-                vip: Some(vip.name.clone()),
-                backend: None,
-                backend_id: None,
-                decision: "no backend".into(),
-                hash: Some(hash),
-                slot: None,
-                detail: "the VIP has no backend with a weight: packets are dropped".into(),
-            });
-        };
-        let slot = hash % sizes.table_size;
-        let id = self
-            .dp
-            .maglev_ref()
-            .read(sizes.table_offset(vip_id) + slot, 1)
-            .first()
-            .copied()
-            .unwrap_or(0);
-        let hashing = if vip.hashing == Hashing::SourceIp {
-            "source address"
-        } else {
-            "5-tuple"
         };
         Ok(Explanation {
-            vip: Some(vip.name.clone()),
-            backend: by_id(id),
-            backend_id: Some(id),
-            decision: "maglev slot".into(),
-            hash: Some(hash),
-            slot: Some(slot),
-            detail: format!(
-                "{hashing} hash {hash:#010x} mod {} = slot {slot}{}",
-                sizes.table_size,
-                if vip.flow_table {
-                    "; not in the flow table yet (a new connection)"
-                } else {
-                    "; the VIP bypasses the flow table"
-                }
-            ),
+            vip: vip_name,
+            backend,
+            backend_id,
+            decision: decision.into(),
+            hash: t.hash,
+            slot: t.slot,
+            detail,
         })
     }
 }
 
 pub fn vip_key(v: &VipConfig) -> VipKey {
-    let (a, family) = addr16(v.address);
-    VipKey::new(a, family, v.port, v.protocol.ip_proto())
+    VipKey::new(v.address, v.port, v.protocol.ip_proto())
 }
 
 fn vip_flags(v: &VipConfig) -> u32 {

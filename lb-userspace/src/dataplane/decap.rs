@@ -7,7 +7,7 @@ use aya::{
     programs::Xdp,
     Ebpf, EbpfLoader,
 };
-use lb_common::{decap_stat, map_names, program_names, DecapKey, FAMILY_V4, FAMILY_V6};
+use lb_common::{decap_stat, map_names, program_names, DecapKey};
 
 use super::{
     attach::{attach_pinned, AttachError, Attached, InstancePaths, Mode},
@@ -27,21 +27,6 @@ pub struct DecapStats {
     pub decapsulated: u64,
     pub passed: u64,
     pub malformed: u64,
-}
-
-pub fn decap_key(addr: IpAddr) -> DecapKey {
-    match addr {
-        IpAddr::V4(a) => DecapKey {
-            addr: lb_common::v4_addr16(a.octets()),
-            family: FAMILY_V4,
-            _pad: [0; 3],
-        },
-        IpAddr::V6(a) => DecapKey {
-            addr: a.octets(),
-            family: FAMILY_V6,
-            _pad: [0; 3],
-        },
-    }
 }
 
 impl Decap {
@@ -93,12 +78,12 @@ impl Decap {
     /// Accept tunnel packets whose outer destination is `addr`.
     pub fn add_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
         self.addrs
-            .insert(decap_key(addr), 1, 0)
+            .insert(DecapKey::new(addr), 1, 0)
             .map_err(|e| map_err(map_names::DECAP_ADDRS, e))
     }
 
     pub fn remove_address(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
-        match self.addrs.remove(&decap_key(addr)) {
+        match self.addrs.remove(&DecapKey::new(addr)) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(map_names::DECAP_ADDRS, e)),
         }

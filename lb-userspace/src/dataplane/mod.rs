@@ -355,6 +355,15 @@ impl Dataplane {
         }
     }
 
+    /// The entry of `key` in `XLB_VIPS`.
+    pub fn vip(&self, key: &VipKey) -> Result<Option<VipInfo>, DataplaneError> {
+        match self.vips.get(key, 0) {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_names::VIPS, e)),
+        }
+    }
+
     /// Every entry of `XLB_VIPS`, address markers included.
     pub fn vips(&self) -> Result<Vec<(VipKey, VipInfo)>, DataplaneError> {
         self.vips

@@ -29,10 +29,7 @@ use std::{
 
 pub use desired::{DesiredBackend, DesiredState, DesiredVip};
 use ids::IdPool;
-use lb_common::{
-    Backend, GlobalConfig, VipInfo, VipKey, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, FAMILY_V4,
-    FAMILY_V6, NO_BACKEND,
-};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, NO_BACKEND};
 use thiserror::Error;
 
 use crate::{
@@ -272,7 +269,7 @@ impl Reconciler {
             by_vip.entry(b.vip_id).or_default().push((id, b));
         }
         for (key, info) in vips {
-            if key.proto == 0 {
+            if key.is_marker() {
                 r.markers.insert(key);
                 continue;
             }
@@ -289,11 +286,11 @@ impl Reconciler {
                     });
                 }
                 installed.insert(
-                    addr_of(&b.addr, b.family),
+                    b.addr(),
                     InstalledBackend {
                         id,
                         weight: b.weight,
-                        healthy: b.flags & BACKEND_F_UNHEALTHY == 0,
+                        healthy: b.is_healthy(),
                     },
                 );
             }
@@ -402,11 +399,11 @@ impl Reconciler {
         }
 
         // Address markers: one per VIP address, present while any VIP uses it.
-        let want_markers: BTreeSet<VipKey> = wanted.keys().map(marker_of).collect();
+        let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
         for m in want_markers.difference(&self.markers) {
             p.ops.push(Op::SetVip {
                 key: *m,
-                info: VipInfo::default(),
+                info: VipInfo::MARKER,
             });
         }
         for m in self.markers.difference(&want_markers) {
@@ -624,12 +621,12 @@ impl Reconciler {
 
     /// The VIP entry; `table_size` 0 when the VIP has no usable backend.
     fn vip_info(&self, vip_id: u32, flags: u32, has_table: bool) -> VipInfo {
-        VipInfo {
+        VipInfo::new(
             vip_id,
             flags,
-            table_offset: self.sizes.table_offset(vip_id),
-            table_size: if has_table { self.sizes.table_size } else { 0 },
-        }
+            self.sizes.table_offset(vip_id),
+            if has_table { self.sizes.table_size } else { 0 },
+        )
     }
 
     /// Schedules writing VIP `vip_id`'s table from `inputs` (not empty).
@@ -793,39 +790,7 @@ pub fn table_inputs(backends: impl Iterator<Item = (IpAddr, u16, bool)>) -> Vec<
 }
 
 fn backend_value(b: &DesiredBackend, vip_id: u32) -> Backend {
-    let (addr, family) = addr16(b.addr);
-    Backend {
-        addr,
-        vip_id,
-        weight: b.weight,
-        family,
-        flags: BACKEND_F_ACTIVE | if b.healthy { 0 } else { BACKEND_F_UNHEALTHY },
-    }
-}
-
-/// The address marker key of a VIP (see `XLB_VIPS` in the data plane).
-pub fn marker_of(key: &VipKey) -> VipKey {
-    VipKey {
-        addr: key.addr,
-        port: [0; 2],
-        proto: 0,
-        family: key.family,
-    }
-}
-
-pub fn addr16(a: IpAddr) -> ([u8; 16], u8) {
-    match a {
-        IpAddr::V4(v4) => (lb_common::v4_addr16(v4.octets()), FAMILY_V4),
-        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
-    }
-}
-
-pub fn addr_of(addr: &[u8; 16], family: u8) -> IpAddr {
-    if family == FAMILY_V4 {
-        IpAddr::from([addr[0], addr[1], addr[2], addr[3]])
-    } else {
-        IpAddr::from(*addr)
-    }
+    Backend::new(b.addr, vip_id, b.weight, b.healthy)
 }
 
 fn op_name(op: &Op) -> String {

@@ -39,7 +39,7 @@ impl SimMaps {
     /// What the data plane relies on, checked after every write.
     fn check_invariants(&self, after: &dyn std::fmt::Debug) {
         for (key, info) in &self.vips {
-            if key.proto == 0 || info.table_size == 0 {
+            if key.is_marker() || info.table_size == 0 {
                 continue;
             }
             let start = info.table_offset as usize;
@@ -123,8 +123,7 @@ impl MapWriter for SimMaps {
 }
 
 fn vip_key(n: u8, port: u16, proto: u8) -> VipKey {
-    let (a, family) = addr16(IpAddr::from([10, 100, 0, n]));
-    VipKey::new(a, family, port, proto)
+    VipKey::new(IpAddr::from([10, 100, 0, n]), port, proto)
 }
 
 fn backend(n: u8, weight: u16, healthy: bool) -> DesiredBackend {
@@ -146,11 +145,7 @@ fn vip(n: u8, port: u16, flags: u32, backends: Vec<DesiredBackend>) -> DesiredVi
 
 fn state(vips: Vec<DesiredVip>) -> DesiredState {
     DesiredState {
-        global: GlobalConfig {
-            src_v6: [0; 16],
-            src_v4: [10, 0, 0, 1],
-            flags: lb_common::CONFIG_F_SRC_V4,
-        },
+        global: GlobalConfig::new(Some(std::net::Ipv4Addr::new(10, 0, 0, 1)), None),
         tx_ports: [1u32].into_iter().collect(),
         vips,
     }
@@ -167,7 +162,7 @@ fn converge(r: &mut Reconciler, maps: &mut SimMaps, desired: &DesiredState) -> A
 fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState) {
     assert_eq!(maps.global, Some(desired.global));
     assert_eq!(maps.tx_ports, desired.tx_ports);
-    let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| k.proto != 0).collect();
+    let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| !k.is_marker()).collect();
     assert_eq!(real_vips.len(), desired.vips.len(), "number of VIP entries");
     let mut live_backends = 0;
     for want in &desired.vips {
@@ -177,7 +172,7 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
             .unwrap_or_else(|| panic!("{} missing", want.name));
         assert_eq!(info.flags, want.flags, "{} flags", want.name);
         assert!(
-            maps.vips.contains_key(&marker_of(&want.key)),
+            maps.vips.contains_key(&want.key.to_marker()),
             "{} address marker",
             want.name
         );
@@ -190,8 +185,8 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
                 .get(&id)
                 .unwrap_or_else(|| panic!("backend {} slot empty", b.addr));
             assert_eq!((v.vip_id, v.weight), (info.vip_id, b.weight));
-            assert_eq!(v.flags & BACKEND_F_UNHEALTHY == 0, b.healthy);
-            assert_eq!(addr_of(&v.addr, v.family), b.addr);
+            assert_eq!(v.is_healthy(), b.healthy);
+            assert_eq!(v.addr(), b.addr);
             live_backends += 1;
         }
         // The table is exactly Maglev of the table inputs.
@@ -218,21 +213,12 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
                 .backends
                 .get(&id)
                 .unwrap_or_else(|| panic!("slot {i} names a free id"));
-            assert_eq!(
-                addr_of(&b.addr, b.family),
-                want_addr,
-                "{} slot {i}",
-                want.name
-            );
+            assert_eq!(b.addr(), want_addr, "{} slot {i}", want.name);
         }
     }
     // Markers only for addresses in use; no leaked backend slots.
-    let markers = maps.vips.keys().filter(|k| k.proto == 0).count();
-    let addrs: BTreeSet<([u8; 16], u8)> = desired
-        .vips
-        .iter()
-        .map(|v| (v.key.addr, v.key.family))
-        .collect();
+    let markers = maps.vips.keys().filter(|k| k.is_marker()).count();
+    let addrs: BTreeSet<IpAddr> = desired.vips.iter().map(|v| v.key.addr()).collect();
     assert_eq!(markers, addrs.len(), "address markers");
     assert_eq!(maps.backends.len(), live_backends, "leaked backend slots");
 }
@@ -257,7 +243,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
             Op::SetBackend { .. } => "backend",
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
-            Op::SetVip { key, .. } if key.proto == 0 => "marker",
+            Op::SetVip { key, .. } if key.is_marker() => "marker",
             Op::SetVip { .. } => "vip",
             other => panic!("unexpected {other:?}"),
         })
@@ -291,7 +277,7 @@ fn removing_a_vip_removes_its_entry_before_its_table_and_backends() {
     let first_remove = plan
         .ops
         .iter()
-        .position(|o| matches!(o, Op::RemoveVip { key } if key.proto != 0));
+        .position(|o| matches!(o, Op::RemoveVip { key } if !key.is_marker()));
     let clear_table = plan
         .ops
         .iter()
@@ -387,7 +373,7 @@ fn draining_and_unhealthy_backends_keep_their_slot_but_leave_the_table() {
     assert!(maps
         .backends
         .get(&sick)
-        .is_some_and(|b| b.is_active() && b.flags & BACKEND_F_UNHEALTHY != 0));
+        .is_some_and(|b| b.is_active() && !b.is_healthy()));
 }
 
 #[test]

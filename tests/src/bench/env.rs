@@ -10,11 +10,14 @@
 //! counts them. Two more veth pairs, down, only keep the measured programs in
 //! the kernel's XDP dispatcher (see `attach_live`).
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::{Context, Result};
 use aya::programs::{Xdp, XdpMode};
-use lb_common::{program_names, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6};
+use lb_common::{program_names, GlobalConfig};
 use lb_userspace::{
     dataplane::{aux::AuxPrograms, Dataplane, LoadOptions, Sizes},
     reconcile::{DesiredState, Reconciler},
@@ -43,11 +46,10 @@ pub const SIZES: Sizes = Sizes {
 
 /// Outer source addresses: the balancer's own addresses on `xlbl0`.
 pub fn global_config() -> GlobalConfig {
-    GlobalConfig {
-        src_v6: BALANCER_V6,
-        src_v4: BALANCER_V4,
-        flags: CONFIG_F_SRC_V4 | CONFIG_F_SRC_V6,
-    }
+    GlobalConfig::new(
+        Some(Ipv4Addr::from(BALANCER_V4)),
+        Some(Ipv6Addr::from(BALANCER_V6)),
+    )
 }
 
 /// Which program a scenario runs.

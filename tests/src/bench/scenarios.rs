@@ -20,10 +20,7 @@ use super::{
     env::{global_config, Program},
     testrun::{XDP_PASS, XDP_TX},
 };
-use crate::{
-    balancer_fixture::addr16,
-    frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN},
-};
+use crate::frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN};
 
 pub const BACKENDS_PER_VIP: u32 = 100;
 
@@ -103,8 +100,7 @@ pub fn vip6_tcp() -> VipKey {
 }
 
 fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
-    let (a, family) = addr16(addr);
-    VipKey::new(a, family, port, proto)
+    VipKey::new(addr, port, proto)
 }
 
 pub fn v4_backends() -> Vec<IpAddr> {

@@ -44,7 +44,7 @@ use aya::{
     programs::{xdp::XdpLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use lb_common::{program_names, GlobalConfig, VipKey, CONFIG_F_SRC_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{program_names, GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP};
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
     ebpf_objects,
@@ -53,7 +53,6 @@ use lb_userspace::{
 
 use super::cpu;
 use crate::{
-    balancer_fixture::addr16,
     command::try_run,
     frames::{Frame, L4, TCP_SYN},
     netns::{enter_by_name, NetNs},
@@ -508,8 +507,7 @@ const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 const SINK_FIFO_PRIORITY: i32 = 10;
 
 pub fn vip_key(proto: Proto) -> VipKey {
-    let (a, family) = addr16(IpAddr::V4(VIP));
-    VipKey::new(a, family, VIP_PORT, proto.number())
+    VipKey::new(IpAddr::V4(VIP), VIP_PORT, proto.number())
 }
 
 fn desired_state(lbout_ifindex: u32) -> DesiredState {
@@ -527,11 +525,7 @@ fn desired_state(lbout_ifindex: u32) -> DesiredState {
             .collect(),
     };
     DesiredState {
-        global: GlobalConfig {
-            src_v6: [0; 16],
-            src_v4: LB_OUT_ADDR.octets(),
-            flags: CONFIG_F_SRC_V4,
-        },
+        global: GlobalConfig::new(Some(LB_OUT_ADDR), None),
         tx_ports: BTreeSet::from([lbout_ifindex]),
         vips: vec![vip(Proto::Udp), vip(Proto::TcpSyn)],
     }

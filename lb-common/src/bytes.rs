@@ -1,0 +1,49 @@
+//! Byte copies that stay inline in BPF. For a `[u8; N]` assignment LLVM may
+//! emit a `memcpy` call, which the BPF target turns into a separate
+//! byte-at-a-time loop function: slow on the fast path (a call and a loop
+//! iteration per byte). Volatile stores at fixed indexes are unrolled inline
+//! and cannot be turned back into such a call. In userspace they are merely
+//! plain stores.
+
+/// Copies `N` bytes with fixed-index stores.
+#[inline(always)]
+pub fn copy<const N: usize>(dst: &mut [u8; N], src: &[u8; N]) {
+    let d = dst.as_mut_ptr();
+    let mut i = 0;
+    while i < N {
+        // SAFETY: `i < N` stays inside `dst`, a valid, exclusive `[u8; N]`.
+        unsafe { core::ptr::write_volatile(d.add(i), src[i]) };
+        i += 1;
+    }
+}
+
+/// Copies an IPv4 address into the first 4 bytes of a 16-byte address field.
+#[inline(always)]
+pub fn copy_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
+    let d = dst.as_mut_ptr();
+    let mut i = 0;
+    while i < 4 {
+        // SAFETY: `i < 4 < 16` stays inside `dst`, a valid, exclusive `[u8; 16]`.
+        unsafe { core::ptr::write_volatile(d.add(i), src[i]) };
+        i += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copies_every_byte() {
+        let src: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+        let mut dst = [0u8; 16];
+        super::copy(&mut dst, &src);
+        assert_eq!(dst, src);
+    }
+
+    #[test]
+    fn copies_v4_into_the_prefix() {
+        let mut dst = [0xffu8; 16];
+        super::copy_v4(&mut dst, &[1, 2, 3, 4]);
+        assert_eq!(dst[..4], [1, 2, 3, 4]);
+        assert!(dst[4..].iter().all(|b| *b == 0xff));
+    }
+}

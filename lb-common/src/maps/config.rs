@@ -1,0 +1,133 @@
+//! `XLB_CONFIG` (global settings) and `XLB_NEXTHOPS` (the next-hop cache).
+
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+/// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
+pub const CONFIG_F_SRC_V4: u32 = 1 << 0;
+/// `GlobalConfig::flags`: `src_v6` is set (IPv6 outer headers can be built).
+pub const CONFIG_F_SRC_V6: u32 = 1 << 1;
+
+/// The single entry of `XLB_CONFIG`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GlobalConfig {
+    /// Outer source address for IPv6 encapsulation.
+    src_v6: [u8; 16],
+    /// Outer source address for IPv4 encapsulation.
+    src_v4: [u8; 4],
+    flags: u32,
+}
+
+impl GlobalConfig {
+    /// Outer source addresses; a family without one cannot reach backends
+    /// of that family.
+    pub const fn new(src_v4: Option<Ipv4Addr>, src_v6: Option<Ipv6Addr>) -> Self {
+        let mut c = Self {
+            src_v6: [0; 16],
+            src_v4: [0; 4],
+            flags: 0,
+        };
+        if let Some(a) = src_v4 {
+            c.src_v4 = a.octets();
+            c.flags |= CONFIG_F_SRC_V4;
+        }
+        if let Some(a) = src_v6 {
+            c.src_v6 = a.octets();
+            c.flags |= CONFIG_F_SRC_V6;
+        }
+        c
+    }
+
+    pub fn src_v4(&self) -> Option<Ipv4Addr> {
+        self.src_v4_octets().map(|a| Ipv4Addr::from(*a))
+    }
+
+    pub fn src_v6(&self) -> Option<Ipv6Addr> {
+        self.src_v6_octets().map(|a| Ipv6Addr::from(*a))
+    }
+
+    #[inline(always)]
+    pub const fn src_v4_octets(&self) -> Option<&[u8; 4]> {
+        if self.flags & CONFIG_F_SRC_V4 != 0 {
+            Some(&self.src_v4)
+        } else {
+            None
+        }
+    }
+
+    #[inline(always)]
+    pub const fn src_v6_octets(&self) -> Option<&[u8; 16]> {
+        if self.flags & CONFIG_F_SRC_V6 != 0 {
+            Some(&self.src_v6)
+        } else {
+            None
+        }
+    }
+}
+
+/// How long the data plane reuses a FIB answer for a backend before asking the
+/// kernel again: route and neighbour changes take effect within this time.
+pub const NEXTHOP_TTL_NS: u64 = 100_000_000;
+
+/// Per-CPU value of `XLB_NEXTHOPS`, indexed by backend id: the last FIB answer
+/// toward that backend. Only the data plane fills it; an empty entry
+/// (`expires_ns` 0, `CachedHop::default()`) is how the daemon resets an id's
+/// entries whenever it (re)assigns the id, so a recycled id never inherits
+/// another backend's next hop.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CachedHop {
+    /// Coarse monotonic time (ns) after which the entry must be refreshed.
+    pub expires_ns: u64,
+    pub ifindex: u32,
+    /// Largest outer packet length the FIB's MTU check accepted for this
+    /// entry; longer packets ask the FIB again.
+    pub checked_len: u16,
+    _pad: [u8; 2],
+    pub smac: [u8; 6],
+    pub dmac: [u8; 6],
+    _pad2: [u8; 4],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, integers and byte arrays only, no implicit
+// padding (pinned by `layout` below).
+unsafe impl aya::Pod for GlobalConfig {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for CachedHop {}
+
+#[cfg(test)]
+mod layout {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+
+    #[test]
+    fn global_config() {
+        assert_eq!(size_of::<GlobalConfig>(), 24);
+        assert_eq!(offset_of!(GlobalConfig, src_v4), 16);
+        assert_eq!(offset_of!(GlobalConfig, flags), 20);
+    }
+
+    #[test]
+    fn global_config_sources() {
+        let c = GlobalConfig::new(Some(Ipv4Addr::new(10, 0, 0, 1)), None);
+        assert_eq!(c.src_v4(), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(c.src_v6(), None);
+        assert_eq!(c.flags, CONFIG_F_SRC_V4);
+        let v6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+        let c = GlobalConfig::new(None, Some(v6));
+        assert_eq!((c.src_v4(), c.src_v6()), (None, Some(v6)));
+    }
+
+    #[test]
+    fn next_hop() {
+        assert_eq!(size_of::<CachedHop>(), 32);
+        assert_eq!(align_of::<CachedHop>(), 8);
+        assert_eq!(offset_of!(CachedHop, ifindex), 8);
+        assert_eq!(offset_of!(CachedHop, checked_len), 12);
+        assert_eq!(offset_of!(CachedHop, smac), 16);
+        assert_eq!(offset_of!(CachedHop, dmac), 22);
+    }
+}

@@ -1,0 +1,105 @@
+//! Map keys and values shared by kernel and userspace, one file per map family.
+//!
+//! Rules for every type here: `#[repr(C)]`, no implicit padding (explicit `_pad`
+//! fields, always zero, never set by callers: types are built through their
+//! constructors), no `bool`/enum/`Option` fields, wire-format fields kept as
+//! big-endian byte arrays so no byte-order mistake can hide in an integer.
+//! Each file's `layout` tests pin size and field offsets.
+
+mod backend;
+mod config;
+mod decap;
+mod flow;
+mod stats;
+mod vip;
+
+pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
+pub use config::{CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, NEXTHOP_TTL_NS};
+pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS};
+pub use flow::{FlowKey, FlowValue};
+pub use stats::{BackendStats, VipStats};
+pub use vip::{VipInfo, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
+
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Map names, as the kernel and the pin directory see them (at most 15 bytes).
+pub mod map_names {
+    pub const VIPS: &str = "XLB_VIPS";
+    pub const BACKENDS: &str = "XLB_BACKENDS";
+    pub const MAGLEV: &str = "XLB_MAGLEV";
+    pub const FLOWS: &str = "XLB_FLOWS";
+    pub const CONFIG: &str = "XLB_CONFIG";
+    pub const TX_PORTS: &str = "XLB_TX_PORTS";
+    pub const VIP_STATS: &str = "XLB_VIP_STATS";
+    pub const BACKEND_STATS: &str = "XLB_BE_STATS";
+    pub const VERDICTS: &str = "XLB_VERDICTS";
+    pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
+    pub const DECAP_STATS: &str = "XLB_DECAP_STATS";
+    /// Packet counter of the benchmark sink program.
+    pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
+    pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
+
+    /// Every name above.
+    pub const ALL: [&str; 13] = [
+        VIPS,
+        BACKENDS,
+        MAGLEV,
+        FLOWS,
+        CONFIG,
+        TX_PORTS,
+        VIP_STATS,
+        BACKEND_STATS,
+        VERDICTS,
+        DECAP_ADDRS,
+        DECAP_STATS,
+        SINK_COUNT,
+        NEXTHOPS,
+    ];
+}
+
+/// Program names (the `#[xdp]` function names) inside the objects.
+pub mod program_names {
+    pub const BALANCER: &str = "xlb_balancer";
+    pub const DECAP: &str = "xlb_decap";
+    /// Returns XDP_PASS at once: for veth peers that must run a native XDP
+    /// program to receive XDP_TX frames, and the benchmarks' lower floor.
+    pub const PASS: &str = "xlb_pass";
+    /// Parses Ethernet/IPv4/TCP, swaps MACs, XDP_TX: the benchmarks' floor.
+    pub const FLOOR_TX: &str = "xlb_floor_tx";
+    /// Counts packets in `XLB_SINK_COUNT` and drops them: benchmark sink.
+    pub const COUNT_DROP: &str = "xlb_count_drop";
+    /// Writes a template frame with the next source port of a cycle and
+    /// XDP_TXes it: the end-to-end benchmark's live-frames traffic generator.
+    pub const GEN: &str = "xlb_gen";
+}
+
+/// Default sizes; the daemon overrides them at load time from its config.
+pub const DEFAULT_MAX_VIPS: u32 = 64;
+pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
+/// Slots of a VIP's Maglev table when the config does not say (a prime).
+pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 262_144;
+pub const MAX_TX_PORTS: u32 = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_names_fit_the_kernel_limit() {
+        for name in map_names::ALL {
+            assert!(
+                name.len() <= 15,
+                "{name} is longer than BPF_OBJ_NAME_LEN - 1"
+            );
+        }
+    }
+
+    #[test]
+    fn map_names_are_unique() {
+        for (i, a) in map_names::ALL.iter().enumerate() {
+            assert!(!map_names::ALL[i + 1..].contains(a), "{a} twice");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! `XLB_VIPS`: (address, port, protocol, family) -> VIP.
+
+use core::net::IpAddr;
+
+use super::flow::FlowKey;
+use crate::{
+    bytes,
+    ip::{from_addr16, to_addr16},
+};
+
+/// `VipInfo::flags`: hash the source address only (client affinity).
+pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
+/// `VipInfo::flags`: never consult or fill the flow table for this VIP.
+pub const VIP_F_NO_FLOW_TABLE: u32 = 1 << 1;
+
+/// Key of `XLB_VIPS`: one virtual service, or an address marker.
+///
+/// The port is big-endian; `0` means "every port of this address and
+/// protocol" (the data plane looks up the exact port first, then port 0, see
+/// [`crate::decision::lookup_vip`]). Protocol 0 marks an address marker: one
+/// entry per VIP address, which lets the data plane recognise traffic to a VIP
+/// address that carries no usable ports (fragments).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VipKey {
+    /// IPv4 in the first 4 bytes (rest zero), or IPv6.
+    addr: [u8; 16],
+    port: [u8; 2],
+    proto: u8,
+    family: u8,
+}
+
+impl VipKey {
+    /// The VIP `addr:port/proto` (`port` 0: every port).
+    pub const fn new(addr: IpAddr, port: u16, proto: u8) -> Self {
+        let (addr, family) = to_addr16(addr);
+        Self {
+            addr,
+            port: port.to_be_bytes(),
+            proto,
+            family,
+        }
+    }
+
+    /// The address marker of `addr`.
+    pub const fn marker(addr: IpAddr) -> Self {
+        Self::new(addr, 0, 0)
+    }
+
+    /// The address marker of this VIP's address.
+    pub const fn to_marker(&self) -> Self {
+        Self {
+            addr: self.addr,
+            port: [0; 2],
+            proto: 0,
+            family: self.family,
+        }
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        from_addr16(&self.addr, self.family)
+    }
+
+    pub const fn port(&self) -> u16 {
+        u16::from_be_bytes(self.port)
+    }
+
+    pub const fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    pub const fn family(&self) -> u8 {
+        self.family
+    }
+
+    pub const fn is_marker(&self) -> bool {
+        self.proto == 0
+    }
+
+    /// The key of the VIP a flow is sent to (its exact port): the first key
+    /// the data plane looks up.
+    pub fn of_flow(flow: &FlowKey) -> Self {
+        let mut k = Self::marker(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED));
+        k.set_to_flow_destination(flow);
+        k
+    }
+
+    /// Turns `self` into [`VipKey::of_flow`] in place (the data plane builds
+    /// keys in zeroed stack memory: no struct copy, no libcall).
+    #[inline(always)]
+    pub fn set_to_flow_destination(&mut self, flow: &FlowKey) {
+        bytes::copy(&mut self.addr, flow.dst16());
+        self.port = flow.dport_be();
+        self.proto = flow.proto();
+        self.family = flow.family();
+    }
+
+    /// Turns `self` into the same address's port-0 (every port) VIP key.
+    #[inline(always)]
+    pub fn set_any_port(&mut self) {
+        self.port = [0; 2];
+    }
+
+    /// Turns `self` into its address marker in place.
+    #[inline(always)]
+    pub fn set_to_marker(&mut self) {
+        self.port = [0; 2];
+        self.proto = 0;
+    }
+}
+
+/// Value of `XLB_VIPS`.
+///
+/// The VIP's Maglev table is `XLB_MAGLEV[table_offset .. table_offset + table_size]`
+/// (in slots); `table_size` 0 means the VIP has no usable backend. Address
+/// markers have an all-zero value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct VipInfo {
+    /// Index into `XLB_VIP_STATS`, and the owner tag stored in each backend.
+    pub vip_id: u32,
+    /// `VIP_F_*`.
+    pub flags: u32,
+    pub table_offset: u32,
+    pub table_size: u32,
+}
+
+impl VipInfo {
+    /// The value of an address marker.
+    pub const MARKER: Self = Self {
+        vip_id: 0,
+        flags: 0,
+        table_offset: 0,
+        table_size: 0,
+    };
+
+    pub const fn new(vip_id: u32, flags: u32, table_offset: u32, table_size: u32) -> Self {
+        Self {
+            vip_id,
+            flags,
+            table_offset,
+            table_size,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, integers and byte arrays only, no implicit
+// padding (pinned by `layout` below).
+unsafe impl aya::Pod for VipKey {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for VipInfo {}
+
+#[cfg(test)]
+mod layout {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+    use crate::{ip::FAMILY_V4, maps::PROTO_TCP};
+
+    #[test]
+    fn vip_key() {
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(align_of::<VipKey>(), 1);
+        assert_eq!(offset_of!(VipKey, port), 16);
+        assert_eq!(offset_of!(VipKey, proto), 18);
+        assert_eq!(offset_of!(VipKey, family), 19);
+    }
+
+    #[test]
+    fn vip_info() {
+        assert_eq!(size_of::<VipInfo>(), 16);
+        assert_eq!(offset_of!(VipInfo, flags), 4);
+        assert_eq!(offset_of!(VipInfo, table_offset), 8);
+        assert_eq!(offset_of!(VipInfo, table_size), 12);
+    }
+
+    #[test]
+    fn port_is_big_endian() {
+        let k = VipKey::new(IpAddr::from([10, 0, 0, 1]), 443, PROTO_TCP);
+        assert_eq!(k.port, [0x01, 0xbb]);
+        assert_eq!(k.port(), 443);
+        assert_eq!(k.family(), FAMILY_V4);
+        assert_eq!(k.addr(), IpAddr::from([10, 0, 0, 1]));
+    }
+
+    #[test]
+    fn marker_and_flow_keys() {
+        let vip = IpAddr::from([10, 100, 0, 1]);
+        let k = VipKey::new(vip, 80, PROTO_TCP);
+        assert_eq!(k.to_marker(), VipKey::marker(vip));
+        assert!(k.to_marker().is_marker() && !k.is_marker());
+        let flow = FlowKey::new(IpAddr::from([192, 0, 2, 1]), 4000, vip, 80, PROTO_TCP)
+            .expect("same family");
+        assert_eq!(VipKey::of_flow(&flow), k);
+        let mut any = k;
+        any.set_any_port();
+        assert_eq!(any, VipKey::new(vip, 0, PROTO_TCP));
+        let mut m = k;
+        m.set_to_marker();
+        assert_eq!(m, VipKey::marker(vip));
+    }
+}

@@ -1,0 +1,283 @@
+//! `xlb explain` and the XDP program decide alike. The same flows go through
+//! BPF_PROG_TEST_RUN and through `explain::trace` (the data plane's decision
+//! functions run from userspace against the live maps): before each packet,
+//! the trace predicts the verdict and the backend; after it, the flow-table
+//! entry the packet left. Then the reconciler changes the backend set under
+//! established flows and every flow is checked again.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use lb_common::{
+    FlowKey, GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+};
+use lb_userspace::{
+    explain::{trace, Path, Trace},
+    reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
+};
+use xlb_tests::{
+    balancer_fixture::{BalancerFixture, BALANCER_V4, BALANCER_V6, TEST_SIZES},
+    expect::{outer_destination, XDP_DROP, XDP_PASS, XDP_TX},
+    frames::{Frame, L4, TCP_ACK},
+    test_rng::TestRng,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+fn vip(addr: &str, port: u16, proto: u8, flags: u32, backends: &[(&str, u16)]) -> DesiredVip {
+    DesiredVip {
+        key: VipKey::new(ip(addr), port, proto),
+        name: format!("{addr}:{port}/{proto}"),
+        flags,
+        backends: backends
+            .iter()
+            .map(|(a, w)| DesiredBackend {
+                addr: ip(a),
+                weight: *w,
+                healthy: true,
+            })
+            .collect(),
+    }
+}
+
+fn state(vips: Vec<DesiredVip>) -> DesiredState {
+    DesiredState {
+        global: GlobalConfig::new(
+            Some(Ipv4Addr::from(BALANCER_V4)),
+            Some(Ipv6Addr::from(BALANCER_V6)),
+        ),
+        tx_ports: Default::default(),
+        vips,
+    }
+}
+
+/// The VIPs before the change: every kind of lookup and hashing.
+fn first_vips() -> Vec<DesiredVip> {
+    vec![
+        vip(
+            "10.100.0.1",
+            80,
+            PROTO_TCP,
+            0,
+            &[
+                ("10.0.0.20", 100),
+                ("10.0.0.21", 200),
+                ("10.0.0.22", 100),
+                ("10.0.0.23", 300),
+            ],
+        ),
+        // Port 0: every UDP port of the address; client affinity.
+        vip(
+            "10.100.0.2",
+            0,
+            PROTO_UDP,
+            VIP_F_SOURCE_HASH,
+            &[("10.0.0.24", 100), ("fd00::24", 100)],
+        ),
+        vip(
+            "fd00:100::1",
+            443,
+            PROTO_TCP,
+            0,
+            &[("fd00::20", 100), ("fd00::21", 100), ("10.0.0.25", 100)],
+        ),
+        vip(
+            "10.100.0.3",
+            53,
+            PROTO_UDP,
+            VIP_F_NO_FLOW_TABLE,
+            &[("10.0.0.26", 1), ("10.0.0.27", 1)],
+        ),
+        // Every backend drained: no table, packets dropped.
+        vip("10.100.0.4", 80, PROTO_TCP, 0, &[("10.0.0.28", 0)]),
+    ]
+}
+
+/// After the change: a backend removed, one added, weights changed.
+fn second_vips() -> Vec<DesiredVip> {
+    let mut v = first_vips();
+    v[0] = vip(
+        "10.100.0.1",
+        80,
+        PROTO_TCP,
+        0,
+        &[
+            ("10.0.0.20", 100),
+            ("10.0.0.22", 50),
+            ("10.0.0.23", 300),
+            ("10.0.0.30", 200),
+        ],
+    );
+    v[2] = vip(
+        "fd00:100::1",
+        443,
+        PROTO_TCP,
+        0,
+        &[("fd00::20", 100), ("10.0.0.25", 300)],
+    );
+    v
+}
+
+/// A random flow toward one of the VIP addresses (or a near miss).
+fn random_flow(rng: &mut TestRng) -> (IpAddr, u16, IpAddr, u16, u8) {
+    let r = rng.next_u64();
+    let sport = 1024 + (r >> 16) as u16 % 60000;
+    let src4 = IpAddr::from(((r >> 32) as u32 | 0x0100_0000).to_be_bytes());
+    let src6 = IpAddr::from(Ipv6Addr::new(
+        0x2001,
+        0xdb8,
+        0,
+        0,
+        0,
+        0,
+        (r >> 32) as u16,
+        r as u16,
+    ));
+    match r % 8 {
+        0 | 1 => (src4, sport, ip("10.100.0.1"), 80, PROTO_TCP),
+        2 => (src4, sport, ip("10.100.0.2"), (r >> 8) as u16, PROTO_UDP),
+        3 | 4 => (src6, sport, ip("fd00:100::1"), 443, PROTO_TCP),
+        5 => (src4, sport, ip("10.100.0.3"), 53, PROTO_UDP),
+        6 => (src4, sport, ip("10.100.0.4"), 80, PROTO_TCP),
+        // Not a VIP: a VIP address with another port or protocol.
+        _ => (src4, sport, ip("10.100.0.1"), 81, PROTO_TCP),
+    }
+}
+
+fn frame(f: &BalancerFixture, flow: (IpAddr, u16, IpAddr, u16, u8)) -> Frame {
+    let (src, sport, dst, dport, proto) = flow;
+    if proto == PROTO_TCP {
+        let mut fr = Frame::tcp(src, sport, dst, dport, f.if_mac);
+        fr.l4 = L4::Tcp { flags: TCP_ACK };
+        fr
+    } else {
+        Frame::udp(src, sport, dst, dport, f.if_mac)
+    }
+}
+
+fn flow_key(flow: (IpAddr, u16, IpAddr, u16, u8)) -> FlowKey {
+    let (src, sport, dst, dport, proto) = flow;
+    FlowKey::new(src, sport, dst, dport, proto).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends one packet of `flow` and checks it against the trace taken just
+/// before. Returns the trace and where the packet went.
+fn send_and_compare(
+    f: &mut BalancerFixture,
+    flow: (IpAddr, u16, IpAddr, u16, u8),
+) -> (Trace, Option<IpAddr>) {
+    let key = flow_key(flow);
+    let t = trace(&f.dp, &key).unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
+    let fr = frame(f, flow);
+    let r = f.run(&fr.build());
+    let went = match t.path {
+        Path::NotVip => {
+            assert_eq!(r.action, XDP_PASS, "{flow:?}: explain said not a VIP");
+            None
+        }
+        Path::NoBackend => {
+            assert_eq!(r.action, XDP_DROP, "{flow:?}: explain said no backend");
+            None
+        }
+        Path::FlowTable | Path::Maglev => {
+            assert_eq!(r.action, XDP_TX, "{flow:?}: explain said {:?}", t.path);
+            let to = outer_destination(&r.out, fr.l3_offset());
+            let (_, predicted) = t
+                .backend
+                .unwrap_or_else(|| panic!("{flow:?}: no backend in {t:?}"));
+            assert_eq!(to, predicted.addr(), "{flow:?}: explain predicted {t:?}");
+            Some(to)
+        }
+    };
+    // What the packet left behind is what the next trace reads.
+    let after = trace(&f.dp, &key).unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
+    if t.creates_flow_entry() {
+        assert_eq!(
+            after.path,
+            Path::FlowTable,
+            "{flow:?}: no entry after {t:?}"
+        );
+        assert_eq!(after.backend, t.backend, "{flow:?}");
+    } else if t.path != Path::FlowTable {
+        assert_ne!(
+            after.path,
+            Path::FlowTable,
+            "{flow:?}: an entry appeared after {t:?}"
+        );
+    }
+    (t, went)
+}
+
+#[test]
+fn explain_and_the_data_plane_agree_before_and_after_a_backend_change() {
+    let Some(mut f) = BalancerFixture::new("explain_agrees") else {
+        return;
+    };
+    for v in first_vips().iter().chain(second_vips().iter()) {
+        for b in &v.backends {
+            f.add_neighbour(b.addr);
+        }
+    }
+    let mut rec = Reconciler::new(TEST_SIZES);
+    let plan = rec
+        .plan(&state(first_vips()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    rec.apply(plan, &mut f.dp).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut rng = TestRng::new(0x5eed_e8a1);
+    let flows: Vec<_> = (0..600).map(|_| random_flow(&mut rng)).collect();
+    let mut first: HashMap<usize, IpAddr> = HashMap::new();
+    let mut paths: HashMap<Path, usize> = HashMap::new();
+    for (i, flow) in flows.iter().enumerate() {
+        let (t, went) = send_and_compare(&mut f, *flow);
+        *paths.entry(t.path).or_default() += 1;
+        if let Some(to) = went {
+            first.insert(i, to);
+        }
+    }
+    for p in [Path::NotVip, Path::NoBackend, Path::Maglev] {
+        assert!(
+            paths.get(&p).copied().unwrap_or(0) > 20,
+            "too few {p:?}: {paths:?}"
+        );
+    }
+
+    // The change, with every flow-table VIP's flows established.
+    let plan = rec
+        .plan(&state(second_vips()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    rec.apply(plan, &mut f.dp).unwrap_or_else(|e| panic!("{e}"));
+    let removed = [ip("10.0.0.21"), ip("fd00::21")];
+
+    let (mut kept, mut moved_off_removed) = (0, 0);
+    for (i, flow) in flows.iter().enumerate() {
+        let (t, went) = send_and_compare(&mut f, *flow);
+        let Some(before) = first.get(&i) else {
+            continue;
+        };
+        let Some((_, info)) = t.vip else { continue };
+        if info.flags & VIP_F_NO_FLOW_TABLE != 0 {
+            continue;
+        }
+        if removed.contains(before) {
+            // Its backend is gone: explain and the packet both fall back to
+            // the new table.
+            assert_eq!(t.path, Path::Maglev, "{flow:?} was on removed {before}");
+            assert!(went.is_some_and(|w| !removed.contains(&w)), "{flow:?}");
+            moved_off_removed += 1;
+        } else {
+            // Established: it stays where it was, whatever the new table says.
+            assert_eq!(t.path, Path::FlowTable, "{flow:?}");
+            assert_eq!(went, Some(*before), "{flow:?} moved");
+            kept += 1;
+        }
+    }
+    assert!(
+        kept > 100 && moved_off_removed > 20,
+        "kept {kept}, moved {moved_off_removed}"
+    );
+}
