@@ -28,8 +28,9 @@ use std::{cmp::Ordering, collections::BinaryHeap, net::IpAddr};
 use thiserror::Error;
 
 /// Slots per VIP table unless configured otherwise (a prime, as Maglev needs;
-/// about 65 slots per backend at 1000 backends).
-pub const DEFAULT_TABLE_SIZE: u32 = 65537;
+/// about 65 slots per backend at 1000 backends). Defined with the map
+/// layouts it sizes.
+pub use lb_common::DEFAULT_TABLE_SIZE;
 /// Largest table size accepted (a prime; 64 MiB of slots per VIP).
 pub const MAX_TABLE_SIZE: u32 = 16_777_213;
 /// A slot no backend owns: only when no backend has a weight. Never a valid
@@ -695,7 +696,6 @@ mod properties {
         ] {
             assert!(!is_prime(c), "{c}");
         }
-        assert_eq!(DEFAULT_TABLE_SIZE, lb_common::DEFAULT_TABLE_SIZE);
     }
 
     /// Values computed by an independent Python implementation of the same

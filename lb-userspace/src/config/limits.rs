@@ -13,11 +13,11 @@ pub const DEFAULT_API_SOCKET: &str = "/run/xlb/xlb.sock";
 /// `global.metrics_address` when not set.
 pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9431);
-/// `global.table_size` when not set (a prime).
-pub const DEFAULT_TABLE_SIZE: u32 = lb_common::DEFAULT_TABLE_SIZE;
-pub const DEFAULT_FLOW_TABLE_SIZE: u32 = lb_common::DEFAULT_FLOW_TABLE_SIZE;
-pub const DEFAULT_MAX_VIPS: u32 = lb_common::DEFAULT_MAX_VIPS;
-pub const DEFAULT_MAX_BACKENDS: u32 = lb_common::DEFAULT_MAX_BACKENDS;
+/// `global.table_size`, `flow_table_size`, `max_vips`, `max_backends` when
+/// not set: the map sizes the XDP object is compiled with.
+pub use lb_common::{
+    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
+};
 /// A backend's weight when not set.
 pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_HTTP_PATH: &str = "/";
