@@ -160,7 +160,8 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
     } else {
         L4Status::Other
     };
-    key.set_v4(&ip.src_addr, &ip.dst_addr, ip.proto);
+    key.set_v4(&ip.src_addr, &ip.dst_addr);
+    key.set_proto(ip.proto);
     Ok(Ip {
         family: FAMILY_V4,
         l3_off,
@@ -188,7 +189,8 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
     }
     let tos = (ip.vcf[0] << 4) | (ip.vcf[1] >> 4);
     let (proto, l4_off, l4) = walk_ipv6_ext(ctx, ip.next_hdr, l3_off + Ipv6Hdr::LEN)?;
-    key.set_v6(&ip.src_addr, &ip.dst_addr, proto);
+    key.set_v6(&ip.src_addr, &ip.dst_addr);
+    key.set_proto(proto);
     Ok(Ip {
         family: FAMILY_V6,
         l3_off,
@@ -236,6 +238,20 @@ fn walk_ipv6_ext(
     Ok((next, off, l4))
 }
 
+/// The fixed TCP header as xlb reads it: network-types' `TcpHdr` exposes the
+/// flags byte (CWR..FIN, byte 13) only through bitfield accessors.
+#[repr(C)]
+struct TcpFixed {
+    source: [u8; 2],
+    dest: [u8; 2],
+    _seq_ack: [u8; 8],
+    _data_offset: u8,
+    flags: u8,
+    _window_check_urgent: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<TcpFixed>() == TcpHdr::LEN);
+
 /// Reads the ports of a TCP/UDP packet into `key` and returns the TCP flags
 /// byte (0 for UDP). The whole fixed transport header must lie inside both the
 /// frame and the IP packet's own length.
@@ -246,12 +262,10 @@ pub fn parse_ports(ctx: &XdpContext, ip: &Ip, key: &mut FlowKey) -> Result<u8, P
         if ip.l4_off + TcpHdr::LEN > ip_end {
             return Err(ParseError::Malformed);
         }
-        // The header as 20 raw bytes: byte 13 holds CWR..FIN, which
-        // network-types exposes only through bitfield accessors.
-        // SAFETY: plain bytes (alignment 1), shared references only.
-        let tcp = unsafe { ref_at::<[u8; TcpHdr::LEN]>(ctx, ip.l4_off) }?;
-        key.set_ports([tcp[0], tcp[1]], [tcp[2], tcp[3]]);
-        Ok(tcp[13])
+        // SAFETY: TcpFixed is byte arrays (alignment 1), shared references only.
+        let tcp = unsafe { ref_at::<TcpFixed>(ctx, ip.l4_off) }?;
+        key.set_ports(tcp.source, tcp.dest);
+        Ok(tcp.flags)
     } else {
         if ip.l4_off + UdpHdr::LEN > ip_end {
             return Err(ParseError::Malformed);
