@@ -3,12 +3,15 @@
 //! every slot naming a live backend of its own; a VIP never appears before its
 //! table is complete. Then the end state must equal the desired state exactly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use lb_common::{PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
+use lb_common::{
+    Backend, GlobalConfig, VipInfo, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+};
 use proptest::prelude::*;
 
 use super::*;
+use crate::maglev::{self, MaglevBackend};
 
 const SIZES: Sizes = Sizes {
     max_vips: 6,
@@ -25,6 +28,12 @@ struct SimMaps {
     tables: Vec<u32>,
     global: Option<GlobalConfig>,
     tx_ports: BTreeSet<u32>,
+    /// Backend ids whose counters and next hop were reset since they were
+    /// last in use: only those may be filled.
+    reset_backends: HashSet<u32>,
+    /// VIP ids whose stats were reset since they were last in use: only those
+    /// may appear.
+    reset_vips: HashSet<u32>,
     writes: usize,
 }
 
@@ -65,25 +74,9 @@ impl SimMaps {
 }
 
 impl MapWriter for SimMaps {
-    fn write_table(&mut self, offset: u32, table: &[u32]) -> Result<usize, DataplaneError> {
-        assert_eq!(table.len(), SIZES.table_size as usize);
+    fn write(&mut self, op: &MapWrite) -> Result<usize, DataplaneError> {
         self.writes += 1;
         let mut changed = 0;
-        // In place, slot by slot: check after every changed slot.
-        let what = format!("a table write at offset {offset}");
-        for (i, id) in table.iter().enumerate() {
-            let slot = offset as usize + i;
-            if self.tables[slot] != *id {
-                self.tables[slot] = *id;
-                changed += 1;
-                self.check_invariants(&what);
-            }
-        }
-        Ok(changed)
-    }
-
-    fn apply_op(&mut self, op: &Op) -> Result<usize, DataplaneError> {
-        self.writes += 1;
         match op {
             Op::SetGlobal(g) => self.global = Some(*g),
             Op::AddTxPort(i) => {
@@ -97,13 +90,40 @@ impl MapWriter for SimMaps {
                     *id != 0 && *id < SIZES.max_backends,
                     "backend id {id} out of range"
                 );
+                if !self.backends.contains_key(id) {
+                    assert!(
+                        self.reset_backends.remove(id),
+                        "backend slot {id} filled before its counters and next hop were reset"
+                    );
+                }
                 self.backends.insert(*id, *backend);
             }
             Op::ClearBackend { id } => {
                 self.backends.remove(id);
             }
-            Op::ResetBackendState { .. } | Op::ResetVipStats { .. } => {}
-            Op::WriteTable { .. } => panic!("tables go through write_table"),
+            Op::ResetBackendState { id } => {
+                assert!(
+                    !self.backends.contains_key(id),
+                    "backend slot {id} reset while in use"
+                );
+                self.reset_backends.insert(*id);
+            }
+            Op::ResetVipStats { vip_id } => {
+                self.reset_vips.insert(*vip_id);
+            }
+            Op::WriteTable { offset, table, .. } => {
+                assert_eq!(table.len(), SIZES.table_size as usize);
+                // In place, slot by slot: check after every changed slot.
+                let what = format!("a table write at offset {offset}");
+                for (i, id) in table.iter().enumerate() {
+                    let slot = *offset as usize + i;
+                    if self.tables[slot] != *id {
+                        self.tables[slot] = *id;
+                        changed += 1;
+                        self.check_invariants(&what);
+                    }
+                }
+            }
             Op::ClearTable { offset, len, .. } => {
                 for slot in *offset..offset + len {
                     self.tables[slot as usize] = 0;
@@ -111,6 +131,13 @@ impl MapWriter for SimMaps {
                 }
             }
             Op::SetVip { key, info } => {
+                if !key.is_marker() && !self.vips.contains_key(key) {
+                    assert!(
+                        self.reset_vips.remove(&info.vip_id),
+                        "vip {} appears before its stats were reset",
+                        info.vip_id
+                    );
+                }
                 self.vips.insert(*key, *info);
             }
             Op::RemoveVip { key } => {
@@ -118,7 +145,7 @@ impl MapWriter for SimMaps {
             }
         }
         self.check_invariants(op);
-        Ok(0)
+        Ok(changed)
     }
 }
 
@@ -472,6 +499,49 @@ fn freed_ids_are_not_reused_immediately() {
     );
     let new = r.backend_id(&vip_key(1, 80, PROTO_TCP), IpAddr::from([10, 0, 0, 12]));
     assert_ne!(old, new);
+}
+
+/// Applies `desired` with a table build that panics for `vip{panics}:80`.
+fn apply_with_panicking_build(
+    r: &mut Reconciler,
+    maps: &mut SimMaps,
+    desired: &DesiredState,
+    panics: u8,
+) -> Result<ApplyReport, ReconcileError> {
+    let plan = r.plan(desired).unwrap_or_else(|e| panic!("plan: {e}"));
+    let doomed = format!("vip{panics}:80");
+    r.apply_building_with(plan, maps, |spec: &TableSpec| {
+        if spec.vip == doomed {
+            panic!("injected failure");
+        }
+        spec.build()
+    })
+}
+
+#[test]
+fn a_panicking_table_build_is_an_error_naming_its_vip() {
+    // One table (built inline) and three tables (built on threads).
+    for vips in [1u8, 3] {
+        let mut r = Reconciler::new(SIZES);
+        let mut maps = SimMaps::new();
+        let desired = state(
+            (1..=vips)
+                .map(|n| vip(n, 80, 0, vec![backend(10 + n, 1, true)]))
+                .collect(),
+        );
+        match apply_with_panicking_build(&mut r, &mut maps, &desired, vips) {
+            Err(ReconcileError::TableBuildPanicked { vip, message }) => {
+                assert_eq!(vip, format!("vip{vips}:80"));
+                assert_eq!(message, "injected failure");
+            }
+            other => panic!("{vips} vip(s): expected TableBuildPanicked, got {other:?}"),
+        }
+        // Nothing was adopted as installed: the same plan is made again.
+        assert!(!r
+            .plan(&desired)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
+    }
 }
 
 fn arb_state() -> impl Strategy<Value = DesiredState> {

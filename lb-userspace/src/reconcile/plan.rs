@@ -1,0 +1,383 @@
+//! The planner: diffs a desired state against the installed one and orders the
+//! map writes that get there (the order is explained in the module above).
+//! A plan starts from a clone of the installed state and edits it as it adds
+//! ops, so it ends holding the state its ops install.
+
+use std::{
+    collections::{btree_map::Entry, BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, NO_BACKEND};
+
+use super::{
+    installed::{Installed, InstalledBackend, InstalledVip},
+    DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
+};
+use crate::{
+    dataplane::Sizes,
+    maglev::{self, MaglevError},
+};
+
+/// One map write. `T` is what a table write carries: in a [`Plan`] the
+/// table's Maglev inputs ([`TableSpec`]), so a plan for many VIPs does not
+/// hold their tables; in what a [`super::MapWriter`] receives
+/// ([`super::MapWrite`]) the built table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op<T = TableSpec> {
+    SetGlobal(GlobalConfig),
+    AddTxPort(u32),
+    RemoveTxPort(u32),
+    /// Fill (or update) a backend slot.
+    SetBackend {
+        id: u32,
+        backend: Backend,
+    },
+    /// Free a backend slot (the data plane then ignores flows pinned to it).
+    ClearBackend {
+        id: u32,
+    },
+    /// Zero a backend slot's counters and cached next hop: the id is (re)used.
+    ResetBackendState {
+        id: u32,
+    },
+    ResetVipStats {
+        vip_id: u32,
+    },
+    /// Rewrite a VIP's table in place (only differing slots are stored).
+    WriteTable {
+        vip_id: u32,
+        offset: u32,
+        table: T,
+    },
+    /// Zero a freed VIP's table.
+    ClearTable {
+        vip_id: u32,
+        offset: u32,
+        len: u32,
+    },
+    SetVip {
+        key: VipKey,
+        info: VipInfo,
+    },
+    RemoveVip {
+        key: VipKey,
+    },
+}
+
+/// A computed change set: the ops and the installed state they lead to.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+    /// The installed state once `ops` are performed.
+    pub(super) next: Installed,
+    pub(super) vips_added: usize,
+    pub(super) vips_removed: usize,
+    pub(super) tables_rebuilt: usize,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Computes the writes that turn `have` into `desired`.
+pub(super) fn plan(
+    sizes: Sizes,
+    have: &Installed,
+    desired: &DesiredState,
+) -> Result<Plan, ReconcileError> {
+    let mut p = Planner {
+        sizes,
+        plan: Plan {
+            ops: Vec::new(),
+            next: have.clone(),
+            vips_added: 0,
+            vips_removed: 0,
+            tables_rebuilt: 0,
+        },
+    };
+
+    // Global settings first: new VIPs may need the new outer source.
+    if have.global != Some(desired.global) {
+        p.push(Op::SetGlobal(desired.global));
+        p.plan.next.global = Some(desired.global);
+    }
+    for port in desired.tx_ports.difference(&have.tx_ports) {
+        p.push(Op::AddTxPort(*port));
+    }
+
+    let wanted: BTreeMap<VipKey, &DesiredVip> = desired.vips.iter().map(|v| (v.key, v)).collect();
+
+    // Removed VIPs go first: they free ids and slots for added ones.
+    for (key, vip) in &have.vips {
+        if !wanted.contains_key(key) {
+            p.remove_vip(key, vip);
+        }
+    }
+    for (key, want) in &wanted {
+        match have.vips.get(key) {
+            None => p.add_vip(want)?,
+            Some(installed) => p.update_vip(want, installed)?,
+        }
+    }
+
+    // Address markers: one per VIP address, present while any VIP uses it.
+    let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
+    for m in want_markers.difference(&have.markers) {
+        p.push(Op::SetVip {
+            key: *m,
+            info: VipInfo::MARKER,
+        });
+    }
+    for m in have.markers.difference(&want_markers) {
+        p.push(Op::RemoveVip { key: *m });
+    }
+    p.plan.next.markers = want_markers;
+
+    for port in have.tx_ports.difference(&desired.tx_ports) {
+        p.push(Op::RemoveTxPort(*port));
+    }
+    p.plan.next.tx_ports = desired.tx_ports.clone();
+    Ok(p.plan)
+}
+
+/// A plan being built, with the map sizes it is built for.
+struct Planner {
+    sizes: Sizes,
+    plan: Plan,
+}
+
+impl Planner {
+    fn push(&mut self, op: Op) {
+        self.plan.ops.push(op);
+    }
+
+    fn add_vip(&mut self, want: &DesiredVip) -> Result<(), ReconcileError> {
+        let vip_id = self
+            .plan
+            .next
+            .vip_ids
+            .alloc()
+            .ok_or(ReconcileError::VipsExhausted {
+                max: self.sizes.max_vips,
+            })?;
+        let mut backends = BTreeMap::new();
+        for b in &want.backends {
+            backends.insert(b.addr, self.new_backend(b, vip_id)?);
+        }
+        let inputs = want.table_inputs();
+        if !inputs.is_empty() {
+            self.write_table(want, vip_id, &inputs, &backends)?;
+        }
+        self.push(Op::ResetVipStats { vip_id });
+        let info = self.vip_info(vip_id, want.flags, !inputs.is_empty());
+        self.push(Op::SetVip {
+            key: want.key,
+            info,
+        });
+        self.plan.next.vips.insert(
+            want.key,
+            InstalledVip {
+                vip_id,
+                flags: want.flags,
+                backends,
+                table_inputs: inputs,
+            },
+        );
+        self.plan.vips_added += 1;
+        Ok(())
+    }
+
+    /// Gives `b` a fresh slot of VIP `vip_id`: counters and cached next hop
+    /// reset first (the id may have served another backend), then filled.
+    fn new_backend(
+        &mut self,
+        b: &DesiredBackend,
+        vip_id: u32,
+    ) -> Result<InstalledBackend, ReconcileError> {
+        let id = self
+            .plan
+            .next
+            .backend_ids
+            .alloc()
+            .ok_or(ReconcileError::BackendsExhausted {
+                max: self.sizes.max_backends,
+            })?;
+        self.push(Op::ResetBackendState { id });
+        self.push(Op::SetBackend {
+            id,
+            backend: backend_value(b, vip_id),
+        });
+        Ok(InstalledBackend {
+            id,
+            weight: b.weight,
+            healthy: b.healthy,
+        })
+    }
+
+    fn update_vip(&mut self, want: &DesiredVip, have: &InstalledVip) -> Result<(), ReconcileError> {
+        let vip_id = have.vip_id;
+        let mut backends = have.backends.clone();
+        // 1. New backends get slots before any table can name them.
+        for b in &want.backends {
+            if let Entry::Vacant(slot) = backends.entry(b.addr) {
+                slot.insert(self.new_backend(b, vip_id)?);
+            }
+        }
+        // 2. The table, only if its inputs changed: rewritten in place while
+        //    visible, or filled invisibly and switched on, or switched off and
+        //    cleared.
+        let inputs = want.table_inputs();
+        let offset = self.sizes.table_offset(vip_id);
+        let (had_table, has_table) = (!have.table_inputs.is_empty(), !inputs.is_empty());
+        let mut entry_written = false;
+        if inputs != have.table_inputs {
+            if has_table {
+                self.write_table(want, vip_id, &inputs, &backends)?;
+                if !had_table {
+                    self.push(Op::SetVip {
+                        key: want.key,
+                        info: self.vip_info(vip_id, want.flags, true),
+                    });
+                    entry_written = true;
+                }
+            } else {
+                self.push(Op::SetVip {
+                    key: want.key,
+                    info: self.vip_info(vip_id, want.flags, false),
+                });
+                self.push(Op::ClearTable {
+                    vip_id,
+                    offset,
+                    len: self.sizes.table_size,
+                });
+                entry_written = true;
+            }
+        }
+        // 3. Weight/health bookkeeping of kept backends (informational fields).
+        for b in &want.backends {
+            if let Some(cur) = backends.get_mut(&b.addr) {
+                if cur.weight != b.weight || cur.healthy != b.healthy {
+                    cur.weight = b.weight;
+                    cur.healthy = b.healthy;
+                    self.push(Op::SetBackend {
+                        id: cur.id,
+                        backend: backend_value(b, vip_id),
+                    });
+                }
+            }
+        }
+        // 4. Removed backends: no table names them any more.
+        let keep: BTreeSet<IpAddr> = want.backends.iter().map(|b| b.addr).collect();
+        let gone: Vec<IpAddr> = backends
+            .keys()
+            .filter(|a| !keep.contains(a))
+            .copied()
+            .collect();
+        for addr in gone {
+            if let Some(b) = backends.remove(&addr) {
+                self.push(Op::ClearBackend { id: b.id });
+                self.plan.next.backend_ids.free(b.id);
+            }
+        }
+        // 5. Flags (hashing, flow-table bypass) switch atomically.
+        if want.flags != have.flags && !entry_written {
+            self.push(Op::SetVip {
+                key: want.key,
+                info: self.vip_info(vip_id, want.flags, has_table),
+            });
+        }
+        self.plan.next.vips.insert(
+            want.key,
+            InstalledVip {
+                vip_id,
+                flags: want.flags,
+                backends,
+                table_inputs: inputs,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_vip(&mut self, key: &VipKey, have: &InstalledVip) {
+        self.push(Op::RemoveVip { key: *key });
+        self.push(Op::ClearTable {
+            vip_id: have.vip_id,
+            offset: self.sizes.table_offset(have.vip_id),
+            len: self.sizes.table_size,
+        });
+        for b in have.backends.values() {
+            self.push(Op::ClearBackend { id: b.id });
+            self.plan.next.backend_ids.free(b.id);
+        }
+        self.plan.next.vip_ids.free(have.vip_id);
+        self.plan.next.vips.remove(key);
+        self.plan.vips_removed += 1;
+    }
+
+    /// The VIP entry; `table_size` 0 when the VIP has no usable backend.
+    fn vip_info(&self, vip_id: u32, flags: u32, has_table: bool) -> VipInfo {
+        VipInfo::new(
+            vip_id,
+            flags,
+            self.sizes.table_offset(vip_id),
+            if has_table { self.sizes.table_size } else { 0 },
+        )
+    }
+
+    /// Schedules writing VIP `vip_id`'s table from `inputs` (not empty).
+    fn write_table(
+        &mut self,
+        want: &DesiredVip,
+        vip_id: u32,
+        inputs: &[(IpAddr, u16)],
+        backends: &BTreeMap<IpAddr, InstalledBackend>,
+    ) -> Result<(), ReconcileError> {
+        let table = self.table_spec(want, inputs, backends)?;
+        let offset = self.sizes.table_offset(vip_id);
+        self.push(Op::WriteTable {
+            vip_id,
+            offset,
+            table,
+        });
+        self.plan.tables_rebuilt += 1;
+        Ok(())
+    }
+
+    /// What the VIP's table is built from (`inputs` is not empty). Checked
+    /// here, so a plan that would fail to build fails before writing anything.
+    fn table_spec(
+        &self,
+        want: &DesiredVip,
+        inputs: &[(IpAddr, u16)],
+        backends: &BTreeMap<IpAddr, InstalledBackend>,
+    ) -> Result<TableSpec, ReconcileError> {
+        let size = self.sizes.table_size;
+        let maglev_err = |source| ReconcileError::Maglev {
+            vip: want.name.clone(),
+            source,
+        };
+        maglev::check_table_size(size).map_err(maglev_err)?;
+        if inputs.len() > size as usize {
+            return Err(maglev_err(MaglevError::TooManyBackends {
+                backends: inputs.len(),
+                table_size: size,
+            }));
+        }
+        Ok(TableSpec {
+            vip: want.name.clone(),
+            size,
+            inputs: inputs.to_vec(),
+            ids: inputs
+                .iter()
+                .map(|(a, _)| backends.get(a).map(|b| b.id).unwrap_or(NO_BACKEND))
+                .collect(),
+        })
+    }
+}
+
+fn backend_value(b: &DesiredBackend, vip_id: u32) -> Backend {
+    Backend::new(b.addr, vip_id, b.weight, b.healthy)
+}
