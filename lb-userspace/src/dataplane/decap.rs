@@ -1,6 +1,6 @@
 //! The backend-side decapsulator (`xlb_decap`) and its address table.
 
-use std::{net::IpAddr, path::PathBuf};
+use std::net::IpAddr;
 
 use aya::{
     maps::{HashMap, MapData, MapError, PerCpuArray},
@@ -11,7 +11,9 @@ use lb_common::{decap_stat, map_names, program_names, DecapKey};
 
 use super::{
     attach::{attach_pinned, AttachError, Attached, InstancePaths, Mode},
-    map_err, program_error, typed, xdp_program, DataplaneError,
+    map_err,
+    map_specs::{self, MapPlan},
+    program_error, typed, xdp_program, DataplaneError,
 };
 use crate::ebpf_objects;
 
@@ -39,27 +41,16 @@ impl Decap {
     /// `pins` (adopted if already there), so a later run updates the same ones.
     pub fn load_pinned(pins: Option<&InstancePaths>) -> Result<Self, DataplaneError> {
         let bytes = ebpf_objects::require("decap", ebpf_objects::DECAP)?;
+        let maps = MapPlan::resolve(map_specs::DECAP, &())?;
         let mut loader = EbpfLoader::new();
-        let paths: Vec<(&'static str, PathBuf)> = match pins {
-            Some(p) => {
-                let dir = p.maps();
-                std::fs::create_dir_all(&dir).map_err(|source| DataplaneError::PinDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                [map_names::DECAP_ADDRS, map_names::DECAP_STATS]
-                    .iter()
-                    .map(|n| (*n, dir.join(n)))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        for (name, path) in &paths {
-            loader.map_pin_path(name, path.as_path());
-        }
+        let pin_dir = pins.map(InstancePaths::maps);
+        maps.configure(&mut loader, pin_dir.as_deref())?;
         let mut ebpf = loader
             .load(bytes)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
+        if pin_dir.is_some() {
+            maps.check_adopted(&ebpf)?;
+        }
         let program = xdp_program(&mut ebpf, program_names::DECAP)?;
         program
             .load()

@@ -9,6 +9,7 @@ pub mod attach;
 pub mod aux;
 pub mod decap;
 mod maglev_table;
+mod map_specs;
 
 use std::{os::fd::AsFd, path::PathBuf};
 
@@ -21,9 +22,11 @@ use lb_common::{
     map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
     Verdict, VipInfo, VipKey, VipStats,
 };
+use map_specs::MapPlan;
 use thiserror::Error;
 
 pub use maglev_table::MaglevTable;
+pub use map_specs::MapLayout;
 
 use crate::ebpf_objects;
 
@@ -86,7 +89,7 @@ pub struct LoadOptions {
 pub enum DataplaneError {
     #[error(transparent)]
     MissingObject(#[from] ebpf_objects::MissingObject),
-    #[error("map {name} needs {what} that overflows u32 (max_vips x table_size too large)")]
+    #[error("map {name} needs {what} entries, which overflows u32")]
     SizeOverflow {
         name: &'static str,
         what: &'static str,
@@ -110,18 +113,13 @@ pub enum DataplaneError {
         source: Box<MapError>,
     },
     #[error(
-        "pinned map {name} has key size {key}, value size {value}, {entries} entries, but this xlb \
-         expects {want_key}, {want_value}, {want_entries}; the pinned state comes from an \
-         incompatible config or version: run `xlb down` to remove it"
+        "pinned map {name} is {found}, but this xlb expects {expected}; the pinned state comes \
+         from an incompatible config or version: run `xlb down` to remove it"
     )]
     PinnedLayout {
         name: &'static str,
-        key: u32,
-        value: u32,
-        entries: u32,
-        want_key: u32,
-        want_value: u32,
-        want_entries: u32,
+        found: MapLayout,
+        expected: MapLayout,
     },
     #[error("the verifier rejected {program}: {reason}\nverifier log (tail):\n{log_tail}")]
     Verifier {
@@ -161,127 +159,23 @@ pub struct Dataplane {
     verdicts: PerCpuArray<MapData, u64>,
 }
 
-/// Expected (key size, value size, max entries) of a map, for adopting pins.
-struct Layout {
-    name: &'static str,
-    key: u32,
-    value: u32,
-    entries: u32,
-}
-
-fn size_of<T>() -> u32 {
-    std::mem::size_of::<T>() as u32
-}
-
 impl Dataplane {
     /// Loads the balancer object with `opts.sizes` and loads (verifies) the XDP
     /// program; attaching it is separate.
     pub fn load(opts: &LoadOptions) -> Result<Self, DataplaneError> {
         let bytes = ebpf_objects::require("balancer", ebpf_objects::BALANCER)?;
         let sizes = opts.sizes;
-        let maglev_entries = sizes
-            .maglev_elements()
-            .ok_or(DataplaneError::SizeOverflow {
-                name: map_names::MAGLEV,
-                what: "max_vips x table_size entries",
-            })?;
-        let layouts = [
-            Layout {
-                name: map_names::VIPS,
-                key: size_of::<VipKey>(),
-                value: size_of::<VipInfo>(),
-                entries: sizes.vip_map_entries(),
-            },
-            Layout {
-                name: map_names::BACKENDS,
-                key: 4,
-                value: size_of::<Backend>(),
-                entries: sizes.max_backends,
-            },
-            Layout {
-                name: map_names::MAGLEV,
-                key: 4,
-                value: 8,
-                entries: maglev_entries,
-            },
-            Layout {
-                name: map_names::FLOWS,
-                key: size_of::<FlowKey>(),
-                value: size_of::<FlowValue>(),
-                entries: sizes.flow_table_size,
-            },
-            Layout {
-                name: map_names::CONFIG,
-                key: 4,
-                value: size_of::<GlobalConfig>(),
-                entries: 1,
-            },
-            Layout {
-                name: map_names::TX_PORTS,
-                key: 4,
-                value: 8,
-                entries: lb_common::MAX_TX_PORTS,
-            },
-            Layout {
-                name: map_names::VIP_STATS,
-                key: 4,
-                value: size_of::<VipStats>(),
-                entries: sizes.max_vips,
-            },
-            Layout {
-                name: map_names::BACKEND_STATS,
-                key: 4,
-                value: size_of::<BackendStats>(),
-                entries: sizes.max_backends,
-            },
-            Layout {
-                name: map_names::NEXTHOPS,
-                key: 4,
-                value: size_of::<CachedHop>(),
-                entries: sizes.max_backends,
-            },
-            Layout {
-                name: map_names::VERDICTS,
-                key: 4,
-                value: 8,
-                entries: Verdict::COUNT,
-            },
-        ];
-
+        let maps = MapPlan::resolve(map_specs::BALANCER, &sizes)?;
         let mut loader = EbpfLoader::new();
+        maps.configure(&mut loader, opts.pin_dir.as_deref())?;
         loader
-            .map_max_entries(map_names::VIPS, sizes.vip_map_entries())
-            .map_max_entries(map_names::BACKENDS, sizes.max_backends)
-            .map_max_entries(map_names::MAGLEV, maglev_entries)
-            .map_max_entries(map_names::FLOWS, sizes.flow_table_size)
-            .map_max_entries(map_names::VIP_STATS, sizes.max_vips)
-            .map_max_entries(map_names::BACKEND_STATS, sizes.max_backends)
-            .map_max_entries(map_names::NEXTHOPS, sizes.max_backends)
             .override_global("AYA_LOG_LEVEL", &opts.bpf_log_level, false)
             .verifier_log_level(VerifierLogLevel::DEBUG | VerifierLogLevel::STATS);
-        let pin_paths: Vec<(&'static str, PathBuf)> = match &opts.pin_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                layouts.iter().map(|l| (l.name, dir.join(l.name))).collect()
-            }
-            None => Vec::new(),
-        };
-        for (name, path) in &pin_paths {
-            loader.map_pin_path(name, path.as_path());
-        }
         let mut ebpf = loader
             .load(bytes)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-
-        // A pin left by another version or config is adopted as is by the
-        // loader: refuse it unless its layout is exactly what we expect.
         if opts.pin_dir.is_some() {
-            for l in &layouts {
-                check_layout(&ebpf, l)?;
-            }
+            maps.check_adopted(&ebpf)?;
         }
 
         let program = xdp_program(&mut ebpf, program_names::BALANCER)?;
@@ -289,6 +183,7 @@ impl Dataplane {
             .load()
             .map_err(|e| program_error(program_names::BALANCER, e))?;
 
+        let maglev_entries = maps.entries(map_names::MAGLEV)?;
         let maglev_map = take(&mut ebpf, map_names::MAGLEV)?;
         let maglev = match &maglev_map {
             Map::Array(data) => {
@@ -620,35 +515,4 @@ where
     T: TryFrom<Map, Error = MapError>,
 {
     T::try_from(take(ebpf, name)?).map_err(|e| map_err(name, e))
-}
-
-fn check_layout(ebpf: &Ebpf, l: &Layout) -> Result<(), DataplaneError> {
-    let map = ebpf
-        .map(l.name)
-        .ok_or(DataplaneError::MissingMap { name: l.name })?;
-    let info = map_info(map).map_err(|e| map_err(l.name, e))?;
-    let (key, value, entries) = (info.key_size(), info.value_size(), info.max_entries());
-    if key != l.key || value != l.value || entries != l.entries {
-        return Err(DataplaneError::PinnedLayout {
-            name: l.name,
-            key,
-            value,
-            entries,
-            want_key: l.key,
-            want_value: l.value,
-            want_entries: l.entries,
-        });
-    }
-    Ok(())
-}
-
-fn map_info(map: &Map) -> Result<aya::maps::MapInfo, MapError> {
-    match map {
-        Map::Array(d)
-        | Map::HashMap(d)
-        | Map::LruHashMap(d)
-        | Map::PerCpuArray(d)
-        | Map::DevMapHash(d) => d.info(),
-        _ => Err(MapError::InvalidMapType { map_type: 0 }),
-    }
 }
