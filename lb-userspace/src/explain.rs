@@ -4,12 +4,18 @@
 //! looks at the config: `xlb explain` reports what the kernel would do, even
 //! while a reconcile is half-way or the config and the maps disagree.
 
+use std::net::IpAddr;
+
 use lb_common::{
     decision::{self, follows_flow_entry, is_live_backend, maglev_slot, uses_flow_table},
-    Backend, FlowKey, VipInfo, VipKey, NO_BACKEND,
+    Backend, FlowKey, VipInfo, VipKey, NO_BACKEND, VIP_F_SOURCE_HASH,
 };
+use serde::Serialize;
 
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::{
+    config::Protocol,
+    dataplane::{Dataplane, DataplaneError},
+};
 
 /// How the data plane picks the backend of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -126,4 +132,80 @@ fn backend(dp: &Dataplane, id: u32) -> Result<Option<Backend>, DataplaneError> {
         return Ok(None);
     }
     dp.backend(id).map(Some)
+}
+
+/// A flow to explain (the API's query).
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+pub struct FlowQuery {
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+    pub proto: Protocol,
+}
+
+/// Which backend a flow goes to, and why, as the API and the CLI show it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Explanation {
+    pub vip: Option<String>,
+    pub backend: Option<IpAddr>,
+    pub backend_id: Option<u32>,
+    /// "not a VIP", "flow table hit", "maglev slot", "no backend".
+    pub decision: String,
+    pub hash: Option<u32>,
+    pub slot: Option<u32>,
+    pub detail: String,
+}
+
+impl Explanation {
+    /// Words for a trace; `vip_name` names the VIP entry that matched.
+    pub fn new(t: &Trace, vip_name: Option<String>) -> Self {
+        let flags = t.vip.map_or(0, |(_, v)| v.flags);
+        let (decision, detail) = match t.path {
+            Path::NotVip => (
+                "not a VIP",
+                "no VIP matches this destination, port and protocol: the packet passes to the \
+                 kernel"
+                    .to_string(),
+            ),
+            Path::FlowTable => (
+                "flow table hit",
+                "an existing connection: it keeps the backend it started on".to_string(),
+            ),
+            Path::NoBackend => (
+                "no backend",
+                "the VIP has no backend with a weight: packets are dropped".to_string(),
+            ),
+            Path::Maglev => {
+                let hashing = if flags & VIP_F_SOURCE_HASH != 0 {
+                    "source address"
+                } else {
+                    "5-tuple"
+                };
+                let table_size = t.vip.map_or(0, |(_, v)| v.table_size);
+                (
+                    "maglev slot",
+                    format!(
+                        "{hashing} hash {:#010x} mod {table_size} = slot {}{}",
+                        t.hash.unwrap_or(0),
+                        t.slot.unwrap_or(0),
+                        if uses_flow_table(flags) {
+                            "; not in the flow table yet (a new connection)"
+                        } else {
+                            "; the VIP bypasses the flow table"
+                        }
+                    ),
+                )
+            }
+        };
+        Self {
+            vip: vip_name,
+            backend: t.backend.map(|(_, b)| b.addr()),
+            backend_id: t.backend.map(|(id, _)| id),
+            decision: decision.into(),
+            hash: t.hash,
+            slot: t.slot,
+            detail,
+        }
+    }
 }

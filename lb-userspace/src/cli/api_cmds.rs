@@ -11,8 +11,9 @@ use crate::{
     api_client::ApiClient,
     daemon::{
         api::{ChangeReport, WeightBody},
-        controller::{Explanation, VipStatus},
+        controller::VipStatus,
     },
+    explain::Explanation,
     stats::StatsSnapshot,
 };
 

@@ -33,7 +33,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::controller::{ControlError, Controller, FlowQuery};
+use super::controller::{ControlError, Controller};
+use crate::explain::FlowQuery;
 use crate::{config, reconcile::ApplyReport};
 
 pub const MAX_BODY: usize = 64 * 1024;

@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::{
     config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
-    explain::{self, Path},
+    explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
         ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
@@ -100,29 +100,6 @@ pub struct BackendStatus {
     pub health_check: Option<String>,
     /// Kernel backend id (for `xlb explain` and debugging).
     pub id: Option<u32>,
-}
-
-/// A flow to explain.
-#[derive(Clone, Copy, Debug, serde::Deserialize)]
-pub struct FlowQuery {
-    pub src: IpAddr,
-    pub sport: u16,
-    pub dst: IpAddr,
-    pub dport: u16,
-    pub proto: Protocol,
-}
-
-/// Which backend a flow goes to, and why.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct Explanation {
-    pub vip: Option<String>,
-    pub backend: Option<IpAddr>,
-    pub backend_id: Option<u32>,
-    /// "not a VIP", "flow table hit", "maglev slot", "no backend".
-    pub decision: String,
-    pub hash: Option<u32>,
-    pub slot: Option<u32>,
-    pub detail: String,
 }
 
 pub struct Controller {
@@ -546,7 +523,7 @@ impl Controller {
 
     /// Which backend `q` goes to: the data plane's own decision functions
     /// run against the live maps (`crate::explain`); the config only names
-    /// what the maps hold.
+    /// the VIP the maps hold.
     pub fn explain(&self, q: &FlowQuery) -> Result<Explanation, ControlError> {
         let flow =
             FlowKey::new(q.src, q.sport, q.dst, q.dport, q.proto.ip_proto()).map_err(|e| {
@@ -557,55 +534,7 @@ impl Controller {
             })?;
         let t = explain::trace(&self.dp, &flow)?;
         let vip_name = t.vip.map(|(key, _)| self.vip_name(&key));
-        let backend = t.backend.map(|(_, b)| b.addr());
-        let backend_id = t.backend.map(|(id, _)| id);
-        let (decision, detail) = match t.path {
-            Path::NotVip => (
-                "not a VIP",
-                "no VIP matches this destination, port and protocol: the packet passes to the \
-                 kernel"
-                    .to_string(),
-            ),
-            Path::FlowTable => (
-                "flow table hit",
-                "an existing connection: it keeps the backend it started on".to_string(),
-            ),
-            Path::NoBackend => (
-                "no backend",
-                "the VIP has no backend with a weight: packets are dropped".to_string(),
-            ),
-            Path::Maglev => {
-                let flags = t.vip.map_or(0, |(_, v)| v.flags);
-                let hashing = if flags & VIP_F_SOURCE_HASH != 0 {
-                    "source address"
-                } else {
-                    "5-tuple"
-                };
-                let table_size = t.vip.map_or(0, |(_, v)| v.table_size);
-                (
-                    "maglev slot",
-                    format!(
-                        "{hashing} hash {:#010x} mod {table_size} = slot {}{}",
-                        t.hash.unwrap_or(0),
-                        t.slot.unwrap_or(0),
-                        if flags & VIP_F_NO_FLOW_TABLE != 0 {
-                            "; the VIP bypasses the flow table"
-                        } else {
-                            "; not in the flow table yet (a new connection)"
-                        }
-                    ),
-                )
-            }
-        };
-        Ok(Explanation {
-            vip: vip_name,
-            backend,
-            backend_id,
-            decision: decision.into(),
-            hash: t.hash,
-            slot: t.slot,
-            detail,
-        })
+        Ok(Explanation::new(&t, vip_name))
     }
 }
 
