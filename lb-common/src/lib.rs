@@ -9,6 +9,7 @@
 
 pub mod checksum;
 pub mod flow_hash;
+pub mod gen_frame;
 pub mod maps;
 pub mod verdict;
 

@@ -57,7 +57,7 @@ use std::{
 };
 
 use anyhow::{bail, ensure, Context, Result};
-use lb_common::Verdict;
+use lb_common::{gen_frame, Verdict};
 use serde_json::{json, Value};
 
 use self::topology::{LbProgram, Napi, Proto, Topology, BACKENDS, VIP};
@@ -735,13 +735,13 @@ fn check_generator(topo: &mut Topology) -> Result<()> {
             }
             _ => bail!("the generated frame is neither UDP nor TCP"),
         };
-        let want = topology::SPORT_BASE + topology::gen_mix(seq, FLOWS - 1) as u16;
+        let want = template.sport_of_frame(seq);
         ensure!(
             sport == want,
             "frame {seq} has source port {sport}, expected {want}"
         );
         ensure!(
-            out[..34] == template[..34],
+            out[..gen_frame::SPORT_OFF] == template.frame()[..gen_frame::SPORT_OFF],
             "the generated headers differ from the template"
         );
     }
@@ -824,7 +824,7 @@ fn measure(
         LbProgram::Pass
     })?;
     topo.set_nftables(case == Case::Nftables)?;
-    let frame = topo.set_frame(proto, case.destination(), FLOWS)?;
+    let frame = topo.set_frame(proto, case.destination(), FLOWS)?.frame();
     let lost_before = topo.lost_at_sink()?;
     let sink_before = topo.sink_count()?;
 

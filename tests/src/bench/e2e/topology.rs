@@ -44,7 +44,10 @@ use aya::{
     programs::{xdp::XdpLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use lb_common::{program_names, GlobalConfig, VipKey, CONFIG_F_SRC_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{
+    gen_frame::{self, GenFrame},
+    program_names, GlobalConfig, VipKey, CONFIG_F_SRC_V4, PROTO_TCP, PROTO_UDP,
+};
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
     ebpf_objects,
@@ -80,13 +83,7 @@ pub const BACKENDS: [Ipv4Addr; 3] = [
 /// First source port of the generator's cycle.
 pub const SPORT_BASE: u16 = 10_000;
 /// Bytes of every generated frame (64 on the wire with the FCS).
-pub const FRAME_LEN: usize = 60;
-
-/// Maps of the `xlb_gen` program (defined next to it in `aux_programs.rs`).
-const GEN_FRAME_MAP: &str = "XLB_GEN_FRAME";
-const GEN_SEQ_MAP: &str = "XLB_GEN_SEQ";
-/// Size of `GenFrame` in `aux_programs.rs`.
-const GEN_FRAME_SIZE: usize = 80;
+pub const FRAME_LEN: usize = gen_frame::GEN_LEN;
 
 /// Namespaces are `xlb-e2eb-<pid>-{gen,lb,sink}`.
 const NS_PREFIX: &str = "xlb-e2eb-";
@@ -154,7 +151,7 @@ pub struct Topology {
     pub dp: Dataplane,
     pub reconciler: Reconciler,
     aux: Ebpf,
-    gen_frame: Array<MapData, [u8; GEN_FRAME_SIZE]>,
+    gen_frame: Array<MapData, GenFrame>,
     gen_seq: PerCpuArray<MapData, u32>,
     sink: PerCpuArray<MapData, u64>,
     /// `nf_conntrack_count` of the balancer namespace, opened inside it (a
@@ -256,8 +253,8 @@ impl Topology {
                 .load()
                 .with_context(|| format!("loading {name}"))?;
         }
-        let gen_frame = take_map(&mut aux, GEN_FRAME_MAP)?;
-        let gen_seq = take_map(&mut aux, GEN_SEQ_MAP)?;
+        let gen_frame = take_map(&mut aux, gen_frame::FRAME_MAP)?;
+        let gen_seq = take_map(&mut aux, gen_frame::SEQ_MAP)?;
         let sink = take_map(&mut aux, lb_common::map_names::SINK_COUNT)?;
         let mut dp = Dataplane::load(&LoadOptions {
             sizes: sizes(),
@@ -407,14 +404,15 @@ impl Topology {
 
     /// Writes the generator's template: `proto` frames to `dst`:80 from
     /// 10.31.0.2, source ports `SPORT_BASE ..+ flows` (a power of two).
-    pub fn set_frame(&mut self, proto: Proto, dst: Ipv4Addr, flows: u32) -> Result<Vec<u8>> {
+    pub fn set_frame(&mut self, proto: Proto, dst: Ipv4Addr, flows: u32) -> Result<GenFrame> {
         ensure!(flows.is_power_of_two(), "flows must be a power of two");
         let frame = build_frame(proto, dst, self.gen_mac, self.lbin_mac);
-        let value = gen_frame_value(&frame, proto, flows - 1);
+        let flow_bits = u8::try_from(flows.trailing_zeros()).context("flow bits")?;
+        let template = GenFrame::new(&frame, flow_bits).context("the generator's template")?;
         self.gen_frame
-            .set(0, value, 0)
+            .set(0, template, 0)
             .context("writing the generator's template")?;
-        Ok(frame)
+        Ok(template)
     }
 
     /// The generator program (for test runs on `xlbe-gen0`).
@@ -565,7 +563,12 @@ pub fn nft_ruleset() -> String {
 /// A 60-byte frame from the generator to `dst`:80: UDP with 18 bytes of
 /// payload, or a TCP SYN without options or payload (padded like a 64-byte
 /// frame on the wire).
-pub fn build_frame(proto: Proto, dst: Ipv4Addr, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+pub fn build_frame(
+    proto: Proto,
+    dst: Ipv4Addr,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+) -> [u8; FRAME_LEN] {
     let (src, dst) = (IpAddr::V4(GEN_ADDR), IpAddr::V4(dst));
     let mut f = match proto {
         Proto::Udp => {
@@ -581,41 +584,11 @@ pub fn build_frame(proto: Proto, dst: Ipv4Addr, src_mac: [u8; 6], dst_mac: [u8; 
         }
     };
     f.src_mac = src_mac;
-    let mut bytes = f.build();
+    let bytes = f.build();
     assert!(bytes.len() <= FRAME_LEN, "{} bytes", bytes.len());
-    bytes.resize(FRAME_LEN, 0);
-    bytes
-}
-
-/// The `GenFrame` value for `frame` (layout in `aux_programs.rs`).
-fn gen_frame_value(frame: &[u8], proto: Proto, flows_mask: u32) -> [u8; GEN_FRAME_SIZE] {
-    let mut v = [0u8; GEN_FRAME_SIZE];
-    v[..frame.len()].copy_from_slice(frame);
-    let csum_off = match proto {
-        Proto::Udp => 40,
-        Proto::TcpSyn => 50,
-    };
-    let csum = u16::from_be_bytes([frame[csum_off], frame[csum_off + 1]]);
-    v[64..66].copy_from_slice(&SPORT_BASE.to_ne_bytes());
-    v[66..68].copy_from_slice(&csum.to_ne_bytes());
-    v[68..72].copy_from_slice(&flows_mask.to_ne_bytes());
-    v[72..74].copy_from_slice(&u16::from(proto.number()).to_ne_bytes());
-    let bits = (flows_mask + 1).trailing_zeros() as u16;
-    v[74..76].copy_from_slice(&bits.to_ne_bytes());
-    v
-}
-
-/// The flow index `xlb_gen` gives frame `n` (a copy of its arithmetic).
-pub fn gen_mix(n: u32, flows_mask: u32) -> u32 {
-    let bits = (flows_mask + 1).trailing_zeros();
-    let s = bits.div_ceil(2);
-    let mut x = n.wrapping_add(n >> bits) & flows_mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x9e37_79b1) & flows_mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x85eb_ca6b) & flows_mask;
-    x ^= x >> s;
-    x
+    let mut frame = [0; FRAME_LEN];
+    frame[..bytes.len()].copy_from_slice(&bytes);
+    frame
 }
 
 /// Turns on threaded NAPI for `dev` (which must have a native XDP program:
@@ -724,28 +697,30 @@ mod tests {
                 }
                 other => panic!("{proto:?}: {other:?}"),
             }
-            let v = gen_frame_value(&f, proto, 1023);
-            assert_eq!(&v[..FRAME_LEN], &f[..]);
-            assert_eq!(u16::from_ne_bytes([v[64], v[65]]), SPORT_BASE);
+            let t = GenFrame::new(&f, 10).unwrap();
+            assert_eq!(t.frame(), f);
+            assert_eq!(t.first_sport(), SPORT_BASE);
         }
     }
 
     #[test]
     fn the_flow_mix_is_a_permutation() {
+        use gen_frame::flow_of_frame;
         for flows in [1u32, 2, 1024, 16_384] {
+            let bits = flows.trailing_zeros();
             for cycle in [0, 1, 7] {
                 let seen: BTreeSet<u32> = (0..flows)
-                    .map(|n| gen_mix(cycle * flows + n, flows - 1))
+                    .map(|n| flow_of_frame(cycle * flows + n, bits))
                     .collect();
                 assert_eq!(seen.len(), flows as usize);
             }
         }
         // Neighbouring frames are far-apart flows.
-        assert!(gen_mix(1, 16_383).abs_diff(gen_mix(2, 16_383)) > 16);
+        assert!(flow_of_frame(1, 14).abs_diff(flow_of_frame(2, 14)) > 16);
         // A flow's place in a 64-frame batch moves from cycle to cycle.
         let place = |cycle: u32| {
             (0..16_384u32)
-                .find(|&n| gen_mix(cycle * 16_384 + n, 16_383) == 5)
+                .find(|&n| flow_of_frame(cycle * 16_384 + n, 14) == 5)
                 .unwrap()
                 % 64
         };
