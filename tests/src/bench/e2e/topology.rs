@@ -32,13 +32,11 @@
 //! sink's.
 
 use std::{
-    collections::BTreeSet,
     io::Write,
     net::{IpAddr, Ipv4Addr},
-    process::Command,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::{
     maps::{Array, MapData, PerCpuArray},
     programs::{xdp::XdpLink, Xdp, XdpMode},
@@ -46,21 +44,19 @@ use aya::{
 };
 use lb_common::{
     gen_frame::{self, GenFrame},
-    program_names, GlobalConfig, VipKey, CONFIG_F_SRC_V4, PROTO_TCP, PROTO_UDP,
+    program_names,
 };
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
     ebpf_objects,
-    reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
+    reconcile::Reconciler,
 };
 
-use super::cpu;
-use crate::{
-    balancer_fixture::addr16,
-    command::try_run,
-    frames::{Frame, L4, TCP_SYN},
-    netns::{enter_by_name, NetNs},
+use super::{
+    cpu,
+    workload::{self, desired_state, nft_ruleset, vip_key, Proto, BACKENDS, NFT_TABLE},
 };
+use crate::netns::{enter_by_name, unique_name, NetNs};
 
 pub const GEN_DEV: &str = "xlbe-gen0";
 pub const LB_IN: &str = "xlbe-lbin";
@@ -69,57 +65,19 @@ pub const SINK_DEV: &str = "xlbe-sink0";
 /// The down veth pair that holds `xlb_gen` in the XDP dispatcher.
 const GEN_HOLDER: (&str, &str) = ("xlbe-gh0", "xlbe-gh1");
 
-pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 30, 0, 1);
-pub const VIP_PORT: u16 = 80;
 pub const GEN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 31, 0, 2);
 pub const LB_IN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 31, 0, 1);
 pub const LB_OUT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
 pub const SINK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 2);
-pub const BACKENDS: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(10, 33, 0, 1),
-    Ipv4Addr::new(10, 33, 0, 2),
-    Ipv4Addr::new(10, 33, 0, 3),
-];
-/// First source port of the generator's cycle.
-pub const SPORT_BASE: u16 = 10_000;
-/// Bytes of every generated frame (64 on the wire with the FCS).
-pub const FRAME_LEN: usize = gen_frame::GEN_LEN;
 
 /// Namespaces are `xlb-e2eb-<pid>-{gen,lb,sink}`.
-const NS_PREFIX: &str = "xlb-e2eb-";
-
-/// The nftables table of the `nftables` case.
-const NFT_TABLE: &str = "xlb_e2e";
+const NS_TAG: &str = "e2eb";
 
 /// Which program runs on `xlbe-lbin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LbProgram {
     Pass,
     Balancer,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
-    Udp,
-    TcpSyn,
-}
-
-impl Proto {
-    pub const ALL: [Proto; 2] = [Proto::Udp, Proto::TcpSyn];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::TcpSyn => "tcp_syn",
-        }
-    }
-
-    fn number(self) -> u8 {
-        match self {
-            Proto::Udp => PROTO_UDP,
-            Proto::TcpSyn => PROTO_TCP,
-        }
-    }
 }
 
 /// CPU-time counters on the NAPI threads.
@@ -179,11 +137,10 @@ impl Topology {
     /// overflows). The generator gets a CPU of its own (see the module
     /// documentation of `e2e` for why the sink shares the balancer's).
     pub fn setup(lb_cpu: usize) -> Result<Self> {
-        remove_stale_namespaces();
-        let pid = std::process::id();
-        let gen = NetNs::create(&format!("{NS_PREFIX}{pid}-gen"));
-        let lb = NetNs::create(&format!("{NS_PREFIX}{pid}-lb"));
-        let sink_ns = NetNs::create(&format!("{NS_PREFIX}{pid}-sink"));
+        let prefix = unique_name(NS_TAG);
+        let gen = NetNs::create(&format!("{prefix}-gen"));
+        let lb = NetNs::create(&format!("{prefix}-lb"));
+        let sink_ns = NetNs::create(&format!("{prefix}-sink"));
         for ns in [&gen, &lb, &sink_ns] {
             ns.sysctl("net.ipv6.conf.all.disable_ipv6=1");
             ns.sysctl("net.ipv6.conf.default.disable_ipv6=1");
@@ -328,7 +285,7 @@ impl Topology {
                 // Back to softirq NAPI everywhere (best effort).
                 for (ns, dev) in [(&lb, LB_IN), (&sink_ns, SINK_DEV)] {
                     let off = format!("echo 0 > /sys/class/net/{dev}/threaded");
-                    let _ = ns_cmd(ns, "sh", &["-c", &off]);
+                    let _ = ns.try_exec("sh", &["-c", &off]);
                 }
                 Napi::Softirq(format!("{e:#}"))
             }
@@ -399,16 +356,13 @@ impl Topology {
 
     /// Runs a command inside the balancer namespace.
     pub fn lb_cmd(&self, program: &str, args: &[&str]) -> Result<String> {
-        ns_cmd(&self.lb, program, args)
+        Ok(self.lb.try_exec(program, args)?)
     }
 
     /// Writes the generator's template: `proto` frames to `dst`:80 from
     /// 10.31.0.2, source ports `SPORT_BASE ..+ flows` (a power of two).
     pub fn set_frame(&mut self, proto: Proto, dst: Ipv4Addr, flows: u32) -> Result<GenFrame> {
-        ensure!(flows.is_power_of_two(), "flows must be a power of two");
-        let frame = build_frame(proto, dst, self.gen_mac, self.lbin_mac);
-        let flow_bits = u8::try_from(flows.trailing_zeros()).context("flow bits")?;
-        let template = GenFrame::new(&frame, flow_bits).context("the generator's template")?;
+        let template = workload::template(proto, dst, self.gen_mac, self.lbin_mac, flows)?;
         self.gen_frame
             .set(0, template, 0)
             .context("writing the generator's template")?;
@@ -505,99 +459,12 @@ const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 /// and must run as soon as packets wait, or its ring (256 entries) overflows.
 const SINK_FIFO_PRIORITY: i32 = 10;
 
-pub fn vip_key(proto: Proto) -> VipKey {
-    let (a, family) = addr16(IpAddr::V4(VIP));
-    VipKey::new(a, family, VIP_PORT, proto.number())
-}
-
-fn desired_state(lbout_ifindex: u32) -> DesiredState {
-    let vip = |proto: Proto| DesiredVip {
-        key: vip_key(proto),
-        name: format!("e2e-{}", proto.name()),
-        flags: 0,
-        backends: BACKENDS
-            .iter()
-            .map(|b| DesiredBackend {
-                addr: IpAddr::V4(*b),
-                weight: 100,
-                healthy: true,
-            })
-            .collect(),
-    };
-    DesiredState {
-        global: GlobalConfig {
-            src_v6: [0; 16],
-            src_v4: LB_OUT_ADDR.octets(),
-            flags: CONFIG_F_SRC_V4,
-        },
-        tx_ports: BTreeSet::from([lbout_ifindex]),
-        vips: vec![vip(Proto::Udp), vip(Proto::TcpSyn)],
-    }
-}
-
-/// The DNAT load balancer people build with nftables: the backend is jhash
-/// of the 5-tuple mod 3, looked up in an anonymous map (only a connection's
-/// first packet sees the rule; conntrack translates the rest).
-pub fn nft_ruleset() -> String {
-    let backends: Vec<String> = BACKENDS
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("{i} : {b}"))
-        .collect();
-    let map = backends.join(", ");
-    let n = BACKENDS.len();
-    let rule = |l4: &str| {
-        format!(
-            "    ip daddr {VIP} {l4} dport {VIP_PORT} counter dnat to jhash ip saddr . ip daddr \
-             . {l4} sport . {l4} dport mod {n} map {{ {map} }}\n"
-        )
-    };
-    format!(
-        "table ip {NFT_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority \
-         dstnat; policy accept;\n{}{}  }}\n}}\n",
-        rule("udp"),
-        rule("tcp")
-    )
-}
-
-/// A 60-byte frame from the generator to `dst`:80: UDP with 18 bytes of
-/// payload, or a TCP SYN without options or payload (padded like a 64-byte
-/// frame on the wire).
-pub fn build_frame(
-    proto: Proto,
-    dst: Ipv4Addr,
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-) -> [u8; FRAME_LEN] {
-    let (src, dst) = (IpAddr::V4(GEN_ADDR), IpAddr::V4(dst));
-    let mut f = match proto {
-        Proto::Udp => {
-            let mut f = Frame::udp(src, SPORT_BASE, dst, VIP_PORT, dst_mac);
-            f.payload = b"xlb e2e udp 64byte".to_vec();
-            f
-        }
-        Proto::TcpSyn => {
-            let mut f = Frame::tcp(src, SPORT_BASE, dst, VIP_PORT, dst_mac);
-            f.l4 = L4::Tcp { flags: TCP_SYN };
-            f.payload.clear();
-            f
-        }
-    };
-    f.src_mac = src_mac;
-    let bytes = f.build();
-    assert!(bytes.len() <= FRAME_LEN, "{} bytes", bytes.len());
-    let mut frame = [0; FRAME_LEN];
-    frame[..bytes.len()].copy_from_slice(&bytes);
-    frame
-}
-
 /// Turns on threaded NAPI for `dev` (which must have a native XDP program:
 /// a veth has no NAPI instance otherwise) and returns the new threads' pids.
 fn enable_threaded(ns: &NetNs, dev: &str) -> Result<Vec<i32>> {
     let prefix: String = format!("napi/{dev}-").chars().take(15).collect();
     let before = cpu::tasks_named(&prefix);
-    ns_cmd(
-        ns,
+    ns.try_exec(
         "sh",
         &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")],
     )
@@ -608,26 +475,6 @@ fn enable_threaded(ns: &NetNs, dev: &str) -> Result<Vec<i32>> {
         bail!("threaded NAPI on {dev}: no new {prefix}* kernel thread appeared");
     }
     Ok(new)
-}
-
-/// Runs `program args` inside `ns` (`ip netns exec`, which also mounts the
-/// namespace's /sys), with the output or the error.
-fn ns_cmd(ns: &NetNs, program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns.name(), program])
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` in {} failed ({}): {}",
-            args.join(" "),
-            ns.name(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -649,90 +496,4 @@ where
 
 fn fmt_mac(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-/// Deletes `xlb-e2eb-<pid>-*` namespaces whose process is gone.
-fn remove_stale_namespaces() {
-    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(NS_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("xlb-bench: removing namespace {name} left by an interrupted run");
-            try_run("ip", &["netns", "del", &name]);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-
-    #[test]
-    fn frames_are_60_bytes_with_valid_checksums() {
-        for proto in Proto::ALL {
-            let f = build_frame(proto, VIP, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            assert_eq!(f.len(), FRAME_LEN);
-            let p = SlicedPacket::from_ethernet(&f).unwrap();
-            let Some(NetSlice::Ipv4(ip)) = &p.net else {
-                panic!("not IPv4")
-            };
-            assert_eq!(ip.header().destination_addr(), VIP);
-            match (&p.transport, proto) {
-                (Some(TransportSlice::Udp(u)), Proto::Udp) => {
-                    assert_eq!(u.source_port(), SPORT_BASE)
-                }
-                (Some(TransportSlice::Tcp(t)), Proto::TcpSyn) => {
-                    assert!(t.syn() && !t.ack());
-                    assert_eq!(t.source_port(), SPORT_BASE)
-                }
-                other => panic!("{proto:?}: {other:?}"),
-            }
-            let t = GenFrame::new(&f, 10).unwrap();
-            assert_eq!(t.frame(), f);
-            assert_eq!(t.first_sport(), SPORT_BASE);
-        }
-    }
-
-    #[test]
-    fn the_flow_mix_is_a_permutation() {
-        use gen_frame::flow_of_frame;
-        for flows in [1u32, 2, 1024, 16_384] {
-            let bits = flows.trailing_zeros();
-            for cycle in [0, 1, 7] {
-                let seen: BTreeSet<u32> = (0..flows)
-                    .map(|n| flow_of_frame(cycle * flows + n, bits))
-                    .collect();
-                assert_eq!(seen.len(), flows as usize);
-            }
-        }
-        // Neighbouring frames are far-apart flows.
-        assert!(flow_of_frame(1, 14).abs_diff(flow_of_frame(2, 14)) > 16);
-        // A flow's place in a 64-frame batch moves from cycle to cycle.
-        let place = |cycle: u32| {
-            (0..16_384u32)
-                .find(|&n| flow_of_frame(cycle * 16_384 + n, 14) == 5)
-                .unwrap()
-                % 64
-        };
-        let places: BTreeSet<u32> = (0..64).map(place).collect();
-        assert_eq!(places.len(), 64);
-    }
-
-    #[test]
-    fn ruleset_names_every_backend() {
-        let r = nft_ruleset();
-        assert!(r.contains("0 : 10.33.0.1, 1 : 10.33.0.2, 2 : 10.33.0.3"));
-        assert!(r.contains("udp sport . udp dport mod 3"));
-        assert!(r.contains("tcp sport . tcp dport mod 3"));
-    }
 }
