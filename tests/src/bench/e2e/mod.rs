@@ -59,7 +59,10 @@ pub mod results;
 pub mod topology;
 pub mod workload;
 
-use std::{net::Ipv4Addr, time::Duration, time::Instant};
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 
