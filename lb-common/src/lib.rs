@@ -12,6 +12,7 @@ pub mod bytes;
 pub mod checksum;
 pub mod decision;
 pub mod flow_hash;
+pub mod gen_frame;
 pub mod ip;
 pub mod maps;
 pub mod verdict;

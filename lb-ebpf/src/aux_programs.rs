@@ -17,7 +17,10 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
     programs::XdpContext,
 };
-use lb_common::{PROTO_TCP, PROTO_UDP};
+use lb_common::{
+    gen_frame::{GenFrame, GEN_LEN, SPORT_OFF},
+    PROTO_TCP,
+};
 use lb_ebpf::{
     packet::{mut_at, ref_at},
     parse::ETH_P_IPV4,
@@ -36,41 +39,11 @@ static XLB_GEN_FRAME: Array<GenFrame> = Array::with_max_entries(1, 0);
 #[map]
 static XLB_GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// Bytes of every generated frame: the 64-byte Ethernet minimum without FCS.
-const GEN_LEN: usize = 60;
-/// Offset of the source port (Ethernet, IPv4 without options).
-const GEN_SPORT_OFF: usize = 34;
-
-/// Value of `XLB_GEN_FRAME` (80 bytes; userspace writes the same layout).
-#[repr(C)]
-pub struct GenFrame {
-    /// The frame's first 64 bytes as native-endian words; the first
-    /// [`GEN_LEN`] are written over every packet. An Ethernet/IPv4 (no
-    /// options) header followed by UDP or TCP.
-    pub words: [u64; 8],
-    /// Source port of the template (host order). Frame `n` uses
-    /// `sport + mix((n + cycle) & flows_mask)`, `cycle` being
-    /// `n >> flow_bits` and `mix` a bijection of the flow indexes: every
-    /// cycle of `flows_mask + 1` frames sends every flow once, in an order
-    /// unrelated to the port numbers, and a flow's place in the test run's
-    /// batches moves by one each cycle (frames at some places of a batch are
-    /// far likelier to find room in the receiver's ring than others).
-    pub sport: u16,
-    /// The template's L4 checksum as a host-order number (the value of the
-    /// big-endian field).
-    pub csum: u16,
-    /// Distinct source ports minus one (`2^flow_bits - 1`).
-    pub flows_mask: u32,
-    /// `PROTO_UDP` or `PROTO_TCP`: where the L4 checksum is.
-    pub proto: u16,
-    pub flow_bits: u16,
-    pub _pad: u32,
-}
-
 /// Writes the template over the frame (every byte of it: live-frames test
 /// runs recycle pages with whatever the downstream hops wrote into them), sets
 /// the next source port and the matching L4 checksum (RFC 1624 incremental
-/// update of the template's), and transmits it.
+/// update of the template's), and transmits it. The arithmetic is
+/// `lb_common::gen_frame`'s, which the benchmark calls too.
 #[xdp]
 pub fn xlb_gen(ctx: XdpContext) -> u32 {
     generate(&ctx).unwrap_or(xdp_action::XDP_DROP)
@@ -85,15 +58,19 @@ fn generate(ctx: &XdpContext) -> Option<u32> {
     let p = unsafe { mut_at::<[u8; GEN_LEN]>(ctx, 0) }
         .ok()?
         .as_mut_ptr();
+    // Word by word through a reference into the map value: copying the
+    // template by value would be a memcpy, which the eBPF target turns into
+    // a byte loop.
+    let words = t.words();
     // SAFETY: seven 8-byte words and one 4-byte word: bytes 0..60.
     unsafe {
         let w = p.cast::<u64>();
         let mut i = 0;
         while i < GEN_LEN / 8 {
-            core::ptr::write_volatile(w.add(i), t.words[i]);
+            core::ptr::write_volatile(w.add(i), words[i]);
             i += 1;
         }
-        core::ptr::write_volatile(p.add(56).cast::<u32>(), t.words[7] as u32);
+        core::ptr::write_volatile(p.add(56).cast::<u32>(), words[7] as u32);
     }
     let seq = XLB_GEN_SEQ.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot.
@@ -102,36 +79,15 @@ fn generate(ctx: &XdpContext) -> Option<u32> {
         *seq = n.wrapping_add(1);
         n
     };
-    // xorshift-multiply rounds, each a bijection on the masked bits.
-    let bits = u32::from(t.flow_bits) & 31;
-    let (mask, s) = (t.flows_mask, bits.div_ceil(2));
-    let mut x = n.wrapping_add(n >> bits) & mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x9e37_79b1) & mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x85eb_ca6b) & mask;
-    x ^= x >> s;
-    let sport = t.sport.wrapping_add(x as u16);
-    // HC' = ~(~HC + ~m + m')
-    let mut sum = u32::from(!t.csum) + u32::from(!t.sport) + u32::from(sport);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let mut csum = !(sum as u16);
-    let csum_off = if t.proto == u16::from(PROTO_UDP) {
-        // A zero UDP checksum means "none": send its other form.
-        if csum == 0 {
-            csum = 0xffff;
-        }
-        GEN_SPORT_OFF + 6
-    } else {
-        GEN_SPORT_OFF + 16
-    };
+    let sport = t.sport_of_frame(n);
+    let csum = t.csum_with_sport(sport);
+    let csum_off = t.csum_offset();
     let [s0, s1] = sport.to_be_bytes();
     let [c0, c1] = csum.to_be_bytes();
     // SAFETY: all four offsets are below GEN_LEN, checked above.
     unsafe {
-        core::ptr::write_volatile(p.add(GEN_SPORT_OFF), s0);
-        core::ptr::write_volatile(p.add(GEN_SPORT_OFF + 1), s1);
+        core::ptr::write_volatile(p.add(SPORT_OFF), s0);
+        core::ptr::write_volatile(p.add(SPORT_OFF + 1), s1);
         core::ptr::write_volatile(p.add(csum_off), c0);
         core::ptr::write_volatile(p.add(csum_off + 1), c1);
     }

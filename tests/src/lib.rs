@@ -9,6 +9,7 @@ pub mod command;
 pub mod expect;
 pub mod frames;
 pub mod http;
+pub mod leftovers;
 pub mod netns;
 pub mod privileged;
 pub mod rack;

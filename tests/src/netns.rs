@@ -1,12 +1,18 @@
-//! Named network namespaces (always `xlb`-prefixed) that are deleted by name on
-//! drop, also when the test panics, and a guard that moves the current thread
-//! into one and back.
+//! Named network namespaces that are deleted by name on drop, also when the
+//! test panics, and a guard that moves the current thread into one and back.
+//!
+//! Every name is `xlb-<tag>-<pid>[-<role>]` ([`unique_name`]), `pid` being
+//! the creating process: that is how [`crate::leftovers`] tells what a
+//! crashed run left behind from what a running one uses.
 
 use std::{fs::File, os::fd::AsFd};
 
 use nix::sched::{setns, CloneFlags};
 
-use crate::command::{run, try_run};
+use crate::{
+    command::{error_chain, output, run, try_run, CommandError},
+    leftovers,
+};
 
 /// A network namespace created by a test, deleted when dropped.
 pub struct NetNs {
@@ -14,15 +20,22 @@ pub struct NetNs {
 }
 
 impl NetNs {
-    /// Creates `name` (which must start with `xlb`), replacing a leftover of the
-    /// same name from a crashed earlier run, and brings its loopback up.
+    /// Creates `name` (`xlb-<tag>-<pid>[-<role>]` with this process's pid)
+    /// and brings its loopback up. The first namespace a process creates
+    /// removes the leftovers of crashed runs first ([`leftovers::remove_stale`]).
+    /// A namespace of the very same name carries this process's pid: it was
+    /// left by an earlier process that had the same pid, or leaked by this
+    /// one, and is replaced.
     pub fn create(name: &str) -> Self {
-        assert!(
-            name.starts_with("xlb"),
-            "namespace {name} must be xlb-prefixed"
+        assert_eq!(
+            leftovers::owner_pid(name),
+            Some(std::process::id()),
+            "namespace {name} must be named xlb-<tag>-<pid>[-<role>] with this process's pid \
+             (netns::unique_name)"
         );
         assert!(name.len() <= 40, "namespace name {name} too long");
-        if std::path::Path::new("/var/run/netns").join(name).exists() {
+        leftovers::remove_stale_once();
+        if std::path::Path::new(NETNS_DIR).join(name).exists() {
             try_run("ip", &["netns", "del", name]);
         }
         run("ip", &["netns", "add", name]);
@@ -37,18 +50,30 @@ impl NetNs {
         &self.name
     }
 
-    /// `ip -n <ns> <args>`.
+    /// `ip -n <ns> <args>`; panics when it fails.
     pub fn ip(&self, args: &str) -> String {
         let mut v = vec!["-n", self.name.as_str()];
         v.extend(args.split_whitespace());
         run("ip", &v)
     }
 
-    /// Runs a command line inside the namespace.
+    /// Runs `program args...` inside the namespace (`ip netns exec`, which
+    /// also gives it the namespace's own /sys) and returns its standard
+    /// output, or an error with the command line and its stderr.
+    pub fn try_exec(&self, program: &str, args: &[&str]) -> Result<String, CommandError> {
+        let mut v = vec!["netns", "exec", self.name.as_str(), program];
+        v.extend_from_slice(args);
+        output("ip", &v)
+    }
+
+    /// Runs a command line (split on whitespace) inside the namespace, like
+    /// [`try_exec`](Self::try_exec); panics when it fails.
     pub fn exec(&self, line: &str) -> String {
-        let mut v = vec!["netns", "exec", self.name.as_str()];
-        v.extend(line.split_whitespace());
-        run("ip", &v)
+        let mut words = line.split_whitespace();
+        let program = words.next().unwrap_or_else(|| panic!("empty command line"));
+        let args: Vec<&str> = words.collect();
+        self.try_exec(program, &args)
+            .unwrap_or_else(|e| panic!("{}", error_chain(&e)))
     }
 
     /// Sets a sysctl inside the namespace.
@@ -89,7 +114,7 @@ impl Drop for NetNs {
 pub fn enter_by_name(name: &str) -> Entered {
     let original =
         File::open("/proc/thread-self/ns/net").unwrap_or_else(|e| panic!("open own netns: {e}"));
-    let target = File::open(format!("/var/run/netns/{name}"))
+    let target = File::open(format!("{NETNS_DIR}/{name}"))
         .unwrap_or_else(|e| panic!("open netns {name}: {e}"));
     setns(target.as_fd(), CloneFlags::CLONE_NEWNET)
         .unwrap_or_else(|e| panic!("setns into {name}: {e}"));
@@ -119,7 +144,15 @@ pub fn parse_mac(s: &str) -> [u8; 6] {
     mac
 }
 
-/// A namespace name unique to this process and `tag`, within IFNAMSIZ-free limits.
+/// Where `ip netns` keeps the named namespaces.
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+/// `xlb-<tag>-<pid>`: a namespace name unique to this process and `tag`
+/// (which must not contain `-`); `-<role>` may follow.
 pub fn unique_name(tag: &str) -> String {
+    assert!(
+        !tag.is_empty() && !tag.contains('-'),
+        "namespace tag {tag:?} must be non-empty and without '-'"
+    );
     format!("xlb-{tag}-{}", std::process::id())
 }

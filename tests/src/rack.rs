@@ -132,11 +132,7 @@ pub fn scenario_rack(test: &str, clients: usize) -> Option<(MutexGuard<'static, 
         .collect();
     Some((
         lock,
-        Rack::start(
-            &format!("xlb-{tag}{}", std::process::id()),
-            clients,
-            standard_vips(),
-        ),
+        Rack::start(&crate::netns::unique_name(&tag), clients, standard_vips()),
     ))
 }
 

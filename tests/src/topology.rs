@@ -1,7 +1,8 @@
 //! A rack in network namespaces, the harness of the end-to-end tests and the
-//! demo. Everything is named `<name>-...` (and `xlb`-prefixed), and deleted by
-//! name when the [`Topology`] drops, also on panic; leftovers of a crashed
-//! earlier run with the same name are removed before building.
+//! demo. Everything is named `<name>-...` (`name` is `xlb-<tag>-<pid>`), and
+//! deleted by name when the [`Topology`] drops, also on panic; leftovers of
+//! crashed runs are removed before the first namespace is created
+//! (`leftovers::remove_stale`).
 //!
 //! ```text
 //!   client c0 ──┐                         ┌── backend b0 (VIPs on lo, xlb_decap)
@@ -26,7 +27,6 @@ use lb_userspace::dataplane::{
 };
 
 use crate::{
-    command::{run, try_run},
     netns::NetNs,
     servers::{BackendServers, ServerPorts},
 };
@@ -43,7 +43,8 @@ pub const BALANCER_V6: Ipv6Addr = Ipv6Addr::new(0xfd10, 0, 0, 0, 0, 0, 0, 2);
 
 #[derive(Clone, Debug)]
 pub struct TopologyOptions {
-    /// Prefix of every namespace, `xlb...`; also the pin instance names.
+    /// Prefix of every namespace, `xlb-<tag>-<pid>` (`netns::unique_name`);
+    /// also the pin instance names.
     pub name: String,
     pub clients: usize,
     pub backends: usize,
@@ -92,11 +93,6 @@ pub struct Topology {
 
 impl Topology {
     pub fn build(opts: TopologyOptions) -> Self {
-        assert!(
-            opts.name.starts_with("xlb"),
-            "topology names must be xlb-prefixed"
-        );
-        remove_leftovers(&opts.name);
         let switch = NetNs::create(&format!("{}-sw", opts.name));
         switch.ip(&format!("link add {BRIDGE} mtu {FABRIC_MTU} type bridge"));
         switch.ip(&format!("link set {BRIDGE} up"));
@@ -269,33 +265,5 @@ fn attach_host(
         v4,
         v6,
         extra_v4: extra_v4.to_vec(),
-    }
-}
-
-/// Deletes namespaces and pins named after `name` left by a crashed run, and
-/// any xlb pin directory of a test namespace that no longer exists.
-pub fn remove_leftovers(name: &str) {
-    let list = run("ip", &["netns", "list"]);
-    for line in list.lines() {
-        let ns = line.split_whitespace().next().unwrap_or("");
-        if ns.starts_with(&format!("{name}-")) {
-            try_run("ip", &["netns", "del", ns]);
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf/xlb") {
-        for e in entries.flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            let ns_of_pins = n.strip_prefix("decap-").unwrap_or(&n);
-            let orphaned = ns_of_pins.starts_with("xlb-")
-                && !std::path::Path::new("/var/run/netns")
-                    .join(ns_of_pins)
-                    .exists();
-            if n.starts_with(&format!("{name}-"))
-                || n.starts_with(&format!("decap-{name}-"))
-                || orphaned
-            {
-                let _ = remove_instance(&InstancePaths { root: e.path() });
-            }
-        }
     }
 }

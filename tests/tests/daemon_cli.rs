@@ -350,7 +350,7 @@ fn startup_errors_name_the_cause() {
         return;
     }
     let _l = rack_lock();
-    let ns = xlb_tests::netns::NetNs::create(&format!("xlb-start{}", std::process::id()));
+    let ns = xlb_tests::netns::NetNs::create(&xlb_tests::netns::unique_name("start"));
     let dir = std::env::temp_dir();
     let run = |name: &str, text: &str| -> String {
         let path = dir.join(format!("xlb-start-{}-{name}.toml", std::process::id()));
@@ -361,8 +361,8 @@ fn startup_errors_name_the_cause() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let base = format!(
-        "[global]\ninstance = \"xlb-start{}\"\ninterfaces = [\"xlbnope0\"]\nouter_source_v4 = \"10.0.0.1\"\napi_socket = \"/run/xlb/xlb-start.sock\"\n",
-        std::process::id()
+        "[global]\ninstance = \"{}\"\ninterfaces = [\"xlbnope0\"]\nouter_source_v4 = \"10.0.0.1\"\napi_socket = \"/run/xlb/xlb-start.sock\"\n",
+        ns.name()
     );
     let err = run("missing-interface", &base);
     assert!(
@@ -392,7 +392,7 @@ fn startup_errors_name_the_cause() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/xlb/xlb-start{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/xlb/{}", ns.name()));
 }
 
 #[test]
@@ -464,12 +464,7 @@ fn ebpf_logs_reach_the_daemon_log_when_enabled() {
     let _l = rack_lock();
     let mut specs = standard_vips();
     specs.truncate(1);
-    let rack = Rack::start_with(
-        &format!("xlb-ebpflog{}", std::process::id()),
-        1,
-        specs,
-        "debug",
-    );
+    let rack = Rack::start_with(&xlb_tests::netns::unique_name("ebpflog"), 1, specs, "debug");
     // A backend with no route: the FIB lookup fails, a rare event the
     // program logs. (Added through the API; 203.0.113.0/24 is unrouted.)
     rack.topo

@@ -25,10 +25,32 @@ use lb_userspace::{
     stats::StatsSnapshot,
 };
 
-use super::{Report, Table};
-use crate::{http, netns::NetNs, xlb_process::Daemon};
+use super::{stats::median, Report, Table};
+use crate::{
+    http,
+    netns::{unique_name, NetNs},
+    xlb_process::Daemon,
+};
 
 const TABLE_SIZE: u32 = 65537;
+/// (M, N) of the Maglev builds timed.
+const MAGLEV_SIZES: [(u32, usize); 4] = [
+    (TABLE_SIZE, 10),
+    (TABLE_SIZE, 100),
+    (TABLE_SIZE, 1000),
+    (131_071, 1000),
+];
+
+/// Keys every run of this part files (CI checks them after `--quick`): a
+/// build time per entry of `MAGLEV_SIZES`, and the headline figures.
+pub const REQUIRED_KEYS: &[&str] = &[
+    "control.maglev_build_ms.65537_10",
+    "control.maglev_build_ms.65537_100",
+    "control.maglev_build_ms.65537_1000",
+    "control.maglev_build_ms.131071_1000",
+    "control.weight_change_live_ms",
+    "control.daemon_rss_mib",
+];
 
 #[derive(Debug, Clone)]
 pub struct ControlResults {
@@ -152,12 +174,7 @@ fn backends(n: usize, seed: u8) -> Vec<IpAddr> {
 
 fn maglev_builds(rounds: usize) -> Result<Vec<(u32, usize, f64)>> {
     let mut out = Vec::new();
-    for (m, n) in [
-        (TABLE_SIZE, 10usize),
-        (TABLE_SIZE, 100),
-        (TABLE_SIZE, 1000),
-        (131_071, 1000),
-    ] {
+    for (m, n) in MAGLEV_SIZES {
         let input: Vec<MaglevBackend> = backends(n, 0)
             .into_iter()
             .map(|a| MaglevBackend::new(a, 100))
@@ -169,14 +186,9 @@ fn maglev_builds(rounds: usize) -> Result<Vec<(u32, usize, f64)>> {
             times.push(t.elapsed().as_secs_f64() * 1e3);
             ensure!(table.len() == m as usize);
         }
-        out.push((m, n, median(&mut times)));
+        out.push((m, n, median(times).context("no Maglev build timed")?));
     }
     Ok(out)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// A namespace with one veth (the daemon's interface) and its instance name.
@@ -190,7 +202,7 @@ struct DaemonHost {
 
 impl DaemonHost {
     fn new(tag: &str) -> Result<Self> {
-        let name = format!("xlb-ctl{tag}-{}", std::process::id());
+        let name = unique_name(&format!("ctl{tag}"));
         let ns = NetNs::create(&name);
         ns.ip("link add xlbc0 type veth peer name xlbc1");
         ns.ip("addr add 10.40.0.1/16 dev xlbc0");
@@ -311,7 +323,8 @@ fn weight_change(changes: usize) -> Result<(f64, f64, usize)> {
         ensure!(status == 200, "weight change refused ({status}): {text}");
     }
     let max = times.iter().copied().fold(0.0, f64::max);
-    Ok((median(&mut times), max, changes))
+    let med = median(times).context("no weight change timed")?;
+    Ok((med, max, changes))
 }
 
 struct Scale {
@@ -399,4 +412,29 @@ fn map_memlock_bytes(paths: &InstancePaths) -> Result<u64> {
         paths.maps().display()
     );
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_files_every_required_key() {
+        let r = ControlResults {
+            maglev_build_ms: MAGLEV_SIZES.iter().map(|&(m, n)| (m, n, 1.0)).collect(),
+            weight_change_live_ms: 1.0,
+            weight_change_live_max_ms: 2.0,
+            weight_changes: 5,
+            scale_vips: 100,
+            scale_backends_per_vip: 20,
+            reconcile_ms: 1.0,
+            noop_reload_ms: 1.0,
+            daemon_rss_mib: 1.0,
+            daemon_heap_mib: 1.0,
+            map_memory_mib: 1.0,
+        };
+        let mut report = Report::new();
+        r.record(&mut report);
+        assert_eq!(report.missing(REQUIRED_KEYS), Vec::<&str>::new());
+    }
 }

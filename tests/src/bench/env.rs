@@ -81,7 +81,6 @@ impl BenchEnv {
     /// rest of the program), loads the balancer and the auxiliary programs, and
     /// attaches what live mode needs (a failure there only disables live mode).
     pub fn setup() -> Result<Self> {
-        remove_stale_namespaces();
         let ns = NetNs::create(&unique_name(NS_TAG));
         let (ifindex, if_mac) = crate::balancer_fixture::balancer_link(&ns, IFACE, PEER);
         let entered = ns.enter();
@@ -186,28 +185,6 @@ fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<
             .with_context(|| format!("attaching {name} to {dev} (dispatcher holder)"))?;
     }
     Ok(())
-}
-
-/// Deletes `xlb-bench-<pid>` namespaces left by runs that were killed (their
-/// process is gone), so an interrupted run costs nothing later.
-fn remove_stale_namespaces() {
-    let prefix = format!("xlb-{NS_TAG}-");
-    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(&prefix)
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("xlb-bench: removing namespace {name} left by an interrupted run");
-            crate::command::try_run("ip", &["netns", "del", &name]);
-        }
-    }
 }
 
 /// The highest-numbered CPU this thread may run on.

@@ -45,8 +45,12 @@ const MIN_ON_PATH: f64 = 0.999;
 /// Time for the last frames to be counted after the run returns.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// Keys every run of this part files (CI checks them after `--quick`).
+pub const REQUIRED_KEYS: &[&str] = &["live.v4_tcp_flow_hit.pps"];
+
+/// One scenario's live-frames run.
 #[derive(Clone, Debug)]
-pub struct Sample {
+pub struct LiveRun {
     /// Frames injected.
     pub frames: u64,
     /// BPF_PROG_TEST_RUN calls made.
@@ -60,7 +64,7 @@ pub struct Sample {
     pub verdicts: Vec<(Verdict, u64)>,
 }
 
-impl Sample {
+impl LiveRun {
     pub fn pps(&self) -> f64 {
         self.delivered as f64 / self.wall.as_secs_f64()
     }
@@ -69,7 +73,7 @@ impl Sample {
 #[derive(Clone, Debug)]
 pub struct Results {
     /// Per scenario: the sample, or why live mode failed for it.
-    pub runs: Vec<(&'static str, Result<Sample, String>)>,
+    pub runs: Vec<(&'static str, Result<LiveRun, String>)>,
 }
 
 impl Results {
@@ -124,8 +128,8 @@ pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], frames: u32) -> Results {
 
 fn outcome(
     env: &mut BenchEnv,
-    f: impl FnOnce(&mut BenchEnv) -> Result<Sample>,
-) -> Result<Sample, String> {
+    f: impl FnOnce(&mut BenchEnv) -> Result<LiveRun>,
+) -> Result<LiveRun, String> {
     let r = match env.live_error.clone() {
         Some(e) => Err(format!("live-frames setup failed: {e}")),
         None => f(env).map_err(|e| format!("{e:#}")),
@@ -137,14 +141,14 @@ fn outcome(
 }
 
 /// `frames` fresh frames, [`BATCH`] per call.
-fn run_fresh(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<Sample> {
+fn run_fresh(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<LiveRun> {
     let calls = frames.div_ceil(BATCH);
     measure(env, sc, calls, BATCH, BATCH)
 }
 
 /// One call of `frames` frames on recycled pages (only for programs whose
 /// rewrite leaves the frame on the same path).
-fn run_recycled(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<Sample> {
+fn run_recycled(env: &mut BenchEnv, sc: &Scenario, frames: u32) -> Result<LiveRun> {
     measure(env, sc, 1, frames, RECYCLED_BATCH)
 }
 
@@ -154,7 +158,7 @@ fn measure(
     calls: u32,
     per_call: u32,
     batch: u32,
-) -> Result<Sample> {
+) -> Result<LiveRun> {
     let frame = &sc.frames[0];
     let ifindex = env.ifindex;
     // The same check as per-packet: a broken setup must not look fast.
@@ -221,7 +225,7 @@ fn measure(
         "the runs returned but the sink on {} counted no frames",
         super::env::PEER
     );
-    Ok(Sample {
+    Ok(LiveRun {
         frames,
         calls: u64::from(calls),
         delivered,
@@ -229,4 +233,32 @@ fn measure(
         kernel_ns_per_frame: kernel.as_nanos() as f64 / f64::from(calls),
         verdicts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::scenarios;
+
+    #[test]
+    fn the_live_scenarios_file_every_required_key() {
+        let run = LiveRun {
+            frames: 256,
+            calls: 1,
+            delivered: 256,
+            wall: Duration::from_millis(1),
+            kernel_ns_per_frame: 30.0,
+            verdicts: vec![(Verdict::Tx, 256)],
+        };
+        let results = Results {
+            runs: scenarios::all([2, 0, 0, 0, 0, 1], 1)
+                .iter()
+                .filter(|sc| sc.live)
+                .map(|sc| (sc.name, Ok(run.clone())))
+                .collect(),
+        };
+        let mut report = Report::new();
+        results.record(&mut report);
+        assert_eq!(report.missing(REQUIRED_KEYS), Vec::<&str>::new());
+    }
 }

@@ -2,6 +2,9 @@
 
 use serde_json::{json, Value};
 
+/// Keys every report files under `machine` (CI checks them).
+pub const REQUIRED_KEYS: &[&str] = &["machine.cpu_model", "machine.cores", "machine.kernel"];
+
 /// The machine a benchmark ran on (best effort: unknown fields say so).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Machine {
@@ -54,6 +57,13 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_section_holds_the_required_keys() {
+        let mut report = crate::bench::Report::new();
+        report.insert("machine", Machine::detect().to_json());
+        assert_eq!(report.missing(REQUIRED_KEYS), Vec::<&str>::new());
+    }
 
     #[test]
     fn model_name_from_cpuinfo() {

@@ -17,6 +17,11 @@
 //!   and plain kernel forwarding, with the balancer namespace's CPU time.
 //! - [`control`]: control-plane costs (Maglev builds, weight changes, scale).
 //!
+//! Each part also lists the JSON keys every run of it files
+//! (`REQUIRED_KEYS`, beside the code that files them); [`required_keys`]
+//! collects them, and `xlb-bench --check-keys` (CI's smoke run) fails when
+//! its report lacks one.
+//!
 //! `per_packet` and `live` share one [`env::BenchEnv`]: a namespace with the
 //! veth pair, the balancer loaded with its maps filled by the reconciler (as
 //! the daemon does), static neighbours for every backend, and the sink on the
@@ -36,6 +41,21 @@ pub mod testrun;
 
 pub use options::{Options, Part};
 pub use report::{Report, Table};
+
+/// Keys a report must hold after running the parts `runs` selects: the
+/// machine's, and every selected part's `REQUIRED_KEYS`.
+pub fn required_keys(runs: impl Fn(Part) -> bool) -> Vec<&'static str> {
+    let mut keys = machine::REQUIRED_KEYS.to_vec();
+    for part in Part::ALL.into_iter().filter(|&p| runs(p)) {
+        keys.extend_from_slice(match part {
+            Part::PerPacket => per_packet::REQUIRED_KEYS,
+            Part::Live => live::REQUIRED_KEYS,
+            Part::E2e => e2e::REQUIRED_KEYS,
+            Part::Control => control::REQUIRED_KEYS,
+        });
+    }
+    keys
+}
 
 /// The combined table of the data-plane parts: one row per scenario found in
 /// `per_packet` or `live` of `report`, known scenarios in [`scenarios::ORDER`].
@@ -95,4 +115,47 @@ pub fn dataplane_table(report: &Report) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_contributes_its_keys() {
+        // What CI has always required of a full `--quick` run.
+        assert_eq!(
+            required_keys(|_| true),
+            [
+                "machine.cpu_model",
+                "machine.cores",
+                "machine.kernel",
+                "per_packet.floor_pass.median_ns",
+                "per_packet.floor_tx.median_ns",
+                "per_packet.non_vip.median_ns",
+                "per_packet.v4_tcp_flow_hit.median_ns",
+                "per_packet.v4_tcp_flow_hit.p99_ns",
+                "per_packet.v4_tcp_flow_hit.ratio_to_floor",
+                "per_packet.v4_tcp_new_flow.median_ns",
+                "per_packet.v6_tcp_flow_hit.median_ns",
+                "per_packet.v4_udp.median_ns",
+                "per_packet.v4_tcp_vlan.median_ns",
+                "live.v4_tcp_flow_hit.pps",
+                "e2e.xlb.pps",
+                "e2e.nftables.pps",
+                "e2e.ceiling.pps",
+                "control.maglev_build_ms.65537_10",
+                "control.maglev_build_ms.65537_100",
+                "control.maglev_build_ms.65537_1000",
+                "control.maglev_build_ms.131071_1000",
+                "control.weight_change_live_ms",
+                "control.daemon_rss_mib",
+            ]
+        );
+        let e2e_only = required_keys(|p| p == Part::E2e);
+        assert_eq!(
+            e2e_only,
+            [machine::REQUIRED_KEYS, e2e::REQUIRED_KEYS].concat()
+        );
+    }
 }

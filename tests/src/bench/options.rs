@@ -35,7 +35,7 @@ impl Part {
 
 pub const USAGE: &str = "\
 usage: xlb-bench [--quick] [--json FILE] [--only PART]... [--calls N] [--live-repeat N]
-                 [--e2e-rounds N] [--e2e-window-ms N]
+                 [--e2e-rounds N] [--e2e-window-ms N] [--check-keys]
 
 Benchmarks xlb's XDP data plane (needs root: BPF and network namespaces).
 
@@ -47,6 +47,8 @@ Benchmarks xlb's XDP data plane (needs root: BPF and network namespaces).
   --live-repeat N  frames per live-frames scenario, 256 per call (default 10,000,000)
   --e2e-rounds N   e2e rounds, each measures every case once (default 7, quick 1)
   --e2e-window-ms N  e2e measurement window per case and round (default 700, quick 1,000)
+  --check-keys     fail unless the report holds every key the selected parts promise
+                   (CI's smoke run)
   -h, --help       this text
 ";
 
@@ -65,6 +67,8 @@ pub struct Options {
     pub e2e_rounds: u32,
     /// End-to-end measurement window per case, in milliseconds.
     pub e2e_window_ms: u32,
+    /// Fail unless the report holds every required key of the parts run.
+    pub check_keys: bool,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
             live_repeat: 10_000_000,
             e2e_rounds: 7,
             e2e_window_ms: 700,
+            check_keys: false,
         }
     }
 }
@@ -103,6 +108,7 @@ impl Options {
             match arg.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
                 "--quick" => o.quick = true,
+                "--check-keys" => o.check_keys = true,
                 "--json" => o.json = Some(PathBuf::from(value("--json")?)),
                 "--only" => {
                     let v = value("--only")?;
@@ -193,6 +199,8 @@ mod tests {
         assert!(!o.runs(Part::PerPacket));
         assert!(!o.runs(Part::E2e));
         assert_eq!((o.e2e_rounds, o.e2e_window_ms), (1, 1_000));
+        assert!(!o.check_keys);
+        assert!(options(&["--check-keys"]).check_keys);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{
     env::{BenchEnv, Program},
-    report::Report,
+    report::{self, Report},
     scenarios::{NewFlows, Scenario},
     stats::Summary,
     testrun,
@@ -29,9 +29,24 @@ pub const REPEAT: u32 = 1_000_000;
 /// repetition).
 const REPEAT_SCENARIOS: &[&str] = &["floor_pass", "floor_tx", "non_vip"];
 
+/// Keys every run of this part files (CI checks them after `--quick`): the
+/// floors and every balancer path.
+pub const REQUIRED_KEYS: &[&str] = &[
+    "per_packet.floor_pass.median_ns",
+    "per_packet.floor_tx.median_ns",
+    "per_packet.non_vip.median_ns",
+    "per_packet.v4_tcp_flow_hit.median_ns",
+    "per_packet.v4_tcp_flow_hit.p99_ns",
+    "per_packet.v4_tcp_flow_hit.ratio_to_floor",
+    "per_packet.v4_tcp_new_flow.median_ns",
+    "per_packet.v6_tcp_flow_hit.median_ns",
+    "per_packet.v4_udp.median_ns",
+    "per_packet.v4_tcp_vlan.median_ns",
+];
+
 /// One scenario's timings.
 #[derive(Clone, Debug)]
-pub struct Sample {
+pub struct ScenarioTiming {
     pub name: &'static str,
     pub summary: Summary,
     pub frame_bytes: usize,
@@ -47,7 +62,7 @@ pub struct Verifier {
 
 #[derive(Clone, Debug)]
 pub struct Results {
-    pub samples: Vec<Sample>,
+    pub timings: Vec<ScenarioTiming>,
     /// (scenario, ns per packet) of the `repeat = 1,000,000` runs.
     pub repeated: Vec<(&'static str, f64)>,
     pub verifier: Verifier,
@@ -55,47 +70,47 @@ pub struct Results {
 
 impl Results {
     pub fn floor_tx_median(&self) -> Option<u64> {
-        self.sample("floor_tx").map(|s| s.summary.median_ns)
+        self.timing("floor_tx").map(|s| s.summary.median_ns)
     }
 
-    pub fn sample(&self, name: &str) -> Option<&Sample> {
-        self.samples.iter().find(|s| s.name == name)
+    pub fn timing(&self, name: &str) -> Option<&ScenarioTiming> {
+        self.timings.iter().find(|s| s.name == name)
     }
 
     /// median / floor_tx median.
-    pub fn ratio_to_floor(&self, s: &Sample) -> Option<f64> {
+    pub fn ratio_to_floor(&self, s: &ScenarioTiming) -> Option<f64> {
         let floor = self.floor_tx_median()?;
         (floor > 0).then(|| s.summary.median_ns as f64 / floor as f64)
     }
 
     /// mean / floor_tx mean: steadier than the medians where the kernel clock
     /// moves in ~10 ns steps.
-    pub fn mean_ratio_to_floor(&self, s: &Sample) -> Option<f64> {
-        let floor = self.sample("floor_tx")?.summary.mean_ns;
+    pub fn mean_ratio_to_floor(&self, s: &ScenarioTiming) -> Option<f64> {
+        let floor = self.timing("floor_tx")?.summary.mean_ns;
         (floor > 0.0).then(|| s.summary.mean_ns / floor)
     }
 
     /// Files the results under `per_packet`, `per_packet_repeat`, `verifier`.
     pub fn record(&self, report: &mut Report) {
-        for s in &self.samples {
+        for s in &self.timings {
             let p = format!("{SECTION}.{}", s.name);
             report.insert(&format!("{p}.median_ns"), s.summary.median_ns);
             report.insert(&format!("{p}.p99_ns"), s.summary.p99_ns);
             report.insert(&format!("{p}.min_ns"), s.summary.min_ns);
-            report.insert(&format!("{p}.mean_ns"), round2(s.summary.mean_ns));
+            report.insert(&format!("{p}.mean_ns"), round(s.summary.mean_ns));
             report.insert(&format!("{p}.calls"), s.summary.count);
             report.insert(&format!("{p}.frame_bytes"), s.frame_bytes);
             if let Some(r) = self.ratio_to_floor(s) {
-                report.insert(&format!("{p}.ratio_to_floor"), round2(r));
+                report.insert(&format!("{p}.ratio_to_floor"), round(r));
             }
             if let Some(r) = self.mean_ratio_to_floor(s) {
-                report.insert(&format!("{p}.mean_ratio_to_floor"), round2(r));
+                report.insert(&format!("{p}.mean_ratio_to_floor"), round(r));
             }
         }
         for (name, ns) in &self.repeated {
             report.insert(
                 &format!("{REPEAT_SECTION}.{name}.ns_per_packet"),
-                round2(*ns),
+                round(*ns),
             );
             report.insert(&format!("{REPEAT_SECTION}.{name}.repeat"), REPEAT);
         }
@@ -112,8 +127,9 @@ impl Results {
     }
 }
 
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+/// Figures are filed with two decimals.
+fn round(x: f64) -> f64 {
+    report::round(x, 2)
 }
 
 /// Calls before the measured ones (caches, branch predictors, flow entries).
@@ -124,12 +140,12 @@ pub fn warmup_calls(calls: u32) -> usize {
 /// Measures every scenario with `calls` timed calls each.
 pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], calls: u32) -> Result<Results> {
     let verifier = verifier_info(env)?;
-    let mut samples = Vec::new();
+    let mut timings = Vec::new();
     for sc in scenarios {
         eprintln!("per-packet: {} ({calls} calls)", sc.name);
         let summary = measure(env, sc, calls as usize)
             .with_context(|| format!("per-packet scenario {}", sc.name))?;
-        samples.push(Sample {
+        timings.push(ScenarioTiming {
             name: sc.name,
             summary,
             frame_bytes: sc.frames[0].len(),
@@ -155,7 +171,7 @@ pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], calls: u32) -> Result<Res
         repeated.push((sc.name, r.duration.as_secs_f64() * 1e9));
     }
     Ok(Results {
-        samples,
+        timings,
         repeated,
         verifier,
     })
@@ -302,4 +318,36 @@ fn measure(env: &mut BenchEnv, sc: &Scenario, calls: usize) -> Result<Summary> {
         ),
     }
     Summary::of(&mut ns).context("no calls measured")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::scenarios;
+
+    #[test]
+    fn the_scenarios_file_every_required_key() {
+        let summary = Summary::of(&mut [100, 120, 140]).unwrap();
+        let timings = scenarios::all([2, 0, 0, 0, 0, 1], 1)
+            .iter()
+            .map(|sc| ScenarioTiming {
+                name: sc.name,
+                summary,
+                frame_bytes: sc.frames[0].len(),
+            })
+            .collect();
+        let results = Results {
+            timings,
+            repeated: Vec::new(),
+            verifier: Verifier {
+                instructions: Some(1),
+                xlated_bytes: Some(8),
+                jited_bytes: 8,
+                program_id: 1,
+            },
+        };
+        let mut report = Report::new();
+        results.record(&mut report);
+        assert_eq!(report.missing(REQUIRED_KEYS), Vec::<&str>::new());
+    }
 }

@@ -95,6 +95,14 @@ impl Report {
         }
     }
 
+    /// Those of `keys` (dotted paths) that are absent or null.
+    pub fn missing<'k>(&self, keys: &[&'k str]) -> Vec<&'k str> {
+        keys.iter()
+            .filter(|k| self.get(k).is_none_or(Value::is_null))
+            .copied()
+            .collect()
+    }
+
     /// Every leaf's dotted path, sorted (for listing what a run produced).
     pub fn leaf_paths(&self) -> Vec<String> {
         fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
@@ -117,6 +125,12 @@ impl Report {
         out.sort();
         out
     }
+}
+
+/// `x` rounded to `digits` decimals (how figures are filed).
+pub fn round(x: f64, digits: i32) -> f64 {
+    let m = 10f64.powi(digits);
+    (x * m).round() / m
 }
 
 /// A plain-text table: the first column left-aligned, the others right-aligned.
@@ -216,6 +230,34 @@ mod tests {
                 "verifier.instructions"
             ]
         );
+    }
+
+    #[test]
+    fn finds_missing_and_null_keys() {
+        let mut r = Report::new();
+        r.insert("machine.cpu_model", "x");
+        r.insert("machine.cores", 2);
+        r.insert("machine.kernel", Value::Null);
+        r.insert("e2e.xlb.pps", 1.0);
+        let missing = r.missing(&[
+            "machine.kernel",
+            "machine.cores",
+            "e2e.xlb.pps",
+            "control.daemon_rss_mib",
+        ]);
+        assert!(
+            missing.contains(&"machine.kernel"),
+            "null counts as missing"
+        );
+        assert!(!missing.contains(&"machine.cores"));
+        assert!(!missing.contains(&"e2e.xlb.pps"));
+        assert!(missing.contains(&"control.daemon_rss_mib"));
+    }
+
+    #[test]
+    fn rounds_to_digits() {
+        assert_eq!(round(1.23456, 2), 1.23);
+        assert_eq!(round(1234.5, 0), 1235.0);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Order statistics of per-call timings.
+//! The benchmarks' one set of order statistics: nearest-rank percentiles,
+//! the median as the 50th of them (always one of the observed values; with
+//! an even count the lower middle one), and the summary of per-call timings.
 
 /// Summary of a set of per-call durations in nanoseconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,10 +33,21 @@ impl Summary {
 }
 
 /// Nearest-rank percentile of sorted, non-empty `sorted`.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> T {
     let n = sorted.len();
     let rank = ((p / 100.0) * n as f64).ceil() as usize;
     sorted[rank.clamp(1, n) - 1]
+}
+
+/// The median (nearest-rank 50th percentile) of `values`; None when there
+/// are none.
+pub fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(percentile(&v, 50.0))
 }
 
 #[cfg(test)]
@@ -58,5 +71,13 @@ mod tests {
         let s = Summary::of(&mut [7]).unwrap();
         assert_eq!((s.median_ns, s.p99_ns), (7, 7));
         assert!(Summary::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn the_median_is_an_observed_value() {
+        assert_eq!(median([3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), Some(2.0));
+        assert_eq!(median([5.5]), Some(5.5));
+        assert_eq!(median([]), None);
     }
 }

@@ -12,7 +12,7 @@ use xlb_tests::bench::{
     live,
     machine::Machine,
     options::{Command, USAGE},
-    per_packet, scenarios, Options, Part, Report,
+    per_packet, required_keys, scenarios, Options, Part, Report,
 };
 
 /// Bumped when a key of the JSON report changes meaning or disappears.
@@ -122,6 +122,13 @@ fn run() -> Result<()> {
             .with_context(|| format!("writing the JSON report to {}", path.display()))?;
         println!("\nJSON report: {}", path.display());
     }
+    if opts.check_keys {
+        let missing = report.missing(&required_keys(|p| opts.runs(p)));
+        if !missing.is_empty() {
+            bail!("the report lacks {}", missing.join(", "));
+        }
+        println!("the report holds every required key");
+    }
     Ok(())
 }
 
@@ -196,7 +203,7 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
     }
     if let Some(pp) = pp {
         let overhead = pp
-            .sample("floor_pass")
+            .timing("floor_pass")
             .map(|s| format!("{} ns", s.summary.median_ns))
             .unwrap_or_else(|| "?".into());
         println!();
@@ -205,7 +212,7 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
              every call sees the original frame), {} calls per scenario; it includes the fixed \
              test-run overhead (floor_pass: {overhead}). The kernel clock here has ~10 ns steps: \
              JSON mean_ns is finer.",
-            pp.samples.first().map_or(0, |s| s.summary.count)
+            pp.timings.first().map_or(0, |s| s.summary.count)
         );
         let v = &pp.verifier;
         println!(
@@ -251,5 +258,5 @@ fn opt(v: Option<u32>) -> String {
 }
 
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    xlb_tests::bench::report::round(x, 2)
 }

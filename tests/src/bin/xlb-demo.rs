@@ -55,7 +55,7 @@ fn run() -> anyhow::Result<()> {
         tcp_check: Some((500, 2)),
     };
     let started = Instant::now();
-    let rack = Rack::start("xlb-demo", 2, vec![vip]);
+    let rack = Rack::start(&xlb_tests::netns::unique_name("demo"), 2, vec![vip]);
     println!(
         "rack up and xlb running in {:.1?} (config: {})\n",
         started.elapsed(),

@@ -32,31 +32,31 @@
 //! sink's.
 
 use std::{
-    collections::BTreeSet,
     io::Write,
     net::{IpAddr, Ipv4Addr},
-    process::Command,
 };
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use aya::{
     maps::{Array, MapData, PerCpuArray},
     programs::{xdp::XdpLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use lb_common::{program_names, GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP};
+use lb_common::{
+    gen_frame::{self, GenFrame},
+    program_names,
+};
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
     ebpf_objects,
-    reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
+    reconcile::Reconciler,
 };
 
-use super::cpu;
-use crate::{
-    command::try_run,
-    frames::{Frame, L4, TCP_SYN},
-    netns::{enter_by_name, NetNs},
+use super::{
+    cpu,
+    workload::{self, desired_state, nft_ruleset, vip_key, Proto, BACKENDS, NFT_TABLE},
 };
+use crate::netns::{enter_by_name, unique_name, NetNs};
 
 pub const GEN_DEV: &str = "xlbe-gen0";
 pub const LB_IN: &str = "xlbe-lbin";
@@ -65,63 +65,19 @@ pub const SINK_DEV: &str = "xlbe-sink0";
 /// The down veth pair that holds `xlb_gen` in the XDP dispatcher.
 const GEN_HOLDER: (&str, &str) = ("xlbe-gh0", "xlbe-gh1");
 
-pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 30, 0, 1);
-pub const VIP_PORT: u16 = 80;
 pub const GEN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 31, 0, 2);
 pub const LB_IN_ADDR: Ipv4Addr = Ipv4Addr::new(10, 31, 0, 1);
 pub const LB_OUT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 1);
 pub const SINK_ADDR: Ipv4Addr = Ipv4Addr::new(10, 32, 0, 2);
-pub const BACKENDS: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(10, 33, 0, 1),
-    Ipv4Addr::new(10, 33, 0, 2),
-    Ipv4Addr::new(10, 33, 0, 3),
-];
-/// First source port of the generator's cycle.
-pub const SPORT_BASE: u16 = 10_000;
-/// Bytes of every generated frame (64 on the wire with the FCS).
-pub const FRAME_LEN: usize = 60;
-
-/// Maps of the `xlb_gen` program (defined next to it in `aux_programs.rs`).
-const GEN_FRAME_MAP: &str = "XLB_GEN_FRAME";
-const GEN_SEQ_MAP: &str = "XLB_GEN_SEQ";
-/// Size of `GenFrame` in `aux_programs.rs`.
-const GEN_FRAME_SIZE: usize = 80;
 
 /// Namespaces are `xlb-e2eb-<pid>-{gen,lb,sink}`.
-const NS_PREFIX: &str = "xlb-e2eb-";
-
-/// The nftables table of the `nftables` case.
-const NFT_TABLE: &str = "xlb_e2e";
+const NS_TAG: &str = "e2eb";
 
 /// Which program runs on `xlbe-lbin`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LbProgram {
     Pass,
     Balancer,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
-    Udp,
-    TcpSyn,
-}
-
-impl Proto {
-    pub const ALL: [Proto; 2] = [Proto::Udp, Proto::TcpSyn];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::TcpSyn => "tcp_syn",
-        }
-    }
-
-    fn number(self) -> u8 {
-        match self {
-            Proto::Udp => PROTO_UDP,
-            Proto::TcpSyn => PROTO_TCP,
-        }
-    }
 }
 
 /// CPU-time counters on the NAPI threads.
@@ -153,7 +109,7 @@ pub struct Topology {
     pub dp: Dataplane,
     pub reconciler: Reconciler,
     aux: Ebpf,
-    gen_frame: Array<MapData, [u8; GEN_FRAME_SIZE]>,
+    gen_frame: Array<MapData, GenFrame>,
     gen_seq: PerCpuArray<MapData, u32>,
     sink: PerCpuArray<MapData, u64>,
     /// `nf_conntrack_count` of the balancer namespace, opened inside it (a
@@ -181,11 +137,10 @@ impl Topology {
     /// overflows). The generator gets a CPU of its own (see the module
     /// documentation of `e2e` for why the sink shares the balancer's).
     pub fn setup(lb_cpu: usize) -> Result<Self> {
-        remove_stale_namespaces();
-        let pid = std::process::id();
-        let gen = NetNs::create(&format!("{NS_PREFIX}{pid}-gen"));
-        let lb = NetNs::create(&format!("{NS_PREFIX}{pid}-lb"));
-        let sink_ns = NetNs::create(&format!("{NS_PREFIX}{pid}-sink"));
+        let prefix = unique_name(NS_TAG);
+        let gen = NetNs::create(&format!("{prefix}-gen"));
+        let lb = NetNs::create(&format!("{prefix}-lb"));
+        let sink_ns = NetNs::create(&format!("{prefix}-sink"));
         for ns in [&gen, &lb, &sink_ns] {
             ns.sysctl("net.ipv6.conf.all.disable_ipv6=1");
             ns.sysctl("net.ipv6.conf.default.disable_ipv6=1");
@@ -255,8 +210,8 @@ impl Topology {
                 .load()
                 .with_context(|| format!("loading {name}"))?;
         }
-        let gen_frame = take_map(&mut aux, GEN_FRAME_MAP)?;
-        let gen_seq = take_map(&mut aux, GEN_SEQ_MAP)?;
+        let gen_frame = take_map(&mut aux, gen_frame::FRAME_MAP)?;
+        let gen_seq = take_map(&mut aux, gen_frame::SEQ_MAP)?;
         let sink = take_map(&mut aux, lb_common::map_names::SINK_COUNT)?;
         let mut dp = Dataplane::load(&LoadOptions {
             sizes: sizes(),
@@ -330,7 +285,7 @@ impl Topology {
                 // Back to softirq NAPI everywhere (best effort).
                 for (ns, dev) in [(&lb, LB_IN), (&sink_ns, SINK_DEV)] {
                     let off = format!("echo 0 > /sys/class/net/{dev}/threaded");
-                    let _ = ns_cmd(ns, "sh", &["-c", &off]);
+                    let _ = ns.try_exec("sh", &["-c", &off]);
                 }
                 Napi::Softirq(format!("{e:#}"))
             }
@@ -401,19 +356,17 @@ impl Topology {
 
     /// Runs a command inside the balancer namespace.
     pub fn lb_cmd(&self, program: &str, args: &[&str]) -> Result<String> {
-        ns_cmd(&self.lb, program, args)
+        Ok(self.lb.try_exec(program, args)?)
     }
 
     /// Writes the generator's template: `proto` frames to `dst`:80 from
     /// 10.31.0.2, source ports `SPORT_BASE ..+ flows` (a power of two).
-    pub fn set_frame(&mut self, proto: Proto, dst: Ipv4Addr, flows: u32) -> Result<Vec<u8>> {
-        ensure!(flows.is_power_of_two(), "flows must be a power of two");
-        let frame = build_frame(proto, dst, self.gen_mac, self.lbin_mac);
-        let value = gen_frame_value(&frame, proto, flows - 1);
+    pub fn set_frame(&mut self, proto: Proto, dst: Ipv4Addr, flows: u32) -> Result<GenFrame> {
+        let template = workload::template(proto, dst, self.gen_mac, self.lbin_mac, flows)?;
         self.gen_frame
-            .set(0, value, 0)
+            .set(0, template, 0)
             .context("writing the generator's template")?;
-        Ok(frame)
+        Ok(template)
     }
 
     /// The generator program (for test runs on `xlbe-gen0`).
@@ -506,119 +459,12 @@ const CONNTRACK_COUNT: &str = "/proc/sys/net/netfilter/nf_conntrack_count";
 /// and must run as soon as packets wait, or its ring (256 entries) overflows.
 const SINK_FIFO_PRIORITY: i32 = 10;
 
-pub fn vip_key(proto: Proto) -> VipKey {
-    VipKey::new(IpAddr::V4(VIP), VIP_PORT, proto.number())
-}
-
-fn desired_state(lbout_ifindex: u32) -> DesiredState {
-    let vip = |proto: Proto| DesiredVip {
-        key: vip_key(proto),
-        name: format!("e2e-{}", proto.name()),
-        flags: 0,
-        backends: BACKENDS
-            .iter()
-            .map(|b| DesiredBackend {
-                addr: IpAddr::V4(*b),
-                weight: 100,
-                healthy: true,
-            })
-            .collect(),
-    };
-    DesiredState {
-        global: GlobalConfig::new(Some(LB_OUT_ADDR), None),
-        tx_ports: BTreeSet::from([lbout_ifindex]),
-        vips: vec![vip(Proto::Udp), vip(Proto::TcpSyn)],
-    }
-}
-
-/// The DNAT load balancer people build with nftables: the backend is jhash
-/// of the 5-tuple mod 3, looked up in an anonymous map (only a connection's
-/// first packet sees the rule; conntrack translates the rest).
-pub fn nft_ruleset() -> String {
-    let backends: Vec<String> = BACKENDS
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("{i} : {b}"))
-        .collect();
-    let map = backends.join(", ");
-    let n = BACKENDS.len();
-    let rule = |l4: &str| {
-        format!(
-            "    ip daddr {VIP} {l4} dport {VIP_PORT} counter dnat to jhash ip saddr . ip daddr \
-             . {l4} sport . {l4} dport mod {n} map {{ {map} }}\n"
-        )
-    };
-    format!(
-        "table ip {NFT_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority \
-         dstnat; policy accept;\n{}{}  }}\n}}\n",
-        rule("udp"),
-        rule("tcp")
-    )
-}
-
-/// A 60-byte frame from the generator to `dst`:80: UDP with 18 bytes of
-/// payload, or a TCP SYN without options or payload (padded like a 64-byte
-/// frame on the wire).
-pub fn build_frame(proto: Proto, dst: Ipv4Addr, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
-    let (src, dst) = (IpAddr::V4(GEN_ADDR), IpAddr::V4(dst));
-    let mut f = match proto {
-        Proto::Udp => {
-            let mut f = Frame::udp(src, SPORT_BASE, dst, VIP_PORT, dst_mac);
-            f.payload = b"xlb e2e udp 64byte".to_vec();
-            f
-        }
-        Proto::TcpSyn => {
-            let mut f = Frame::tcp(src, SPORT_BASE, dst, VIP_PORT, dst_mac);
-            f.l4 = L4::Tcp { flags: TCP_SYN };
-            f.payload.clear();
-            f
-        }
-    };
-    f.src_mac = src_mac;
-    let mut bytes = f.build();
-    assert!(bytes.len() <= FRAME_LEN, "{} bytes", bytes.len());
-    bytes.resize(FRAME_LEN, 0);
-    bytes
-}
-
-/// The `GenFrame` value for `frame` (layout in `aux_programs.rs`).
-fn gen_frame_value(frame: &[u8], proto: Proto, flows_mask: u32) -> [u8; GEN_FRAME_SIZE] {
-    let mut v = [0u8; GEN_FRAME_SIZE];
-    v[..frame.len()].copy_from_slice(frame);
-    let csum_off = match proto {
-        Proto::Udp => 40,
-        Proto::TcpSyn => 50,
-    };
-    let csum = u16::from_be_bytes([frame[csum_off], frame[csum_off + 1]]);
-    v[64..66].copy_from_slice(&SPORT_BASE.to_ne_bytes());
-    v[66..68].copy_from_slice(&csum.to_ne_bytes());
-    v[68..72].copy_from_slice(&flows_mask.to_ne_bytes());
-    v[72..74].copy_from_slice(&u16::from(proto.number()).to_ne_bytes());
-    let bits = (flows_mask + 1).trailing_zeros() as u16;
-    v[74..76].copy_from_slice(&bits.to_ne_bytes());
-    v
-}
-
-/// The flow index `xlb_gen` gives frame `n` (a copy of its arithmetic).
-pub fn gen_mix(n: u32, flows_mask: u32) -> u32 {
-    let bits = (flows_mask + 1).trailing_zeros();
-    let s = bits.div_ceil(2);
-    let mut x = n.wrapping_add(n >> bits) & flows_mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x9e37_79b1) & flows_mask;
-    x ^= x >> s;
-    x = x.wrapping_mul(0x85eb_ca6b) & flows_mask;
-    x ^= x >> s;
-    x
-}
-
 /// Turns on threaded NAPI for `dev` (which must have a native XDP program:
 /// a veth has no NAPI instance otherwise) and returns the new threads' pids.
 fn enable_threaded(ns: &NetNs, dev: &str) -> Result<Vec<i32>> {
     let prefix: String = format!("napi/{dev}-").chars().take(15).collect();
     let before = cpu::tasks_named(&prefix);
-    ns_cmd(
-        ns,
+    ns.try_exec(
         "sh",
         &["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")],
     )
@@ -629,26 +475,6 @@ fn enable_threaded(ns: &NetNs, dev: &str) -> Result<Vec<i32>> {
         bail!("threaded NAPI on {dev}: no new {prefix}* kernel thread appeared");
     }
     Ok(new)
-}
-
-/// Runs `program args` inside `ns` (`ip netns exec`, which also mounts the
-/// namespace's /sys), with the output or the error.
-fn ns_cmd(ns: &NetNs, program: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns.name(), program])
-        .args(args)
-        .output()
-        .with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!(
-            "`{program} {}` in {} failed ({}): {}",
-            args.join(" "),
-            ns.name(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
@@ -670,88 +496,4 @@ where
 
 fn fmt_mac(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-/// Deletes `xlb-e2eb-<pid>-*` namespaces whose process is gone.
-fn remove_stale_namespaces() {
-    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(NS_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("xlb-bench: removing namespace {name} left by an interrupted run");
-            try_run("ip", &["netns", "del", &name]);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-
-    #[test]
-    fn frames_are_60_bytes_with_valid_checksums() {
-        for proto in Proto::ALL {
-            let f = build_frame(proto, VIP, [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-            assert_eq!(f.len(), FRAME_LEN);
-            let p = SlicedPacket::from_ethernet(&f).unwrap();
-            let Some(NetSlice::Ipv4(ip)) = &p.net else {
-                panic!("not IPv4")
-            };
-            assert_eq!(ip.header().destination_addr(), VIP);
-            match (&p.transport, proto) {
-                (Some(TransportSlice::Udp(u)), Proto::Udp) => {
-                    assert_eq!(u.source_port(), SPORT_BASE)
-                }
-                (Some(TransportSlice::Tcp(t)), Proto::TcpSyn) => {
-                    assert!(t.syn() && !t.ack());
-                    assert_eq!(t.source_port(), SPORT_BASE)
-                }
-                other => panic!("{proto:?}: {other:?}"),
-            }
-            let v = gen_frame_value(&f, proto, 1023);
-            assert_eq!(&v[..FRAME_LEN], &f[..]);
-            assert_eq!(u16::from_ne_bytes([v[64], v[65]]), SPORT_BASE);
-        }
-    }
-
-    #[test]
-    fn the_flow_mix_is_a_permutation() {
-        for flows in [1u32, 2, 1024, 16_384] {
-            for cycle in [0, 1, 7] {
-                let seen: BTreeSet<u32> = (0..flows)
-                    .map(|n| gen_mix(cycle * flows + n, flows - 1))
-                    .collect();
-                assert_eq!(seen.len(), flows as usize);
-            }
-        }
-        // Neighbouring frames are far-apart flows.
-        assert!(gen_mix(1, 16_383).abs_diff(gen_mix(2, 16_383)) > 16);
-        // A flow's place in a 64-frame batch moves from cycle to cycle.
-        let place = |cycle: u32| {
-            (0..16_384u32)
-                .find(|&n| gen_mix(cycle * 16_384 + n, 16_383) == 5)
-                .unwrap()
-                % 64
-        };
-        let places: BTreeSet<u32> = (0..64).map(place).collect();
-        assert_eq!(places.len(), 64);
-    }
-
-    #[test]
-    fn ruleset_names_every_backend() {
-        let r = nft_ruleset();
-        assert!(r.contains("0 : 10.33.0.1, 1 : 10.33.0.2, 2 : 10.33.0.3"));
-        assert!(r.contains("udp sport . udp dport mod 3"));
-        assert!(r.contains("tcp sport . tcp dport mod 3"));
-    }
 }
