@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// The bins of lb-ebpf, one object each.
-const OBJECTS: [&str; 3] = ["xlb", "xlb-decap", "xlb-aux"];
+const OBJECTS: [&str; 3] = ["xlb-balancer", "xlb-decap", "xlb-aux"];
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

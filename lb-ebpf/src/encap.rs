@@ -7,8 +7,10 @@
 //! is 512 bytes and the verifier counts every temporary array.
 
 use aya_ebpf::{
-    bindings::bpf_fib_lookup as FibParams, helpers::generated::bpf_fib_lookup,
-    helpers::generated::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext,
+    bindings::bpf_fib_lookup as FibParams,
+    helpers::generated::{bpf_fib_lookup, bpf_xdp_adjust_head},
+    programs::XdpContext,
+    EbpfContext,
 };
 use lb_common::{bytes, checksum, FAMILY_V4};
 use network_types::{

@@ -4,7 +4,7 @@
 use thiserror::Error;
 
 /// The balancer (`xlb_balancer`) and its maps.
-pub static BALANCER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xlb"));
+pub static BALANCER: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xlb-balancer"));
 /// The backend-side decapsulator (`xlb_decap`).
 pub static DECAP: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xlb-decap"));
 /// `xlb_pass`, the benchmark floors and the counting sink.

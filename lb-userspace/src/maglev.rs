@@ -25,12 +25,11 @@
 
 use std::{cmp::Ordering, collections::BinaryHeap, net::IpAddr};
 
-use thiserror::Error;
-
 /// Slots per VIP table unless configured otherwise (a prime, as Maglev needs;
 /// about 65 slots per backend at 1000 backends). Defined with the map
 /// layouts it sizes.
 pub use lb_common::DEFAULT_TABLE_SIZE;
+use thiserror::Error;
 /// Largest table size accepted (a prime; 64 MiB of slots per VIP).
 pub const MAX_TABLE_SIZE: u32 = 16_777_213;
 /// A slot no backend owns: only when no backend has a weight. Never a valid

@@ -2,15 +2,19 @@
 //! for bpfel-unknown-none with the nightly toolchain and bpf-linker, the way
 //! aya-build does (lb-userspace's build script embeds its own such build).
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::{
+    fs::File,
+    io::Read,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup::{bpf_linker, rust_toolchain};
-use crate::{command, elf, paths};
+use crate::{
+    command, elf, paths,
+    setup::{bpf_linker, rust_toolchain},
+};
 
 const PACKAGE: &str = "lb-ebpf";
 const TARGET: &str = "bpfel-unknown-none";

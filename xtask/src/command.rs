@@ -1,10 +1,12 @@
 //! Running external commands: print what runs, stream or capture its output,
 //! and turn a failure into an error that names the command and its status.
 
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, ExitStatus, Output, Stdio};
-use std::thread;
+use std::{
+    ffi::OsStr,
+    io::{BufRead, BufReader, Read, Write},
+    process::{Command, ExitStatus, Output, Stdio},
+    thread,
+};
 
 use anyhow::{bail, Context, Result};
 

@@ -1,9 +1,11 @@
 //! Where things are: the workspace root, `$CARGO_HOME`, and programs on PATH.
 
-use std::env;
-use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::{
+    env,
+    ffi::OsString,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 

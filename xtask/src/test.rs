@@ -1,9 +1,11 @@
 //! `cargo xtask test`: the one command that checks everything (README, CI).
 //! Phases: setup, fmt, clippy, the release eBPF build, `cargo test`.
 
-use std::io::IsTerminal;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::{
+    io::IsTerminal,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Result};
 
@@ -41,11 +43,14 @@ fn run_phases(args: &Args, timer: &mut Timer) -> Result<()> {
     if args.no_lint {
         println!("--no-lint: skipping cargo fmt and cargo clippy");
     } else {
+        // Nightly rustfmt: rustfmt.toml's import-layout options are
+        // nightly-only (stable would ignore them, with a warning per file).
         timer.phase("fmt", || {
             command::run(
                 Command::new("cargo")
                     .current_dir(&root)
-                    .args(["fmt", "--all", "--check"]),
+                    .env_remove("RUSTUP_TOOLCHAIN")
+                    .args(["+nightly", "fmt", "--all", "--check"]),
             )
         })?;
         timer.phase("clippy", || {

@@ -41,14 +41,13 @@ mod tests;
 
 use std::path::Path;
 
-use serde::Deserialize;
-
 pub use error::{line_column, AddressProblem, ConfigError, ConfigErrorKind, Location, Place};
 pub use model::{
     BackendConfig, BpfLogLevel, Config, GlobalConfig, Hashing, HealthCheck, HealthCheckKind,
     HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint, XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
+use serde::Deserialize;
 use spans::SpanIndex;
 
 impl Config {

@@ -34,8 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::controller::{ControlError, Controller};
-use crate::explain::FlowQuery;
-use crate::{config, reconcile::ApplyReport};
+use crate::{config, explain::FlowQuery, reconcile::ApplyReport};
 
 pub const MAX_BODY: usize = 64 * 1024;
 

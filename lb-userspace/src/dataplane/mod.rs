@@ -22,11 +22,10 @@ use lb_common::{
     map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
     Verdict, VipInfo, VipKey, VipStats,
 };
-use map_specs::MapPlan;
-use thiserror::Error;
-
 pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
+use map_specs::MapPlan;
+use thiserror::Error;
 
 use crate::ebpf_objects;
 

@@ -204,8 +204,9 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn insert_and_get_by_dotted_path() {

@@ -7,10 +7,12 @@
 //! `libLLVM.so.*` (as `libLLVM.so` to link, and under its soname to load; the
 //! binary gets an rpath to that `lib/`, so the prefix must stay).
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context, Result};
 

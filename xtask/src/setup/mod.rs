@@ -33,9 +33,9 @@ const STEPS: &[Step] = &[
         run: rust_toolchain::ensure_nightly,
     },
     Step {
-        name: "rust-src for nightly",
-        hint: "run `rustup component add rust-src --toolchain nightly`",
-        run: rust_toolchain::ensure_rust_src,
+        name: "rust-src and rustfmt for nightly",
+        hint: "run `rustup component add rust-src rustfmt --toolchain nightly`",
+        run: rust_toolchain::ensure_nightly_components,
     },
     Step {
         name: "rustfmt and clippy",

@@ -154,50 +154,45 @@ fn warn_if_unverified(version: &RustcVersion) {
     }
 }
 
-pub fn ensure_rust_src() -> Result<Outcome> {
-    let what = "rust-src for nightly".to_string();
-    if rust_src_installed()? {
-        return Ok(Outcome::AlreadyPresent(what));
-    }
-    command::run(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        "nightly",
-    ]))?;
-    if !rust_src_installed()? {
-        bail!("`rustup component add` succeeded but rust-src is still not listed as installed");
-    }
-    Ok(Outcome::Installed(what))
+/// rust-src for the eBPF build (`-Z build-std=core`) and rustfmt for
+/// `cargo +nightly fmt` (the import-layout options of rustfmt.toml are
+/// nightly-only).
+pub fn ensure_nightly_components() -> Result<Outcome> {
+    ensure_components("nightly", &["rust-src", "rustfmt"])
 }
 
-/// rustfmt and clippy for the toolchain that runs `cargo fmt`/`cargo clippy`
-/// here (the one that started the xtask; rustup passes it on in
-/// RUSTUP_TOOLCHAIN). Minimal rustup profiles leave them out.
+/// rustfmt and clippy for the toolchain that runs `cargo clippy` here (the
+/// one that started the xtask; rustup passes it on in RUSTUP_TOOLCHAIN).
+/// Minimal rustup profiles leave them out.
 pub fn ensure_lint_components() -> Result<Outcome> {
     let active = command::stdout_of(Command::new("rustup").args(["show", "active-toolchain"]))?;
     let Some(toolchain) = active.split_whitespace().next().map(str::to_string) else {
         bail!("`rustup show active-toolchain` printed nothing");
     };
+    ensure_components(&toolchain, &["rustfmt", "clippy"])
+}
+
+/// Adds whichever of `components` `toolchain` lacks.
+fn ensure_components(toolchain: &str, components: &[&'static str]) -> Result<Outcome> {
     let host = host()?;
     let missing = |installed: &str| -> Vec<&'static str> {
-        ["rustfmt", "clippy"]
-            .into_iter()
+        components
+            .iter()
+            .copied()
             .filter(|c| !has_component(installed, c, &host))
             .collect()
     };
-    let todo = missing(&installed_components(&toolchain)?);
-    let what = format!("rustfmt and clippy for {toolchain}");
+    let todo = missing(&installed_components(toolchain)?);
+    let what = format!("{} for {toolchain}", components.join(" and "));
     if todo.is_empty() {
         return Ok(Outcome::AlreadyPresent(what));
     }
     command::run(
         Command::new("rustup")
-            .args(["component", "add", "--toolchain", &toolchain])
+            .args(["component", "add", "--toolchain", toolchain])
             .args(&todo),
     )?;
-    let left = missing(&installed_components(&toolchain)?);
+    let left = missing(&installed_components(toolchain)?);
     if !left.is_empty() {
         bail!(
             "still missing after `rustup component add`: {}",

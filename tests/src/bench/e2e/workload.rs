@@ -157,8 +157,9 @@ pub fn template(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    use super::*;
 
     #[test]
     fn frames_are_60_bytes_with_valid_checksums() {
