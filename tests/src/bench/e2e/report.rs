@@ -180,8 +180,9 @@ impl Results {
     pub fn notes(&self) -> Vec<String> {
         let mut out = vec![
             format!(
-                "e2e: Mpps = packets the sink counted per second of a {:.1} s window after {:.1} \
-                 s of warm-up, median of {} round(s); 64-byte frames, {FLOWS} flows (source \
+                "e2e: Mpps = packets the sink counted per second of a {:.1} s window after at least \
+                 {:.1} s of warm-up (longer, until a 0.2 s slice opens almost no new \
+                 connection), median of {} round(s); 64-byte frames, {FLOWS} flows (source \
                  ports), established (every flow has its connection-table or conntrack entry). \
                  e2e.<case>.pps in the JSON is the UDP figure.",
                 self.config.window.as_secs_f64(),
