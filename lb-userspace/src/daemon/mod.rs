@@ -34,7 +34,7 @@ use crate::{
     config::{Config, XdpMode},
     dataplane::{
         attach::{attach_pinned, ensure_bpffs, Attached, InstancePaths, Mode},
-        Dataplane, LoadOptions, Sizes,
+        Dataplane, FlowTableCapacity, LoadOptions, Sizes,
     },
     health::{HealthMonitor, Transition},
     reconcile::Reconciler,
@@ -75,6 +75,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         bpf_log_level: g.bpf_log.level(),
     })
     .context("loading the XDP program and its maps")?;
+    log_flow_capacity(dp.flow_capacity());
     let reconciler = Reconciler::adopt(&dp).context("reading the pinned maps")?;
     let health: HashMap<BackendKey, bool> = reconciler
         .installed_health()
@@ -237,6 +238,26 @@ async fn serve_api(path: &Path, state: ApiState) -> anyhow::Result<tokio::task::
             error!(error = %e, "the API server stopped");
         }
     }))
+}
+
+/// Says what the connection table really holds: the kernel rounds its size to
+/// a multiple of the possible CPUs and gives each CPU its own LRU list, and a
+/// flow only uses the list of the CPU that receives it.
+fn log_flow_capacity(c: FlowTableCapacity) {
+    info!(
+        entries = c.entries,
+        per_cpu = c.per_cpu(),
+        possible_cpus = c.possible_cpus,
+        flow_table_size = c.requested,
+        "flow table: {} entries, one LRU list of {} per possible CPU{}",
+        c.entries,
+        c.per_cpu(),
+        if c.entries == c.requested {
+            ""
+        } else {
+            " (flow_table_size rounded by the kernel to a multiple of the possible CPUs)"
+        }
+    );
 }
 
 /// The kernel's FIB lookup (how the program finds the next hop toward a
