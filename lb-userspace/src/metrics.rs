@@ -9,7 +9,8 @@
 //! `xlb_verdict_packets_total{reason}`, `xlb_table_rebuilds_total`,
 //! `xlb_table_slots_changed_total`, `xlb_reconciles_total{result}`,
 //! `xlb_config_reloads_total{result}`, `xlb_health_transitions_total`,
-//! `xlb_last_reconcile_timestamp_seconds`, `xlb_last_reconcile_duration_seconds`.
+//! `xlb_last_reconcile_timestamp_seconds`, `xlb_last_reconcile_duration_seconds`,
+//! `xlb_flow_table_entries`, `xlb_flow_table_cpu_entries`.
 
 use prometheus_client::{
     collector::Collector,
@@ -162,6 +163,22 @@ impl Collector for SnapshotCollector {
             &verdicts,
         )?;
 
+        let f = &s.flow_table;
+        single(
+            &mut enc,
+            "xlb_flow_table_entries",
+            "Connection table capacity as the kernel created it.",
+            MetricType::Gauge,
+            gauge(f64::from(f.entries)),
+        )?;
+        single(
+            &mut enc,
+            "xlb_flow_table_cpu_entries",
+            "Capacity of each CPU's LRU list of the connection table: a flow uses the list of the CPU that receives it.",
+            MetricType::Gauge,
+            gauge(f64::from(f.per_cpu)),
+        )?;
+
         let c = &s.control;
         single(
             &mut enc,
@@ -237,7 +254,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{BackendSample, ControlSample, VipSample};
+    use crate::stats::{BackendSample, ControlSample, FlowTableSample, VipSample};
 
     fn sample() -> StatsSnapshot {
         StatsSnapshot {
@@ -272,6 +289,12 @@ mod tests {
                 last_reconcile_unix: 1.5e9,
                 ..Default::default()
             },
+            flow_table: FlowTableSample {
+                requested: 1025,
+                entries: 1026,
+                possible_cpus: 2,
+                per_cpu: 513,
+            },
         }
     }
 
@@ -288,6 +311,8 @@ mod tests {
             "xlb_verdict_packets_total{reason=\"tx\"} 10",
             "xlb_table_rebuilds_total 2",
             "xlb_reconciles_total{result=\"ok\"} 4",
+            "xlb_flow_table_entries 1026",
+            "xlb_flow_table_cpu_entries 513",
             "# TYPE xlb_vip_packets counter",
             "# TYPE xlb_backend_healthy gauge",
         ] {

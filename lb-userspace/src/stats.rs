@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataplane::FlowTableCapacity;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
     /// Seconds since the Unix epoch when the snapshot was taken.
@@ -12,6 +14,32 @@ pub struct StatsSnapshot {
     /// (reason, packets) for every verdict slot, in slot order.
     pub verdicts: Vec<(String, u64)>,
     pub control: ControlSample,
+    #[serde(default)]
+    pub flow_table: FlowTableSample,
+}
+
+/// The connection table's real capacity: the kernel gives each possible CPU
+/// its own LRU list of `per_cpu` entries, and a flow only uses the list of
+/// the CPU its packets arrive on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTableSample {
+    /// `flow_table_size` as configured.
+    pub requested: u32,
+    /// Entries of the map as the kernel created it.
+    pub entries: u32,
+    pub possible_cpus: u32,
+    pub per_cpu: u32,
+}
+
+impl From<FlowTableCapacity> for FlowTableSample {
+    fn from(c: FlowTableCapacity) -> Self {
+        Self {
+            requested: c.requested,
+            entries: c.entries,
+            possible_cpus: c.possible_cpus,
+            per_cpu: c.per_cpu(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

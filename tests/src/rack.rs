@@ -142,13 +142,60 @@ pub fn rack_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How a rack departs from the standard one.
+#[derive(Clone, Debug)]
+pub struct RackOptions {
+    /// `global.bpf_log`.
+    pub bpf_log: &'static str,
+    /// `global.flow_table_size`.
+    pub flow_table_size: u32,
+    /// Whether the balancer learns the backends' MACs (a ping each) before
+    /// the daemon starts; without it the first packets toward each backend
+    /// take the neighbour-miss path.
+    pub warm_neighbours: bool,
+}
+
+impl Default for RackOptions {
+    fn default() -> Self {
+        Self {
+            bpf_log: "off",
+            flow_table_size: 65536,
+            warm_neighbours: true,
+        }
+    }
+}
+
 impl Rack {
     pub fn start(name: &str, clients: usize, vips: Vec<VipSpec>) -> Self {
         Self::start_with(name, clients, vips, "off")
     }
 
     /// Like [`start`](Self::start) with the eBPF log level set.
-    pub fn start_with(name: &str, clients: usize, vips: Vec<VipSpec>, bpf_log: &str) -> Self {
+    pub fn start_with(
+        name: &str,
+        clients: usize,
+        vips: Vec<VipSpec>,
+        bpf_log: &'static str,
+    ) -> Self {
+        Self::start_options(
+            name,
+            clients,
+            vips,
+            RackOptions {
+                bpf_log,
+                ..RackOptions::default()
+            },
+        )
+    }
+
+    /// Like [`start`](Self::start), departing from the standard rack as
+    /// `opts` says.
+    pub fn start_options(
+        name: &str,
+        clients: usize,
+        vips: Vec<VipSpec>,
+        opts: RackOptions,
+    ) -> Self {
         let mut addrs: Vec<IpAddr> = vips.iter().map(|v| v.address).collect();
         addrs.sort();
         addrs.dedup();
@@ -158,12 +205,21 @@ impl Rack {
             backends: 3,
             vips: addrs,
             ports: ServerPorts::default(),
+            warm_neighbours: opts.warm_neighbours,
         });
         let config_path = topo.file("xlb.toml");
+        let standard = RackOptions::default();
         std::fs::write(
             &config_path,
             config_text(&topo, &vips)
-                .replace("bpf_log = \"off\"", &format!("bpf_log = \"{bpf_log}\"")),
+                .replace(
+                    &format!("bpf_log = \"{}\"", standard.bpf_log),
+                    &format!("bpf_log = \"{}\"", opts.bpf_log),
+                )
+                .replace(
+                    &format!("flow_table_size = {}", standard.flow_table_size),
+                    &format!("flow_table_size = {}", opts.flow_table_size),
+                ),
         )
         .unwrap_or_else(|e| panic!("writing the config: {e}"));
         let socket = socket_path(&topo);

@@ -306,6 +306,11 @@ fn render_totals(s: &StatsSnapshot) -> String {
         out += &format!(" {r}={n}");
     }
     out += "\n";
+    let f = &s.flow_table;
+    out += &format!(
+        "flow table: {} entries ({} per CPU x {} possible CPUs; flow_table_size {})\n",
+        f.entries, f.per_cpu, f.possible_cpus, f.requested
+    );
     out
 }
 

@@ -518,6 +518,7 @@ impl Controller {
             vips,
             verdicts,
             control: self.counters.clone(),
+            flow_table: self.dp.flow_capacity().into(),
         })
     }
 

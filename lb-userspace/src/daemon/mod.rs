@@ -10,6 +10,7 @@
 pub mod api;
 mod bpf_log;
 pub mod controller;
+pub mod kernel_settings;
 mod metrics_server;
 
 use std::{
@@ -34,7 +35,7 @@ use crate::{
     config::{Config, XdpMode},
     dataplane::{
         attach::{attach_pinned, ensure_bpffs, Attached, InstancePaths, Mode},
-        Dataplane, LoadOptions, Sizes,
+        Dataplane, FlowTableCapacity, LoadOptions, Sizes,
     },
     health::{HealthMonitor, Transition},
     reconcile::Reconciler,
@@ -75,6 +76,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         bpf_log_level: g.bpf_log.level(),
     })
     .context("loading the XDP program and its maps")?;
+    log_flow_capacity(dp.flow_capacity());
     let reconciler = Reconciler::adopt(&dp).context("reading the pinned maps")?;
     let health: HashMap<BackendKey, bool> = reconciler
         .installed_health()
@@ -93,11 +95,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tx_ports.insert(idx);
     }
 
-    warn_if_not_forwarding(
-        &g.interfaces,
-        g.outer_source_v4.is_some(),
-        g.outer_source_v6.is_some(),
+    let settings = kernel_settings::prepare(
+        &kernel_settings::Sysctls::host(),
+        &kernel_settings::Requirements {
+            interfaces: &g.interfaces,
+            outer_source_v4: g.outer_source_v4,
+            v6: g.outer_source_v6.is_some(),
+        },
+        kernel_settings::ipv4_addresses,
     );
+    for finding in settings {
+        if finding.is_problem() {
+            warn!("{finding}");
+        } else {
+            info!("{finding}");
+        }
+    }
 
     let mut ctl = Controller::new(
         config,
@@ -239,27 +252,22 @@ async fn serve_api(path: &Path, state: ApiState) -> anyhow::Result<tokio::task::
     }))
 }
 
-/// The kernel's FIB lookup (how the program finds the next hop toward a
-/// backend) refuses to route for an interface that does not forward, and the
-/// first packet to a backend whose MAC is unknown is forwarded by the kernel:
-/// without forwarding, every VIP packet would be dropped as `fib_unreachable`.
-fn warn_if_not_forwarding(interfaces: &[String], v4: bool, v6: bool) {
-    for ifname in interfaces {
-        for (family, enabled) in [("ipv4", v4), ("ipv6", v6)] {
-            if !enabled {
-                continue;
-            }
-            let path = format!("/proc/sys/net/{family}/conf/{ifname}/forwarding");
-            if std::fs::read_to_string(&path)
-                .map(|v| v.trim() == "0")
-                .unwrap_or(false)
-            {
-                warn!(
-                    interface = %ifname,
-                    "{family} forwarding is off: the FIB will refuse to route VIP traffic to backends; \
-                     enable it with `sysctl -w net.{family}.conf.{ifname}.forwarding=1`"
-                );
-            }
+/// Says what the connection table really holds: the kernel rounds its size to
+/// a multiple of the possible CPUs and gives each CPU its own LRU list, and a
+/// flow only uses the list of the CPU that receives it.
+fn log_flow_capacity(c: FlowTableCapacity) {
+    info!(
+        entries = c.entries,
+        per_cpu = c.per_cpu(),
+        possible_cpus = c.possible_cpus,
+        flow_table_size = c.requested,
+        "flow table: {} entries, one LRU list of {} per possible CPU{}",
+        c.entries,
+        c.per_cpu(),
+        if c.entries == c.requested {
+            ""
+        } else {
+            " (flow_table_size rounded by the kernel to a multiple of the possible CPUs)"
         }
-    }
+    );
 }

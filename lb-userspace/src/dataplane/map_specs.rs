@@ -172,43 +172,77 @@ impl<S> MapSpec<S> {
     }
 
     /// The max entries the kernel reports for this map once it was created
-    /// with `requested`: the one place that knows how the kernel adjusts a
-    /// requested size.
-    ///
-    /// Known gap, deliberately left as it is here: the kernel rounds the size
-    /// of a BPF_F_NO_COMMON_LRU hash up to a multiple of the possible CPUs
-    /// (see TOOLCHAIN.md), which this does not model yet, so a pinned flow
-    /// table whose size is not such a multiple is refused.
-    fn kernel_max_entries(&self, requested: u32) -> u32 {
-        requested
+    /// with `requested` on a host with `possible_cpus` possible CPUs: the one
+    /// place that knows how the kernel adjusts a requested size.
+    fn kernel_max_entries(&self, requested: u32, possible_cpus: u32) -> u32 {
+        if self.map_type == MapType::LruHash && self.flags & BPF_F_NO_COMMON_LRU != 0 {
+            per_cpu_lru_max_entries(requested, possible_cpus)
+        } else {
+            requested
+        }
     }
 
     /// The layout an existing (pinned) map must have to serve as this map
     /// when the object asks for `requested` entries.
-    fn expected_layout(&self, requested: u32) -> MapLayout {
+    fn expected_layout(&self, requested: u32, possible_cpus: u32) -> MapLayout {
         MapLayout {
             map_type: self.map_type,
             flags: self.kernel_flags(),
             key_size: self.key_size,
             value_size: self.value_size,
-            max_entries: self.kernel_max_entries(requested),
+            max_entries: self.kernel_max_entries(requested, possible_cpus),
         }
+    }
+}
+
+/// The size the kernel gives an LRU hash created with `BPF_F_NO_COMMON_LRU`
+/// and `requested` entries (`htab_map_alloc` in kernel/bpf/hashtab.c): every
+/// possible CPU gets an LRU list of equal length, so the size is rounded up
+/// to a multiple of the possible CPUs, in u32 arithmetic; if that wraps
+/// around, it is rounded down instead.
+pub fn per_cpu_lru_max_entries(requested: u32, possible_cpus: u32) -> u32 {
+    // The kernel counts at least the boot CPU; 0 would divide by zero.
+    let cpus = possible_cpus.max(1);
+    let rounded_up = requested.wrapping_add(cpus - 1) / cpus * cpus;
+    if rounded_up < requested {
+        requested - requested % cpus
+    } else {
+        rounded_up
     }
 }
 
 /// An object's maps with their entry counts resolved for one configuration.
 pub(super) struct MapPlan<S: 'static> {
     maps: Vec<(&'static MapSpec<S>, u32)>,
+    /// Possible CPUs of this host: the kernel sizes per-CPU LRU maps by them.
+    possible_cpus: u32,
 }
 
 impl<S> MapPlan<S> {
-    /// Resolves every entry count of `specs` under `config`.
+    /// Resolves every entry count of `specs` under `config` on this host.
     pub fn resolve(specs: &'static [MapSpec<S>], config: &S) -> Result<Self, DataplaneError> {
+        Self::resolve_for(specs, config, super::possible_cpus()?)
+    }
+
+    /// [`Self::resolve`] on a host with `possible_cpus` possible CPUs.
+    pub fn resolve_for(
+        specs: &'static [MapSpec<S>],
+        config: &S,
+        possible_cpus: u32,
+    ) -> Result<Self, DataplaneError> {
         let maps = specs
             .iter()
             .map(|spec| Ok((spec, spec.requested_entries(config)?)))
             .collect::<Result<_, DataplaneError>>()?;
-        Ok(Self { maps })
+        Ok(Self {
+            maps,
+            possible_cpus,
+        })
+    }
+
+    /// Possible CPUs of the host the plan is for.
+    pub fn possible_cpus(&self) -> u32 {
+        self.possible_cpus
     }
 
     /// The entry count map `name` is created with.
@@ -254,7 +288,11 @@ impl<S> MapPlan<S> {
                 .map(spec.name)
                 .ok_or(DataplaneError::MissingMap { name: spec.name })?;
             let found = MapLayout::of(map).map_err(|e| map_err(spec.name, e))?;
-            check_layout(spec.name, found, spec.expected_layout(*entries))?;
+            check_layout(
+                spec.name,
+                found,
+                spec.expected_layout(*entries, self.possible_cpus),
+            )?;
         }
         Ok(())
     }
@@ -289,7 +327,7 @@ pub struct MapLayout {
 
 impl MapLayout {
     /// The kernel's view of a loaded map.
-    fn of(map: &Map) -> Result<Self, MapError> {
+    pub(super) fn of(map: &Map) -> Result<Self, MapError> {
         let info = map_info(map)?;
         Ok(Self {
             map_type: info.map_type()?,
@@ -468,7 +506,7 @@ mod tests {
             table_size: 65537,
             flow_table_size: 1025,
         };
-        let plan = MapPlan::resolve(BALANCER, &sizes).expect("sizes fit");
+        let plan = MapPlan::resolve_for(BALANCER, &sizes, 2).expect("sizes fit");
         let entries = |name| plan.entries(name).expect("a balancer map");
         assert_eq!(entries(map_names::VIPS), 16);
         assert_eq!(entries(map_names::BACKENDS), 256);
@@ -489,7 +527,7 @@ mod tests {
             table_size: 65537,
             ..Sizes::default()
         };
-        match MapPlan::resolve(BALANCER, &sizes) {
+        match MapPlan::resolve_for(BALANCER, &sizes, 2) {
             Err(DataplaneError::SizeOverflow { name, what }) => {
                 assert_eq!(name, map_names::MAGLEV);
                 assert_eq!(what, "max_vips x table_size / 2");
@@ -503,13 +541,68 @@ mod tests {
     fn pins_of_device_maps_carry_the_kernels_read_only_flag() {
         let tx_ports = spec(map_names::TX_PORTS);
         assert_eq!(tx_ports.flags, 0);
-        assert_eq!(tx_ports.expected_layout(64).flags, BPF_F_RDONLY_PROG);
-        assert_eq!(spec(map_names::VIPS).expected_layout(16).flags, 0);
+        assert_eq!(tx_ports.expected_layout(64, 2).flags, BPF_F_RDONLY_PROG);
+        assert_eq!(spec(map_names::VIPS).expected_layout(16, 2).flags, 0);
+    }
+
+    #[test]
+    fn per_cpu_lru_sizes_round_up_to_a_multiple_of_the_possible_cpus() {
+        // (requested, possible CPUs, what the kernel creates)
+        let cases = [
+            (1025, 1, 1025),
+            (1025, 2, 1026),
+            (1024, 2, 1024),
+            (262_144, 2, 262_144),
+            (262_144, 6, 262_146),
+            (1025, 6, 1026),
+            (262_144, 96, 262_176),
+            (1024, 96, 1056),
+            (262_144, 112, 262_192),
+            (1 << 26, 112, 67_108_944),
+            (1, 112, 112),
+        ];
+        for (requested, cpus, created) in cases {
+            let got = per_cpu_lru_max_entries(requested, cpus);
+            assert_eq!(got, created, "{requested} entries on {cpus} CPUs");
+            assert_eq!(got % cpus, 0, "equal lists on {cpus} CPUs");
+        }
+    }
+
+    #[test]
+    fn a_per_cpu_lru_size_whose_round_up_overflows_is_rounded_down() {
+        // roundup(x, n) = (x + n - 1) / n * n wraps in u32 near u32::MAX.
+        assert_eq!(per_cpu_lru_max_entries(u32::MAX, 2), u32::MAX - 1);
+        assert_eq!(per_cpu_lru_max_entries(u32::MAX, 6), u32::MAX - 3);
+        assert_eq!(per_cpu_lru_max_entries(u32::MAX - 100, 112), 4_294_967_152);
+        // The largest size that still rounds up, and one past it.
+        let top = u32::MAX - u32::MAX % 96;
+        assert_eq!(per_cpu_lru_max_entries(top - 95, 96), top);
+        assert_eq!(per_cpu_lru_max_entries(top + 1, 96), top);
+        assert_eq!(per_cpu_lru_max_entries(u32::MAX, 1), u32::MAX);
+    }
+
+    #[test]
+    fn only_the_per_cpu_lru_flow_table_is_rounded() {
+        let sizes = Sizes {
+            max_vips: 3,
+            max_backends: 1025,
+            table_size: 65537,
+            flow_table_size: 1025,
+        };
+        let plan = MapPlan::resolve_for(BALANCER, &sizes, 6).expect("sizes fit");
+        let expected = |name| {
+            let requested = plan.entries(name).expect("a balancer map");
+            spec(name).expected_layout(requested, 6).max_entries
+        };
+        assert_eq!(expected(map_names::FLOWS), 1026);
+        assert_eq!(expected(map_names::BACKENDS), 1025);
+        assert_eq!(expected(map_names::VIPS), 6);
+        assert_eq!(expected(map_names::VIP_STATS), 3);
     }
 
     #[test]
     fn a_mismatching_pin_is_refused_with_its_differences() {
-        let expected = spec(map_names::FLOWS).expected_layout(1024);
+        let expected = spec(map_names::FLOWS).expected_layout(1024, 2);
         assert!(check_layout(map_names::FLOWS, expected, expected).is_ok());
 
         let found = MapLayout {

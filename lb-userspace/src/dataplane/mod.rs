@@ -72,6 +72,26 @@ impl Sizes {
     }
 }
 
+/// What the connection table really holds: the kernel sizes it for equal
+/// per-CPU LRU lists (see `map_specs::per_cpu_lru_max_entries`), and a flow
+/// only ever uses the list of the CPU that receives its packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTableCapacity {
+    /// `flow_table_size` as configured.
+    pub requested: u32,
+    /// Entries of the map as the kernel created it.
+    pub entries: u32,
+    /// CPUs in `/sys/devices/system/cpu/possible`: one LRU list each.
+    pub possible_cpus: u32,
+}
+
+impl FlowTableCapacity {
+    /// Entries of each CPU's LRU list.
+    pub fn per_cpu(&self) -> u32 {
+        self.entries / self.possible_cpus.max(1)
+    }
+}
+
 /// How to load the balancer.
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -88,6 +108,12 @@ pub struct LoadOptions {
 pub enum DataplaneError {
     #[error(transparent)]
     MissingObject(#[from] ebpf_objects::MissingObject),
+    #[error("cannot count the possible CPUs from {path}")]
+    PossibleCpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("map {name} needs {what} entries, which overflows u32")]
     SizeOverflow {
         name: &'static str,
@@ -146,6 +172,7 @@ pub enum DataplaneError {
 pub struct Dataplane {
     ebpf: Ebpf,
     sizes: Sizes,
+    flow_capacity: FlowTableCapacity,
     vips: HashMap<MapData, VipKey, VipInfo>,
     backends: Array<MapData, Backend>,
     maglev: MaglevTable,
@@ -197,6 +224,18 @@ impl Dataplane {
             }
         };
         drop(maglev_map);
+        let flows_map = ebpf
+            .map(map_names::FLOWS)
+            .ok_or(DataplaneError::MissingMap {
+                name: map_names::FLOWS,
+            })?;
+        let flow_capacity = FlowTableCapacity {
+            requested: sizes.flow_table_size,
+            entries: MapLayout::of(flows_map)
+                .map_err(|e| map_err(map_names::FLOWS, e))?
+                .max_entries,
+            possible_cpus: maps.possible_cpus(),
+        };
 
         Ok(Self {
             vips: typed(&mut ebpf, map_names::VIPS)?,
@@ -210,12 +249,18 @@ impl Dataplane {
             next_hops: typed(&mut ebpf, map_names::NEXTHOPS)?,
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
             sizes,
+            flow_capacity,
             ebpf,
         })
     }
 
     pub fn sizes(&self) -> Sizes {
         self.sizes
+    }
+
+    /// What the connection table holds, as the kernel created it.
+    pub fn flow_capacity(&self) -> FlowTableCapacity {
+        self.flow_capacity
     }
 
     /// The loaded `xlb_balancer` program (for attaching and test runs).
@@ -448,6 +493,15 @@ impl Dataplane {
         }
         Ok(out)
     }
+}
+
+/// The number of possible CPUs (`/sys/devices/system/cpu/possible`), which
+/// the kernel sizes per-CPU maps and LRU lists by.
+pub fn possible_cpus() -> Result<u32, DataplaneError> {
+    let n = aya::util::nr_cpus()
+        .map_err(|(path, source)| DataplaneError::PossibleCpus { path, source })?;
+    // More CPUs than u32 holds cannot exist (the kernel counts them in u32).
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 fn per_cpu_zeroes<T: aya::Pod + Default>() -> Result<aya::maps::PerCpuValues<T>, MapError> {

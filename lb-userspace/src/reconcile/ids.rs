@@ -38,6 +38,11 @@ impl IdPool {
         }
     }
 
+    /// How many ids `alloc` can still hand out.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
     pub fn free(&mut self, id: u32) {
         if self.used.remove(&id) {
             self.free.push_back(id);

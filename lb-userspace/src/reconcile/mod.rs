@@ -25,6 +25,15 @@
 //! - ids of removed VIPs and backends are reused last (FIFO), so a stale flow
 //!   entry is unlikely to meet a recycled id, and the data plane checks the
 //!   owner VIP anyway.
+//!
+//! Every write also fits the maps as they are at that instant (a write past a
+//! map's capacity fails with E2BIG, and a plan that failed there would fail
+//! there again on every retry): removed VIPs and unused address markers go
+//! before anything is added (XLB_VIPS holds exactly a VIP and a marker per
+//! VIP id); when the free backend slots cannot hold a plan's new backends
+//! while the leaving ones stay, kept VIPs first drop their leaving backends
+//! (as few VIPs as needed); stale transmit ports go first when the port map
+//! cannot hold old and new together.
 
 mod apply;
 mod desired;

@@ -8,7 +8,7 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, NO_BACKEND};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, MAX_TX_PORTS, NO_BACKEND};
 
 use super::{
     installed::{Installed, InstalledBackend, InstalledVip},
@@ -104,6 +104,20 @@ pub(super) fn plan(
         p.push(Op::SetGlobal(desired.global));
         p.plan.next.global = Some(desired.global);
     }
+    // New transmit ports before the backends they lead to; when the map
+    // cannot hold old and new ports at once, the old ones go first.
+    let stale_ports: Vec<u32> = have
+        .tx_ports
+        .difference(&desired.tx_ports)
+        .copied()
+        .collect();
+    let all_ports = have.tx_ports.union(&desired.tx_ports).count();
+    let ports_first = all_ports > MAX_TX_PORTS as usize;
+    if ports_first {
+        stale_ports
+            .iter()
+            .for_each(|port| p.push(Op::RemoveTxPort(*port)));
+    }
     for port in desired.tx_ports.difference(&have.tx_ports) {
         p.push(Op::AddTxPort(*port));
     }
@@ -116,28 +130,35 @@ pub(super) fn plan(
             p.remove_vip(key, vip);
         }
     }
+    // Address markers no VIP uses any more go next: XLB_VIPS holds a VIP and
+    // a marker per VIP id, so a VIP moving to a new address at max_vips needs
+    // its old marker's room. A marker only matters for fragments to an
+    // address with a VIP, and every VIP of these addresses is gone by now.
+    let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
+    for m in have.markers.difference(&want_markers) {
+        p.push(Op::RemoveVip { key: *m });
+    }
+    // Backends leaving a kept VIP go before others arrive when the free
+    // backend slots cannot hold the arrivals otherwise.
+    p.make_room_for_backends(&wanted)?;
     for (key, want) in &wanted {
-        match have.vips.get(key) {
+        match p.plan.next.vips.get(key).cloned() {
             None => p.add_vip(want)?,
-            Some(installed) => p.update_vip(want, installed)?,
+            Some(installed) => p.update_vip(want, &installed)?,
         }
     }
-
-    // Address markers: one per VIP address, present while any VIP uses it.
-    let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
     for m in want_markers.difference(&have.markers) {
         p.push(Op::SetVip {
             key: *m,
             info: VipInfo::MARKER,
         });
     }
-    for m in have.markers.difference(&want_markers) {
-        p.push(Op::RemoveVip { key: *m });
-    }
     p.plan.next.markers = want_markers;
 
-    for port in have.tx_ports.difference(&desired.tx_ports) {
-        p.push(Op::RemoveTxPort(*port));
+    if !ports_first {
+        stale_ports
+            .iter()
+            .for_each(|port| p.push(Op::RemoveTxPort(*port)));
     }
     p.plan.next.tx_ports = desired.tx_ports.clone();
     Ok(p.plan)
@@ -215,6 +236,70 @@ impl Planner {
             weight: b.weight,
             healthy: b.healthy,
         })
+    }
+
+    /// Frees backend slots for the backends `wanted` adds, when there are not
+    /// enough free ones for them while the backends leaving stay (the usual
+    /// order: a VIP's new backends join its table before the leaving ones
+    /// go). Kept VIPs then first drop their leaving backends (table rewritten
+    /// without them, slots cleared), as few VIPs as needed, preferring those
+    /// whose table keeps a backend: a VIP whose every table backend is
+    /// replaced has no table between the two steps (its packets are dropped
+    /// as `no_backend`), which only a full backend map forces.
+    fn make_room_for_backends(
+        &mut self,
+        wanted: &BTreeMap<VipKey, &DesiredVip>,
+    ) -> Result<(), ReconcileError> {
+        let arriving: usize = wanted
+            .iter()
+            .map(|(key, want)| {
+                let kept = self.plan.next.vips.get(key);
+                want.backends
+                    .iter()
+                    .filter(|b| !kept.is_some_and(|v| v.backends.contains_key(&b.addr)))
+                    .count()
+            })
+            .sum();
+        let mut free = self.plan.next.backend_ids.free_count();
+        if arriving <= free {
+            return Ok(());
+        }
+        // (goes dark, key, the VIP with only its staying backends)
+        let mut shrinks: Vec<(bool, VipKey, DesiredVip)> = Vec::new();
+        for (key, want) in wanted {
+            let Some(have) = self.plan.next.vips.get(key) else {
+                continue;
+            };
+            let staying = DesiredVip {
+                backends: want
+                    .backends
+                    .iter()
+                    .filter(|b| have.backends.contains_key(&b.addr))
+                    .copied()
+                    .collect(),
+                ..(*want).clone()
+            };
+            if staying.backends.len() == have.backends.len() {
+                continue;
+            }
+            let dark = !have.table_inputs.is_empty() && staying.table_inputs().is_empty();
+            shrinks.push((dark, *key, staying));
+        }
+        shrinks.sort_by_key(|(dark, key, _)| (*dark, *key));
+        for (_, key, staying) in shrinks {
+            if arriving <= free {
+                break;
+            }
+            let Some(have) = self.plan.next.vips.get(&key).cloned() else {
+                continue;
+            };
+            free += have.backends.len() - staying.backends.len();
+            self.update_vip(&staying, &have)?;
+        }
+        // Not enough even so: the desired state does not fit, and adding
+        // its backends fails with `BackendsExhausted` before anything is
+        // written.
+        Ok(())
     }
 
     fn update_vip(&mut self, want: &DesiredVip, have: &InstalledVip) -> Result<(), ReconcileError> {

@@ -2,11 +2,15 @@
 //! single write, what the data plane would see: a visible VIP with a table has
 //! every slot naming a live backend of its own; a VIP never appears before its
 //! table is complete. Then the end state must equal the desired state exactly.
+//! The simulated maps have the real maps' capacities: a write past one fails
+//! as the kernel's does (E2BIG), so an order that needs more room than the
+//! maps have fails here too.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use lb_common::{
-    Backend, GlobalConfig, VipInfo, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    map_names, Backend, GlobalConfig, VipInfo, MAX_TX_PORTS, PROTO_TCP, PROTO_UDP,
+    VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use proptest::prelude::*;
 
@@ -53,29 +57,87 @@ impl SimMaps {
             }
             let start = info.table_offset as usize;
             for slot in start..start + info.table_size as usize {
-                let id = self.tables[slot];
-                let b = self.backends.get(&id).unwrap_or_else(|| {
-                    panic!(
-                        "after {after:?}: visible vip {} slot {slot} names free backend id {id}",
-                        info.vip_id
-                    )
-                });
-                assert!(
-                    b.is_active(),
-                    "after {after:?}: slot {slot} names inactive backend {id}"
-                );
-                assert_eq!(
-                    b.vip_id, info.vip_id,
-                    "after {after:?}: slot {slot} names another vip's backend"
-                );
+                self.check_slot(info, slot, after);
             }
         }
+    }
+
+    /// [`Self::check_invariants`] after a write that changed only `slot`
+    /// (every other slot was checked before).
+    fn check_changed_slot(&self, slot: usize, after: &dyn std::fmt::Debug) {
+        for (key, info) in &self.vips {
+            let start = info.table_offset as usize;
+            if !key.is_marker() && (start..start + info.table_size as usize).contains(&slot) {
+                self.check_slot(info, slot, after);
+            }
+        }
+    }
+
+    /// Slot `slot` of visible VIP `info`'s table names a live backend of it.
+    fn check_slot(&self, info: &VipInfo, slot: usize, after: &dyn std::fmt::Debug) {
+        let id = self.tables[slot];
+        let b = self.backends.get(&id).unwrap_or_else(|| {
+            panic!(
+                "after {after:?}: visible vip {} slot {slot} names free backend id {id}",
+                info.vip_id
+            )
+        });
+        assert!(
+            b.is_active(),
+            "after {after:?}: slot {slot} names inactive backend {id}"
+        );
+        assert_eq!(
+            b.vip_id, info.vip_id,
+            "after {after:?}: slot {slot} names another vip's backend"
+        );
+    }
+}
+
+/// The kernel's answer to a write past a map's capacity: a new key in a
+/// full hash map, an index past an array's end.
+fn e2big(name: &'static str) -> DataplaneError {
+    DataplaneError::Map {
+        name,
+        source: Box::new(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+            call: "bpf_map_update_elem",
+            io_error: std::io::Error::from_raw_os_error(libc::E2BIG),
+        })),
+    }
+}
+
+impl SimMaps {
+    /// Fails `op` as the kernel would if it does not fit the maps.
+    fn check_capacity(&self, op: &MapWrite) -> Result<(), DataplaneError> {
+        let fits = match op {
+            Op::AddTxPort(i) => {
+                self.tx_ports.contains(i) || self.tx_ports.len() < MAX_TX_PORTS as usize
+            }
+            Op::SetBackend { id, .. } => *id < SIZES.max_backends,
+            Op::SetVip { key, .. } => {
+                self.vips.contains_key(key) || self.vips.len() < SIZES.vip_map_entries() as usize
+            }
+            Op::WriteTable { offset, table, .. } => {
+                *offset as usize + table.len() <= self.tables.len()
+            }
+            Op::ClearTable { offset, len, .. } => (*offset + *len) as usize <= self.tables.len(),
+            _ => true,
+        };
+        if fits {
+            return Ok(());
+        }
+        Err(e2big(match op {
+            Op::AddTxPort(_) => map_names::TX_PORTS,
+            Op::SetBackend { .. } => map_names::BACKENDS,
+            Op::SetVip { .. } => map_names::VIPS,
+            _ => map_names::MAGLEV,
+        }))
     }
 }
 
 impl MapWriter for SimMaps {
     fn write(&mut self, op: &MapWrite) -> Result<usize, DataplaneError> {
         self.writes += 1;
+        self.check_capacity(op)?;
         let mut changed = 0;
         match op {
             Op::SetGlobal(g) => self.global = Some(*g),
@@ -86,10 +148,7 @@ impl MapWriter for SimMaps {
                 self.tx_ports.remove(i);
             }
             Op::SetBackend { id, backend } => {
-                assert!(
-                    *id != 0 && *id < SIZES.max_backends,
-                    "backend id {id} out of range"
-                );
+                assert!(*id != 0, "backend id 0 means no backend");
                 if !self.backends.contains_key(id) {
                     assert!(
                         self.reset_backends.remove(id),
@@ -120,14 +179,14 @@ impl MapWriter for SimMaps {
                     if self.tables[slot] != *id {
                         self.tables[slot] = *id;
                         changed += 1;
-                        self.check_invariants(&what);
+                        self.check_changed_slot(slot, &what);
                     }
                 }
             }
             Op::ClearTable { offset, len, .. } => {
-                for slot in *offset..offset + len {
-                    self.tables[slot as usize] = 0;
-                    self.check_invariants(op);
+                for slot in *offset as usize..(offset + len) as usize {
+                    self.tables[slot] = 0;
+                    self.check_changed_slot(slot, op);
                 }
             }
             Op::SetVip { key, info } => {
@@ -584,6 +643,209 @@ proptest! {
         let mut maps = SimMaps::new();
         for s in &states {
             converge(&mut r, &mut maps, s);
+            prop_assert!(r.plan(s).map(|p| p.is_empty()).unwrap_or(false), "second plan not empty");
+        }
+    }
+}
+
+// ---- at full capacity ----------------------------------------------------
+
+/// Backend slots the reconciler can hand out (slot 0 means "no backend").
+const BACKEND_SLOTS: usize = SIZES.max_backends as usize - 1;
+
+/// A VIP at address 10.100.1.`n` (port 80, TCP) with backends 10.0.`n`.`b`
+/// for each `b` of `backends`.
+fn vip_at(n: u8, backends: impl IntoIterator<Item = u8>) -> DesiredVip {
+    DesiredVip {
+        key: VipKey::new(IpAddr::from([10, 100, 1, n]), 80, PROTO_TCP),
+        name: format!("at{n}"),
+        flags: 0,
+        backends: backends
+            .into_iter()
+            .map(|b| DesiredBackend {
+                addr: IpAddr::from([10, 0, n, b]),
+                weight: 1,
+                healthy: true,
+            })
+            .collect(),
+    }
+}
+
+/// `max_vips` VIPs at distinct addresses, using every backend slot.
+fn full_state() -> DesiredState {
+    let per_vip = BACKEND_SLOTS / SIZES.max_vips as usize;
+    let mut extra = BACKEND_SLOTS % SIZES.max_vips as usize;
+    state(
+        (1..=SIZES.max_vips as u8)
+            .map(|n| {
+                let count = per_vip + usize::from(extra > 0);
+                extra = extra.saturating_sub(1);
+                vip_at(n, 1..=count as u8)
+            })
+            .collect(),
+    )
+}
+
+fn backends_in(desired: &DesiredState) -> usize {
+    desired.vips.iter().map(|v| v.backends.len()).sum()
+}
+
+#[test]
+fn moving_a_vip_to_a_new_address_at_max_vips_fits_the_vip_map() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let mut desired = full_state();
+    converge(&mut r, &mut maps, &desired);
+    assert_eq!(
+        maps.vips.len(),
+        SIZES.vip_map_entries() as usize,
+        "XLB_VIPS is full"
+    );
+
+    let moved = &mut desired.vips[2];
+    moved.key = VipKey::new(IpAddr::from([10, 100, 2, 3]), 80, PROTO_TCP);
+    converge(&mut r, &mut maps, &desired);
+    // And the next reconcile is not wedged either.
+    desired.vips[0].backends[0].weight = 7;
+    converge(&mut r, &mut maps, &desired);
+}
+
+#[test]
+fn replacing_backends_at_max_backends_fits_the_backend_map() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let mut desired = full_state();
+    assert_eq!(backends_in(&desired), BACKEND_SLOTS);
+    converge(&mut r, &mut maps, &desired);
+
+    // One backend of one VIP replaced: the VIP keeps a table throughout.
+    desired.vips[0].backends[0].addr = IpAddr::from([10, 0, 1, 200]);
+    let plan = r.plan(&desired).unwrap_or_else(|e| panic!("plan: {e}"));
+    let dark = plan.ops.iter().any(|op| {
+        matches!(op, Op::SetVip { key, info } if *key == desired.vips[0].key && info.table_size == 0)
+    });
+    assert!(
+        !dark,
+        "a VIP that keeps backends keeps its table: {:?}",
+        plan.ops
+    );
+    r.apply(plan, &mut maps)
+        .unwrap_or_else(|e| panic!("apply: {e}"));
+    assert_matches_desired(&r, &maps, &desired);
+
+    // Every backend of one VIP and one of another replaced at once.
+    desired.vips[1].backends = vip_at(2, 100..107).backends;
+    desired.vips[3].backends[1].addr = IpAddr::from([10, 0, 4, 200]);
+    converge(&mut r, &mut maps, &desired);
+
+    // Backends moving from one VIP to another.
+    let moving = desired.vips[4].backends.split_off(2);
+    desired.vips[5].backends.extend(moving);
+    converge(&mut r, &mut maps, &desired);
+}
+
+#[test]
+fn a_state_beyond_max_backends_is_refused_before_any_write() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let mut desired = full_state();
+    converge(&mut r, &mut maps, &desired);
+    let writes = maps.writes;
+    desired.vips[0].backends.push(vip_at(1, [250]).backends[0]);
+    match r.plan(&desired) {
+        Err(ReconcileError::BackendsExhausted { max }) => assert_eq!(max, SIZES.max_backends),
+        other => panic!("expected BackendsExhausted, got {other:?}"),
+    }
+    assert_eq!(maps.writes, writes);
+}
+
+#[test]
+fn replacing_a_transmit_port_at_max_tx_ports_fits_the_port_map() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let mut desired = state(vec![vip(1, 80, 0, vec![backend(11, 1, true)])]);
+    desired.tx_ports = (1..=MAX_TX_PORTS).collect();
+    converge(&mut r, &mut maps, &desired);
+    desired.tx_ports.remove(&5);
+    desired.tx_ports.insert(1000);
+    converge(&mut r, &mut maps, &desired);
+}
+
+/// Desired states that fill the maps: up to `max_vips` VIPs at distinct
+/// addresses (sometimes sharing one), their backends drawn from small pools
+/// so that states share some, and trimmed to the backend slots.
+fn arb_full_state() -> impl Strategy<Value = DesiredState> {
+    let backend = (0u8..14, 0u16..3, proptest::bool::weighted(0.85));
+    let one_vip = (
+        0u8..9,
+        prop_oneof![Just(80u16), Just(0u16), Just(443u16)],
+        0u32..4,
+        proptest::collection::vec(backend, 4..10),
+    );
+    (
+        proptest::collection::vec(
+            one_vip,
+            SIZES.max_vips as usize - 1..=SIZES.max_vips as usize,
+        ),
+        0usize..3,
+    )
+        .prop_map(|(vips, over)| {
+            let mut left = BACKEND_SLOTS;
+            let mut out: Vec<DesiredVip> = Vec::new();
+            for (addr, port, flags, backends) in vips {
+                let proto = if flags & 1 == 0 { PROTO_TCP } else { PROTO_UDP };
+                let key = VipKey::new(IpAddr::from([10, 100, 3, addr]), port, proto);
+                if out.iter().any(|v| v.key == key) {
+                    continue;
+                }
+                let mut bs: Vec<DesiredBackend> = backends
+                    .into_iter()
+                    .map(|(b, w, h)| DesiredBackend {
+                        addr: IpAddr::from([10, 0, 3, b]),
+                        weight: w,
+                        healthy: h,
+                    })
+                    .collect();
+                bs.sort_by_key(|b| b.addr);
+                bs.dedup_by_key(|b| b.addr);
+                bs.truncate(left);
+                left -= bs.len();
+                out.push(DesiredVip {
+                    key,
+                    name: format!("full{addr}:{port}/{proto}"),
+                    flags: if flags & 2 != 0 { VIP_F_SOURCE_HASH } else { 0 },
+                    backends: bs,
+                });
+            }
+            // Usually exactly full; sometimes with a slot or two to spare.
+            if over > 0 && left == 0 {
+                if let Some(v) = out.iter_mut().find(|v| v.backends.len() > over) {
+                    v.backends.truncate(v.backends.len() - over);
+                }
+            }
+            out.sort_by_key(|v| v.key);
+            state(out)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// At max_vips VIPs and max_backends backends, any sequence of desired
+    /// states converges: no write ever exceeds a map's capacity and no
+    /// intermediate write shows the data plane an inconsistent VIP.
+    #[test]
+    fn any_sequence_of_full_states_converges_safely(
+        states in proptest::collection::vec(arb_full_state(), 2..7),
+    ) {
+        let mut r = Reconciler::new(SIZES);
+        let mut maps = SimMaps::new();
+        for s in &states {
+            prop_assert!(backends_in(s) <= BACKEND_SLOTS);
+            let plan = r.plan(s).map_err(|e| TestCaseError::fail(format!("plan: {e}")))?;
+            r.apply(plan, &mut maps)
+                .map_err(|e| TestCaseError::fail(format!("apply: {}", crate::dataplane::attach::error_chain(&e))))?;
+            assert_matches_desired(&r, &maps, s);
             prop_assert!(r.plan(s).map(|p| p.is_empty()).unwrap_or(false), "second plan not empty");
         }
     }
