@@ -231,7 +231,7 @@ impl ListKind {
 pub enum DecapHostError {
     #[error("no {what} given: {}", what.why_needed())]
     EmptyList { what: ListKind },
-    #[error("{address} cannot be a {what}: {reason}")]
+    #[error("{what} {address} is refused: {reason}")]
     UnusableAddress {
         address: IpAddr,
         what: ListKind,
