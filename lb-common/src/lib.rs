@@ -11,6 +11,7 @@
 pub mod bytes;
 pub mod checksum;
 pub mod decision;
+pub mod ecn;
 pub mod flow_hash;
 pub mod gen_frame;
 pub mod ip;

@@ -1,10 +1,19 @@
 //! `xlb_decap`: runs on backends. Strips the outer header of IP-in-IP packets
 //! (IPv4 or IPv6 outer, IPv4 or IPv6 inner) addressed to one of this host's
 //! tunnel addresses in `XLB_DECAP_ADDRS` and passes the inner packet up the
-//! stack, as the kernel's ipip/ip6_tunnel/sit modules would. Everything else
-//! passes unchanged.
+//! stack, as the kernel's ipip/ip6_tunnel/sit modules would, propagating a
+//! Congestion Experienced mark from the outer header (RFC 6040).
+//!
+//! It is not an open relay: a tunnel packet is stripped only when its outer
+//! source is one of the balancers in `XLB_DECAP_SRCS` and its inner
+//! destination one of the VIPs in `XLB_DECAP_VIPS`. Otherwise anyone could
+//! send a packet with a forged inner source past the backend's firewall (the
+//! class of CVE-2020-10136); such packets go to the kernel untouched (which
+//! has no tunnel for them) and are counted. Everything else passes unchanged.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+
+use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -14,8 +23,13 @@ use aya_ebpf::{
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{decap_stat, DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS};
+use lb_common::{
+    bytes, checksum, decap_stat,
+    ecn::{self, DecapEcn},
+    DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
+};
 use lb_ebpf::{
+    mem,
     packet::{mut_at, ref_at},
     parse::{self, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
@@ -28,6 +42,14 @@ use network_types::{
 /// Outer destination addresses this host terminates tunnels for.
 #[map]
 static XLB_DECAP_ADDRS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DECAP_ADDRS, 0);
+
+/// Outer source addresses of the balancers this host accepts tunnels from.
+#[map]
+static XLB_DECAP_SRCS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DECAP_SOURCES, 0);
+
+/// Inner destinations (the VIPs this host serves) a tunnel may carry.
+#[map]
+static XLB_DECAP_VIPS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DECAP_VIPS, 0);
 
 /// Per-CPU packet counters, slots in `lb_common::decap_stat`.
 #[map]
@@ -46,10 +68,19 @@ pub fn xlb_decap(ctx: XdpContext) -> u32 {
 const PASSED: (u32, u32) = (decap_stat::PASSED, xdp_action::XDP_PASS);
 const MALFORMED: (u32, u32) = (decap_stat::MALFORMED, xdp_action::XDP_DROP);
 
-/// A tunnel packet for us: its outer header length and the inner family.
+/// A tunnel packet for us: its outer header length, the inner family, whether
+/// a balancer sent it and the outer ECN field.
 struct Tunnel {
     outer_len: usize,
     inner_family: u8,
+    from_balancer: bool,
+    ecn: u8,
+}
+
+/// What the decapsulator needs of the inner header.
+struct Inner {
+    to_vip: bool,
+    ecn: u8,
 }
 
 #[inline(always)]
@@ -65,8 +96,26 @@ fn decap(ctx: &XdpContext) -> (u32, u32) {
     let Some(t) = tunnel else {
         return PASSED;
     };
-    if !inner_is_valid(ctx, l2.l3_off + t.outer_len, t.inner_family) {
+    // Checked before anything of the inner packet is read: from anyone else,
+    // a tunnel packet is none of our business.
+    if !t.from_balancer {
+        return (decap_stat::REFUSED_SOURCE, xdp_action::XDP_PASS);
+    }
+    let inner_off = l2.l3_off + t.outer_len;
+    let Some(inner) = inner_header(ctx, inner_off, t.inner_family) else {
         return MALFORMED;
+    };
+    if !inner.to_vip {
+        return (decap_stat::REFUSED_INNER_DST, xdp_action::XDP_PASS);
+    }
+    match ecn::decap_ecn(t.ecn, inner.ecn) {
+        DecapEcn::Keep => {}
+        DecapEcn::MarkCe => {
+            if !mark_ce(ctx, inner_off, t.inner_family) {
+                return MALFORMED;
+            }
+        }
+        DecapEcn::Drop => return (decap_stat::ECN_DROPPED, xdp_action::XDP_DROP),
     }
     if strip(ctx, &l2, &t) {
         (decap_stat::DECAPSULATED, xdp_action::XDP_PASS)
@@ -84,10 +133,26 @@ fn inner_family(proto: u8) -> Option<u8> {
     }
 }
 
+/// Whether IPv4 address `addr` is in `set`.
 #[inline(always)]
-fn is_ours(key: DecapKey) -> bool {
-    // SAFETY: u32 values, replaced whole by updates.
-    unsafe { XLB_DECAP_ADDRS.get(key) }.is_some()
+fn has_v4(set: &HashMap<DecapKey, u32>, addr: &[u8; 4]) -> bool {
+    let mut buf = MaybeUninit::<mem::Aligned<DecapKey>>::uninit();
+    // SAFETY: DecapKey is byte arrays and bytes: all-zero is valid.
+    let key = unsafe { mem::zeroed(&mut buf) };
+    key.set_v4_of_zeroed(addr);
+    // SAFETY: u32 values, replaced whole by updates; only presence is read.
+    unsafe { set.get(key) }.is_some()
+}
+
+/// Whether IPv6 address `addr` is in `set`.
+#[inline(always)]
+fn has_v6(set: &HashMap<DecapKey, u32>, addr: &[u8; 16]) -> bool {
+    let mut buf = MaybeUninit::<mem::Aligned<DecapKey>>::uninit();
+    // SAFETY: as in `has_v4`.
+    let key = unsafe { mem::zeroed(&mut buf) };
+    key.set_v6(addr);
+    // SAFETY: as in `has_v4`.
+    unsafe { set.get(key) }.is_some()
 }
 
 #[inline(always)]
@@ -104,12 +169,14 @@ fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     if ihl < Ipv4Hdr::LEN {
         return None;
     }
-    if !is_ours(DecapKey::from_v4_octets(ip.dst_addr)) {
+    if !has_v4(&XLB_DECAP_ADDRS, &ip.dst_addr) {
         return None;
     }
     Some(Tunnel {
         outer_len: ihl,
         inner_family,
+        from_balancer: has_v4(&XLB_DECAP_SRCS, &ip.src_addr),
+        ecn: ip.tos & ecn::ECN_MASK,
     })
 }
 
@@ -118,31 +185,75 @@ fn outer_ipv6(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     // SAFETY: Ipv6Hdr is byte arrays (alignment 1), shared references only.
     let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, off) }.ok()?;
     let inner_family = inner_family(ip.next_hdr)?;
-    if ip.vcf[0] >> 4 != 6 || !is_ours(DecapKey::from_v6_octets(ip.dst_addr)) {
+    if ip.vcf[0] >> 4 != 6 || !has_v6(&XLB_DECAP_ADDRS, &ip.dst_addr) {
         return None;
     }
     Some(Tunnel {
         outer_len: Ipv6Hdr::LEN,
         inner_family,
+        from_balancer: has_v6(&XLB_DECAP_SRCS, &ip.src_addr),
+        ecn: ipv6_ecn(ip),
     })
 }
 
-/// The inner header must at least be a whole IP header of the announced family.
+/// The ECN bits of an IPv6 header: the low two bits of the traffic class,
+/// which spans the first two bytes (`vvvv tttt | tttt ffff`).
 #[inline(always)]
-fn inner_is_valid(ctx: &XdpContext, off: usize, family: u8) -> bool {
+fn ipv6_ecn(ip: &Ipv6Hdr) -> u8 {
+    (ip.vcf[1] >> 4) & ecn::ECN_MASK
+}
+
+/// The inner header, which must at least be a whole IP header of the
+/// announced family; `None` when it is not.
+#[inline(always)]
+fn inner_header(ctx: &XdpContext, off: usize, family: u8) -> Option<Inner> {
     if family == FAMILY_V4 {
         // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
-        match unsafe { ref_at::<Ipv4Hdr>(ctx, off) } {
-            Ok(ip) => ip.vihl >> 4 == 4 && ip.vihl & 0x0f >= 5,
-            Err(_) => false,
+        let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, off) }.ok()?;
+        if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+            return None;
         }
+        Some(Inner {
+            to_vip: has_v4(&XLB_DECAP_VIPS, &ip.dst_addr),
+            ecn: ip.tos & ecn::ECN_MASK,
+        })
     } else {
         // SAFETY: as above, for Ipv6Hdr.
-        match unsafe { ref_at::<Ipv6Hdr>(ctx, off) } {
-            Ok(ip) => ip.vcf[0] >> 4 == 6,
-            Err(_) => false,
+        let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, off) }.ok()?;
+        if ip.vcf[0] >> 4 != 6 {
+            return None;
         }
+        Some(Inner {
+            to_vip: has_v6(&XLB_DECAP_VIPS, &ip.dst_addr),
+            ecn: ipv6_ecn(ip),
+        })
     }
+}
+
+/// Marks the inner header Congestion Experienced; for IPv4 the header
+/// checksum is updated for the changed word rather than recomputed (the
+/// header may carry options).
+#[inline(always)]
+fn mark_ce(ctx: &XdpContext, off: usize, family: u8) -> bool {
+    if family == FAMILY_V4 {
+        // SAFETY: Ipv4Hdr is byte arrays (alignment 1); the only reference
+        // into the packet alive here.
+        let Ok(ip) = (unsafe { mut_at::<Ipv4Hdr>(ctx, off) }) else {
+            return false;
+        };
+        let old = u16::from_be_bytes([ip.vihl, ip.tos]);
+        ip.tos |= ecn::CE;
+        let new = u16::from_be_bytes([ip.vihl, ip.tos]);
+        let check = checksum::update_word(u16::from_be_bytes(ip.check), old, new);
+        ip.check = check.to_be_bytes();
+    } else {
+        // SAFETY: as above, for Ipv6Hdr.
+        let Ok(ip) = (unsafe { mut_at::<Ipv6Hdr>(ctx, off) }) else {
+            return false;
+        };
+        ip.vcf[1] |= ecn::CE << 4;
+    }
+    true
 }
 
 /// Moves the link-layer header forward over the outer IP header, fixes its
@@ -159,7 +270,11 @@ fn strip(ctx: &XdpContext, l2: &L2, t: &Tunnel) -> bool {
     let Ok(old) = (unsafe { ref_at::<EthHdr>(ctx, 0) }) else {
         return false;
     };
-    let (dst, src) = (old.dst_addr, old.src_addr);
+    // Copied out with fixed-index stores: a plain array copy here becomes a
+    // byte-loop `memmove` call.
+    let (mut dst, mut src) = ([0u8; 6], [0u8; 6]);
+    bytes::copy(&mut dst, &old.dst_addr);
+    bytes::copy(&mut src, &old.src_addr);
     // The new link-layer header ends where the inner packet starts. The outer
     // header is at least 20 bytes, so it never overlaps the old one (<= 18).
     let new_off = t.outer_len;
@@ -173,8 +288,8 @@ fn strip(ctx: &XdpContext, l2: &L2, t: &Tunnel) -> bool {
     } else {
         inner_type
     };
-    eth.dst_addr = dst;
-    eth.src_addr = src;
+    bytes::copy(&mut eth.dst_addr, &dst);
+    bytes::copy(&mut eth.src_addr, &src);
     eth.ether_type = eth_type.to_be();
     if l2.vlan_tpid != 0 {
         // SAFETY: VlanHdr is plain data at an even offset, after `eth`'s bytes;

@@ -70,7 +70,24 @@ pub struct Host {
 pub struct Backend {
     pub host: Host,
     pub servers: BackendServers,
-    _decap_pins: PinGuard,
+    decap_pins: PinGuard,
+}
+
+impl Backend {
+    /// Serves one more VIP: the address on loopback and in the
+    /// decapsulator's VIP set (without it, tunnels to it are refused).
+    pub fn add_vip(&self, vip: IpAddr) {
+        let plen = if vip.is_ipv4() { 32 } else { 128 };
+        self.host.ns.ip(&format!("addr add {vip}/{plen} dev lo"));
+        decap::Decap::load_pinned(Some(&self.decap_pins.0))
+            .and_then(|mut d| d.add_vip(vip))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "adding VIP {vip} to {}'s decapsulator: {e:#}",
+                    self.host.name
+                )
+            });
+    }
 }
 
 /// Removes an instance's bpffs pins when dropped (also during a panic in
@@ -171,7 +188,12 @@ impl Topology {
                 let _in = h.ns.enter();
                 decap::attach_host(
                     IFACE,
-                    &[IpAddr::V4(v4), IpAddr::V6(v6)],
+                    &decap::DecapLists {
+                        addresses: vec![IpAddr::V4(v4), IpAddr::V6(v6)],
+                        // The balancer's outer sources (`rack::config_text`).
+                        allowed_sources: vec![IpAddr::V4(BALANCER_V4), IpAddr::V6(BALANCER_V6)],
+                        vips: opts.vips.clone(),
+                    },
                     Mode::Native,
                     &decap_pins.0,
                 )
@@ -183,7 +205,7 @@ impl Topology {
             backends.push(Backend {
                 host: h,
                 servers,
-                _decap_pins: decap_pins,
+                decap_pins,
             });
         }
 

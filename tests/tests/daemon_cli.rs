@@ -29,7 +29,7 @@ fn cli_changes_reach_the_maps_and_real_traffic() {
     };
     let vip: IpAddr = "10.200.0.9".parse().unwrap_or_else(|e| panic!("{e}"));
     for b in &rack.topo.backends {
-        b.host.ns.ip(&format!("addr add {vip}/32 dev lo"));
+        b.add_vip(vip);
     }
     let target = SocketAddr::new(vip, 443);
     let (b0, b1, b2) = (

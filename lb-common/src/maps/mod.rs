@@ -15,7 +15,7 @@ mod vip;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
 pub use config::{CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, NEXTHOP_TTL_NS};
-pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS};
+pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
 pub use flow::{FlowKey, FlowValue};
 pub use stats::{BackendStats, VipStats};
 pub use vip::{VipInfo, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
@@ -36,12 +36,14 @@ pub mod map_names {
     pub const VERDICTS: &str = "XLB_VERDICTS";
     pub const DECAP_ADDRS: &str = "XLB_DECAP_ADDRS";
     pub const DECAP_STATS: &str = "XLB_DECAP_STATS";
+    pub const DECAP_SOURCES: &str = "XLB_DECAP_SRCS";
+    pub const DECAP_VIPS: &str = "XLB_DECAP_VIPS";
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
 
     /// Every name above.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 15] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -53,6 +55,8 @@ pub mod map_names {
         VERDICTS,
         DECAP_ADDRS,
         DECAP_STATS,
+        DECAP_SOURCES,
+        DECAP_VIPS,
         SINK_COUNT,
         NEXTHOPS,
     ];

@@ -1,11 +1,13 @@
 //! `xlb decap ...`: the backend-side decapsulator.
 
+use std::net::IpAddr;
+
 use anyhow::Context;
 
 use super::{DecapCommand, XdpModeArg};
 use crate::dataplane::{
     attach::{remove_instance, Attached, InstancePaths, Mode},
-    decap::{attach_host, Decap},
+    decap::{attach_host, Decap, DecapLists},
 };
 
 pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
@@ -13,6 +15,8 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
         DecapCommand::Attach {
             interface,
             addresses,
+            allow_sources,
+            vips,
             xdp_mode,
             instance,
         } => {
@@ -20,10 +24,14 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
                 XdpModeArg::Native => Mode::Native,
                 XdpModeArg::Skb => Mode::Skb,
             };
-            let pins = InstancePaths::new(&instance);
-            let outcome = attach_host(&interface, &addresses, mode, &pins)
+            let pins = InstancePaths::new(&instance.name);
+            let lists = DecapLists {
+                addresses,
+                allowed_sources: allow_sources,
+                vips,
+            };
+            let outcome = attach_host(&interface, &lists, mode, &pins)
                 .with_context(|| format!("attaching xlb_decap to {interface}"))?;
-            let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
             match outcome {
                 Attached::Replaced => println!("updated xlb_decap on {interface}"),
                 Attached::New { mode } => {
@@ -34,13 +42,16 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
                 }
             }
             println!(
-                "accepting IP-in-IP to {}; pinned under {}",
-                list.join(", "),
+                "accepting IP-in-IP to {} from {} for VIPs {}; pinned under {}",
+                joined(&lists.addresses),
+                joined(&lists.allowed_sources),
+                joined(&lists.vips),
                 pins.root.display()
             );
             Ok(())
         }
         DecapCommand::Detach { instance } => {
+            let instance = instance.name;
             let pins = InstancePaths::new(&instance);
             let detached = remove_instance(&pins)
                 .with_context(|| format!("removing {}", pins.root.display()))?;
@@ -53,19 +64,39 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DecapCommand::Stats { instance } => {
+            let instance = instance.name;
             let pins = InstancePaths::new(&instance);
             anyhow::ensure!(
                 pins.maps().exists(),
                 "xlb_decap instance {instance} is not attached ({} missing)",
                 pins.maps().display()
             );
-            let d = Decap::load_pinned(Some(&pins)).context("opening the pinned decap maps")?;
+            let d = Decap::load_pinned(Some(&pins)).with_context(|| {
+                format!(
+                    "opening the pinned decap maps (pins of another xlb version: \
+                     `xlb decap detach --instance {instance}` and attach again)"
+                )
+            })?;
             let s = d.stats()?;
             println!(
-                "decapsulated {}\npassed       {}\nmalformed    {}",
-                s.decapsulated, s.passed, s.malformed
+                "decapsulated      {}\npassed            {}\nmalformed         {}\n\
+                 refused_source    {}\nrefused_inner_dst {}\necn_dropped       {}",
+                s.decapsulated,
+                s.passed,
+                s.malformed,
+                s.refused_source,
+                s.refused_inner_dst,
+                s.ecn_dropped
             );
             Ok(())
         }
     }
+}
+
+fn joined(addrs: &[IpAddr]) -> String {
+    addrs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

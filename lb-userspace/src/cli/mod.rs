@@ -98,30 +98,54 @@ pub enum XdpModeArg {
 
 #[derive(Debug, Subcommand)]
 pub enum DecapCommand {
-    /// Attach xlb_decap to an interface (pinned: survives this command) and
-    /// accept tunnels to the given addresses. Repeatable: adds addresses.
+    /// Attach xlb_decap to an interface (pinned: survives this command). It
+    /// strips tunnel packets to one of the --address addresses only when the
+    /// outer source is an --allow-source balancer and the inner destination
+    /// a --vip; everything else goes to the kernel untouched (and is
+    /// counted). Running it again in the same network namespace adds to the
+    /// lists and swaps in this binary's program.
     Attach {
         #[arg(long)]
         interface: String,
         /// Outer destination address this host terminates (repeat for more).
-        #[arg(long = "address", required = true)]
+        #[arg(long = "address", value_name = "ADDR", required = true)]
         addresses: Vec<IpAddr>,
+        /// Outer source address of a balancer allowed to tunnel to this host:
+        /// its outer_source_v4 / outer_source_v6 (repeat for more). Required:
+        /// without it anyone could tunnel packets with forged sources past
+        /// this host's firewall.
+        #[arg(long = "allow-source", value_name = "ADDR", required = true)]
+        allow_sources: Vec<IpAddr>,
+        /// VIP address this host serves: the inner destinations accepted
+        /// (repeat for more).
+        #[arg(long = "vip", value_name = "ADDR", required = true)]
+        vips: Vec<IpAddr>,
         #[arg(long, value_enum, default_value = "native")]
         xdp_mode: XdpModeArg,
-        /// Name of the pin directory (/sys/fs/bpf/xlb/<instance>).
-        #[arg(long, default_value = "decap")]
-        instance: String,
+        #[command(flatten)]
+        instance: DecapInstance,
     },
-    /// Detach xlb_decap from every interface of the instance and remove its pins.
+    /// Detach xlb_decap from every interface of the instance and remove its
+    /// pins (works from any network namespace).
     Detach {
-        #[arg(long, default_value = "decap")]
-        instance: String,
+        #[command(flatten)]
+        instance: DecapInstance,
     },
     /// Packet counters of the attached decapsulator.
     Stats {
-        #[arg(long, default_value = "decap")]
-        instance: String,
+        #[command(flatten)]
+        instance: DecapInstance,
     },
+}
+
+/// Which decapsulator: its pins live in /sys/fs/bpf/xlb/<instance>.
+#[derive(Debug, Args)]
+pub struct DecapInstance {
+    /// Name of the pin directory (/sys/fs/bpf/xlb/<instance>). An instance
+    /// belongs to the network namespace it was first attached in: give each
+    /// namespace (container, test host) its own.
+    #[arg(long = "instance", value_name = "NAME", default_value = "decap")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

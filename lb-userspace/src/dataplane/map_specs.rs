@@ -25,7 +25,8 @@ use aya_obj::generated::{
 };
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FlowKey, FlowValue,
-    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, MAX_DECAP_ADDRS, MAX_TX_PORTS,
+    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES,
+    MAX_DECAP_VIPS, MAX_TX_PORTS,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -92,6 +93,16 @@ pub(super) static DECAP: &[MapSpec<()>] = &[
         map_names::DECAP_ADDRS,
         MapType::Hash,
         Entries::Declared(MAX_DECAP_ADDRS),
+    ),
+    MapSpec::of::<DecapKey, u32>(
+        map_names::DECAP_SOURCES,
+        MapType::Hash,
+        Entries::Declared(MAX_DECAP_SOURCES),
+    ),
+    MapSpec::of::<DecapKey, u32>(
+        map_names::DECAP_VIPS,
+        MapType::Hash,
+        Entries::Declared(MAX_DECAP_VIPS),
     ),
     MapSpec::of::<u32, u64>(
         map_names::DECAP_STATS,
@@ -479,7 +490,12 @@ mod tests {
         );
         assert_eq!(
             DECAP.iter().map(|s| s.name).collect::<Vec<_>>(),
-            [map_names::DECAP_ADDRS, map_names::DECAP_STATS]
+            [
+                map_names::DECAP_ADDRS,
+                map_names::DECAP_SOURCES,
+                map_names::DECAP_VIPS,
+                map_names::DECAP_STATS
+            ]
         );
     }
 

@@ -7,9 +7,11 @@
 
 pub mod attach;
 pub mod aux;
+pub mod bpffs_reach;
 pub mod decap;
 mod maglev_table;
 mod map_specs;
+pub mod netns_claim;
 
 use std::{os::fd::AsFd, path::PathBuf};
 
