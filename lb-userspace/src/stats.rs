@@ -12,6 +12,19 @@ pub struct StatsSnapshot {
     /// (reason, packets) for every verdict slot, in slot order.
     pub verdicts: Vec<(String, u64)>,
     pub control: ControlSample,
+    /// The drivers' XDP error counters (`ethtool -S`): frames the program
+    /// sent (tx, redirect) that the driver dropped.
+    #[serde(default)]
+    pub driver: Vec<DriverSample>,
+}
+
+/// One driver XDP error counter of an interface, summed over its queues.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriverSample {
+    pub interface: String,
+    /// The driver's name for it without the queue prefix, e.g. `xdp_tx_errors`.
+    pub counter: String,
+    pub value: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,12 +1,12 @@
 //! Commands that drive a running daemon through its API socket.
 
-use std::{collections::HashMap, io::Write, net::IpAddr, path::Path, time::Duration};
+use std::{collections::HashMap, net::IpAddr, path::Path, time::Duration};
 
 use anyhow::Context;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::{BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs, VipCommand};
+use super::{output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs, VipCommand};
 use crate::{
     api_client::ApiClient,
     daemon::{
@@ -14,6 +14,7 @@ use crate::{
         controller::VipStatus,
     },
     explain::Explanation,
+    out, outln,
     stats::StatsSnapshot,
 };
 
@@ -30,11 +31,11 @@ fn seg(s: &str) -> String {
     out
 }
 
-fn report(r: &ChangeReport, what: &str) {
-    println!(
+fn report(r: &ChangeReport, what: &str) -> Result<(), OutputError> {
+    outln!(
         "{what} ({} map writes, {} tables rebuilt, {} slots changed)",
         r.map_writes, r.tables_rebuilt, r.slots_changed
-    );
+    )
 }
 
 pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
@@ -43,11 +44,11 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
         VipCommand::List { json } => {
             let vips: Vec<VipStatus> = c.get("/v1/vips").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&vips)?);
+                outln!("{}", serde_json::to_string_pretty(&vips)?)?;
                 return Ok(());
             }
             if vips.is_empty() {
-                println!("no VIPs configured");
+                outln!("no VIPs configured")?;
             }
             for v in vips {
                 let proto = serde_json::to_value(v.protocol)?
@@ -58,7 +59,7 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     .as_str()
                     .unwrap_or("?")
                     .to_string();
-                println!(
+                outln!(
                     "{}  {}:{}/{}  hashing={}  flow-table={}{}",
                     v.name,
                     v.address,
@@ -71,15 +72,15 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     } else {
                         ""
                     }
-                );
+                )?;
                 for b in v.backends {
-                    println!(
+                    outln!(
                         "    {:<40} weight {:>5}  {:<20} {}",
                         b.address.to_string(),
                         b.weight,
                         b.state,
                         b.health_check.unwrap_or_else(|| "no health check".into())
-                    );
+                    )?;
                 }
             }
         }
@@ -91,14 +92,14 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     "added VIP {}",
                     a.name.as_deref().unwrap_or(&a.address.to_string())
                 ),
-            );
+            )?;
         }
         VipCommand::Del { vip } => {
             let body = c
                 .request(Method::DELETE, &format!("/v1/vips/{}", seg(&vip)), None)
                 .await?;
             let r: ChangeReport = serde_json::from_slice(&body)?;
-            report(&r, &format!("removed VIP {vip}"));
+            report(&r, &format!("removed VIP {vip}"))?;
         }
     }
     Ok(())
@@ -157,7 +158,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
                     &body,
                 )
                 .await?;
-            report(&r, &format!("added backend {address} to {vip}"));
+            report(&r, &format!("added backend {address} to {vip}"))?;
         }
         BackendCommand::Del { vip, address } => {
             let b = c
@@ -174,7 +175,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
             report(
                 &serde_json::from_slice(&b)?,
                 &format!("removed backend {address} from {vip}"),
-            );
+            )?;
         }
         BackendCommand::Weight {
             vip,
@@ -190,7 +191,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
             report(
                 &r,
                 &format!("set the weight of {address} in {vip} to {weight}"),
-            );
+            )?;
         }
         BackendCommand::Drain { vip, address } => {
             let path = format!(
@@ -204,7 +205,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
                 &format!(
                     "draining {address} in {vip}: no new connections, established ones continue"
                 ),
-            );
+            )?;
         }
     }
     Ok(())
@@ -214,13 +215,13 @@ pub async fn reload(socket: &Path) -> anyhow::Result<()> {
     let b = ApiClient::new(socket)
         .request(Method::POST, "/v1/reload", None)
         .await?;
-    report(&serde_json::from_slice(&b)?, "reloaded the config file");
+    report(&serde_json::from_slice(&b)?, "reloaded the config file")?;
     Ok(())
 }
 
 pub async fn config(socket: &Path, cmd: ConfigCommand) -> anyhow::Result<()> {
     match cmd {
-        ConfigCommand::Dump => print!("{}", ApiClient::new(socket).get_text("/v1/config").await?),
+        ConfigCommand::Dump => out!("{}", ApiClient::new(socket).get_text("/v1/config").await?)?,
     }
     Ok(())
 }
@@ -236,15 +237,15 @@ pub async fn explain(socket: &Path, a: ExplainArgs) -> anyhow::Result<()> {
     );
     let e: Explanation = ApiClient::new(socket).get(&q).await?;
     match (&e.vip, e.backend) {
-        (None, _) => println!("{}: {}", e.decision, e.detail),
-        (Some(v), Some(b)) => println!(
+        (None, _) => outln!("{}: {}", e.decision, e.detail)?,
+        (Some(v), Some(b)) => outln!(
             "{} -> VIP {v} -> backend {b} (id {})\n{}: {}",
             a.src,
             e.backend_id.unwrap_or(0),
             e.decision,
             e.detail
-        ),
-        (Some(v), None) => println!("VIP {v}: {}: {}", e.decision, e.detail),
+        )?,
+        (Some(v), None) => outln!("VIP {v}: {}: {}", e.decision, e.detail)?,
     }
     Ok(())
 }
@@ -254,9 +255,9 @@ pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
     if !a.watch {
         let s: StatsSnapshot = c.get("/v1/stats").await?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?)?;
         } else {
-            print!("{}", render_totals(&s));
+            out!("{}", render_totals(&s))?;
         }
         return Ok(());
     }
@@ -265,10 +266,8 @@ pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs_f64(a.interval)).await;
         let now: StatsSnapshot = c.get("/v1/stats").await?;
         let text = render_rates(&prev, &now);
-        let mut out = std::io::stdout();
         // Clear the screen and home the cursor, then draw the table.
-        write!(out, "\x1b[2J\x1b[H{text}")?;
-        out.flush()?;
+        out!("\x1b[2J\x1b[H{text}")?;
         prev = now;
     }
 }
@@ -306,6 +305,16 @@ fn render_totals(s: &StatsSnapshot) -> String {
         out += &format!(" {r}={n}");
     }
     out += "\n";
+    let dropped: Vec<_> = s.driver.iter().filter(|d| d.value > 0).collect();
+    if !dropped.is_empty() {
+        out += "\ndriver XDP errors:";
+        for d in &dropped {
+            out += &format!(" {}:{}={}", d.interface, d.counter, d.value);
+        }
+        out += "\nWARNING: the driver dropped frames that the program sent (the tx/redirect \
+                verdicts above count them as sent). On a veth, the peer needs a native XDP \
+                program: `xlb pass attach --interface PEER` in the peer's namespace.\n";
+    }
     out
 }
 

@@ -8,19 +8,19 @@ use crate::dataplane::{
     decap::{attach_host, Decap},
 };
 
-pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
+/// `instance` is the global `--instance` (default "decap").
+pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
     match cmd {
         DecapCommand::Attach {
             interface,
             addresses,
             xdp_mode,
-            instance,
         } => {
             let mode = match xdp_mode {
                 XdpModeArg::Native => Mode::Native,
                 XdpModeArg::Skb => Mode::Skb,
             };
-            let pins = InstancePaths::new(&instance);
+            let pins = InstancePaths::new(instance);
             let outcome = attach_host(&interface, &addresses, mode, &pins)
                 .with_context(|| format!("attaching xlb_decap to {interface}"))?;
             let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
@@ -40,8 +40,8 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        DecapCommand::Detach { instance } => {
-            let pins = InstancePaths::new(&instance);
+        DecapCommand::Detach => {
+            let pins = InstancePaths::new(instance);
             let detached = remove_instance(&pins)
                 .with_context(|| format!("removing {}", pins.root.display()))?;
             if detached.is_empty() {
@@ -52,8 +52,8 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DecapCommand::Stats { instance } => {
-            let pins = InstancePaths::new(&instance);
+        DecapCommand::Stats => {
+            let pins = InstancePaths::new(instance);
             anyhow::ensure!(
                 pins.maps().exists(),
                 "xlb_decap instance {instance} is not attached ({} missing)",

@@ -47,6 +47,7 @@ pub use model::{
     HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint, XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
+pub use validate::check_instance_name;
 use serde::Deserialize;
 use spans::SpanIndex;
 

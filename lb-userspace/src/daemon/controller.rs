@@ -19,15 +19,43 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
+    config::{
+        BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig, XdpMode,
+    },
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
         ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
-    stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
+    netdev::driver_stats,
+    stats::{BackendSample, ControlSample, DriverSample, StatsSnapshot, VipSample},
 };
+
+/// Settings the command line gives over the file's (`xlb run --xdp-mode`,
+/// `--socket`, `--instance`): applied to the file at start and at every
+/// reload, so that a reload neither loses them nor sees them as changes.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub xdp_mode: Option<XdpMode>,
+    pub api_socket: Option<PathBuf>,
+    pub instance: Option<String>,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        let g = &mut config.global;
+        if let Some(m) = self.xdp_mode {
+            g.xdp_mode = m;
+        }
+        if let Some(s) = &self.api_socket {
+            g.api_socket.clone_from(s);
+        }
+        if let Some(i) = &self.instance {
+            g.instance.clone_from(i);
+        }
+    }
+}
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -110,6 +138,7 @@ pub struct Controller {
     health: HashMap<BackendKey, bool>,
     tx_ports: BTreeSet<u32>,
     counters: ControlSample,
+    overrides: Overrides,
 }
 
 impl Controller {
@@ -131,7 +160,13 @@ impl Controller {
             health,
             tx_ports,
             counters: ControlSample::default(),
+            overrides: Overrides::default(),
         }
+    }
+
+    /// The command line's settings, re-applied to the file on every reload.
+    pub fn set_overrides(&mut self, overrides: Overrides) {
+        self.overrides = overrides;
     }
 
     pub fn config(&self) -> &Config {
@@ -178,7 +213,10 @@ impl Controller {
             })?;
         let result = Config::from_file(&path)
             .map_err(ControlError::from)
-            .and_then(|c| self.replace_config(c));
+            .and_then(|mut c| {
+                self.overrides.apply(&mut c);
+                self.replace_config(c)
+            });
         release_freed_memory();
         match &result {
             Ok(_) => self.counters.reloads_ok += 1,
@@ -518,7 +556,25 @@ impl Controller {
             vips,
             verdicts,
             control: self.counters.clone(),
+            driver: self.driver_samples(),
         })
+    }
+
+    /// The XDP error counters of the drivers xlb transmits through; an
+    /// interface whose driver has no statistics has none.
+    fn driver_samples(&self) -> Vec<DriverSample> {
+        let g = &self.config.global;
+        let mut out = Vec::new();
+        for ifname in g.interfaces.iter().chain(&g.egress_interfaces) {
+            for (counter, value) in driver_stats::xdp_errors(ifname).unwrap_or_default() {
+                out.push(DriverSample {
+                    interface: ifname.clone(),
+                    counter,
+                    value,
+                });
+            }
+        }
+        out
     }
 
     /// Which backend `q` goes to: the data plane's own decision functions
