@@ -299,6 +299,7 @@ mod tests {
                 interface: "eth0".into(),
                 counter: "xdp_tx_errors".into(),
                 value: 42,
+                since_start: 2,
             }],
         }
     }

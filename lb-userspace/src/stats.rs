@@ -24,7 +24,11 @@ pub struct DriverSample {
     pub interface: String,
     /// The driver's name for it without the queue prefix, e.g. `xdp_tx_errors`.
     pub counter: String,
+    /// The driver's count (since the interface was created).
     pub value: u64,
+    /// How much of it accrued while this daemon ran: a setup that drops now.
+    #[serde(default)]
+    pub since_start: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -307,11 +307,17 @@ fn render_totals(s: &StatsSnapshot) -> String {
     out += "\n";
     let dropped: Vec<_> = s.driver.iter().filter(|d| d.value > 0).collect();
     if !dropped.is_empty() {
-        out += "\ndriver XDP errors:";
+        out += "driver XDP errors (since the daemon started / in all):";
         for d in &dropped {
-            out += &format!(" {}:{}={}", d.interface, d.counter, d.value);
+            out += &format!(
+                " {}:{}={}/{}",
+                d.interface, d.counter, d.since_start, d.value
+            );
         }
-        out += "\nWARNING: the driver dropped frames that the program sent (the tx/redirect \
+        out += "\n";
+    }
+    if s.driver.iter().any(|d| d.since_start > 0) {
+        out += "WARNING: the driver dropped frames that the program sent (the tx/redirect \
                 verdicts above count them as sent). On a veth, the peer needs a native XDP \
                 program: `xlb pass attach --interface PEER` in the peer's namespace.\n";
     }
@@ -401,6 +407,25 @@ mod tests {
         assert_eq!(parse_backend_spec("fd00::1=7").map(|x| x.1).ok(), Some(7));
         assert!(parse_backend_spec("10.0.0.1=70000").is_err());
         assert!(parse_backend_spec("nope").is_err());
+    }
+
+    #[test]
+    fn stats_warn_about_driver_drops_while_this_daemon_runs() {
+        let with = |since_start| StatsSnapshot {
+            driver: vec![crate::stats::DriverSample {
+                interface: "eth0".into(),
+                counter: "xdp_tx_errors".into(),
+                value: 500,
+                since_start,
+            }],
+            ..Default::default()
+        };
+        let old = render_totals(&with(0));
+        assert!(old.contains("eth0:xdp_tx_errors=0/500"), "{old}");
+        assert!(!old.contains("WARNING"), "drops before this daemon: {old}");
+        let now = render_totals(&with(7));
+        assert!(now.contains("eth0:xdp_tx_errors=7/500") && now.contains("WARNING"), "{now}");
+        assert!(!render_totals(&StatsSnapshot::default()).contains("driver"));
     }
 
     #[test]

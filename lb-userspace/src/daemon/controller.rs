@@ -139,6 +139,8 @@ pub struct Controller {
     tx_ports: BTreeSet<u32>,
     counters: ControlSample,
     overrides: Overrides,
+    /// The drivers' XDP error counters when the daemon started.
+    driver_baseline: HashMap<(String, String), u64>,
 }
 
 impl Controller {
@@ -152,7 +154,7 @@ impl Controller {
         health: HashMap<BackendKey, bool>,
         tx_ports: BTreeSet<u32>,
     ) -> Self {
-        Self {
+        let mut c = Self {
             config,
             config_path,
             dp,
@@ -161,7 +163,14 @@ impl Controller {
             tx_ports,
             counters: ControlSample::default(),
             overrides: Overrides::default(),
-        }
+            driver_baseline: HashMap::new(),
+        };
+        c.driver_baseline = c
+            .driver_samples()
+            .into_iter()
+            .map(|d| ((d.interface, d.counter), d.value))
+            .collect();
+        c
     }
 
     /// The command line's settings, re-applied to the file on every reload.
@@ -567,9 +576,12 @@ impl Controller {
         let mut out = Vec::new();
         for ifname in g.interfaces.iter().chain(&g.egress_interfaces) {
             for (counter, value) in driver_stats::xdp_errors(ifname).unwrap_or_default() {
+                let key = (ifname.clone(), counter);
+                let base = self.driver_baseline.get(&key).copied().unwrap_or(0);
                 out.push(DriverSample {
-                    interface: ifname.clone(),
-                    counter,
+                    since_start: value.saturating_sub(base),
+                    interface: key.0,
+                    counter: key.1,
                     value,
                 });
             }

@@ -34,7 +34,7 @@ impl UnreadyPeer {
         } else {
             format!(" --instance {instance}")
         };
-        let cmd = format!("xlb pass attach --interface {}{instance}", self.peer);
+        let cmd = format!("xlb{instance} pass attach --interface {}", self.peer);
         match &self.netns {
             None => cmd,
             Some(Ok(ns)) => format!("{} {cmd}", ns.nsenter()),
