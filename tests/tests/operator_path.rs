@@ -142,7 +142,9 @@ fn an_unreachable_daemon_error_names_socket_and_xlb_socket() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("/nonexistent/xlb.sock") && err.contains("--socket") && err.contains("XLB_SOCKET"),
+        err.contains("/nonexistent/xlb.sock")
+            && err.contains("--socket")
+            && err.contains("XLB_SOCKET"),
         "{err}"
     );
 }
@@ -168,7 +170,10 @@ impl VethPair {
         let name = unique_name(tag);
         let lb = NetNs::create(&format!("{name}-lb"));
         let peer = NetNs::create(&format!("{name}-p"));
-        lb.ip(&format!("link add eth0 type veth peer name p netns {}", peer.name()));
+        lb.ip(&format!(
+            "link add eth0 type veth peer name p netns {}",
+            peer.name()
+        ));
         lb.ip(&format!("addr add {LB_ADDR}/24 dev eth0"));
         lb.ip("link set eth0 up");
         peer.ip(&format!("addr add {PEER_ADDR}/24 dev p"));
@@ -348,28 +353,60 @@ fn a_veth_peer_without_xdp_is_refused_reported_counted_and_fixed() {
         wait_for("the tx verdicts", Duration::from_secs(5), || {
             sent(&d) >= tx_before + 150
         });
-        assert_eq!(pair.xdp_tx_errors(), before, "frames dropped with xlb_pass on the peer");
+        assert_eq!(
+            pair.xdp_tx_errors(),
+            before,
+            "frames dropped with xlb_pass on the peer"
+        );
         assert!(!d.cli(&["stats"]).contains("WARNING"));
     }
     assert!(!pair.peer_has_xdp(), "xlb down left xlb_pass on the peer");
 
     // By hand: `xlb pass attach` in the peer's namespace, and detach.
     let pass = |args: &[&str]| xlb(pair.peer.name(), args);
-    let out = pass(&["--instance", &pair.instance, "pass", "attach", "--interface", "p"]);
+    let out = pass(&[
+        "--instance",
+        &pair.instance,
+        "pass",
+        "attach",
+        "--interface",
+        "p",
+    ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(pair.peer_has_xdp());
-    let out = pass(&["pass", "detach", "--interface", "p", "--instance", &pair.instance]);
+    let out = pass(&[
+        "pass",
+        "detach",
+        "--interface",
+        "p",
+        "--instance",
+        &pair.instance,
+    ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(!pair.peer_has_xdp());
     // Under `ip netns exec` the pin would vanish with the command: refused.
     let out = Command::new("ip")
         .args(["netns", "exec", pair.peer.name()])
         .arg(xlb_binary())
-        .args(["--instance", &pair.instance, "pass", "attach", "--interface", "p"])
+        .args([
+            "--instance",
+            &pair.instance,
+            "pass",
+            "attach",
+            "--interface",
+            "p",
+        ])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!out.status.success(), "pass attach under ip netns exec must fail");
-    assert!(stderr_of(&out).contains("private mount namespace"), "{}", stderr_of(&out));
+    assert!(
+        !out.status.success(),
+        "pass attach under ip netns exec must fail"
+    );
+    assert!(
+        stderr_of(&out).contains("private mount namespace"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(!pair.peer_has_xdp());
 }
 
@@ -397,7 +434,10 @@ fn xlb_down_stops_the_daemon_of_its_instance_whatever_its_socket() {
     let pid = d.pid().unwrap_or_else(|| panic!("no pid"));
 
     // The socket as a global flag before the subcommand, and from XLB_SOCKET.
-    assert!(pair.xlb(&["--socket", &sock, "vip", "list"]).status.success());
+    assert!(pair
+        .xlb(&["--socket", &sock, "vip", "list"])
+        .status
+        .success());
     let out = Command::new("nsenter")
         .arg(format!("--net=/var/run/netns/{}", pair.lb.name()))
         .arg("--")
@@ -411,7 +451,11 @@ fn xlb_down_stops_the_daemon_of_its_instance_whatever_its_socket() {
     // The daemon at --socket runs another instance: refused, nothing changes.
     let out = pair.xlb(&["down", "--instance", "someother", "--socket", &sock]);
     assert!(!out.status.success());
-    assert!(stderr_of(&out).contains("runs instance"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("runs instance"),
+        "{}",
+        stderr_of(&out)
+    );
     assert!(is_running(pid) && pair.pins().root.exists());
 
     // A daemon that does not exit (stopped): `down` fails and changes nothing.
@@ -421,16 +465,25 @@ fn xlb_down_stops_the_daemon_of_its_instance_whatever_its_socket() {
     };
     stop(nix::sys::signal::Signal::SIGSTOP);
     let out = pair.xlb(&["--instance", &pair.instance, "down", "--wait", "1"]);
-    assert!(!out.status.success(), "down must fail when the daemon does not exit");
     assert!(
-        stderr_of(&out).contains("did not exit") && stderr_of(&out).contains("nothing was detached"),
+        !out.status.success(),
+        "down must fail when the daemon does not exit"
+    );
+    assert!(
+        stderr_of(&out).contains("did not exit")
+            && stderr_of(&out).contains("nothing was detached"),
         "{}",
         stderr_of(&out)
     );
-    assert!(pair.pins().link("eth0").exists(), "pins removed by a failed down");
+    assert!(
+        pair.pins().link("eth0").exists(),
+        "pins removed by a failed down"
+    );
     assert!(pair.lb.ip("link show eth0").contains(" xdp"));
     stop(nix::sys::signal::Signal::SIGCONT);
-    wait_for("the pending SIGTERM", Duration::from_secs(10), || !is_running(pid));
+    wait_for("the pending SIGTERM", Duration::from_secs(10), || {
+        !is_running(pid)
+    });
 
     // Found by its pinned maps, with no socket given: stopped, then down.
     d.restart(&pair.config);
@@ -439,10 +492,16 @@ fn xlb_down_stops_the_daemon_of_its_instance_whatever_its_socket() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", stderr_of(&out));
     assert!(
-        text.contains(&format!("stopped the xlb daemon of instance {} (pid {pid})", pair.instance)),
+        text.contains(&format!(
+            "stopped the xlb daemon of instance {} (pid {pid})",
+            pair.instance
+        )),
         "{text}"
     );
-    assert!(!is_running(pid), "xlb down reported success, the daemon runs on");
+    assert!(
+        !is_running(pid),
+        "xlb down reported success, the daemon runs on"
+    );
     assert!(!pair.pins().root.exists());
     assert!(!pair.lb.ip("link show eth0").contains(" xdp"));
     assert!(!d.socket.exists(), "the daemon's socket outlived it");
@@ -462,16 +521,28 @@ fn adopting_pins_attached_in_another_xdp_mode_is_refused() {
         assert!(pair.pins().link("eth0").exists());
         let shown = pair.lb.ip("link show eth0");
         let out = pair.xlb(&["run", "--config", &cfg, "--xdp-mode", second]);
-        assert!(!out.status.success(), "--xdp-mode {second} over {first} pins must be refused");
+        assert!(
+            !out.status.success(),
+            "--xdp-mode {second} over {first} pins must be refused"
+        );
         let err = stderr_of(&out);
         assert!(
-            err.contains(&format!("attached in {pinned} mode")) && err.contains(&format!("--xdp-mode {first}")),
+            err.contains(&format!("attached in {pinned} mode"))
+                && err.contains(&format!("--xdp-mode {first}")),
             "{err}"
         );
-        assert_eq!(pair.lb.ip("link show eth0"), shown, "the refused run changed the attachment");
+        assert_eq!(
+            pair.lb.ip("link show eth0"),
+            shown,
+            "the refused run changed the attachment"
+        );
         // The same mode adopts as before.
         d.restart(&pair.config);
-        assert!(d.log_text().contains("adopting pinned state"), "{}", d.log_text());
+        assert!(
+            d.log_text().contains("adopting pinned state"),
+            "{}",
+            d.log_text()
+        );
         drop(d); // down
     }
 }
@@ -531,8 +602,8 @@ fn stats_show_draining_backends_and_mapped_addresses_are_refused() {
         return;
     };
     let target = rack.vip("web").target();
-    let mut session = Session::open(&rack.topo.clients[0], target, None)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut session =
+        Session::open(&rack.topo.clients[0], target, None).unwrap_or_else(|e| panic!("{e}"));
     let i: usize = session
         .backend
         .trim_start_matches("backend-")
@@ -551,10 +622,15 @@ fn stats_show_draining_backends_and_mapped_addresses_are_refused() {
     };
     let before = packets();
     for n in 0..20 {
-        session.ping(&format!("still here {n}")).unwrap_or_else(|e| panic!("{e}"));
+        session
+            .ping(&format!("still here {n}"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let after = packets();
-    assert!(after >= before + 20, "draining backend's counters: {before} -> {after}");
+    assert!(
+        after >= before + 20,
+        "draining backend's counters: {before} -> {after}"
+    );
     let text = rack.daemon.cli(&["stats"]);
     let row = text
         .lines()
@@ -569,7 +645,14 @@ fn stats_show_draining_backends_and_mapped_addresses_are_refused() {
     // IPv4-mapped IPv6 addresses never match a packet: refused, clearly.
     let sock = rack.daemon.socket.to_string_lossy().into_owned();
     for args in [
-        vec!["vip", "add", "--address", "::ffff:10.200.0.9", "--port", "80"],
+        vec![
+            "vip",
+            "add",
+            "--address",
+            "::ffff:10.200.0.9",
+            "--port",
+            "80",
+        ],
         vec!["backend", "add", "web", "::ffff:10.10.0.100"],
     ] {
         let mut full = args.clone();
@@ -612,7 +695,9 @@ fn the_demo_removes_its_rack_when_ctrl_c_also_kills_its_output_pipe() {
     let prefix = format!("xlb-demo-{pid}");
     assert!(
         std::fs::read_dir("/var/run/netns")
-            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
+            .map(|rd| rd
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(&prefix)))
             .unwrap_or(false),
         "the demo's rack is not up"
     );

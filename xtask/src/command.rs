@@ -238,8 +238,7 @@ mod tests {
 
     #[test]
     fn a_ctrl_c_waits_for_the_child_to_clean_up() {
-        let marker =
-            std::env::temp_dir().join(format!("xtask-ctrl-c-{}.done", std::process::id()));
+        let marker = std::env::temp_dir().join(format!("xtask-ctrl-c-{}.done", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         // The child signals this process as a terminal's Ctrl-C would, then
         // takes its time to clean up. Without the forwarding, SIGINT would

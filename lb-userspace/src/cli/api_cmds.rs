@@ -6,7 +6,10 @@ use anyhow::Context;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::{output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs, VipCommand};
+use super::{
+    output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs,
+    VipCommand,
+};
 use crate::{
     api_client::ApiClient,
     daemon::{
@@ -34,7 +37,9 @@ fn seg(s: &str) -> String {
 fn report(r: &ChangeReport, what: &str) -> Result<(), OutputError> {
     outln!(
         "{what} ({} map writes, {} tables rebuilt, {} slots changed)",
-        r.map_writes, r.tables_rebuilt, r.slots_changed
+        r.map_writes,
+        r.tables_rebuilt,
+        r.slots_changed
     )
 }
 
@@ -424,7 +429,10 @@ mod tests {
         assert!(old.contains("eth0:xdp_tx_errors=0/500"), "{old}");
         assert!(!old.contains("WARNING"), "drops before this daemon: {old}");
         let now = render_totals(&with(7));
-        assert!(now.contains("eth0:xdp_tx_errors=7/500") && now.contains("WARNING"), "{now}");
+        assert!(
+            now.contains("eth0:xdp_tx_errors=7/500") && now.contains("WARNING"),
+            "{now}"
+        );
         assert!(!render_totals(&StatsSnapshot::default()).contains("driver"));
     }
 

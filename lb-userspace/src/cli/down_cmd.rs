@@ -40,7 +40,10 @@ pub async fn run(args: DownArgs, instance: &str, socket: Option<&Path>) -> anyho
     if !daemons.is_empty() {
         wait_until_gone(&paths, instance, wait).await?;
         for d in &daemons {
-            outln!("stopped the xlb daemon of instance {instance} (pid {})", d.pid)?;
+            outln!(
+                "stopped the xlb daemon of instance {instance} (pid {})",
+                d.pid
+            )?;
         }
     }
     if let (true, Some(s)) = (asked, socket) {

@@ -47,9 +47,9 @@ pub use model::{
     HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint, XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
-pub use validate::check_instance_name;
 use serde::Deserialize;
 use spans::SpanIndex;
+pub use validate::check_instance_name;
 
 impl Config {
     /// Reads and validates the config file at `path`.

@@ -147,7 +147,10 @@ pub async fn attach_all(
         .context("reading the loaded program's id")?
         .id();
     for ifname in &g.interfaces {
-        if let Some(p) = pinned.iter().find(|p| &p.ifname == ifname && p.mode.is_none()) {
+        if let Some(p) = pinned
+            .iter()
+            .find(|p| &p.ifname == ifname && p.mode.is_none())
+        {
             // The link died with its device (the interface was deleted and
             // maybe recreated): swapping a program into it would attach
             // nothing.
@@ -201,4 +204,60 @@ async fn verify(nl: &rtnetlink::Handle, ifname: &str, prog_id: u32) -> anyhow::R
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn global(mode: &str) -> GlobalConfig {
+        let text = format!(
+            "[global]\ninterfaces = [\"eth0\"]\nouter_source_v4 = \"10.0.0.1\"\nxdp_mode = \"{mode}\"\n"
+        );
+        Config::from_toml_str(&text, None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .global
+    }
+
+    fn pinned(ifname: &str, mode: Option<&'static str>) -> Vec<PinnedAttachment> {
+        vec![PinnedAttachment {
+            ifname: ifname.into(),
+            pin: PathBuf::from(format!("/sys/fs/bpf/xlb/default/links/{ifname}")),
+            mode,
+        }]
+    }
+
+    #[test]
+    fn a_changed_mode_is_refused_and_a_native_fallback_is_not() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let paths = InstancePaths {
+            root: dir.path().to_path_buf(),
+        };
+        let err = check_modes(&pinned("eth0", Some("native")), &global("skb"), &paths)
+            .err()
+            .unwrap_or_else(|| panic!("skb over native accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains("attached in native mode") && text.contains("--xdp-mode native"),
+            "{text}"
+        );
+        assert!(check_modes(&pinned("eth0", Some("generic")), &global("native"), &paths).is_err());
+        // Native was asked before too, and the driver refused it.
+        std::fs::create_dir_all(paths.fallback_marker("eth0")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(check_modes(&pinned("eth0", Some("generic")), &global("native"), &paths).is_ok());
+        // The same mode; a link whose device is gone; an interface that
+        // left the config (detached, not refused).
+        for (p, mode) in [
+            (pinned("eth0", Some("native")), "native"),
+            (pinned("eth0", Some("generic")), "skb"),
+            (pinned("eth0", None), "skb"),
+            (pinned("eth1", Some("native")), "skb"),
+        ] {
+            assert!(
+                check_modes(&p, &global(mode), &paths).is_ok(),
+                "{p:?} {mode}"
+            );
+        }
+    }
 }

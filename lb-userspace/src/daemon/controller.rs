@@ -25,10 +25,10 @@ use crate::{
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
+    netdev::driver_stats,
     reconcile::{
         ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
-    netdev::driver_stats,
     stats::{BackendSample, ControlSample, DriverSample, StatsSnapshot, VipSample},
 };
 

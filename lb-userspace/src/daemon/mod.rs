@@ -30,12 +30,12 @@ use tokio::{
 };
 use tracing::{error, info, warn};
 
-pub use self::{controller::Overrides, veth_peers::VethPeerPolicy};
 use self::{
     api::{ApiState, Event},
     controller::{BackendKey, Controller},
     driver_watch::DriverWatch,
 };
+pub use self::{controller::Overrides, veth_peers::VethPeerPolicy};
 use crate::{
     config::Config,
     dataplane::{

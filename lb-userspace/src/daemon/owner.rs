@@ -102,7 +102,8 @@ fn is_xlb_run(argv: &[String]) -> bool {
     let Some(program) = argv.first() else {
         return false;
     };
-    Path::new(program).file_name().is_some_and(|n| n == "xlb") && argv[1..].iter().any(|a| a == "run")
+    Path::new(program).file_name().is_some_and(|n| n == "xlb")
+        && argv[1..].iter().any(|a| a == "run")
 }
 
 #[cfg(test)]
@@ -121,10 +122,14 @@ mod tests {
     #[test]
     fn only_xlb_run_is_a_daemon() {
         let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert!(is_xlb_run(&argv("/usr/local/bin/xlb run --config /etc/xlb.toml")));
+        assert!(is_xlb_run(&argv(
+            "/usr/local/bin/xlb run --config /etc/xlb.toml"
+        )));
         assert!(is_xlb_run(&argv("xlb --log info run --config x")));
         assert!(!is_xlb_run(&argv("xlb down")));
-        assert!(!is_xlb_run(&argv("bpftool map dump pinned /sys/fs/bpf/xlb/default/maps/run")));
+        assert!(!is_xlb_run(&argv(
+            "bpftool map dump pinned /sys/fs/bpf/xlb/default/maps/run"
+        )));
         assert!(!is_xlb_run(&argv("/usr/bin/xlb-tests run")));
         assert!(!is_xlb_run(&[]));
     }

@@ -87,7 +87,12 @@ pub async fn handle(
                 p.fix(&g.instance)
             ),
         };
-        result.with_context(|| format!("attaching xlb_pass to {}, the peer of {}", p.peer, p.interface))?;
+        result.with_context(|| {
+            format!(
+                "attaching xlb_pass to {}, the peer of {}",
+                p.peer, p.interface
+            )
+        })?;
         let still = unready_peers(nl, std::slice::from_ref(&p.interface)).await?;
         if !still.is_empty() {
             bail!(

@@ -196,7 +196,10 @@ mod tests {
 
     #[test]
     fn only_queue_prefixes_are_stripped() {
-        assert_eq!(without_queue_prefix("rx_queue_12_xdp_tx_errors"), "xdp_tx_errors");
+        assert_eq!(
+            without_queue_prefix("rx_queue_12_xdp_tx_errors"),
+            "xdp_tx_errors"
+        );
         assert_eq!(without_queue_prefix("rx_queue_xdp"), "rx_queue_xdp");
         assert_eq!(without_queue_prefix("tx_xdp_err"), "tx_xdp_err");
     }

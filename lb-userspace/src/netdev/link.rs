@@ -63,7 +63,10 @@ impl std::fmt::Display for Query<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Query::Name(n) => f.write_str(n),
-            Query::Index { ifindex, nsid: None } => write!(f, "#{ifindex}"),
+            Query::Index {
+                ifindex,
+                nsid: None,
+            } => write!(f, "#{ifindex}"),
             Query::Index {
                 ifindex,
                 nsid: Some(n),
@@ -83,9 +86,7 @@ pub async fn get(handle: &Handle, query: Query<'_>) -> Result<Link, NetdevError>
             if let Some(n) = nsid {
                 // IFLA_TARGET_NETNSID (once IFLA_IF_NETNSID): look the
                 // index up in that namespace.
-                r.message_mut()
-                    .attributes
-                    .push(LinkAttribute::IfNetnsId(n));
+                r.message_mut().attributes.push(LinkAttribute::IfNetnsId(n));
             }
             r
         }

@@ -121,7 +121,12 @@ fn report(rack: &Rack, results: &[Result<String, String>], secs: f64, target: So
     say!("\n== {ok} of {} connections to {target} succeeded in {secs:.1} s ({:.0} connections/s) ==\n", results.len(), ok as f64 / secs);
     say!(
         "{:<11} {:<14} {:>7} {:>13} {:>12} {:>8}",
-        "backend", "address", "weight", "weight share", "connections", "share"
+        "backend",
+        "address",
+        "weight",
+        "weight share",
+        "connections",
+        "share"
     );
     for (i, w) in WEIGHTS.iter().enumerate() {
         let n = counts.get(&format!("backend-{i}")).copied().unwrap_or(0);
