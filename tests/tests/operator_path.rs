@@ -520,7 +520,15 @@ fn adopting_pins_attached_in_another_xdp_mode_is_refused() {
         d.stop(); // SIGTERM: the data plane stays, pinned
         assert!(pair.pins().link("eth0").exists());
         let shown = pair.lb.ip("link show eth0");
-        let out = pair.xlb(&["run", "--config", &cfg, "--xdp-mode", second]);
+        // Bounded: a run that is not refused would serve until stopped.
+        let out = Command::new("timeout")
+            .args(["20", "nsenter"])
+            .arg(format!("--net=/var/run/netns/{}", pair.lb.name()))
+            .arg("--")
+            .arg(xlb_binary())
+            .args(["run", "--config", &cfg, "--xdp-mode", second])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !out.status.success(),
             "--xdp-mode {second} over {first} pins must be refused"
