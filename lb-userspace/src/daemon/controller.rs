@@ -18,44 +18,17 @@ use lb_common::{
 use serde::Serialize;
 use thiserror::Error;
 
+use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
-    config::{
-        BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig, XdpMode,
-    },
+    config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
-    netdev::driver_stats,
     reconcile::{
         ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
-    stats::{BackendSample, ControlSample, DriverSample, StatsSnapshot, VipSample},
+    stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
-
-/// Settings the command line gives over the file's (`xlb run --xdp-mode`,
-/// `--socket`, `--instance`): applied to the file at start and at every
-/// reload, so that a reload neither loses them nor sees them as changes.
-#[derive(Clone, Debug, Default)]
-pub struct Overrides {
-    pub xdp_mode: Option<XdpMode>,
-    pub api_socket: Option<PathBuf>,
-    pub instance: Option<String>,
-}
-
-impl Overrides {
-    pub fn apply(&self, config: &mut Config) {
-        let g = &mut config.global;
-        if let Some(m) = self.xdp_mode {
-            g.xdp_mode = m;
-        }
-        if let Some(s) = &self.api_socket {
-            g.api_socket.clone_from(s);
-        }
-        if let Some(i) = &self.instance {
-            g.instance.clone_from(i);
-        }
-    }
-}
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -140,7 +113,7 @@ pub struct Controller {
     counters: ControlSample,
     overrides: Overrides,
     /// The drivers' XDP error counters when the daemon started.
-    driver_baseline: HashMap<(String, String), u64>,
+    driver_baseline: DriverBaseline,
 }
 
 impl Controller {
@@ -154,7 +127,9 @@ impl Controller {
         health: HashMap<BackendKey, bool>,
         tx_ports: BTreeSet<u32>,
     ) -> Self {
-        let mut c = Self {
+        let g = &config.global;
+        let driver_baseline = DriverBaseline::take(g.interfaces.iter().chain(&g.egress_interfaces));
+        Self {
             config,
             config_path,
             dp,
@@ -163,14 +138,8 @@ impl Controller {
             tx_ports,
             counters: ControlSample::default(),
             overrides: Overrides::default(),
-            driver_baseline: HashMap::new(),
-        };
-        c.driver_baseline = c
-            .driver_samples()
-            .into_iter()
-            .map(|d| ((d.interface, d.counter), d.value))
-            .collect();
-        c
+            driver_baseline,
+        }
     }
 
     /// The command line's settings, re-applied to the file on every reload.
@@ -565,28 +534,12 @@ impl Controller {
             vips,
             verdicts,
             control: self.counters.clone(),
-            driver: self.driver_samples(),
+            driver: {
+                let g = &self.config.global;
+                self.driver_baseline
+                    .samples(g.interfaces.iter().chain(&g.egress_interfaces))
+            },
         })
-    }
-
-    /// The XDP error counters of the drivers xlb transmits through; an
-    /// interface whose driver has no statistics has none.
-    fn driver_samples(&self) -> Vec<DriverSample> {
-        let g = &self.config.global;
-        let mut out = Vec::new();
-        for ifname in g.interfaces.iter().chain(&g.egress_interfaces) {
-            for (counter, value) in driver_stats::xdp_errors(ifname).unwrap_or_default() {
-                let key = (ifname.clone(), counter);
-                let base = self.driver_baseline.get(&key).copied().unwrap_or(0);
-                out.push(DriverSample {
-                    since_start: value.saturating_sub(base),
-                    interface: key.0,
-                    counter: key.1,
-                    value,
-                });
-            }
-        }
-        out
     }
 
     /// Which backend `q` goes to: the data plane's own decision functions

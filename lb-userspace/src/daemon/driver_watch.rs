@@ -8,7 +8,54 @@ use std::collections::HashMap;
 
 use tracing::warn;
 
-use crate::netdev::driver_stats;
+use crate::{netdev::driver_stats, stats::DriverSample};
+
+/// The counters when the daemon started: what `xlb stats` reports as
+/// accrued "since the daemon started" is measured from here, so drops that
+/// a setup fixed since (before this daemon) do not read as current.
+#[derive(Debug, Default)]
+pub struct DriverBaseline(HashMap<(String, String), u64>);
+
+impl DriverBaseline {
+    pub fn take<'a>(interfaces: impl Iterator<Item = &'a String>) -> Self {
+        Self(
+            read(interfaces)
+                .into_iter()
+                .map(|d| ((d.interface, d.counter), d.value))
+                .collect(),
+        )
+    }
+
+    /// The counters now, with how much of each accrued since the baseline;
+    /// an interface whose driver has no statistics has none.
+    pub fn samples<'a>(&self, interfaces: impl Iterator<Item = &'a String>) -> Vec<DriverSample> {
+        let mut out = read(interfaces);
+        for d in &mut out {
+            let base = self
+                .0
+                .get(&(d.interface.clone(), d.counter.clone()))
+                .copied()
+                .unwrap_or(0);
+            d.since_start = d.value.saturating_sub(base);
+        }
+        out
+    }
+}
+
+fn read<'a>(interfaces: impl Iterator<Item = &'a String>) -> Vec<DriverSample> {
+    let mut out = Vec::new();
+    for ifname in interfaces {
+        for (counter, value) in driver_stats::xdp_errors(ifname).unwrap_or_default() {
+            out.push(DriverSample {
+                interface: ifname.clone(),
+                counter,
+                value,
+                since_start: 0,
+            });
+        }
+    }
+    out
+}
 
 pub struct DriverWatch {
     interfaces: Vec<String>,

@@ -13,6 +13,7 @@ mod bpf_log;
 pub mod controller;
 mod driver_watch;
 mod metrics_server;
+mod overrides;
 pub mod owner;
 mod veth_peers;
 
@@ -35,7 +36,7 @@ use self::{
     controller::{BackendKey, Controller},
     driver_watch::DriverWatch,
 };
-pub use self::{controller::Overrides, veth_peers::VethPeerPolicy};
+pub use self::{overrides::Overrides, veth_peers::VethPeerPolicy};
 use crate::{
     config::Config,
     dataplane::{
