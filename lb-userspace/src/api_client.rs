@@ -11,7 +11,11 @@ use tokio::net::UnixStream;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("cannot reach the xlb daemon at {}: is `xlb run` running (and are you root)?", path.display())]
+    #[error(
+        "cannot reach the xlb daemon at {}: is `xlb run` running (and are you root)? \
+         A daemon with another global.api_socket is reached with --socket PATH or XLB_SOCKET=PATH",
+        path.display()
+    )]
     Connect {
         path: PathBuf,
         #[source]

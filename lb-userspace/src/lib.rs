@@ -11,5 +11,6 @@ pub mod explain;
 pub mod health;
 pub mod maglev;
 pub mod metrics;
+pub mod netdev;
 pub mod reconcile;
 pub mod stats;

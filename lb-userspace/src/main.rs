@@ -2,9 +2,9 @@
 
 use clap::Parser;
 use lb_userspace::{
-    cli::{self, Cli, Command, XdpModeArg},
-    config::XdpMode,
-    daemon::{self, RunOptions},
+    cli::{self, output::is_closed_stdout, Cli, Command, VethPeerArg, XdpModeArg},
+    config::{check_instance_name, limits::DEFAULT_INSTANCE, XdpMode},
+    daemon::{self, Overrides, RunOptions, VethPeerPolicy},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -30,8 +30,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(args.command)) {
+    match runtime.block_on(dispatch(args)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`xlb ... | head -1`): what it
+        // did not read, it did not want. Quietly, like a SIGPIPE'd command.
+        Err(e) if is_closed_stdout(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -39,29 +42,61 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command) -> anyhow::Result<()> {
-    match cmd {
-        Command::Run { config, xdp_mode } => {
+async fn dispatch(args: Cli) -> anyhow::Result<()> {
+    let socket = args.socket_or_default().to_path_buf();
+    // `--instance` names a directory under /sys/fs/bpf/xlb: never `..`.
+    let instance = |default: &str| -> anyhow::Result<String> {
+        let name = args.instance.as_deref().unwrap_or(default);
+        check_instance_name(name).map_err(|e| anyhow::anyhow!("--instance: {e}"))?;
+        Ok(name.to_string())
+    };
+    match args.command {
+        Command::Run {
+            config,
+            xdp_mode,
+            veth_peer,
+        } => {
             require_root()?;
+            if args.instance.is_some() {
+                instance(DEFAULT_INSTANCE)?;
+            }
             let xdp_mode = xdp_mode.map(|m| match m {
                 XdpModeArg::Native => XdpMode::Native,
                 XdpModeArg::Skb => XdpMode::Skb,
             });
-            daemon::run(RunOptions { config, xdp_mode }).await
+            let veth_peer = match veth_peer {
+                VethPeerArg::Warn => VethPeerPolicy::Warn,
+                VethPeerArg::Attach => VethPeerPolicy::Attach,
+                VethPeerArg::Refuse => VethPeerPolicy::Refuse,
+            };
+            daemon::run(RunOptions {
+                config,
+                overrides: Overrides {
+                    xdp_mode,
+                    api_socket: args.socket,
+                    instance: args.instance.clone(),
+                },
+                veth_peer,
+            })
+            .await
         }
-        Command::Vip { api, command } => cli::api_cmds::vip(&api.socket, command).await,
-        Command::Backend { api, command } => cli::api_cmds::backend(&api.socket, command).await,
-        Command::Stats { api, args } => cli::api_cmds::stats(&api.socket, args).await,
-        Command::Reload { api } => cli::api_cmds::reload(&api.socket).await,
-        Command::Config { api, command } => cli::api_cmds::config(&api.socket, command).await,
-        Command::Explain { api, args } => cli::api_cmds::explain(&api.socket, args).await,
+        Command::Vip { command } => cli::api_cmds::vip(&socket, command).await,
+        Command::Backend { command } => cli::api_cmds::backend(&socket, command).await,
+        Command::Stats { args: stats } => cli::api_cmds::stats(&socket, stats).await,
+        Command::Reload => cli::api_cmds::reload(&socket).await,
+        Command::Config { command } => cli::api_cmds::config(&socket, command).await,
+        Command::Explain { args: explain } => cli::api_cmds::explain(&socket, explain).await,
         Command::Decap { command } => {
             require_root()?;
-            cli::decap_cmd::run(command)
+            cli::decap_cmd::run(command, &instance("decap")?)
         }
-        Command::Down(args) => {
+        Command::Pass { command } => {
             require_root()?;
-            cli::down_cmd::run(args).await
+            cli::pass_cmd::run(command, &instance(DEFAULT_INSTANCE)?).await
+        }
+        Command::Down(down) => {
+            require_root()?;
+            cli::down_cmd::run(down, &instance(DEFAULT_INSTANCE)?, args.socket.as_deref()).await
         }
     }
 }

@@ -6,7 +6,8 @@
 //! `xlb_vip_new_flows_total{vip}`, `xlb_vip_fail_open{vip}`,
 //! `xlb_backend_packets_total{vip,backend}`, `xlb_backend_bytes_total{vip,backend}`,
 //! `xlb_backend_healthy{vip,backend}`, `xlb_backend_weight{vip,backend}`,
-//! `xlb_verdict_packets_total{reason}`, `xlb_table_rebuilds_total`,
+//! `xlb_verdict_packets_total{reason}`,
+//! `xlb_interface_xdp_errors_total{interface,counter}`, `xlb_table_rebuilds_total`,
 //! `xlb_table_slots_changed_total`, `xlb_reconciles_total{result}`,
 //! `xlb_config_reloads_total{result}`, `xlb_health_transitions_total`,
 //! `xlb_last_reconcile_timestamp_seconds`, `xlb_last_reconcile_duration_seconds`,
@@ -179,6 +180,28 @@ impl Collector for SnapshotCollector {
             gauge(f64::from(f.per_cpu)),
         )?;
 
+        let driver: Vec<(Labels, ConstCounter<u64>)> = s
+            .driver
+            .iter()
+            .map(|d| {
+                (
+                    vec![
+                        ("interface", d.interface.as_str()),
+                        ("counter", d.counter.as_str()),
+                    ],
+                    counter(d.value),
+                )
+            })
+            .collect();
+        family(
+            &mut enc,
+            "xlb_interface_xdp_errors",
+            "The driver's XDP error counters (ethtool -S, summed over queues): frames the \
+             program sent (tx, redirect) that the driver dropped.",
+            MetricType::Counter,
+            &driver,
+        )?;
+
         let c = &s.control;
         single(
             &mut enc,
@@ -254,7 +277,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{BackendSample, ControlSample, FlowTableSample, VipSample};
+    use crate::stats::{BackendSample, ControlSample, DriverSample, FlowTableSample, VipSample};
 
     fn sample() -> StatsSnapshot {
         StatsSnapshot {
@@ -295,6 +318,12 @@ mod tests {
                 possible_cpus: 2,
                 per_cpu: 513,
             },
+            driver: vec![DriverSample {
+                interface: "eth0".into(),
+                counter: "xdp_tx_errors".into(),
+                value: 42,
+                since_start: 2,
+            }],
         }
     }
 
@@ -313,6 +342,7 @@ mod tests {
             "xlb_reconciles_total{result=\"ok\"} 4",
             "xlb_flow_table_entries 1026",
             "xlb_flow_table_cpu_entries 513",
+            "xlb_interface_xdp_errors_total{interface=\"eth0\",counter=\"xdp_tx_errors\"} 42",
             "# TYPE xlb_vip_packets counter",
             "# TYPE xlb_backend_healthy gauge",
         ] {

@@ -16,6 +16,10 @@ pub struct StatsSnapshot {
     pub control: ControlSample,
     #[serde(default)]
     pub flow_table: FlowTableSample,
+    /// The drivers' XDP error counters (`ethtool -S`): frames the program
+    /// sent (tx, redirect) that the driver dropped.
+    #[serde(default)]
+    pub driver: Vec<DriverSample>,
 }
 
 /// The connection table's real capacity: the kernel gives each possible CPU
@@ -40,6 +44,19 @@ impl From<FlowTableCapacity> for FlowTableSample {
             per_cpu: c.per_cpu(),
         }
     }
+}
+
+/// One driver XDP error counter of an interface, summed over its queues.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriverSample {
+    pub interface: String,
+    /// The driver's name for it without the queue prefix, e.g. `xdp_tx_errors`.
+    pub counter: String,
+    /// The driver's count (since the interface was created).
+    pub value: u64,
+    /// How much of it accrued while this daemon ran: a setup that drops now.
+    #[serde(default)]
+    pub since_start: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -91,17 +91,32 @@ pub struct Daemon {
     pub instance: String,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// More `xlb run` options (`--veth-peer attach`, `--xdp-mode skb`).
+    run_args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts `xlb run --config CONFIG` in `ns` and waits until its API answers.
     pub fn start(ns: &str, config: &Path, instance: &str, socket: &Path, log: &Path) -> Self {
+        Self::start_with_args(ns, config, instance, socket, log, &[])
+    }
+
+    /// Like [`start`](Self::start), with more `xlb run` options.
+    pub fn start_with_args(
+        ns: &str,
+        config: &Path,
+        instance: &str,
+        socket: &Path,
+        log: &Path,
+        run_args: &[&str],
+    ) -> Self {
         let mut d = Self {
             child: None,
             ns: ns.into(),
             instance: instance.into(),
             socket: socket.into(),
             log: log.into(),
+            run_args: run_args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn(config);
         d
@@ -117,6 +132,7 @@ impl Daemon {
         let mut cmd = in_netns(&self.ns);
         cmd.args(["--log", "info", "run", "--config"])
             .arg(config)
+            .args(&self.run_args)
             .stdout(log)
             .stderr(err);
         // If the test process dies, so does its daemon.

@@ -84,6 +84,42 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Like [`run`], for a child that cleans up on Ctrl-C (the demo removes its
+/// rack): the terminal sends SIGINT to the whole foreground process group,
+/// and dying at once would hand the prompt back while the child still
+/// cleans up behind it. So SIGINT and SIGTERM are caught while the child
+/// runs, passed on to it (a SIGTERM sent to this process alone reaches it
+/// too), and this returns once the child has finished.
+pub fn run_forwarding_signals(cmd: &mut Command) -> Result<()> {
+    use signal_hook::{
+        consts::{SIGINT, SIGTERM},
+        iterator::Signals,
+    };
+    let line = display(cmd);
+    println!("$ {line}");
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("catching SIGINT and SIGTERM")?;
+    let handle = signals.handle();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    let pid = libc::pid_t::try_from(child.id()).context("child pid out of range")?;
+    let forwarder = thread::spawn(move || {
+        for signal in signals.forever() {
+            // SAFETY: kill() has no memory arguments. `pid` is our child until
+            // the wait below reaps it; the forwarding stops right after.
+            unsafe { libc::kill(pid, signal) };
+        }
+    });
+    let status = child.wait();
+    handle.close();
+    let _ = forwarder.join();
+    let status = status.with_context(|| format!("waiting for `{line}`"))?;
+    if !status.success() {
+        bail!("command `{line}` failed: {}", describe(status));
+    }
+    Ok(())
+}
+
 /// Runs a probe quietly (nothing printed) and returns its output whatever its
 /// status; fails only when the program cannot be started.
 pub fn probe(cmd: &mut Command) -> Result<Output> {
@@ -198,6 +234,27 @@ mod tests {
             err.to_string(),
             "command `sh -c 'exit 3'` failed: exit status 3"
         );
+    }
+
+    #[test]
+    fn a_ctrl_c_waits_for_the_child_to_clean_up() {
+        let marker = std::env::temp_dir().join(format!("xtask-ctrl-c-{}.done", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        // The child signals this process as a terminal's Ctrl-C would, then
+        // takes its time to clean up. Without the forwarding, SIGINT would
+        // end this test process at once.
+        let script = format!(
+            "trap 'sleep 0.3; echo cleaned > {}; exit 0' INT; kill -INT $PPID; \
+             while :; do sleep 0.05; done",
+            marker.display()
+        );
+        run_forwarding_signals(Command::new("sh").args(["-c", &script])).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap_or_default(),
+            "cleaned\n",
+            "returned before the child had cleaned up"
+        );
+        let _ = std::fs::remove_file(&marker);
     }
 
     #[test]

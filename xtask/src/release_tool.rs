@@ -34,5 +34,6 @@ pub fn build_and_run(bin: &str, what: &str, args: &[OsString]) -> Result<()> {
     cmd.current_dir(&root)
         .env("XLB_BINARY", target.join("xlb"))
         .args(args);
-    command::run(&mut cmd).with_context(|| format!("running {what}"))
+    // The driver removes its namespaces on Ctrl-C: wait for it.
+    command::run_forwarding_signals(&mut cmd).with_context(|| format!("running {what}"))
 }

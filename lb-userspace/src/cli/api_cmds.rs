@@ -1,12 +1,15 @@
 //! Commands that drive a running daemon through its API socket.
 
-use std::{collections::HashMap, io::Write, net::IpAddr, path::Path, time::Duration};
+use std::{collections::HashMap, net::IpAddr, path::Path, time::Duration};
 
 use anyhow::Context;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use super::{BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs, VipCommand};
+use super::{
+    output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs,
+    VipCommand,
+};
 use crate::{
     api_client::ApiClient,
     daemon::{
@@ -14,6 +17,7 @@ use crate::{
         controller::VipStatus,
     },
     explain::Explanation,
+    out, outln,
     stats::StatsSnapshot,
 };
 
@@ -30,11 +34,13 @@ fn seg(s: &str) -> String {
     out
 }
 
-fn report(r: &ChangeReport, what: &str) {
-    println!(
+fn report(r: &ChangeReport, what: &str) -> Result<(), OutputError> {
+    outln!(
         "{what} ({} map writes, {} tables rebuilt, {} slots changed)",
-        r.map_writes, r.tables_rebuilt, r.slots_changed
-    );
+        r.map_writes,
+        r.tables_rebuilt,
+        r.slots_changed
+    )
 }
 
 pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
@@ -43,11 +49,11 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
         VipCommand::List { json } => {
             let vips: Vec<VipStatus> = c.get("/v1/vips").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&vips)?);
+                outln!("{}", serde_json::to_string_pretty(&vips)?)?;
                 return Ok(());
             }
             if vips.is_empty() {
-                println!("no VIPs configured");
+                outln!("no VIPs configured")?;
             }
             for v in vips {
                 let proto = serde_json::to_value(v.protocol)?
@@ -58,7 +64,7 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     .as_str()
                     .unwrap_or("?")
                     .to_string();
-                println!(
+                outln!(
                     "{}  {}:{}/{}  hashing={}  flow-table={}{}",
                     v.name,
                     v.address,
@@ -71,15 +77,15 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     } else {
                         ""
                     }
-                );
+                )?;
                 for b in v.backends {
-                    println!(
+                    outln!(
                         "    {:<40} weight {:>5}  {:<20} {}",
                         b.address.to_string(),
                         b.weight,
                         b.state,
                         b.health_check.unwrap_or_else(|| "no health check".into())
-                    );
+                    )?;
                 }
             }
         }
@@ -91,14 +97,14 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     "added VIP {}",
                     a.name.as_deref().unwrap_or(&a.address.to_string())
                 ),
-            );
+            )?;
         }
         VipCommand::Del { vip } => {
             let body = c
                 .request(Method::DELETE, &format!("/v1/vips/{}", seg(&vip)), None)
                 .await?;
             let r: ChangeReport = serde_json::from_slice(&body)?;
-            report(&r, &format!("removed VIP {vip}"));
+            report(&r, &format!("removed VIP {vip}"))?;
         }
     }
     Ok(())
@@ -157,7 +163,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
                     &body,
                 )
                 .await?;
-            report(&r, &format!("added backend {address} to {vip}"));
+            report(&r, &format!("added backend {address} to {vip}"))?;
         }
         BackendCommand::Del { vip, address } => {
             let b = c
@@ -174,7 +180,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
             report(
                 &serde_json::from_slice(&b)?,
                 &format!("removed backend {address} from {vip}"),
-            );
+            )?;
         }
         BackendCommand::Weight {
             vip,
@@ -190,7 +196,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
             report(
                 &r,
                 &format!("set the weight of {address} in {vip} to {weight}"),
-            );
+            )?;
         }
         BackendCommand::Drain { vip, address } => {
             let path = format!(
@@ -204,7 +210,7 @@ pub async fn backend(socket: &Path, cmd: BackendCommand) -> anyhow::Result<()> {
                 &format!(
                     "draining {address} in {vip}: no new connections, established ones continue"
                 ),
-            );
+            )?;
         }
     }
     Ok(())
@@ -214,13 +220,13 @@ pub async fn reload(socket: &Path) -> anyhow::Result<()> {
     let b = ApiClient::new(socket)
         .request(Method::POST, "/v1/reload", None)
         .await?;
-    report(&serde_json::from_slice(&b)?, "reloaded the config file");
+    report(&serde_json::from_slice(&b)?, "reloaded the config file")?;
     Ok(())
 }
 
 pub async fn config(socket: &Path, cmd: ConfigCommand) -> anyhow::Result<()> {
     match cmd {
-        ConfigCommand::Dump => print!("{}", ApiClient::new(socket).get_text("/v1/config").await?),
+        ConfigCommand::Dump => out!("{}", ApiClient::new(socket).get_text("/v1/config").await?)?,
     }
     Ok(())
 }
@@ -236,15 +242,15 @@ pub async fn explain(socket: &Path, a: ExplainArgs) -> anyhow::Result<()> {
     );
     let e: Explanation = ApiClient::new(socket).get(&q).await?;
     match (&e.vip, e.backend) {
-        (None, _) => println!("{}: {}", e.decision, e.detail),
-        (Some(v), Some(b)) => println!(
+        (None, _) => outln!("{}: {}", e.decision, e.detail)?,
+        (Some(v), Some(b)) => outln!(
             "{} -> VIP {v} -> backend {b} (id {})\n{}: {}",
             a.src,
             e.backend_id.unwrap_or(0),
             e.decision,
             e.detail
-        ),
-        (Some(v), None) => println!("VIP {v}: {}: {}", e.decision, e.detail),
+        )?,
+        (Some(v), None) => outln!("VIP {v}: {}: {}", e.decision, e.detail)?,
     }
     Ok(())
 }
@@ -254,9 +260,9 @@ pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
     if !a.watch {
         let s: StatsSnapshot = c.get("/v1/stats").await?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            outln!("{}", serde_json::to_string_pretty(&s)?)?;
         } else {
-            print!("{}", render_totals(&s));
+            out!("{}", render_totals(&s))?;
         }
         return Ok(());
     }
@@ -265,10 +271,8 @@ pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs_f64(a.interval)).await;
         let now: StatsSnapshot = c.get("/v1/stats").await?;
         let text = render_rates(&prev, &now);
-        let mut out = std::io::stdout();
         // Clear the screen and home the cursor, then draw the table.
-        write!(out, "\x1b[2J\x1b[H{text}")?;
-        out.flush()?;
+        out!("\x1b[2J\x1b[H{text}")?;
         prev = now;
     }
 }
@@ -311,6 +315,22 @@ fn render_totals(s: &StatsSnapshot) -> String {
         "flow table: {} entries ({} per CPU x {} possible CPUs; flow_table_size {})\n",
         f.entries, f.per_cpu, f.possible_cpus, f.requested
     );
+    let dropped: Vec<_> = s.driver.iter().filter(|d| d.value > 0).collect();
+    if !dropped.is_empty() {
+        out += "driver XDP errors (since the daemon started / in all):";
+        for d in &dropped {
+            out += &format!(
+                " {}:{}={}/{}",
+                d.interface, d.counter, d.since_start, d.value
+            );
+        }
+        out += "\n";
+    }
+    if s.driver.iter().any(|d| d.since_start > 0) {
+        out += "WARNING: the driver dropped frames that the program sent (the tx/redirect \
+                verdicts above count them as sent). On a veth, the peer needs a native XDP \
+                program: `xlb pass attach --interface PEER` in the peer's namespace.\n";
+    }
     out
 }
 
@@ -397,6 +417,28 @@ mod tests {
         assert_eq!(parse_backend_spec("fd00::1=7").map(|x| x.1).ok(), Some(7));
         assert!(parse_backend_spec("10.0.0.1=70000").is_err());
         assert!(parse_backend_spec("nope").is_err());
+    }
+
+    #[test]
+    fn stats_warn_about_driver_drops_while_this_daemon_runs() {
+        let with = |since_start| StatsSnapshot {
+            driver: vec![crate::stats::DriverSample {
+                interface: "eth0".into(),
+                counter: "xdp_tx_errors".into(),
+                value: 500,
+                since_start,
+            }],
+            ..Default::default()
+        };
+        let old = render_totals(&with(0));
+        assert!(old.contains("eth0:xdp_tx_errors=0/500"), "{old}");
+        assert!(!old.contains("WARNING"), "drops before this daemon: {old}");
+        let now = render_totals(&with(7));
+        assert!(
+            now.contains("eth0:xdp_tx_errors=7/500") && now.contains("WARNING"),
+            "{now}"
+        );
+        assert!(!render_totals(&StatsSnapshot::default()).contains("driver"));
     }
 
     #[test]

@@ -5,12 +5,16 @@ use std::net::IpAddr;
 use anyhow::Context;
 
 use super::{DecapCommand, XdpModeArg};
-use crate::dataplane::{
-    attach::{remove_instance, Attached, InstancePaths, Mode},
-    decap::{attach_host, Decap, DecapLists},
+use crate::{
+    dataplane::{
+        attach::{remove_instance, Attached, InstancePaths, Mode},
+        decap::{attach_host, Decap, DecapLists},
+    },
+    outln,
 };
 
-pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
+/// `instance` is the global `--instance` (default "decap").
+pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
     match cmd {
         DecapCommand::Attach {
             interface,
@@ -18,13 +22,12 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
             allow_sources,
             vips,
             xdp_mode,
-            instance,
         } => {
             let mode = match xdp_mode {
                 XdpModeArg::Native => Mode::Native,
                 XdpModeArg::Skb => Mode::Skb,
             };
-            let pins = InstancePaths::new(&instance.name);
+            let pins = InstancePaths::new(instance);
             let lists = DecapLists {
                 addresses,
                 allowed_sources: allow_sources,
@@ -33,39 +36,37 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
             let outcome = attach_host(&interface, &lists, mode, &pins)
                 .with_context(|| format!("attaching xlb_decap to {interface}"))?;
             match outcome {
-                Attached::Replaced => println!("updated xlb_decap on {interface}"),
+                Attached::Replaced => outln!("updated xlb_decap on {interface}")?,
                 Attached::New { mode } => {
-                    println!("attached xlb_decap to {interface} ({mode} mode)")
+                    outln!("attached xlb_decap to {interface} ({mode} mode)")?
                 }
                 Attached::Fallback { reason } => {
-                    println!("attached xlb_decap to {interface} in generic mode: native mode failed: {reason}")
+                    outln!("attached xlb_decap to {interface} in generic mode: native mode failed: {reason}")?
                 }
             }
-            println!(
+            outln!(
                 "accepting IP-in-IP to {} from {} for VIPs {}; pinned under {}",
                 joined(&lists.addresses),
                 joined(&lists.allowed_sources),
                 joined(&lists.vips),
                 pins.root.display()
-            );
+            )?;
             Ok(())
         }
-        DecapCommand::Detach { instance } => {
-            let instance = instance.name;
-            let pins = InstancePaths::new(&instance);
+        DecapCommand::Detach => {
+            let pins = InstancePaths::new(instance);
             let detached = remove_instance(&pins)
                 .with_context(|| format!("removing {}", pins.root.display()))?;
             if detached.is_empty() {
-                println!("xlb_decap instance {instance} was not attached");
+                outln!("xlb_decap instance {instance} was not attached")?;
             }
             for i in detached {
-                println!("detached xlb_decap from {i}");
+                outln!("detached xlb_decap from {i}")?;
             }
             Ok(())
         }
-        DecapCommand::Stats { instance } => {
-            let instance = instance.name;
-            let pins = InstancePaths::new(&instance);
+        DecapCommand::Stats => {
+            let pins = InstancePaths::new(instance);
             anyhow::ensure!(
                 pins.maps().exists(),
                 "xlb_decap instance {instance} is not attached ({} missing)",
@@ -78,7 +79,7 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
                 )
             })?;
             let s = d.stats()?;
-            println!(
+            outln!(
                 "decapsulated      {}\npassed            {}\nmalformed         {}\n\
                  refused_source    {}\nrefused_inner_dst {}\necn_dropped       {}",
                 s.decapsulated,
@@ -87,7 +88,7 @@ pub fn run(cmd: DecapCommand) -> anyhow::Result<()> {
                 s.refused_source,
                 s.refused_inner_dst,
                 s.ecn_dropped
-            );
+            )?;
             Ok(())
         }
     }

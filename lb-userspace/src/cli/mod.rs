@@ -5,12 +5,17 @@
 pub mod api_cmds;
 pub mod decap_cmd;
 pub mod down_cmd;
+pub mod output;
+pub mod pass_cmd;
 
-use std::{net::IpAddr, path::PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub const DEFAULT_SOCKET: &str = "/run/xlb/xlb.sock";
+pub const DEFAULT_SOCKET: &str = crate::config::limits::DEFAULT_API_SOCKET;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,58 +27,73 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `xlb=debug`.
     #[arg(long, global = true, env = "XLB_LOG", default_value = "info")]
     pub log: String,
+    /// The daemon's API socket (global.api_socket; default /run/xlb/xlb.sock).
+    /// Accepted before or after the subcommand; `xlb run` serves it.
+    #[arg(long, global = true, env = "XLB_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// The instance: the pin directory /sys/fs/bpf/xlb/<instance>
+    /// (global.instance; default "default", "decap" for `xlb decap`). A
+    /// decap instance belongs to the network namespace it was first attached
+    /// in: give each namespace (container, test host) its own.
+    #[arg(long, global = true, env = "XLB_INSTANCE")]
+    pub instance: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The API socket: `--socket`, else `$XLB_SOCKET`, else the default.
+    pub fn socket_or_default(&self) -> &Path {
+        self.socket
+            .as_deref()
+            .unwrap_or_else(|| Path::new(DEFAULT_SOCKET))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the balancer daemon: load and attach the XDP program, keep the maps
     /// equal to the config, serve the API, metrics and health checks.
+    ///
+    /// `--socket` and `--instance` override global.api_socket and
+    /// global.instance.
     Run {
         #[arg(long, short)]
         config: PathBuf,
         /// Override global.xdp_mode (native falls back to skb with a warning).
         #[arg(long, value_enum)]
         xdp_mode: Option<XdpModeArg>,
+        /// What to do about a veth interface whose peer has no native XDP
+        /// program (the peer then drops every XDP_TX / redirected frame):
+        /// warn (with the command that fixes it), attach xlb_pass to the peer
+        /// (pinned with the instance, removed by `xlb down`), or refuse to start.
+        #[arg(long, value_enum, default_value = "warn")]
+        veth_peer: VethPeerArg,
     },
     /// Show, add or remove VIPs.
     Vip {
-        #[command(flatten)]
-        api: ApiArgs,
         #[command(subcommand)]
         command: VipCommand,
     },
     /// Add or remove backends, change weights, drain.
     Backend {
-        #[command(flatten)]
-        api: ApiArgs,
         #[command(subcommand)]
         command: BackendCommand,
     },
     /// Packet and byte counters per VIP and backend.
     Stats {
         #[command(flatten)]
-        api: ApiArgs,
-        #[command(flatten)]
         args: StatsArgs,
     },
     /// Re-read the config file (like SIGHUP); runtime changes not in it are dropped.
-    Reload {
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Reload,
     /// The effective config.
     Config {
-        #[command(flatten)]
-        api: ApiArgs,
         #[command(subcommand)]
         command: ConfigCommand,
     },
     /// Which backend a flow goes to, and why (from the live maps).
     Explain {
-        #[command(flatten)]
-        api: ApiArgs,
         #[command(flatten)]
         args: ExplainArgs,
     },
@@ -83,9 +103,43 @@ pub enum Command {
         #[command(subcommand)]
         command: DecapCommand,
     },
-    /// Detach the balancer and remove its pinned state (traffic stops being
-    /// balanced). Stops a running daemon first.
+    /// Veth peers: attach `xlb_pass` (XDP_PASS, native mode) to the other end
+    /// of a veth xlb runs on, without which the veth drops XDP_TX frames.
+    /// Run it in the peer's network namespace.
+    Pass {
+        #[command(subcommand)]
+        command: PassCommand,
+    },
+    /// Stop the instance's daemon (found by the pinned maps it holds, or at
+    /// `--socket`), detach the balancer and remove its pinned state (traffic
+    /// stops being balanced). Changes nothing when the daemon cannot be
+    /// stopped.
     Down(DownArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum VethPeerArg {
+    /// Log an error with the exact fix and keep running.
+    Warn,
+    /// Attach xlb_pass to the peer (in its network namespace).
+    Attach,
+    /// Refuse to start.
+    Refuse,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PassCommand {
+    /// Attach xlb_pass to INTERFACE in native mode (pinned under
+    /// /sys/fs/bpf/xlb/<instance>/pass/, so it survives this command).
+    Attach {
+        #[arg(long)]
+        interface: String,
+    },
+    /// Detach xlb_pass from INTERFACE and remove its pin.
+    Detach {
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -122,47 +176,20 @@ pub enum DecapCommand {
         vips: Vec<IpAddr>,
         #[arg(long, value_enum, default_value = "native")]
         xdp_mode: XdpModeArg,
-        #[command(flatten)]
-        instance: DecapInstance,
     },
     /// Detach xlb_decap from every interface of the instance and remove its
     /// pins (works from any network namespace).
-    Detach {
-        #[command(flatten)]
-        instance: DecapInstance,
-    },
+    Detach,
     /// Packet counters of the attached decapsulator.
-    Stats {
-        #[command(flatten)]
-        instance: DecapInstance,
-    },
-}
-
-/// Which decapsulator: its pins live in /sys/fs/bpf/xlb/<instance>.
-#[derive(Debug, Args)]
-pub struct DecapInstance {
-    /// Name of the pin directory (/sys/fs/bpf/xlb/<instance>). An instance
-    /// belongs to the network namespace it was first attached in: give each
-    /// namespace (container, test host) its own.
-    #[arg(long = "instance", value_name = "NAME", default_value = "decap")]
-    pub name: String,
+    Stats,
 }
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
-    /// Instance whose pins to remove (global.instance in the config).
-    #[arg(long, default_value = "default")]
-    pub instance: String,
-    /// The daemon's API socket, asked to exit first if it is running.
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct ApiArgs {
-    /// The daemon's API socket (global.api_socket).
-    #[arg(long, global = true, env = "XLB_SOCKET", default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
+    /// Seconds to wait for the daemon to exit before giving up (and
+    /// changing nothing).
+    #[arg(long, default_value_t = 10.0)]
+    pub wait: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,4 +274,55 @@ pub struct ExplainArgs {
     pub dport: u16,
     #[arg(value_parser = ["tcp", "udp"])]
     pub proto: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(argv: &str) -> Cli {
+        Cli::try_parse_from(argv.split_whitespace()).unwrap_or_else(|e| panic!("{argv}: {e}"))
+    }
+
+    #[test]
+    fn socket_and_instance_are_global_before_or_after_the_subcommand() {
+        for argv in [
+            "xlb --socket /s vip list",
+            "xlb vip --socket /s list",
+            "xlb vip list --socket /s",
+            "xlb --socket /s stats --json",
+            "xlb explain 1.2.3.4 1 10.0.0.1 80 tcp --socket /s",
+            "xlb --socket /s reload",
+            "xlb --socket /s down",
+            "xlb down --socket /s",
+            "xlb run --config c.toml --socket /s",
+        ] {
+            assert_eq!(
+                parse(argv).socket.as_deref(),
+                Some(Path::new("/s")),
+                "{argv}"
+            );
+        }
+        for argv in [
+            "xlb --instance x down",
+            "xlb down --instance x",
+            "xlb --instance x decap stats",
+            "xlb decap detach --instance x",
+            "xlb pass attach --interface p --instance x",
+            "xlb --instance x run --config c.toml",
+        ] {
+            assert_eq!(parse(argv).instance.as_deref(), Some("x"), "{argv}");
+        }
+    }
+
+    #[test]
+    fn the_socket_defaults_to_the_daemons_default() {
+        let cli = parse("xlb vip list");
+        assert_eq!(cli.instance, None);
+        if std::env::var_os("XLB_SOCKET").is_none() {
+            assert_eq!(cli.socket_or_default(), Path::new(DEFAULT_SOCKET));
+        }
+    }
 }

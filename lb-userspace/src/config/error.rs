@@ -44,6 +44,9 @@ pub enum AddressProblem {
     Multicast,
     Broadcast,
     Loopback,
+    /// `::ffff:a.b.c.d`: IPv4 packets carry `a.b.c.d`, IPv6 packets never
+    /// carry a mapped address, so a VIP or backend written so never matches.
+    Ipv4Mapped,
 }
 
 /// Every reason a config is rejected. The field path and location are in
@@ -267,6 +270,10 @@ impl fmt::Display for AddressProblem {
             AddressProblem::Multicast => "a multicast address",
             AddressProblem::Broadcast => "the broadcast address",
             AddressProblem::Loopback => "a loopback address, which never crosses the wire",
+            AddressProblem::Ipv4Mapped => {
+                "an IPv4-mapped IPv6 address, which no packet carries: write the IPv4 address \
+                 itself (a.b.c.d, not ::ffff:a.b.c.d)"
+            }
         })
     }
 }

@@ -49,6 +49,7 @@ pub use model::{
 use raw::{RawBackend, RawConfig, RawVip};
 use serde::Deserialize;
 use spans::SpanIndex;
+pub use validate::check_instance_name;
 
 impl Config {
     /// Reads and validates the config file at `path`.

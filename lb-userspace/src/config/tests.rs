@@ -777,6 +777,7 @@ fn unusable_vip_addresses() {
         ("0.0.0.0", AddressProblem::Unspecified),
         ("::", AddressProblem::Unspecified),
         ("127.0.0.1", AddressProblem::Loopback),
+        ("::ffff:10.100.0.1", AddressProblem::Ipv4Mapped),
     ];
     for (address, expected) in cases {
         let kind = rejected(&vip(address, ""), 6, 11, "vip[0].address");
@@ -1057,6 +1058,7 @@ fn unusable_backend_addresses() {
     for (address, expected) in [
         ("::", AddressProblem::Unspecified),
         ("127.0.0.2", AddressProblem::Loopback),
+        ("::ffff:10.0.0.11", AddressProblem::Ipv4Mapped),
     ] {
         let text = vip(
             "10.100.0.1",

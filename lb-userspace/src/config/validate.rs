@@ -110,6 +110,12 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
     check_api_socket(g)
 }
 
+/// An instance name given on the command line (`--instance`): the same rule
+/// as `global.instance`, since it names a directory under /sys/fs/bpf/xlb.
+pub fn check_instance_name(instance: &str) -> Result<(), ConfigErrorKind> {
+    check_instance(instance).map_err(|e| *e.kind)
+}
+
 fn check_instance(instance: &str) -> Check {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if instance.is_empty() || instance.len() > MAX_INSTANCE_LEN || !instance.chars().all(valid_char)
@@ -386,6 +392,8 @@ fn check_usable(address: IpAddr, field: &str) -> Check {
         Some(AddressProblem::Broadcast)
     } else if address.is_loopback() {
         Some(AddressProblem::Loopback)
+    } else if matches!(address, IpAddr::V6(a) if a.to_ipv4_mapped().is_some()) {
+        Some(AddressProblem::Ipv4Mapped)
     } else {
         None
     };

@@ -18,6 +18,7 @@ use lb_common::{
 use serde::Serialize;
 use thiserror::Error;
 
+use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
@@ -110,6 +111,9 @@ pub struct Controller {
     health: HashMap<BackendKey, bool>,
     tx_ports: BTreeSet<u32>,
     counters: ControlSample,
+    overrides: Overrides,
+    /// The drivers' XDP error counters when the daemon started.
+    driver_baseline: DriverBaseline,
 }
 
 impl Controller {
@@ -123,6 +127,8 @@ impl Controller {
         health: HashMap<BackendKey, bool>,
         tx_ports: BTreeSet<u32>,
     ) -> Self {
+        let g = &config.global;
+        let driver_baseline = DriverBaseline::take(g.interfaces.iter().chain(&g.egress_interfaces));
         Self {
             config,
             config_path,
@@ -131,7 +137,14 @@ impl Controller {
             health,
             tx_ports,
             counters: ControlSample::default(),
+            overrides: Overrides::default(),
+            driver_baseline,
         }
+    }
+
+    /// The command line's settings, re-applied to the file on every reload.
+    pub fn set_overrides(&mut self, overrides: Overrides) {
+        self.overrides = overrides;
     }
 
     pub fn config(&self) -> &Config {
@@ -178,7 +191,10 @@ impl Controller {
             })?;
         let result = Config::from_file(&path)
             .map_err(ControlError::from)
-            .and_then(|c| self.replace_config(c));
+            .and_then(|mut c| {
+                self.overrides.apply(&mut c);
+                self.replace_config(c)
+            });
         release_freed_memory();
         match &result {
             Ok(_) => self.counters.reloads_ok += 1,
@@ -519,6 +535,11 @@ impl Controller {
             verdicts,
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
+            driver: {
+                let g = &self.config.global;
+                self.driver_baseline
+                    .samples(g.interfaces.iter().chain(&g.egress_interfaces))
+            },
         })
     }
 

@@ -8,10 +8,15 @@
 //! replaces the old one atomically in the pinned link.
 
 pub mod api;
+mod attachment;
 mod bpf_log;
 pub mod controller;
+mod driver_watch;
 pub mod kernel_settings;
 mod metrics_server;
+mod overrides;
+pub mod owner;
+mod veth_peers;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -30,30 +35,39 @@ use tracing::{error, info, warn};
 use self::{
     api::{ApiState, Event},
     controller::{BackendKey, Controller},
+    driver_watch::DriverWatch,
 };
+pub use self::{overrides::Overrides, veth_peers::VethPeerPolicy};
 use crate::{
-    config::{Config, XdpMode},
+    config::Config,
     dataplane::{
-        attach::{attach_pinned, ensure_bpffs, Attached, InstancePaths, Mode},
+        attach::{ensure_bpffs, InstancePaths},
         Dataplane, FlowTableCapacity, LoadOptions, Sizes,
     },
     health::{HealthMonitor, Transition},
+    netdev,
     reconcile::Reconciler,
 };
+
+/// How often the drivers' XDP error counters are read.
+const DRIVER_WATCH_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub config: PathBuf,
-    /// `--xdp-mode` on the command line overrides the config's.
-    pub xdp_mode: Option<XdpMode>,
+    /// `--xdp-mode`, `--socket`, `--instance` override the config's.
+    pub overrides: Overrides,
+    pub veth_peer: VethPeerPolicy,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut config = Config::from_file(&opts.config)?;
-    if let Some(m) = opts.xdp_mode {
-        config.global.xdp_mode = m;
-    }
+    opts.overrides.apply(&mut config);
+    config
+        .validate()
+        .context("the config with the command line's --xdp-mode/--socket/--instance")?;
     let g = config.global.clone();
+    let nl = netdev::connect()?;
     if ensure_bpffs().context("preparing bpffs")? {
         warn!(
             "mounted bpffs on /sys/fs/bpf: if xlb runs in a private mount namespace (under \
@@ -63,6 +77,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         );
     }
     let paths = InstancePaths::new(&g.instance);
+    // Everything that can refuse the start comes before the first change.
+    if let Some(other) = owner::daemons_of(&paths).first() {
+        bail!(
+            "instance {} is already run by the xlb daemon with pid {} ({}): two daemons would \
+             fight over its maps. Stop it first (`xlb down` stops it and detaches the balancer; \
+             SIGTERM stops only the daemon)",
+            g.instance,
+            other.pid,
+            other.cmdline
+        );
+    }
+    let mut tx_ports = BTreeSet::new();
+    for ifname in g.interfaces.iter().chain(&g.egress_interfaces) {
+        let idx = nix::net::if_::if_nametoindex(ifname.as_str()).with_context(|| {
+            format!("interface {ifname} (global.interfaces / egress_interfaces) does not exist")
+        })?;
+        tx_ports.insert(idx);
+    }
+    let pinned_links = attachment::pinned(&nl, &paths).await?;
+    attachment::check_modes(&pinned_links, &g, &paths)?;
+    let unready_peers = veth_peers::check(&nl, &g, opts.veth_peer).await?;
     let sizes = Sizes {
         max_vips: g.max_vips,
         max_backends: g.max_backends,
@@ -85,14 +120,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .collect();
     if adopting {
         info!(instance = %g.instance, backends = health.len(), "adopting pinned state from a previous run");
-    }
-
-    let mut tx_ports = BTreeSet::new();
-    for ifname in g.interfaces.iter().chain(&g.egress_interfaces) {
-        let idx = nix::net::if_::if_nametoindex(ifname.as_str()).with_context(|| {
-            format!("interface {ifname} (global.interfaces / egress_interfaces) does not exist")
-        })?;
-        tx_ports.insert(idx);
     }
 
     let settings = kernel_settings::prepare(
@@ -120,6 +147,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         health,
         tx_ports,
     );
+    ctl.set_overrides(opts.overrides.clone());
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
@@ -130,24 +158,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "maps reconciled with the config"
     );
 
-    let mode = match g.xdp_mode {
-        XdpMode::Native => Mode::Native,
-        XdpMode::Skb => Mode::Skb,
-    };
-    for ifname in &g.interfaces {
-        let program = ctl.dataplane_mut().program()?;
-        match attach_pinned(program, ifname, mode, &paths.link(ifname))
-            .with_context(|| format!("attaching to {ifname}"))?
-        {
-            Attached::Replaced => {
-                info!(interface = %ifname, "replaced the program on the pinned link (no packet lost)")
-            }
-            Attached::New { mode } => info!(interface = %ifname, mode, "attached"),
-            Attached::Fallback { reason } => {
-                warn!(interface = %ifname, %reason, "native XDP was refused; attached in generic (skb) mode, which is slower")
-            }
-        }
-    }
+    attachment::attach_all(ctl.dataplane_mut(), &nl, &paths, &g, &pinned_links).await?;
+    veth_peers::handle(&nl, unready_peers, &g, &paths, opts.veth_peer).await?;
+    let mut driver_watch = DriverWatch::new(
+        g.interfaces
+            .iter()
+            .chain(&g.egress_interfaces)
+            .cloned()
+            .collect(),
+    );
+    let mut driver_tick = tokio::time::interval(DRIVER_WATCH_PERIOD);
 
     let bpf_logs = if g.bpf_log.level() > 0 {
         Some(bpf_log::forward(ctl.dataplane_mut())?)
@@ -206,8 +226,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     warn!(vip = %v.name, "every backend is unhealthy: keeping all of them (fail open)");
                 }
             }
-            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running"); break; }
-            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running"); break; }
+            _ = driver_tick.tick() => driver_watch.poll(),
+            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running until `xlb down`"); break; }
+            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running until `xlb down`"); break; }
         }
     }
     api.abort();
@@ -252,9 +273,6 @@ async fn serve_api(path: &Path, state: ApiState) -> anyhow::Result<tokio::task::
     }))
 }
 
-/// Says what the connection table really holds: the kernel rounds its size to
-/// a multiple of the possible CPUs and gives each CPU its own LRU list, and a
-/// flow only uses the list of the CPU that receives it.
 fn log_flow_capacity(c: FlowTableCapacity) {
     info!(
         entries = c.entries,

@@ -44,6 +44,24 @@ impl InstancePaths {
     pub fn link(&self, ifname: &str) -> PathBuf {
         self.links().join(ifname)
     }
+
+    /// Links of `xlb_pass` on veth peers (`xlb pass attach`, `xlb run
+    /// --veth-peer attach`); they go with the instance.
+    pub fn pass_links(&self) -> PathBuf {
+        self.root.join("pass")
+    }
+
+    pub fn pass_link(&self, name: &str) -> PathBuf {
+        self.pass_links().join(name)
+    }
+
+    /// An empty directory marking that native mode was asked for `ifname`
+    /// and the driver refused it (the link runs in generic mode): bpffs
+    /// holds only directories and pins, and this fact must outlive the
+    /// daemon so that the next run can tell a fallback from a mode change.
+    pub fn fallback_marker(&self, ifname: &str) -> PathBuf {
+        self.root.join("native-refused").join(ifname)
+    }
 }
 
 #[derive(Debug, Error)]

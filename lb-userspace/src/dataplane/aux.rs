@@ -1,6 +1,8 @@
 //! The auxiliary XDP programs: `xlb_pass` (for veth peers of XDP_TX
 //! interfaces), the benchmark floor `xlb_floor_tx`, and the counting sink.
 
+use std::path::Path;
+
 use aya::{
     maps::{MapData, PerCpuArray},
     programs::Xdp,
@@ -8,7 +10,10 @@ use aya::{
 };
 use lb_common::map_names;
 
-use super::{map_err, program_error, typed, xdp_program, DataplaneError};
+use super::{
+    attach::{attach_pinned, detach_pinned, AttachError, Attached, Mode},
+    map_err, program_error, typed, xdp_program, DataplaneError,
+};
 use crate::ebpf_objects;
 
 pub struct AuxPrograms {
@@ -45,5 +50,38 @@ impl AuxPrograms {
             .get(&0, 0)
             .map_err(|e| map_err(map_names::SINK_COUNT, e))?;
         Ok(v.iter().sum())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    #[error(
+        "the driver of {ifname} refused native XDP ({reason}); a generic-mode program does not \
+         make a veth deliver XDP_TX frames, so xlb_pass was not attached"
+    )]
+    NativeRefused { ifname: String, reason: String },
+}
+
+/// Attaches `xlb_pass` to `ifname` (in the calling thread's network
+/// namespace) in native mode, its link pinned at `pin` so it outlives this
+/// process; a link already pinned there gets the current program. Generic
+/// mode would not help a veth peer, so a refused native attach is an error
+/// and leaves nothing behind.
+pub fn attach_pass_pinned(ifname: &str, pin: &Path) -> Result<Attached, PassError> {
+    let mut aux = AuxPrograms::load()?;
+    let program = aux.program(lb_common::program_names::PASS)?;
+    match attach_pinned(program, ifname, Mode::Native, pin)? {
+        Attached::Fallback { reason } => {
+            detach_pinned(pin)?;
+            Err(PassError::NativeRefused {
+                ifname: ifname.to_string(),
+                reason,
+            })
+        }
+        done => Ok(done),
     }
 }

@@ -19,6 +19,25 @@ use xlb_tests::{
 };
 
 const CONNECTIONS_PER_CLIENT: usize = 1500;
+
+/// `println!` that never panics. Under `cargo xtask demo | tee log`, Ctrl-C
+/// ends `tee` too, and printing to the dead pipe must not stop the demo
+/// before it has removed its rack: the report is best effort, the cleanup
+/// is not.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see `say!`).
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
 const WEIGHTS: [u16; 3] = [100, 200, 300];
 
 fn main() -> std::process::ExitCode {
@@ -42,7 +61,7 @@ fn run() -> anyhow::Result<()> {
             .context("installing the Ctrl-C handler")?;
     }
 
-    println!("xlb demo: building a rack of network namespaces (xlb-demo-*): 2 clients, a balancer, 3 backends...");
+    say!("xlb demo: building a rack of network namespaces (xlb-demo-*): 2 clients, a balancer, 3 backends...");
     let vip = VipSpec {
         name: "web",
         address: VIP4.parse()?,
@@ -56,15 +75,15 @@ fn run() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let rack = Rack::start(&xlb_tests::netns::unique_name("demo"), 2, vec![vip]);
-    println!(
+    say!(
         "rack up and xlb running in {:.1?} (config: {})\n",
         started.elapsed(),
         rack.config_path.display()
     );
-    print!("{}", rack.daemon.cli(&["vip", "list"]));
+    say_raw!("{}", rack.daemon.cli(&["vip", "list"]));
 
     let target = rack.vip("web").target();
-    println!(
+    say!(
         "\nsending {} TCP connections from 2 clients (3 source addresses) to {target}...",
         2 * CONNECTIONS_PER_CLIENT
     );
@@ -72,11 +91,11 @@ fn run() -> anyhow::Result<()> {
     let mut results = Vec::new();
     for (i, c) in rack.topo.clients.iter().enumerate() {
         if interrupted.load(Ordering::SeqCst) {
-            println!("interrupted: cleaning up");
+            say!("interrupted: cleaning up");
             return Ok(());
         }
         results.extend(many_connections(c, target, CONNECTIONS_PER_CLIENT, 8));
-        println!("  client {i} done");
+        say!("  client {i} done");
     }
     let secs = t.elapsed().as_secs_f64();
     report(&rack, &results, secs, target);
@@ -86,12 +105,12 @@ fn run() -> anyhow::Result<()> {
         while !interrupted.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(200));
         }
-        println!("\nCtrl-C: removing the demo rack...");
+        say!("\nCtrl-C: removing the demo rack...");
     } else {
-        println!("\nRemoving the demo rack (run `cargo xtask demo --keep` to keep it up and poke at it)...");
+        say!("\nRemoving the demo rack (run `cargo xtask demo --keep` to keep it up and poke at it)...");
     }
     drop(rack);
-    println!("done: no namespace, program or pin of the demo is left.");
+    say!("done: no namespace, program or pin of the demo is left.");
     Ok(())
 }
 
@@ -99,14 +118,19 @@ fn report(rack: &Rack, results: &[Result<String, String>], secs: f64, target: So
     let ok = results.iter().filter(|r| r.is_ok()).count();
     let counts = tally(results);
     let wsum: f64 = WEIGHTS.iter().map(|w| f64::from(*w)).sum();
-    println!("\n== {ok} of {} connections to {target} succeeded in {secs:.1} s ({:.0} connections/s) ==\n", results.len(), ok as f64 / secs);
-    println!(
+    say!("\n== {ok} of {} connections to {target} succeeded in {secs:.1} s ({:.0} connections/s) ==\n", results.len(), ok as f64 / secs);
+    say!(
         "{:<11} {:<14} {:>7} {:>13} {:>12} {:>8}",
-        "backend", "address", "weight", "weight share", "connections", "share"
+        "backend",
+        "address",
+        "weight",
+        "weight share",
+        "connections",
+        "share"
     );
     for (i, w) in WEIGHTS.iter().enumerate() {
         let n = counts.get(&format!("backend-{i}")).copied().unwrap_or(0);
-        println!(
+        say!(
             "{:<11} {:<14} {:>7} {:>12.1}% {:>12} {:>7.1}%",
             format!("backend-{i}"),
             rack.backend_addr("web", i).to_string(),
@@ -117,13 +141,13 @@ fn report(rack: &Rack, results: &[Result<String, String>], secs: f64, target: So
         );
     }
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
-        println!("\nfirst failure: {e}");
+        say!("\nfirst failure: {e}");
     }
-    println!("\nEvery reply came straight from a backend (direct server return): the balancer");
-    println!("only saw client-to-VIP packets, encapsulated them (IP-in-IP) in XDP and sent them");
-    println!("back out of the interface they came in on (XDP_TX).\n");
-    println!("$ xlb stats");
-    print!("{}", rack.daemon.cli(&["stats"]));
+    say!("\nEvery reply came straight from a backend (direct server return): the balancer");
+    say!("only saw client-to-VIP packets, encapsulated them (IP-in-IP) in XDP and sent them");
+    say!("back out of the interface they came in on (XDP_TX).\n");
+    say!("$ xlb stats");
+    say_raw!("{}", rack.daemon.cli(&["stats"]));
 }
 
 fn print_poking_instructions(rack: &Rack) {
@@ -131,19 +155,19 @@ fn print_poking_instructions(rack: &Rack) {
     let xlb = xlb_tests::xlb_process::xlb_binary().display().to_string();
     let sock = rack.daemon.socket.display().to_string();
     let c0 = &rack.topo.clients[0].name;
-    println!("\nThe rack stays up until you press Ctrl-C. Try, in another terminal:\n");
-    println!("  # a request through the VIP (the backend answers with its name):");
-    println!("  ip netns exec {c0} curl -s --max-time 2 telnet://{VIP4}:80 </dev/null; echo");
-    println!("  # live rates per VIP and backend, the VIP table, which backend a flow gets:");
-    println!("  {xlb} stats --watch --socket {sock}");
-    println!("  {xlb} vip list --socket {sock}");
-    println!("  {xlb} explain 10.10.0.10 40000 {VIP4} 80 tcp --socket {sock}");
-    println!("  # change a weight or drain a backend, then send traffic again:");
-    println!("  {xlb} backend weight web 10.10.0.100 600 --socket {sock}");
-    println!("  {xlb} backend drain web 10.10.0.102 --socket {sock}");
-    println!("  # Prometheus metrics (served inside the balancer's namespace):");
-    println!("  ip netns exec {lb} curl -s 127.0.0.1:9431/metrics | grep ^xlb_");
-    println!("  # the program on the balancer's interface, and the daemon's log:");
-    println!("  ip -n {lb} link show xlb0");
-    println!("  cat {}", rack.daemon.log.display());
+    say!("\nThe rack stays up until you press Ctrl-C. Try, in another terminal:\n");
+    say!("  # a request through the VIP (the backend answers with its name):");
+    say!("  ip netns exec {c0} curl -s --max-time 2 telnet://{VIP4}:80 </dev/null; echo");
+    say!("  # live rates per VIP and backend, the VIP table, which backend a flow gets:");
+    say!("  {xlb} stats --watch --socket {sock}");
+    say!("  {xlb} vip list --socket {sock}");
+    say!("  {xlb} explain 10.10.0.10 40000 {VIP4} 80 tcp --socket {sock}");
+    say!("  # change a weight or drain a backend, then send traffic again:");
+    say!("  {xlb} backend weight web 10.10.0.100 600 --socket {sock}");
+    say!("  {xlb} backend drain web 10.10.0.102 --socket {sock}");
+    say!("  # Prometheus metrics (served inside the balancer's namespace):");
+    say!("  ip netns exec {lb} curl -s 127.0.0.1:9431/metrics | grep ^xlb_");
+    say!("  # the program on the balancer's interface, and the daemon's log:");
+    say!("  ip -n {lb} link show xlb0");
+    say!("  cat {}", rack.daemon.log.display());
 }
