@@ -95,8 +95,8 @@ for b in b0 b1; do
   ip netns exec $P-$b sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
     net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0
 done
-nsenter --net=/var/run/netns/$P-b0 xlb --instance decap-$P-b0 decap attach --interface eth0 --address 10.77.0.11
-nsenter --net=/var/run/netns/$P-b1 xlb --instance decap-$P-b1 decap attach --interface eth0 --address 10.77.0.12
+nsenter --net=/var/run/netns/$P-b0 xlb --instance decap-$P-b0 decap attach --interface eth0 --address 10.77.0.11 --allow-source 10.77.0.2 --vip 10.100.0.1
+nsenter --net=/var/run/netns/$P-b1 xlb --instance decap-$P-b1 decap attach --interface eth0 --address 10.77.0.12 --allow-source 10.77.0.2 --vip 10.100.0.1
 nsenter --net=/var/run/netns/$P-b0 python3 -m http.server -b 0.0.0.0 -d $DIR/b0 80 >/dev/null 2>&1 &
 nsenter --net=/var/run/netns/$P-b1 python3 -m http.server -b 0.0.0.0 -d $DIR/b1 80 >/dev/null 2>&1 &
 
