@@ -72,6 +72,11 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                         ""
                     }
                 );
+                println!(
+                    "    announced: {} ({})",
+                    if v.announced { "yes" } else { "no" },
+                    v.announce_reason
+                );
                 for b in v.backends {
                     println!(
                         "    {:<40} weight {:>5}  {:<20} {}",

@@ -19,6 +19,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
+    announce::Announcer,
     config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
@@ -28,6 +29,8 @@ use crate::{
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
+
+mod announcing;
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -87,6 +90,12 @@ pub struct VipStatus {
     pub flow_table: bool,
     /// Every weighted backend is unhealthy: all are kept (fail open).
     pub fail_open: bool,
+    /// This node announces the VIP's address (`crate::announce`).
+    #[serde(default)]
+    pub announced: bool,
+    /// Why it is announced or not.
+    #[serde(default)]
+    pub announce_reason: String,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -110,6 +119,8 @@ pub struct Controller {
     health: HashMap<BackendKey, bool>,
     tx_ports: BTreeSet<u32>,
     counters: ControlSample,
+    /// `None` while announcing is off.
+    announcer: Option<Announcer>,
 }
 
 impl Controller {
@@ -131,6 +142,7 @@ impl Controller {
             health,
             tx_ports,
             counters: ControlSample::default(),
+            announcer: None,
         }
     }
 
@@ -145,7 +157,9 @@ impl Controller {
     /// Installs the current desired state (startup, after adoption).
     pub fn reconcile(&mut self) -> Result<ApplyReport, ControlError> {
         let desired = self.desired(&self.config);
-        self.apply_desired(&desired)
+        let report = self.apply_desired(&desired)?;
+        self.announce_sync();
+        Ok(report)
     }
 
     /// Replaces the effective config with `new` if it is valid, compatible
@@ -163,6 +177,7 @@ impl Controller {
             .collect();
         self.health.retain(|k, _| keep.contains(k));
         self.config = new;
+        self.announce_sync();
         Ok(report)
     }
 
@@ -244,7 +259,10 @@ impl Controller {
         let before = self.health.insert(key, healthy);
         let desired = self.desired(&self.config);
         match self.apply_desired(&desired) {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.announce_sync();
+                Ok(r)
+            }
             Err(e) => {
                 match before {
                     Some(b) => self.health.insert(key, b),
@@ -326,6 +344,14 @@ impl Controller {
                 a.metrics_address != b.metrics_address,
             ),
             ("global.bpf_log", a.bpf_log != b.bpf_log),
+            (
+                "announce.enabled",
+                self.config.announce.enabled != new.announce.enabled,
+            ),
+            (
+                "announce.table",
+                self.config.announce.table != new.announce.table,
+            ),
         ];
         match fixed.iter().find(|(_, changed)| *changed) {
             Some((what, _)) => Err(ControlError::NeedsRestart {
@@ -417,6 +443,7 @@ impl Controller {
     }
 
     pub fn vip_statuses(&self) -> Vec<VipStatus> {
+        let mut announce_states = self.announce_states().into_iter();
         self.config
             .vips
             .iter()
@@ -428,6 +455,7 @@ impl Controller {
                     .map(|b| (b.address, b.weight, self.healthy(&(key, b.address))))
                     .collect();
                 let fail_open = is_fail_open(&healthy);
+                let announce = announce_states.next().unwrap_or_default();
                 VipStatus {
                     name: v.name.clone(),
                     address: v.address,
@@ -436,6 +464,8 @@ impl Controller {
                     hashing: v.hashing,
                     flow_table: v.flow_table,
                     fail_open,
+                    announced: announce.announce,
+                    announce_reason: announce.reason,
                     backends: v
                         .backends
                         .iter()
@@ -505,6 +535,7 @@ impl Controller {
                 bytes,
                 new_flows,
                 fail_open: status.fail_open,
+                announced: status.announced,
                 backends,
             });
         }

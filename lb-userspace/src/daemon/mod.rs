@@ -32,6 +32,7 @@ use self::{
     controller::{BackendKey, Controller},
 };
 use crate::{
+    announce::{self, Announcer},
     config::{Config, XdpMode},
     dataplane::{
         attach::{attach_pinned, ensure_bpffs, Attached, InstancePaths, Mode},
@@ -112,6 +113,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    let announcer = start_announcer(&config, adopting)?;
     let mut ctl = Controller::new(
         config,
         Some(opts.config.clone()),
@@ -120,6 +122,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         health,
         tx_ports,
     );
+    ctl.set_announcer(announcer);
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
@@ -149,6 +152,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    // Attached everywhere: the VIPs' addresses may be announced now.
+    ctl.announce_attached();
+
     let bpf_logs = if g.bpf_log.level() > 0 {
         Some(bpf_log::forward(ctl.dataplane_mut())?)
     } else {
@@ -174,6 +180,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Repairs the announce table if something else changed it, and retries
+    // route changes that failed.
+    let mut announce_check = tokio::time::interval(ANNOUNCE_CHECK_INTERVAL);
+    announce_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -186,8 +196,22 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             Some(ev) = events.recv() => match ev {
                 Event::ConfigChanged => monitor.sync(lock(&ctl).health_checks()),
-                Event::Shutdown => { info!("shutdown requested through the API"); break; }
+                Event::Shutdown { withdraw: false } => { info!("shutdown requested through the API"); break; }
+                Event::Shutdown { withdraw: true } => {
+                    let c = ctl.clone();
+                    let drain = tokio::task::spawn_blocking(move || lock(&c).announce_stop()).await?;
+                    if !drain.is_zero() {
+                        info!(drain = %humantime::format_duration(drain), "planned stop: routes withdrawn; serving while routers move flows away (announce.drain_on_stop)");
+                        tokio::time::sleep(drain).await;
+                    }
+                    info!("planned stop requested through the API (xlb down)");
+                    break;
+                }
             },
+            _ = announce_check.tick() => {
+                let c = ctl.clone();
+                tokio::task::spawn_blocking(move || lock(&c).announce_sync()).await?;
+            }
             Some(t) = transitions.recv() => {
                 let c = ctl.clone();
                 let key = t.key;
@@ -206,8 +230,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     warn!(vip = %v.name, "every backend is unhealthy: keeping all of them (fail open)");
                 }
             }
-            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running"); break; }
-            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running"); break; }
+            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running, announced routes stay"); break; }
+            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running, announced routes stay"); break; }
         }
     }
     api.abort();
@@ -217,6 +241,36 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&g.api_socket);
     Ok(())
+}
+
+/// How often the daemon re-reads its announce table.
+const ANNOUNCE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The announce routes of this run, when `[announce]` is on. When it is
+/// off, routes a previous run of the instance announced are withdrawn.
+fn start_announcer(config: &Config, adopting: bool) -> anyhow::Result<Option<Announcer>> {
+    let instance = &config.global.instance;
+    let dir = std::path::Path::new(announce::RECORD_DIR);
+    if !config.announce.enabled {
+        let (withdrawn, _) = announce::withdraw_recorded(dir, instance)
+            .context("withdrawing the routes a previous run announced")?;
+        for address in withdrawn {
+            info!(%address, "withdrew {address}, announced by a previous run: announce.enabled is false now");
+        }
+        return Ok(None);
+    }
+    let a = Announcer::start(&config.announce, instance, dir, adopting).with_context(|| {
+        format!(
+            "taking over routing table {} (announce.table)",
+            config.announce.table
+        )
+    })?;
+    info!(
+        table = a.table(),
+        "announcing VIP addresses through routing table {} (for BIRD's kernel protocol or FRR's import-table)",
+        a.table()
+    );
+    Ok(Some(a))
 }
 
 fn lock(c: &Arc<Mutex<Controller>>) -> std::sync::MutexGuard<'_, Controller> {
