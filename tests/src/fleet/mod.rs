@@ -233,6 +233,17 @@ impl Fleet {
             }
             hosts.push(h);
         }
+        // A NIC drops unicast frames for other MACs before XDP sees them; a
+        // veth does not. Without this, the frames the router still sends to a
+        // dead node's MAC (unknown to the bridge once the port is down) would
+        // be flooded to the other nodes, which would balance them: a node
+        // loss the tests could not see.
+        for port in (0..NODES)
+            .map(|i| format!("xlbp-n{i}"))
+            .chain((0..BACKENDS).map(|i| format!("xlbp-b{i}")))
+        {
+            switch.exec(&format!("bridge link set dev {port} flood off"));
+        }
         let mut pass = AuxPrograms::load().unwrap_or_else(|e| panic!("loading xlb_pass: {e:#}"));
         {
             let _in = switch.enter();
@@ -419,11 +430,11 @@ impl Fleet {
         self.nodes.iter().map(Node::address).collect()
     }
 
-    /// New flows each running node's `web` (or `vip`) got, by node index.
+    /// New flows of `vip` on each node whose daemon runs, by node index.
     pub fn new_flows(&self, vip: &str) -> BTreeMap<usize, u64> {
         self.nodes
             .iter()
-            .filter(|n| n.daemon.is_some())
+            .filter(|n| n.daemon.as_ref().is_some_and(|d| d.pid().is_some()))
             .map(|n| {
                 let s = crate::stats_json::stats(n.daemon());
                 let flows = s
