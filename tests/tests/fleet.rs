@@ -17,7 +17,7 @@ use lb_userspace::maglev::{build_table, MaglevBackend};
 use xlb_tests::{
     clients::{self, many_connections, tally},
     fleet::{
-        backend_address, backend_api_address,
+        backend_address, backend_api_address, json_routes,
         maps::{pinned_table, PinnedTable},
         node_address, standard_backends,
         streams::{disruption, Streams},
@@ -520,20 +520,52 @@ fn every_node_maps_every_slot_to_the_same_backend_address() {
         f.nodes[1].daemon().cli(&args);
     }
     f.nodes[2].daemon().cli(&["backend", "del", "web", &b(2)]);
-    {
+    // The restart keeps n2's routes: the router never loses it.
+    let router = f.router.name.clone();
+    let n2_address = node_address(2);
+    let restarted = std::sync::atomic::AtomicBool::new(false);
+    let lost_n2 = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut lost = 0;
+            while !restarted.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = xlb_tests::command::run(
+                    "ip",
+                    &["-n", &router, "-4", "-j", "route", "show", "10.200.0.1/32"],
+                );
+                if !json_routes(&out)
+                    .get(&VIP_WEB)
+                    .is_some_and(|hops| hops.contains(&n2_address))
+                {
+                    lost += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            lost
+        });
         let n2 = &mut f.nodes[2];
         let config = n2.config_path.clone();
         n2.daemon
             .as_mut()
             .unwrap_or_else(|| panic!("n2 has no daemon"))
             .restart(&config);
-    }
+        std::thread::sleep(Duration::from_secs(1));
+        restarted.store(true, std::sync::atomic::Ordering::SeqCst);
+        watcher
+            .join()
+            .unwrap_or_else(|_| panic!("watcher panicked"))
+    });
+    let log = f.nodes[2].daemon().log_text();
     assert!(
-        f.nodes[2]
-            .daemon()
-            .log_text()
-            .contains("adopting pinned state"),
+        log.contains("adopting pinned state"),
         "n2 restarted without adopting its pins"
+    );
+    assert!(
+        log.contains("keeping the announce routes of the previous run"),
+        "{log}"
+    );
+    assert_eq!(
+        lost_n2, 0,
+        "the router lost n2 during its daemon's restart ({lost_n2} samples)"
     );
     f.nodes[2]
         .daemon()
