@@ -26,6 +26,7 @@
 //! removed when the [`Fleet`] drops (BIRDs and daemons killed by PID first),
 //! also on panic.
 
+pub mod demo;
 pub mod maps;
 pub mod streams;
 
