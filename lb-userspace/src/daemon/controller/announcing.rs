@@ -29,6 +29,9 @@ impl Controller {
     /// Brings the routes in line with the VIPs (after every change, and
     /// periodically, to repair a table changed behind xlb's back).
     pub fn announce_sync(&mut self) {
+        if self.announcer.is_none() {
+            return;
+        }
         let facts = self.announce_facts();
         let drain = self.config.announce.drain_on_stop;
         if let Some(a) = &mut self.announcer {
