@@ -323,6 +323,7 @@ impl Controller {
 
     fn check_compatible(&self, new: &Config) -> Result<(), ControlError> {
         let (a, b) = (&self.config.global, &new.global);
+        let (x, y) = (&self.config.announce, &new.announce);
         let fixed = [
             ("global.instance", a.instance != b.instance),
             ("global.table_size", a.table_size != b.table_size),
@@ -344,14 +345,8 @@ impl Controller {
                 a.metrics_address != b.metrics_address,
             ),
             ("global.bpf_log", a.bpf_log != b.bpf_log),
-            (
-                "announce.enabled",
-                self.config.announce.enabled != new.announce.enabled,
-            ),
-            (
-                "announce.table",
-                self.config.announce.table != new.announce.table,
-            ),
+            ("announce.enabled", x.enabled != y.enabled),
+            ("announce.table", x.table != y.table),
         ];
         match fixed.iter().find(|(_, changed)| *changed) {
             Some((what, _)) => Err(ControlError::NeedsRestart {

@@ -26,29 +26,28 @@
 //! removed when the [`Fleet`] drops (BIRDs and daemons killed by PID first),
 //! also on panic.
 
+mod config;
 pub mod demo;
+mod hosts;
 pub mod maps;
 pub mod streams;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt::Write as _,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use lb_userspace::dataplane::{
-    attach::{InstancePaths, Mode},
-    aux::AuxPrograms,
-    decap,
-};
+use lb_userspace::dataplane::aux::AuxPrograms;
 
+pub use self::config::{node_config, standard_backends, vips_config, VipBackends};
+use self::hosts::{backend, client_behind};
 use crate::{
     bird::{self, Bird, Peer},
     netns::NetNs,
-    servers::{BackendServers, ServerPorts},
-    topology::{attach_host, Host, PinGuard, BRIDGE, CLIENT_MTU, FABRIC_MTU, IFACE},
+    servers::BackendServers,
+    topology::{attach_host, Host, PinGuard, BRIDGE, FABRIC_MTU, IFACE},
     xlb_process::{xlb, Daemon},
 };
 
@@ -163,11 +162,11 @@ pub struct Fleet {
 }
 
 /// `/run/xlb/<ns>.sock`.
-fn socket_path(ns: &str) -> PathBuf {
+pub(crate) fn socket_path(ns: &str) -> PathBuf {
     PathBuf::from(format!("/run/xlb/{ns}.sock"))
 }
 
-fn v6(last: u16) -> Ipv6Addr {
+pub(crate) fn v6(last: u16) -> Ipv6Addr {
     Ipv6Addr::new(0xfd21, 0, 0, 0, 0, 0, 0, last)
 }
 
@@ -454,153 +453,6 @@ impl Fleet {
 /// connect delay, BIRD 2.0.12 sometimes sends a session's first UPDATE 3 s
 /// late, and a node accepted again after an error waits for its error timer.
 pub const BGP_CONVERGENCE: Duration = Duration::from_secs(30);
-
-/// A client namespace on its own link to the router: `10.30.<i>.2` (and
-/// `.3`, a second source address), the router `10.30.<i>.1`.
-fn client_behind(router: &Host, name: &str, i: usize) -> Host {
-    let ns_name = format!("{name}-c{i}");
-    let ns = NetNs::create(&ns_name);
-    let link = format!("xlbc{i}");
-    router.ns.ip(&format!(
-        "link add {link} mtu {CLIENT_MTU} type veth peer name {IFACE} mtu {CLIENT_MTU} netns {ns_name}"
-    ));
-    let net = |host: u8| Ipv4Addr::new(10, 30, i as u8, host);
-    router.ns.ip(&format!("addr add {}/24 dev {link}", net(1)));
-    router.ns.ip(&format!("link set {link} up"));
-    router.ns.exec(&format!("ethtool -K {link} tx off"));
-    ns.ip(&format!("addr add {}/24 dev {IFACE}", net(2)));
-    ns.ip(&format!("addr add {}/24 dev {IFACE}", net(3)));
-    ns.ip(&format!("link set {IFACE} up"));
-    ns.ip(&format!("route add default via {}", net(1)));
-    // Full checksums: the packets are rewritten by XDP further on.
-    ns.exec(&format!("ethtool -K {IFACE} tx off"));
-    Host {
-        ns,
-        name: ns_name,
-        v4: net(2),
-        v6: v6(0x200 + i as u16),
-        extra_v4: vec![net(3)],
-    }
-}
-
-/// Backend `i`: both VIPs on loopback, a second address for `api`,
-/// `xlb_decap` accepting tunnels from every node, replies via the router.
-fn backend(
-    switch: &NetNs,
-    name: &str,
-    i: usize,
-    vips: &[IpAddr],
-    sources: &[IpAddr],
-) -> FleetBackend {
-    let host = attach_host(
-        switch,
-        &format!("{name}-b{i}"),
-        &format!("xlbp-b{i}"),
-        FABRIC_MTU,
-        backend_address(i),
-        v6(0x101 + i as u16),
-        &[],
-    );
-    host.ns.ip(&format!(
-        "addr add {}/24 dev {IFACE}",
-        backend_api_address(i)
-    ));
-    for vip in vips {
-        host.ns.ip(&format!("addr add {vip}/32 dev lo"));
-    }
-    host.ns.ip(&format!("route add default via {ROUTER}"));
-    for kv in [
-        "net.ipv4.conf.all.arp_ignore=1",
-        "net.ipv4.conf.all.arp_announce=2",
-        "net.ipv4.conf.all.rp_filter=0",
-        "net.ipv4.conf.default.rp_filter=0",
-        "net.ipv4.conf.xlb0.rp_filter=0",
-    ] {
-        host.ns.sysctl(kv);
-    }
-    let pins = PinGuard(InstancePaths::new(&format!("decap-{}", host.name)));
-    {
-        let _in = host.ns.enter();
-        decap::attach_host(
-            IFACE,
-            &decap::DecapLists {
-                addresses: vec![
-                    IpAddr::V4(backend_address(i)),
-                    IpAddr::V4(backend_api_address(i)),
-                ],
-                // Every node's outer source (its fabric address).
-                allowed_sources: sources.to_vec(),
-                vips: vips.to_vec(),
-            },
-            Mode::Native,
-            &pins.0,
-        )
-        .unwrap_or_else(|e| panic!("attaching xlb_decap in {}: {e:#}", host.name));
-    }
-    let ports = ServerPorts {
-        udp_addrs: vips.to_vec(),
-        ..ServerPorts::default()
-    };
-    let servers = BackendServers::start_in(&host.ns, &format!("backend-{i}"), ports);
-    FleetBackend {
-        servers,
-        _decap: pins,
-        host,
-    }
-}
-
-/// The config of node `i` (instance and namespace `ns`).
-pub fn node_config(ns: &str, i: usize, o: &FleetOptions) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "[global]\ninstance = \"{ns}\"\ninterfaces = [\"{IFACE}\"]\nxdp_mode = \"native\"\n\
-         outer_source_v4 = \"{}\"\ntable_size = 65537\nflow_table_size = 65536\nmax_vips = 8\n\
-         max_backends = 64\napi_socket = \"{}\"\nmetrics_address = \"127.0.0.1:9431\"\n\n\
-         [announce]\nenabled = true\ntable = {ANNOUNCE_TABLE}\ndrain_on_stop = \"{}ms\"\n",
-        node_address(i),
-        socket_path(ns).display(),
-        o.drain_on_stop.as_millis()
-    );
-    s.push_str(&vips_config(o, &standard_backends()));
-    s
-}
-
-/// The fleet's backends of `web` and `api`: (address, weight) each.
-pub type VipBackends = [Vec<(Ipv4Addr, u16)>; 2];
-
-/// Every node's final backend set.
-pub fn standard_backends() -> VipBackends {
-    [
-        (0..BACKENDS)
-            .map(|i| (backend_address(i), WEB_WEIGHTS[i]))
-            .collect(),
-        (0..BACKENDS)
-            .map(|i| (backend_api_address(i), 100))
-            .collect(),
-    ]
-}
-
-/// The `[[vip]]` tables of `web` and `api` with `backends`.
-pub fn vips_config(o: &FleetOptions, backends: &VipBackends) -> String {
-    let mut s = String::new();
-    let (interval, fall) = o.check;
-    let interval_ms = interval.as_millis();
-    for ((vip_name, vip), list) in [("web", VIP_WEB), ("api", VIP_API)].iter().zip(backends) {
-        let _ = writeln!(
-            s,
-            "[[vip]]\nname = \"{vip_name}\"\naddress = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\n\
-             announce = \"when-healthy\"\n  [vip.health_check]\n  kind = \"tcp\"\n  \
-             interval = \"{interval_ms}ms\"\n  timeout = \"{}ms\"\n  rise = 2\n  fall = {fall}",
-            interval_ms * 2 / 3
-        );
-        for (a, w) in list {
-            let _ = writeln!(s, "  [[vip.backend]]\n  address = \"{a}\"\n  weight = {w}");
-        }
-        s.push('\n');
-    }
-    s
-}
 
 /// A path for files of fleet `name` (configs, logs, BIRD sockets).
 pub fn file(name: &str, what: &str) -> PathBuf {
