@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{vip_key, Controller};
 use crate::{
-    announce::{Announcer, Phase, VipFacts, Wish},
+    announce::{Announcer, VipFacts, Wish},
     config::VipConfig,
 };
 
@@ -51,11 +51,6 @@ impl Controller {
             }
             None => Duration::ZERO,
         }
-    }
-
-    /// Whether the routes follow the VIPs now (for tests and logs).
-    pub fn announce_phase(&self) -> Option<Phase> {
-        self.announcer.as_ref().map(Announcer::phase)
     }
 
     /// How each VIP of the config stands, in config order.
