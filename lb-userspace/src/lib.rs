@@ -1,6 +1,7 @@
 //! The xlb daemon and CLI as a library: config, Maglev, the map reconciler, the
 //! runtime API, health checks and metrics. `src/main.rs` is a thin binary on top.
 
+pub mod announce;
 pub mod api_client;
 pub mod cli;
 pub mod config;

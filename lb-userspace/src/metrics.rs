@@ -3,7 +3,7 @@
 //! encoded as constant metrics by a collector, not kept in process memory.
 //!
 //! Names: `xlb_vip_packets_total{vip}`, `xlb_vip_bytes_total{vip}`,
-//! `xlb_vip_new_flows_total{vip}`, `xlb_vip_fail_open{vip}`,
+//! `xlb_vip_new_flows_total{vip}`, `xlb_vip_fail_open{vip}`, `xlb_vip_announced{vip}`,
 //! `xlb_backend_packets_total{vip,backend}`, `xlb_backend_bytes_total{vip,backend}`,
 //! `xlb_backend_healthy{vip,backend}`, `xlb_backend_weight{vip,backend}`,
 //! `xlb_verdict_packets_total{reason}`,
@@ -107,6 +107,18 @@ impl Collector for SnapshotCollector {
             "1 when every backend failed its health check and all are kept.",
             MetricType::Gauge,
             &fail_open,
+        )?;
+        let announced: Vec<(Labels, ConstGauge<f64>)> = s
+            .vips
+            .iter()
+            .map(|v| (vip(v), gauge(if v.announced { 1.0 } else { 0.0 })))
+            .collect();
+        family(
+            &mut enc,
+            "xlb_vip_announced",
+            "1 when this node announces the VIP's address (a route in announce.table).",
+            MetricType::Gauge,
+            &announced,
         )?;
 
         let mut be_packets = Vec::new();
@@ -288,6 +300,7 @@ mod tests {
                 bytes: 1000,
                 new_flows: 3,
                 fail_open: false,
+                announced: true,
                 backends: vec![
                     BackendSample {
                         backend: "10.0.0.11".into(),
@@ -334,6 +347,7 @@ mod tests {
             "xlb_vip_packets_total{vip=\"web\"} 10",
             "xlb_vip_bytes_total{vip=\"web\"} 1000",
             "xlb_vip_new_flows_total{vip=\"web\"} 3",
+            "xlb_vip_announced{vip=\"web\"} 1",
             "xlb_backend_packets_total{vip=\"web\",backend=\"10.0.0.11\"} 7",
             "xlb_backend_healthy{vip=\"web\",backend=\"10.0.0.12\"} 0",
             "xlb_backend_weight{vip=\"web\",backend=\"10.0.0.11\"} 100",

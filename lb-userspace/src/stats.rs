@@ -68,6 +68,9 @@ pub struct VipSample {
     pub new_flows: u64,
     /// Every weighted backend failed its checks: all kept in the table.
     pub fail_open: bool,
+    /// This node announces the VIP's address.
+    #[serde(default)]
+    pub announced: bool,
     pub backends: Vec<BackendSample>,
 }
 

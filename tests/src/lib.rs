@@ -4,9 +4,11 @@
 
 pub mod balancer_fixture;
 pub mod bench;
+pub mod bird;
 pub mod clients;
 pub mod command;
 pub mod expect;
+pub mod fleet;
 pub mod frames;
 pub mod http;
 pub mod leftovers;

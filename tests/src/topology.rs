@@ -262,7 +262,7 @@ impl Drop for Topology {
 
 /// Creates namespace `ns_name`, links it to the switch with a veth pair
 /// (`port` on the bridge, `xlb0` inside) and configures both families.
-fn attach_host(
+pub fn attach_host(
     switch: &NetNs,
     ns_name: &str,
     port: &str,

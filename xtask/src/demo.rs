@@ -1,5 +1,6 @@
-//! `cargo xtask demo [--keep]`: installs what is missing, builds xlb in release
-//! mode, and runs the demo driver (`xlb-demo`, in the tests crate) as root.
+//! `cargo xtask demo [--keep | --fleet]`: installs what is missing, builds xlb
+//! in release mode, and runs the demo driver (`xlb-demo`, in the tests crate)
+//! as root.
 
 use anyhow::Result;
 
@@ -8,15 +9,22 @@ use crate::release_tool;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Leave the rack up after the report (with instructions) until Ctrl-C.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fleet")]
     pub keep: bool,
+    /// A fleet instead: three xlb nodes announcing the VIPs by BGP (BIRD)
+    /// to a router that spreads flows over them (ECMP); one node is killed
+    /// under 150 live TCP streams, and the demo counts broken connections.
+    #[arg(long)]
+    pub fleet: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let extra = if args.keep {
-        vec!["--keep".into()]
-    } else {
-        Vec::new()
-    };
+    let mut extra = Vec::new();
+    if args.keep {
+        extra.push("--keep".into());
+    }
+    if args.fleet {
+        extra.push("--fleet".into());
+    }
     release_tool::build_and_run("xlb-demo", "the demo", &extra)
 }

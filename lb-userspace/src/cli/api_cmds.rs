@@ -78,6 +78,11 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                         ""
                     }
                 )?;
+                outln!(
+                    "    announced: {} ({})",
+                    if v.announced { "yes" } else { "no" },
+                    v.announce_reason
+                )?;
                 for b in v.backends {
                     outln!(
                         "    {:<40} weight {:>5}  {:<20} {}",

@@ -1,11 +1,15 @@
-//! `xlb down`: stop the instance's daemon, detach the balancer from every
-//! interface it was attached to, and remove the instance's pins, or, when
-//! the daemon cannot be stopped, say so and change nothing.
+//! `xlb down`: a planned stop. The instance's daemon withdraws its announced
+//! VIP routes, keeps serving for `announce.drain_on_stop` while routers move
+//! flows away, and exits; then the balancer is detached from every interface
+//! and the instance's pins are removed. When the daemon cannot be stopped,
+//! `down` says so and changes nothing.
 //!
 //! The daemon is found from the pins (the `xlb run` processes holding the
-//! instance's pinned maps: `daemon::owner`), whatever socket it serves;
+//! instance's pinned maps: `daemon::owner`), whatever socket it serves, and
+//! told with SIGUSR1 (SIGTERM would keep the routes: that is a restart);
 //! `--socket`/`XLB_SOCKET`, when given, is asked too, after checking that
-//! the daemon there runs this instance.
+//! the daemon there runs this instance. Without a daemon, the routes a
+//! previous run recorded are withdrawn here, still before the program goes.
 
 use std::{
     path::Path,
@@ -17,6 +21,7 @@ use nix::{sys::signal::Signal, unistd::Pid};
 
 use super::DownArgs;
 use crate::{
+    announce::{self, record, RECORD_DIR},
     api_client::{ApiClient, ClientError},
     config::Config,
     daemon::owner::daemons_of,
@@ -26,17 +31,29 @@ use crate::{
 
 pub async fn run(args: DownArgs, instance: &str, socket: Option<&Path>) -> anyhow::Result<()> {
     let paths = InstancePaths::new(instance);
+    let record_dir = Path::new(RECORD_DIR);
+    let recorded = record::read(&record::path_in(record_dir, instance)).unwrap_or_else(|e| {
+        eprintln!("warning: {}", crate::dataplane::attach::error_chain(&e));
+        None
+    });
+    let drain = recorded.map(|r| r.drain_on_stop).unwrap_or_default();
     let daemons = daemons_of(&paths);
     let asked = match socket {
         Some(s) => ask_to_exit(s, instance).await?,
         None => false,
     };
     for d in &daemons {
-        // SIGTERM ends the daemon as an API shutdown does (harmless twice).
-        nix::sys::signal::kill(Pid::from_raw(d.pid), Signal::SIGTERM)
+        // The planned stop (withdraw, drain, exit); harmless after the API's.
+        nix::sys::signal::kill(Pid::from_raw(d.pid), Signal::SIGUSR1)
             .with_context(|| format!("stopping the xlb daemon (pid {})", d.pid))?;
     }
-    let wait = Duration::from_secs_f64(args.wait.max(0.0));
+    if (asked || !daemons.is_empty()) && !drain.is_zero() {
+        outln!(
+            "the daemon withdraws its routes and serves for {} more (announce.drain_on_stop)",
+            humantime::format_duration(drain)
+        )?;
+    }
+    let wait = Duration::from_secs_f64(args.wait.max(0.0)) + drain;
     if !daemons.is_empty() {
         wait_until_gone(&paths, instance, wait).await?;
         for d in &daemons {
@@ -51,6 +68,21 @@ pub async fn run(args: DownArgs, instance: &str, socket: Option<&Path>) -> anyho
         if daemons.is_empty() {
             outln!("stopped the xlb daemon listening on {}", s.display())?;
         }
+    }
+
+    // Without a daemon (or if it failed to), the routes are withdrawn here,
+    // still before the program goes.
+    let (withdrawn, _) = announce::withdraw_recorded(record_dir, instance)
+        .context("withdrawing the announced routes")?;
+    for address in &withdrawn {
+        outln!("withdrew the route announcing {address}")?;
+    }
+    if !withdrawn.is_empty() && daemons.is_empty() && !asked && !drain.is_zero() {
+        outln!(
+            "waiting {} for routers to move flows away (announce.drain_on_stop)",
+            humantime::format_duration(drain)
+        )?;
+        tokio::time::sleep(drain).await;
     }
 
     let existed = paths.root.exists();
@@ -91,7 +123,11 @@ async fn ask_to_exit(socket: &Path, instance: &str) -> anyhow::Result<bool> {
         );
     }
     client
-        .request(hyper::Method::POST, "/v1/shutdown", None)
+        .request(
+            hyper::Method::POST,
+            "/v1/shutdown",
+            Some(br#"{"withdraw": true}"#.to_vec()),
+        )
         .await
         .with_context(|| format!("asking the daemon at {} to exit", socket.display()))?;
     Ok(true)
@@ -114,7 +150,7 @@ async fn wait_until_gone(
             let pids: Vec<String> = left.iter().map(|d| d.pid.to_string()).collect();
             bail!(
                 "the xlb daemon of instance {instance} (pid {}) did not exit within {:.1} s of \
-                 SIGTERM (stopped? hung?); nothing was detached or removed. Run `xlb down` again \
+                 SIGUSR1 and its drain time (stopped? hung?); nothing was detached or removed. Run `xlb down` again \
                  once it has exited",
                 pids.join(", "),
                 wait.as_secs_f64()

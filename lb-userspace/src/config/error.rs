@@ -108,6 +108,8 @@ pub enum ConfigErrorKind {
         len: usize,
         max: usize,
     },
+    #[error("routing table {table} is one of the kernel's own (0 unspec, 252 compat, 253 default, 254 main, 255 local): give xlb a table of its own, e.g. 4242")]
+    ReservedRouteTable { table: u32 },
 
     #[error("vip name {name:?} {reason}")]
     InvalidVipName { name: String, reason: &'static str },

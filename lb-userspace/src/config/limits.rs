@@ -18,6 +18,13 @@ pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
 pub use lb_common::{
     DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
 };
+/// `announce.table` when not set.
+pub const DEFAULT_ANNOUNCE_TABLE: u32 = 4242;
+/// Kernel routing tables xlb may not own: unspec (0), compat (252),
+/// default (253), main (254) and local (255).
+pub const RESERVED_ROUTE_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
+/// Longest `announce.drain_on_stop`.
+pub const MAX_DRAIN_ON_STOP: Duration = Duration::from_secs(600);
 /// A backend's weight when not set.
 pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_HTTP_PATH: &str = "/";

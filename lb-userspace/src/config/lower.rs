@@ -16,24 +16,51 @@ use super::{
     error::{ConfigError, ConfigErrorKind},
     limits::*,
     model::{
-        BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind, HealthCheckMode,
-        IpFamily, Protocol, VipConfig, VipEndpoint,
+        AnnounceConfig, BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind,
+        HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
     },
     raw::{
-        CheckType, RawBackend, RawBackendHealthCheck, RawConfig, RawGlobal, RawHealthCheck, RawVip,
+        CheckType, RawAnnounce, RawBackend, RawBackendHealthCheck, RawConfig, RawGlobal,
+        RawHealthCheck, RawVip,
     },
     spans::join,
 };
 
 pub(crate) fn config_from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     let global = global_from_raw(raw.global)?;
+    let announce = announce_from_raw(raw.announce.unwrap_or_default())?;
     let vips = raw
         .vips
         .into_iter()
         .enumerate()
         .map(|(i, v)| vip_from_raw(v, &format!("vip[{i}]")))
         .collect::<Result<_, _>>()?;
-    Ok(Config { global, vips })
+    Ok(Config {
+        global,
+        announce,
+        vips,
+    })
+}
+
+fn announce_from_raw(raw: RawAnnounce) -> Result<AnnounceConfig, ConfigError> {
+    let table = match raw.table {
+        None => DEFAULT_ANNOUNCE_TABLE,
+        Some(table) => u32::try_from(table).map_err(|_| {
+            ConfigError::new(
+                "announce.table",
+                ConfigErrorKind::OutOfRange {
+                    value: table,
+                    min: 1,
+                    max: u64::from(u32::MAX),
+                },
+            )
+        })?,
+    };
+    Ok(AnnounceConfig {
+        enabled: raw.enabled.unwrap_or(false),
+        table,
+        drain_on_stop: duration(raw.drain_on_stop, Duration::ZERO, "announce.drain_on_stop")?,
+    })
 }
 
 fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
@@ -159,6 +186,7 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         protocol,
         hashing: raw.hashing.unwrap_or_default(),
         flow_table: raw.flow_table.unwrap_or(true),
+        announce: raw.announce.unwrap_or_default(),
         health_check,
         backends,
     })
@@ -246,6 +274,13 @@ impl From<&Config> for RawConfig {
     fn from(c: &Config) -> Self {
         RawConfig {
             global: raw_global(&c.global),
+            announce: Some(RawAnnounce {
+                enabled: Some(c.announce.enabled),
+                table: Some(u64::from(c.announce.table)),
+                drain_on_stop: Some(
+                    humantime::format_duration(c.announce.drain_on_stop).to_string(),
+                ),
+            }),
             vips: c.vips.iter().map(raw_vip).collect(),
         }
     }
@@ -278,6 +313,7 @@ fn raw_vip(v: &VipConfig) -> RawVip {
         protocol: Some(v.protocol),
         hashing: Some(v.hashing),
         flow_table: Some(v.flow_table),
+        announce: Some(v.announce),
         health_check: v.health_check.as_ref().map(raw_check),
         backends: v.backends.iter().map(raw_backend).collect(),
     }

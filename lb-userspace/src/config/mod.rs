@@ -37,14 +37,18 @@ mod spans;
 mod validate;
 
 #[cfg(test)]
+mod announce_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::Path;
 
 pub use error::{line_column, AddressProblem, ConfigError, ConfigErrorKind, Location, Place};
+pub(crate) use model::humantime_text;
 pub use model::{
-    BackendConfig, BpfLogLevel, Config, GlobalConfig, Hashing, HealthCheck, HealthCheckKind,
-    HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint, XdpMode,
+    AnnounceConfig, AnnounceMode, BackendConfig, BpfLogLevel, Config, GlobalConfig, Hashing,
+    HealthCheck, HealthCheckKind, HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
+    XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
 use serde::Deserialize;

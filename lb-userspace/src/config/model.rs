@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub global: GlobalConfig,
+    /// The `[announce]` table (absent: announcing is off).
+    #[serde(default)]
+    pub announce: AnnounceConfig,
     pub vips: Vec<VipConfig>,
 }
 
@@ -52,6 +55,44 @@ pub struct GlobalConfig {
     pub bpf_log: BpfLogLevel,
 }
 
+/// The `[announce]` table: the routes by which this node asks a routing
+/// daemon (BIRD, FRR) to announce its VIP addresses (see `crate::announce`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceConfig {
+    /// Keep one route per announced VIP address in `table`.
+    pub enabled: bool,
+    /// The kernel routing table xlb owns for its announce routes.
+    pub table: u32,
+    /// How long a planned stop (`xlb down`) waits after withdrawing the
+    /// routes before the data plane goes, so routers move flows away first.
+    #[serde(with = "humantime_text")]
+    pub drain_on_stop: Duration,
+}
+
+impl Default for AnnounceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            table: super::limits::DEFAULT_ANNOUNCE_TABLE,
+            drain_on_stop: Duration::ZERO,
+        }
+    }
+}
+
+/// When a VIP's address is announced from this node (`[[vip]] announce`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnnounceMode {
+    /// While at least one backend with a weight above 0 is healthy.
+    #[default]
+    WhenHealthy,
+    /// Whenever the daemon runs with its program attached.
+    Always,
+    /// Never from this VIP (another VIP of the same address may still).
+    Never,
+}
+
 /// One `[[vip]]`: a virtual service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +107,9 @@ pub struct VipConfig {
     pub hashing: Hashing,
     /// false = every packet follows the Maglev table (no connection tracking).
     pub flow_table: bool,
+    /// When this node announces the VIP's address (with `[announce]` on).
+    #[serde(default)]
+    pub announce: AnnounceMode,
     /// The VIP's default check, which backends inherit (kept for dump and for
     /// re-resolving inheritance when it changes).
     pub health_check: Option<HealthCheck>,
@@ -235,6 +279,16 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl AnnounceMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnounceMode::WhenHealthy => "when-healthy",
+            AnnounceMode::Always => "always",
+            AnnounceMode::Never => "never",
         }
     }
 }

@@ -12,12 +12,14 @@ use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
 };
 
-use super::model::{BpfLogLevel, Hashing, Protocol, XdpMode};
+use super::model::{AnnounceMode, BpfLogLevel, Hashing, Protocol, XdpMode};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub global: RawGlobal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<RawAnnounce>,
     #[serde(default, rename = "vip", skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<RawVip>,
 }
@@ -55,6 +57,20 @@ pub struct RawGlobal {
     pub bpf_log: Option<BpfLogLevel>,
 }
 
+/// The `[announce]` table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnnounce {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// u64 so that out-of-range tables get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u64>,
+    /// Humantime text, like the health check durations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_on_stop: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVip {
@@ -68,6 +84,8 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce: Option<AnnounceMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
     #[serde(default, rename = "backend", skip_serializing_if = "Vec::is_empty")]

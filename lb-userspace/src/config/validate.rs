@@ -13,8 +13,8 @@ use super::{
     error::{AddressProblem, ConfigError, ConfigErrorKind, Place},
     limits::*,
     model::{
-        BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind, HealthCheckMode,
-        IpFamily, VipConfig, VipEndpoint,
+        AnnounceConfig, BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind,
+        HealthCheckMode, IpFamily, VipConfig, VipEndpoint,
     },
     spans::join,
 };
@@ -31,6 +31,7 @@ fn fail(field: impl Into<String>, kind: ConfigErrorKind) -> Check {
 pub(crate) fn check_config(c: &Config) -> Check {
     let g = &c.global;
     check_global(g)?;
+    check_announce(&c.announce)?;
     let mut endpoints: HashMap<VipEndpoint, usize> = HashMap::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let backend_capacity = g.max_backends.saturating_sub(1) as usize;
@@ -114,6 +115,20 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
 /// as `global.instance`, since it names a directory under /sys/fs/bpf/xlb.
 pub fn check_instance_name(instance: &str) -> Result<(), ConfigErrorKind> {
     check_instance(instance).map_err(|e| *e.kind)
+}
+
+/// The announce table must be one xlb can own: not one of the kernel's own.
+fn check_announce(a: &AnnounceConfig) -> Check {
+    if RESERVED_ROUTE_TABLES.contains(&a.table) {
+        let kind = ConfigErrorKind::ReservedRouteTable { table: a.table };
+        return fail("announce.table", kind);
+    }
+    check_duration(
+        a.drain_on_stop,
+        Duration::ZERO,
+        MAX_DRAIN_ON_STOP,
+        "announce.drain_on_stop",
+    )
 }
 
 fn check_instance(instance: &str) -> Check {

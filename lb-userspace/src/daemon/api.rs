@@ -16,7 +16,7 @@
 //! | GET | /v1/stats | counters (JSON) |
 //! | GET | /v1/config | the effective config as TOML |
 //! | GET | /v1/explain?src=&sport=&dst=&dport=&proto= | which backend and why |
-//! | POST | /v1/shutdown | stop the daemon (the data plane keeps running) |
+//! | POST | /v1/shutdown | stop the daemon (the data plane keeps running); body `{"withdraw": true}` (`xlb down`): withdraw the announced routes and wait `announce.drain_on_stop` first |
 
 use std::{
     net::IpAddr,
@@ -43,7 +43,17 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub enum Event {
     /// The config changed: re-sync the health checks.
     ConfigChanged,
-    Shutdown,
+    /// Exit; `withdraw`: a planned stop, which withdraws the announced
+    /// routes first (a restart keeps them).
+    Shutdown { withdraw: bool },
+}
+
+/// Body of `POST /v1/shutdown` (optional).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownBody {
+    #[serde(default)]
+    pub withdraw: bool,
 }
 
 #[derive(Clone)]
@@ -289,7 +299,15 @@ async fn explain(
     Ok(Json(with_ctl(&s, move |c| c.explain(&q)).await?).into_response())
 }
 
-async fn shutdown(State(s): State<ApiState>) -> Result<Response, Failure> {
-    let _ = s.events.send(Event::Shutdown);
+async fn shutdown(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Response, Failure> {
+    let body: ShutdownBody = if body.is_empty() {
+        ShutdownBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| bad_request("withdraw", format!("expected {{\"withdraw\": bool}}: {e}")))?
+    };
+    let _ = s.events.send(Event::Shutdown {
+        withdraw: body.withdraw,
+    });
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"ok": true}))).into_response())
 }

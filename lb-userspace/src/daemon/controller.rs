@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
+    announce::Announcer,
     config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
@@ -29,6 +30,8 @@ use crate::{
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
+
+mod announcing;
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -88,6 +91,12 @@ pub struct VipStatus {
     pub flow_table: bool,
     /// Every weighted backend is unhealthy: all are kept (fail open).
     pub fail_open: bool,
+    /// This node announces the VIP's address (`crate::announce`).
+    #[serde(default)]
+    pub announced: bool,
+    /// Why it is announced or not.
+    #[serde(default)]
+    pub announce_reason: String,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -114,6 +123,8 @@ pub struct Controller {
     overrides: Overrides,
     /// The drivers' XDP error counters when the daemon started.
     driver_baseline: DriverBaseline,
+    /// `None` while announcing is off.
+    announcer: Option<Announcer>,
 }
 
 impl Controller {
@@ -139,6 +150,7 @@ impl Controller {
             counters: ControlSample::default(),
             overrides: Overrides::default(),
             driver_baseline,
+            announcer: None,
         }
     }
 
@@ -158,7 +170,9 @@ impl Controller {
     /// Installs the current desired state (startup, after adoption).
     pub fn reconcile(&mut self) -> Result<ApplyReport, ControlError> {
         let desired = self.desired(&self.config);
-        self.apply_desired(&desired)
+        let report = self.apply_desired(&desired)?;
+        self.announce_sync();
+        Ok(report)
     }
 
     /// Replaces the effective config with `new` if it is valid, compatible
@@ -176,6 +190,7 @@ impl Controller {
             .collect();
         self.health.retain(|k, _| keep.contains(k));
         self.config = new;
+        self.announce_sync();
         Ok(report)
     }
 
@@ -260,7 +275,10 @@ impl Controller {
         let before = self.health.insert(key, healthy);
         let desired = self.desired(&self.config);
         match self.apply_desired(&desired) {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                self.announce_sync();
+                Ok(r)
+            }
             Err(e) => {
                 match before {
                     Some(b) => self.health.insert(key, b),
@@ -321,6 +339,7 @@ impl Controller {
 
     fn check_compatible(&self, new: &Config) -> Result<(), ControlError> {
         let (a, b) = (&self.config.global, &new.global);
+        let (x, y) = (&self.config.announce, &new.announce);
         let fixed = [
             ("global.instance", a.instance != b.instance),
             ("global.table_size", a.table_size != b.table_size),
@@ -342,6 +361,8 @@ impl Controller {
                 a.metrics_address != b.metrics_address,
             ),
             ("global.bpf_log", a.bpf_log != b.bpf_log),
+            ("announce.enabled", x.enabled != y.enabled),
+            ("announce.table", x.table != y.table),
         ];
         match fixed.iter().find(|(_, changed)| *changed) {
             Some((what, _)) => Err(ControlError::NeedsRestart {
@@ -433,6 +454,7 @@ impl Controller {
     }
 
     pub fn vip_statuses(&self) -> Vec<VipStatus> {
+        let mut announce_states = self.announce_states().into_iter();
         self.config
             .vips
             .iter()
@@ -444,6 +466,7 @@ impl Controller {
                     .map(|b| (b.address, b.weight, self.healthy(&(key, b.address))))
                     .collect();
                 let fail_open = is_fail_open(&healthy);
+                let announce = announce_states.next().unwrap_or_default();
                 VipStatus {
                     name: v.name.clone(),
                     address: v.address,
@@ -452,6 +475,8 @@ impl Controller {
                     hashing: v.hashing,
                     flow_table: v.flow_table,
                     fail_open,
+                    announced: announce.announce,
+                    announce_reason: announce.reason,
                     backends: v
                         .backends
                         .iter()
@@ -521,6 +546,7 @@ impl Controller {
                 bytes,
                 new_flows,
                 fail_open: status.fail_open,
+                announced: status.announced,
                 backends,
             });
         }

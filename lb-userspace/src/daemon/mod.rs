@@ -39,6 +39,7 @@ use self::{
 };
 pub use self::{overrides::Overrides, veth_peers::VethPeerPolicy};
 use crate::{
+    announce::{self, Announcer},
     config::Config,
     dataplane::{
         attach::{ensure_bpffs, InstancePaths},
@@ -139,6 +140,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    let announcer = start_announcer(&config, adopting)?;
     let mut ctl = Controller::new(
         config,
         Some(opts.config.clone()),
@@ -148,6 +150,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tx_ports,
     );
     ctl.set_overrides(opts.overrides.clone());
+    ctl.set_announcer(announcer);
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
@@ -168,6 +171,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .collect(),
     );
     let mut driver_tick = tokio::time::interval(DRIVER_WATCH_PERIOD);
+
+    // Attached everywhere: the VIPs' addresses may be announced now.
+    ctl.announce_attached();
 
     let bpf_logs = if g.bpf_log.level() > 0 {
         Some(bpf_log::forward(ctl.dataplane_mut())?)
@@ -194,6 +200,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // `xlb down`'s planned stop: withdraw the announced routes, serve for
+    // announce.drain_on_stop while routers move flows away, then exit.
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    // Repairs the announce table if something else changed it, and retries
+    // route changes that failed.
+    let mut announce_check = tokio::time::interval(ANNOUNCE_CHECK_INTERVAL);
+    announce_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -206,8 +219,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             Some(ev) = events.recv() => match ev {
                 Event::ConfigChanged => monitor.sync(lock(&ctl).health_checks()),
-                Event::Shutdown => { info!("shutdown requested through the API"); break; }
+                Event::Shutdown { withdraw: false } => { info!("shutdown requested through the API"); break; }
+                Event::Shutdown { withdraw: true } => {
+                    planned_stop(&ctl).await?;
+                    info!("planned stop requested through the API (xlb down)");
+                    break;
+                }
             },
+            _ = announce_check.tick() => {
+                let c = ctl.clone();
+                tokio::task::spawn_blocking(move || lock(&c).announce_sync()).await?;
+            }
             Some(t) = transitions.recv() => {
                 let c = ctl.clone();
                 let key = t.key;
@@ -227,8 +249,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }
             }
             _ = driver_tick.tick() => driver_watch.poll(),
-            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running until `xlb down`"); break; }
-            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running until `xlb down`"); break; }
+            _ = term.recv() => { info!("SIGTERM: exiting; the data plane keeps running, announced routes stay (until `xlb down`)"); break; }
+            _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running, announced routes stay (until `xlb down`)"); break; }
+            _ = usr1.recv() => {
+                planned_stop(&ctl).await?;
+                info!("planned stop (SIGUSR1, sent by `xlb down`)");
+                break;
+            }
         }
     }
     api.abort();
@@ -238,6 +265,36 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&g.api_socket);
     Ok(())
+}
+
+/// How often the daemon re-reads its announce table.
+const ANNOUNCE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The announce routes of this run, when `[announce]` is on. When it is
+/// off, routes a previous run of the instance announced are withdrawn.
+fn start_announcer(config: &Config, adopting: bool) -> anyhow::Result<Option<Announcer>> {
+    let instance = &config.global.instance;
+    let dir = std::path::Path::new(announce::RECORD_DIR);
+    if !config.announce.enabled {
+        let (withdrawn, _) = announce::withdraw_recorded(dir, instance)
+            .context("withdrawing the routes a previous run announced")?;
+        for address in withdrawn {
+            info!(%address, "withdrew {address}, announced by a previous run: announce.enabled is false now");
+        }
+        return Ok(None);
+    }
+    let a = Announcer::start(&config.announce, instance, dir, adopting).with_context(|| {
+        format!(
+            "taking over routing table {} (announce.table)",
+            config.announce.table
+        )
+    })?;
+    info!(
+        table = a.table(),
+        "announcing VIP addresses through routing table {} (for BIRD's kernel protocol or FRR's import-table)",
+        a.table()
+    );
+    Ok(Some(a))
 }
 
 fn lock(c: &Arc<Mutex<Controller>>) -> std::sync::MutexGuard<'_, Controller> {
@@ -271,6 +328,19 @@ async fn serve_api(path: &Path, state: ApiState) -> anyhow::Result<tokio::task::
             error!(error = %e, "the API server stopped");
         }
     }))
+}
+
+/// A planned stop (`xlb down`): withdraws the announced routes, then keeps
+/// serving for announce.drain_on_stop while routers move flows away; the
+/// caller exits after it.
+async fn planned_stop(ctl: &Arc<Mutex<Controller>>) -> anyhow::Result<()> {
+    let c = ctl.clone();
+    let drain = tokio::task::spawn_blocking(move || lock(&c).announce_stop()).await?;
+    if !drain.is_zero() {
+        info!(drain = %humantime::format_duration(drain), "planned stop: routes withdrawn; serving while routers move flows away (announce.drain_on_stop)");
+        tokio::time::sleep(drain).await;
+    }
+    Ok(())
 }
 
 fn log_flow_capacity(c: FlowTableCapacity) {

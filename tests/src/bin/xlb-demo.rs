@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: xlb balancing real connections in a rack of network
 //! namespaces, with a built-in config (one IPv4 VIP, three weighted backends),
-//! and a report a person can read at a glance. Everything it creates is named
+//! and a report a person can read at a glance. `--fleet`: three xlb nodes
+//! behind a BGP router instead, one of them killed under live streams
+//! (`xlb_tests::fleet::demo`). Everything it creates is named
 //! `xlb-demo-*` and removed at the end, on Ctrl-C, and before the next run.
 
 use std::{
@@ -59,6 +61,9 @@ fn run() -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, interrupted.clone())
             .context("installing the Ctrl-C handler")?;
+    }
+    if std::env::args().any(|a| a == "--fleet") {
+        return xlb_tests::fleet::demo::run(&interrupted);
     }
 
     say!("xlb demo: building a rack of network namespaces (xlb-demo-*): 2 clients, a balancer, 3 backends...");

@@ -19,6 +19,8 @@ pub const PACKAGES: &[&str] = &[
     "xdp-tools",
     "netsniff-ng",
     "python3-scapy",
+    // The routing daemon of the fleet tests and `demo --fleet` (BGP, BFD).
+    "bird2",
     "curl",
     "ca-certificates",
     "build-essential",
