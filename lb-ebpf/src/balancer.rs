@@ -289,7 +289,7 @@ fn forward(
         src,
         dst: backend.addr16(),
         tos: ip.tos,
-        ttl: ip.ttl,
+        ttl: cfg.outer_ttl(),
         flow_label: hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,

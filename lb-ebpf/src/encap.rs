@@ -52,8 +52,10 @@ pub struct Outer<'a> {
     pub family: u8,
     pub src: &'a [u8; 16],
     pub dst: &'a [u8; 16],
-    /// Copied from the inner header: DSCP/ECN and TTL/hop limit.
+    /// DSCP/ECN, copied from the inner header.
     pub tos: u8,
+    /// TTL / hop limit: the configured outer TTL, never the client's (a
+    /// packet that arrived with TTL 1 must still reach the backend).
     pub ttl: u8,
     /// IPv6 flow label (20 bits), from the flow hash: gives ECMP in the fabric
     /// per-flow entropy without anyone parsing the inner packet.

@@ -92,8 +92,6 @@ pub struct Ip {
     pub ip_len: usize,
     /// IPv4 TOS / IPv6 traffic class (DSCP + ECN).
     pub tos: u8,
-    /// IPv4 TTL / IPv6 hop limit.
-    pub ttl: u8,
 }
 
 /// Parses Ethernet and at most one 802.1Q/802.1ad tag.
@@ -170,7 +168,6 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
         l4,
         ip_len,
         tos: ip.tos,
-        ttl: ip.ttl,
     })
 }
 
@@ -199,7 +196,6 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
         l4,
         ip_len,
         tos,
-        ttl: ip.hop_limit,
     })
 }
 

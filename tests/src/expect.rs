@@ -35,8 +35,10 @@ pub struct Encapsulated<'a> {
     pub dst_mac: [u8; 6],
     pub outer_src: IpAddr,
     pub outer_dst: IpAddr,
-    /// TOS/traffic class and TTL/hop limit the outer header must carry.
+    /// TOS/traffic class the outer header must carry (copied from the inner).
     pub tos: u8,
+    /// TTL/hop limit the outer header must carry (the configured outer TTL,
+    /// whatever the inner packet's).
     pub ttl: u8,
 }
 
@@ -94,7 +96,7 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
             assert_eq!(h.protocol, expected_next, "{what}: outer protocol");
             assert_eq!(h.source, src.octets(), "{what}: outer source");
             assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
-            assert_eq!(h.time_to_live, e.ttl, "{what}: outer TTL copied from inner");
+            assert_eq!(h.time_to_live, e.ttl, "{what}: outer TTL");
             assert_eq!(
                 (h.dscp.value() << 2) | h.ecn.value(),
                 e.tos,
@@ -123,10 +125,7 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
             assert_eq!(h.next_header, expected_next, "{what}: outer next header");
             assert_eq!(h.source, src.octets(), "{what}: outer source");
             assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
-            assert_eq!(
-                h.hop_limit, e.ttl,
-                "{what}: outer hop limit copied from inner"
-            );
+            assert_eq!(h.hop_limit, e.ttl, "{what}: outer hop limit");
             assert_eq!(h.traffic_class, e.tos, "{what}: outer traffic class");
             40
         }

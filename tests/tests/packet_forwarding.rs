@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use lb_common::{GlobalConfig, Verdict, FAMILY_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{GlobalConfig, Verdict, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP, PROTO_UDP};
 use xlb_tests::{
     balancer_fixture::{backend_mac, BalancerFixture, IFACE},
     expect::{
@@ -31,6 +31,9 @@ fn bal_v4() -> IpAddr {
 }
 fn bal_v6() -> IpAddr {
     ip("fd00::1")
+}
+fn bal_v6_addr() -> std::net::Ipv6Addr {
+    "fd00::1".parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The expectation for a frame sent to a single-backend VIP.
@@ -58,7 +61,7 @@ fn expect<'a>(
         },
         outer_dst: backend,
         tos: frame.tos,
-        ttl: frame.ttl,
+        ttl: DEFAULT_OUTER_TTL,
     }
 }
 
@@ -204,29 +207,44 @@ fn ipv4_with_options_is_balanced_and_options_survive() {
     }
 }
 
+/// DSCP/ECN are copied from the inner header; the outer TTL / hop limit is
+/// the configured one (64 unless set), never the client's: a packet that
+/// arrives with TTL 1 must still reach the backend. The inner TTL is untouched
+/// (`assert_encapsulated` compares the inner packet byte for byte).
 #[test]
-fn dscp_ecn_and_ttl_are_copied_to_the_outer_header() {
+fn dscp_ecn_are_copied_and_the_outer_ttl_is_fixed() {
     let Some(mut f) = BalancerFixture::new("dscp_ecn_ttl") else {
         return;
     };
     f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
     f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
-    for (client, vip, backend) in [
-        (CLIENT4, VIP4, B4),
-        (CLIENT6, VIP6, B6),
-        (CLIENT4, VIP4, B4),
+    let configured = GlobalConfig::new(Some(Ipv4Addr::new(10, 0, 0, 1)), Some(bal_v6_addr()));
+    for (outer_ttl, config) in [
+        (DEFAULT_OUTER_TTL, configured),
+        (200, configured.with_outer_ttl(200)),
+        (1, configured.with_outer_ttl(1)),
     ] {
-        let mut fr = Frame::tcp(ip(client), 43000, ip(vip), 80, f.if_mac);
-        fr.tos = (46 << 2) | 0b10; // EF, ECT(0)
-        fr.ttl = 17;
-        let input = fr.build();
-        let r = f.run(&input);
-        assert_eq!(r.action, XDP_TX);
-        assert_encapsulated(
-            &r.out,
-            &expect(&f, &input, &fr, ip(backend)),
-            "dscp/ecn/ttl",
-        );
+        f.dp.set_global_config(&config)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (client, vip, backend) in [(CLIENT4, VIP4, B4), (CLIENT6, VIP6, B6)] {
+            for inner_ttl in [1, 17, 255] {
+                let mut fr = Frame::tcp(ip(client), 43000, ip(vip), 80, f.if_mac);
+                fr.tos = (46 << 2) | 0b10; // EF, ECT(0)
+                fr.ttl = inner_ttl;
+                let input = fr.build();
+                let r = f.run(&input);
+                assert_eq!(r.action, XDP_TX);
+                let e = Encapsulated {
+                    ttl: outer_ttl,
+                    ..expect(&f, &input, &fr, ip(backend))
+                };
+                assert_encapsulated(
+                    &r.out,
+                    &e,
+                    &format!("{vip} inner ttl {inner_ttl}, outer ttl {outer_ttl}"),
+                );
+            }
+        }
     }
 }
 

@@ -14,7 +14,9 @@ mod stats;
 mod vip;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
-pub use config::{CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, NEXTHOP_TTL_NS};
+pub use config::{
+    CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
+};
 pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS};
 pub use flow::{FlowKey, FlowValue};
 pub use stats::{BackendStats, VipStats};

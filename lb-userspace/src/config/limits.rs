@@ -18,6 +18,11 @@ pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
 pub use lb_common::{
     DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
 };
+/// `global.outer_ttl` when not set.
+pub use lb_common::DEFAULT_OUTER_TTL;
+/// 0 would be dropped by the first router; 255 is the field's maximum.
+pub const MIN_OUTER_TTL: u8 = 1;
+pub const MAX_OUTER_TTL: u8 = 255;
 /// A backend's weight when not set.
 pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_HTTP_PATH: &str = "/";

@@ -57,6 +57,7 @@ fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
         egress_interfaces: raw.egress_interfaces.unwrap_or_default(),
         outer_source_v4: raw.outer_source_v4.map(v4_source).transpose()?,
         outer_source_v6: raw.outer_source_v6.map(v6_source).transpose()?,
+        outer_ttl: outer_ttl(raw.outer_ttl)?,
         table_size,
         flow_table_size: size(
             raw.flow_table_size,
@@ -100,6 +101,24 @@ fn size(
                 value,
                 min: u64::from(min),
                 max: u64::from(max),
+            },
+        )
+    })
+}
+
+/// The outer TTL, or its default; values beyond a byte get the range error
+/// validation gives for 0.
+fn outer_ttl(value: Option<u64>) -> Result<u8, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_OUTER_TTL);
+    };
+    u8::try_from(value).map_err(|_| {
+        ConfigError::new(
+            "global.outer_ttl",
+            ConfigErrorKind::OutOfRange {
+                value,
+                min: u64::from(MIN_OUTER_TTL),
+                max: u64::from(MAX_OUTER_TTL),
             },
         )
     })
@@ -259,6 +278,7 @@ fn raw_global(g: &GlobalConfig) -> RawGlobal {
         egress_interfaces: Some(g.egress_interfaces.clone()),
         outer_source_v4: g.outer_source_v4.map(IpAddr::V4),
         outer_source_v6: g.outer_source_v6.map(IpAddr::V6),
+        outer_ttl: Some(u64::from(g.outer_ttl)),
         table_size: Some(u64::from(g.table_size)),
         flow_table_size: Some(u64::from(g.flow_table_size)),
         max_vips: Some(u64::from(g.max_vips)),

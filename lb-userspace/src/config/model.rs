@@ -21,8 +21,9 @@ pub struct Config {
     pub vips: Vec<VipConfig>,
 }
 
-/// The `[global]` table. Everything except the outer sources sizes or
-/// places the data plane, so the daemon needs a restart to change it.
+/// The `[global]` table. Everything except the outer sources and the outer
+/// TTL sizes or places the data plane, so the daemon needs a restart to
+/// change it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
@@ -37,6 +38,8 @@ pub struct GlobalConfig {
     pub outer_source_v4: Option<Ipv4Addr>,
     /// Source of IPv6 outer headers; without it IPv6 backends cannot be served.
     pub outer_source_v6: Option<Ipv6Addr>,
+    /// TTL / hop limit of every outer header (1..=255).
+    pub outer_ttl: u8,
     /// Maglev slots per VIP (a prime).
     pub table_size: u32,
     /// Entries of the connection table.

@@ -38,6 +38,9 @@ pub struct RawGlobal {
     pub outer_source_v4: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_source_v6: Option<IpAddr>,
+    /// u64 so that out-of-range values get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_ttl: Option<u64>,
     /// u64 so that out-of-range sizes get the range error, not a type error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,

@@ -107,6 +107,7 @@ fn example_parses_with_every_field() {
     assert_eq!(g.egress_interfaces, ["bond0"]);
     assert_eq!(g.outer_source_v4, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(g.bpf_log, BpfLogLevel::Off);
+    assert_eq!(g.outer_ttl, 64);
     assert_eq!(c.vips.len(), 2);
 
     let web = &c.vips[0];
@@ -166,6 +167,7 @@ address = \"10.0.0.11\"
     assert_eq!(g.api_socket, Path::new("/run/xlb/xlb.sock"));
     assert_eq!(g.metrics_address.to_string(), "127.0.0.1:9431");
     assert_eq!(g.bpf_log, BpfLogLevel::Off);
+    assert_eq!(g.outer_ttl, 64);
     let v = &c.vips[0];
     assert_eq!(v.name, "10.100.0.1:80/tcp");
     assert_eq!(
@@ -666,6 +668,8 @@ fn table_size_range_and_primality() {
 #[test]
 fn numeric_ranges() {
     let cases = [
+        ("outer_ttl = 0", 13, "global.outer_ttl", 0),
+        ("outer_ttl = 256", 13, "global.outer_ttl", 256),
         ("flow_table_size = 1023", 19, "global.flow_table_size", 1023),
         (
             "flow_table_size = 67108865",
@@ -696,6 +700,17 @@ fn numeric_ranges() {
             "{line}: {kind}"
         );
     }
+}
+
+#[test]
+fn outer_ttl_is_configurable_from_1_to_255() {
+    for ttl in [1u8, 32, 255] {
+        let c = parse(&with_global(&format!("outer_ttl = {ttl}\n")));
+        assert_eq!(c.global.outer_ttl, ttl);
+        assert_eq!(parse(&c.to_toml_string()), c, "round trip");
+    }
+    let kind = rejected(&with_global("outer_ttl = -1\n"), 5, 13, "global.outer_ttl");
+    assert!(matches!(kind, ConfigErrorKind::Schema { .. }), "{kind}");
 }
 
 #[test]

@@ -92,6 +92,12 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
     if let Some(a) = g.outer_source_v6 {
         check_usable(IpAddr::V6(a), "global.outer_source_v6")?;
     }
+    check_range(
+        g.outer_ttl,
+        MIN_OUTER_TTL,
+        MAX_OUTER_TTL,
+        "global.outer_ttl",
+    )?;
     check_table_size(g.table_size)?;
     check_range(
         g.flow_table_size,

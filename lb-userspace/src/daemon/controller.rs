@@ -368,7 +368,8 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6);
+        let global =
+            MapGlobal::new(g.outer_source_v4, g.outer_source_v6).with_outer_ttl(g.outer_ttl);
         let vips = config
             .vips
             .iter()
