@@ -318,6 +318,10 @@ fn forward(
         }
     };
 
+    // What leaves is the outer header and exactly the IP packet.
+    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
+        return Err(Verdict::Internal);
+    }
     if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
         return Err(Verdict::Internal);
     }

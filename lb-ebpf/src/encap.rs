@@ -8,7 +8,7 @@
 
 use aya_ebpf::{
     bindings::bpf_fib_lookup as FibParams,
-    helpers::generated::{bpf_fib_lookup, bpf_xdp_adjust_head},
+    helpers::generated::{bpf_fib_lookup, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
     EbpfContext,
 };
@@ -21,7 +21,7 @@ use network_types::{
 
 use crate::{
     mem,
-    packet::mut_at,
+    packet::{self, mut_at},
     parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
 
@@ -134,6 +134,23 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
             dmac: p.dmac,
         },
     )
+}
+
+/// Cuts the frame after its first `len` bytes: Ethernet padding or any bytes
+/// beyond the IP packet's own length would otherwise be sent inside the
+/// tunnel, after the packet the outer header describes (and count against the
+/// egress MTU, which the FIB checked for the IP length only). Returns false
+/// if the kernel refused.
+#[inline(always)]
+pub fn trim_to(ctx: &XdpContext, len: usize) -> bool {
+    let frame = packet::len(ctx);
+    if frame <= len {
+        return true;
+    }
+    let excess = (frame - len) as i32;
+    // SAFETY: shrinking the tail is always memory-safe; every packet pointer
+    // taken before this call is dead from here on (only offsets are reused).
+    unsafe { bpf_xdp_adjust_tail(ctx.as_ptr() as *mut _, -excess) == 0 }
 }
 
 /// Grows the frame at the front by the outer header and writes Ethernet (+ the

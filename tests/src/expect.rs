@@ -42,7 +42,8 @@ pub struct Encapsulated<'a> {
     pub ttl: u8,
 }
 
-/// Verifies every byte of an encapsulated frame; returns the outer header length.
+/// Verifies every byte of an encapsulated frame, and that nothing follows the
+/// inner packet; returns the outer header length.
 pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
     assert_eq!(&out[0..6], &e.dst_mac, "{what}: destination MAC (next hop)");
     assert_eq!(
@@ -132,9 +133,14 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
         _ => panic!("{what}: outer source and destination families differ"),
     };
     assert_eq!(
+        out.len(),
+        l3 + outer_len + e.inner_len,
+        "{what}: the frame must end with the inner packet (no padding or trailing bytes)"
+    );
+    assert_eq!(
         &out[l3 + outer_len..],
-        &e.input[e.l2_len..],
-        "{what}: the inner packet (and any trailing padding) must be unchanged"
+        &e.input[e.l2_len..e.l2_len + e.inner_len],
+        "{what}: the inner packet must be unchanged"
     );
     outer_len
 }

@@ -248,8 +248,10 @@ fn dscp_ecn_are_copied_and_the_outer_ttl_is_fixed() {
     }
 }
 
+/// Ethernet padding (a minimum-size frame) is neither counted in the outer
+/// length nor sent.
 #[test]
-fn ethernet_padding_is_not_counted_in_the_outer_length() {
+fn ethernet_padding_is_trimmed() {
     let Some(mut f) = BalancerFixture::new("ethernet_padding") else {
         return;
     };
@@ -265,6 +267,45 @@ fn ethernet_padding_is_not_counted_in_the_outer_length() {
         ..expect(&f, &input, &fr, ip(B4))
     };
     assert_encapsulated(&r.out, &e, "padded frame");
+    assert_eq!(r.out.len(), 14 + 20 + 28);
+}
+
+/// A full-size frame whose IP packet is only 60 bytes long leaves as the
+/// outer header plus those 60 bytes, whatever the families, and the MTU check
+/// is about that length: the trailing bytes neither leave nor make the packet
+/// "too big".
+#[test]
+fn trailing_bytes_beyond_the_ip_length_are_trimmed() {
+    let Some(mut f) = BalancerFixture::new("trailing_bytes") else {
+        return;
+    };
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    f.add_vip(ip(VIP6), 53, PROTO_UDP, 0, &[ip(B6)]);
+    f.add_vip(ip(VIP4), 54, PROTO_UDP, 0, &[ip(B6)]);
+    for (client, vip, port, backend) in [
+        (CLIENT4, VIP4, 53, B4),
+        (CLIENT6, VIP6, 53, B6),
+        (CLIENT4, VIP4, 54, B6),
+    ] {
+        let mut fr = Frame::udp(ip(client), 5000, ip(vip), port, f.if_mac);
+        // 60 bytes of IP: 20 (IPv4) or 40 (IPv6) header, 8 UDP, the rest payload.
+        let ip_header = if fr.src.is_ipv4() { 20 } else { 40 };
+        fr.payload = vec![0x5a; 60 - ip_header - 8];
+        let mut input = fr.build();
+        assert_eq!(input.len(), 14 + 60);
+        input.resize(1514, 0xee);
+        let r = f.run(&input);
+        let what = format!("{vip}:{port} -> {backend}");
+        assert_eq!(r.action, XDP_TX, "{what}");
+        let e = Encapsulated {
+            inner_len: 60,
+            ..expect(&f, &input, &fr, ip(backend))
+        };
+        let outer_len = assert_encapsulated(&r.out, &e, &what);
+        assert_eq!(r.out.len(), 14 + outer_len + 60, "{what}: frame length");
+    }
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 0);
 }
 
 #[test]
