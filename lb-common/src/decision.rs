@@ -1,14 +1,65 @@
 //! The balancer's decisions, as pure functions that the XDP program and
 //! userspace (`xlb explain`, tests) both call: which VIP a packet is for,
-//! which hash picks its slot, which slot, and whether a connection-table
-//! entry may be followed. Map lookups are passed in as closures, so the same
-//! rule runs against the kernel's maps (in XDP) or the pinned maps read from
-//! userspace.
+//! which hash picks its slot, which slot, whether a connection-table entry
+//! is followed, refreshed or created. Map lookups are passed in as closures,
+//! so the same rule runs against the kernel's maps (in XDP) or the pinned
+//! maps read from userspace.
 
 use crate::{
     flow_hash::{flow_hash, source_hash},
-    maps::{Backend, FlowKey, VipInfo, VipKey, NO_BACKEND, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH},
+    maps::{
+        Backend, FlowKey, FlowValue, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_FAIL_OPEN,
+        VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    },
 };
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub const TCP_FLAG_FIN: u8 = 0x01;
+pub const TCP_FLAG_SYN: u8 = 0x02;
+pub const TCP_FLAG_RST: u8 = 0x04;
+pub const TCP_FLAG_ACK: u8 = 0x10;
+
+/// What the connection-table rules need to know about one packet of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketFacts {
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub proto: u8,
+    /// The TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+    /// Coarse monotonic time (ns) the packet is handled at.
+    pub now_ns: u64,
+}
+
+impl PacketFacts {
+    /// A TCP SYN without ACK: the first packet of a new connection (or a
+    /// retransmit of it, or a re-used 5-tuple).
+    #[inline(always)]
+    pub const fn opens_connection(&self) -> bool {
+        self.proto == PROTO_TCP && self.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+    }
+
+    /// A TCP segment with RST set.
+    #[inline(always)]
+    pub const fn is_reset(&self) -> bool {
+        self.proto == PROTO_TCP && self.tcp_flags & TCP_FLAG_RST != 0
+    }
+}
+
+/// Whether (and why not) a connection-table entry is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlowEntryUse {
+    /// The packet goes to the entry's backend.
+    Follow,
+    /// The slot is free, or now serves another VIP (ids are recycled).
+    BackendGone,
+    /// The backend failed its health check and the VIP is not failing open.
+    BackendUnhealthy,
+    /// A TCP SYN without ACK: a new connection takes the VIP's current
+    /// table, whatever an old entry of the same 5-tuple says.
+    NewConnection,
+    /// A UDP entry idle for longer than the VIP's UDP idle timeout.
+    Expired,
+}
 
 /// The VIP a packet is for: the exact (address, port, protocol) first, then
 /// the address's port-0 VIP. `key` must be [`VipKey::of_flow`] of the packet
@@ -67,12 +118,84 @@ pub const fn is_live_backend(id: u32, backend: &Backend, vip_id: u32) -> bool {
     id != NO_BACKEND && backend.is_active() && backend.vip_id == vip_id
 }
 
-/// Whether a connection-table entry naming backend slot `id` (holding
-/// `backend`) is followed for a packet to VIP `vip_id`; otherwise the packet
-/// goes through the VIP's table (and the entry is replaced).
+/// Whether the data plane looks the packet up in the connection table at
+/// all: not for a VIP that bypasses it, and not for a packet that opens a
+/// connection (it would not follow any entry, see [`flow_entry_use`]).
 #[inline(always)]
-pub const fn follows_flow_entry(id: u32, backend: &Backend, vip_id: u32) -> bool {
-    is_live_backend(id, backend, vip_id)
+pub const fn consults_flow_table(vip_flags: u32, packet: &PacketFacts) -> bool {
+    uses_flow_table(vip_flags) && !packet.opens_connection()
+}
+
+/// Whether `entry`, naming backend slot `id` (holding `backend`), is followed
+/// for `packet` to `vip`; otherwise the packet goes through the VIP's table
+/// (and, see [`creates_flow_entry`], the entry is replaced).
+///
+/// - The backend must still be a live backend of this VIP.
+/// - A TCP SYN without ACK never follows an entry: new connections (SYN
+///   retransmits, re-used 5-tuples) go to a backend that takes new
+///   connections. Other packets of established connections follow their
+///   entry to a drained (weight 0) backend.
+/// - A backend that failed its health check is not followed, unless the VIP
+///   fails open (every weighted backend is unhealthy: then all are kept).
+/// - A UDP entry idle longer than the VIP's UDP idle timeout is expired
+///   (`now - last_seen > timeout`). TCP entries do not expire: they live
+///   until the LRU evicts them.
+#[inline(always)]
+pub const fn flow_entry_use(
+    id: u32,
+    backend: &Backend,
+    vip: &VipInfo,
+    entry: &FlowValue,
+    packet: &PacketFacts,
+) -> FlowEntryUse {
+    if !is_live_backend(id, backend, vip.vip_id) {
+        FlowEntryUse::BackendGone
+    } else if packet.opens_connection() {
+        FlowEntryUse::NewConnection
+    } else if !backend.is_healthy() && vip.flags & VIP_F_FAIL_OPEN == 0 {
+        FlowEntryUse::BackendUnhealthy
+    } else if packet.proto != PROTO_TCP
+        && packet.now_ns.saturating_sub(entry.last_seen_ns) > vip.udp_idle_timeout_ns()
+    {
+        FlowEntryUse::Expired
+    } else {
+        FlowEntryUse::Follow
+    }
+}
+
+/// [`flow_entry_use`] is [`FlowEntryUse::Follow`].
+#[inline(always)]
+pub const fn follows_flow_entry(
+    id: u32,
+    backend: &Backend,
+    vip: &VipInfo,
+    entry: &FlowValue,
+    packet: &PacketFacts,
+) -> bool {
+    matches!(
+        flow_entry_use(id, backend, vip, entry, packet),
+        FlowEntryUse::Follow
+    )
+}
+
+/// Whether a followed entry's `last_seen_ns` is moved to the packet's time:
+/// UDP entries only (TCP entries do not expire), and only once the stored
+/// time is older than 1/8 of the VIP's idle timeout, so that most packets
+/// only read the entry shared by every CPU. An active flow is therefore
+/// never seen idle for more than its gaps plus 1/8 of the timeout.
+#[inline(always)]
+pub const fn refreshes_flow_entry(vip: &VipInfo, entry: &FlowValue, packet: &PacketFacts) -> bool {
+    packet.proto != PROTO_TCP
+        && packet.now_ns.saturating_sub(entry.last_seen_ns) > vip.udp_idle_timeout_ns() >> 3
+}
+
+/// Whether a packet that went through the VIP's table leaves a (new or
+/// replacing) connection-table entry: only for VIPs that use the table, and
+/// never for a TCP RST (it ends a connection; spoofed RSTs must not fill
+/// the table).
+#[inline(always)]
+pub const fn creates_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
+    uses_flow_table(vip_flags) && !packet.is_reset()
 }
 
 #[cfg(test)]
@@ -80,7 +203,7 @@ mod tests {
     use core::net::IpAddr;
 
     use super::*;
-    use crate::maps::PROTO_TCP;
+    use crate::maps::PROTO_UDP;
 
     fn flow(dport: u16) -> FlowKey {
         FlowKey::new(
@@ -158,8 +281,150 @@ mod tests {
             !is_live_backend(5, &Backend::default(), 0),
             "a cleared slot"
         );
-        assert!(follows_flow_entry(5, &b, 3));
         assert!(uses_flow_table(VIP_F_SOURCE_HASH));
         assert!(!uses_flow_table(VIP_F_NO_FLOW_TABLE));
+    }
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn tcp(flags: u8) -> PacketFacts {
+        PacketFacts {
+            proto: PROTO_TCP,
+            tcp_flags: flags,
+            now_ns: 1000 * SEC,
+        }
+    }
+
+    fn udp(now_ns: u64) -> PacketFacts {
+        PacketFacts {
+            proto: PROTO_UDP,
+            tcp_flags: 0,
+            now_ns,
+        }
+    }
+
+    #[test]
+    fn flow_entries_of_live_healthy_backends_are_followed() {
+        let b = Backend::new(IpAddr::from([10, 0, 0, 11]), 3, 100, true);
+        let vip = VipInfo::new(3, 0, 0, 7);
+        let entry = FlowValue::new(5, 999 * SEC);
+        for flags in [TCP_FLAG_ACK, TCP_FLAG_ACK | TCP_FLAG_FIN, 0, TCP_FLAG_RST] {
+            assert!(follows_flow_entry(5, &b, &vip, &entry, &tcp(flags)));
+        }
+        assert!(follows_flow_entry(5, &b, &vip, &entry, &udp(1000 * SEC)));
+        let other_vip = VipInfo::new(4, 0, 0, 7);
+        assert_eq!(
+            flow_entry_use(5, &b, &other_vip, &entry, &tcp(TCP_FLAG_ACK)),
+            FlowEntryUse::BackendGone
+        );
+        assert_eq!(
+            flow_entry_use(5, &Backend::default(), &vip, &entry, &tcp(TCP_FLAG_ACK)),
+            FlowEntryUse::BackendGone
+        );
+    }
+
+    #[test]
+    fn a_bare_syn_never_follows_an_entry() {
+        let b = Backend::new(IpAddr::from([10, 0, 0, 11]), 3, 0, true);
+        let vip = VipInfo::new(3, 0, 0, 7);
+        let entry = FlowValue::new(5, 0);
+        assert_eq!(
+            flow_entry_use(5, &b, &vip, &entry, &tcp(TCP_FLAG_SYN)),
+            FlowEntryUse::NewConnection
+        );
+        assert!(!consults_flow_table(0, &tcp(TCP_FLAG_SYN)));
+        // SYN-ACK and plain ACKs of a drained backend's connections follow.
+        assert!(follows_flow_entry(
+            5,
+            &b,
+            &vip,
+            &entry,
+            &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)
+        ));
+        assert!(follows_flow_entry(5, &b, &vip, &entry, &tcp(TCP_FLAG_ACK)));
+        assert!(consults_flow_table(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!consults_flow_table(
+            VIP_F_NO_FLOW_TABLE,
+            &tcp(TCP_FLAG_ACK)
+        ));
+        // UDP has no flags: flag-like bytes mean nothing.
+        let mut u = udp(0);
+        u.tcp_flags = TCP_FLAG_SYN;
+        assert!(!u.opens_connection() && !u.is_reset());
+    }
+
+    #[test]
+    fn unhealthy_backends_are_followed_only_when_failing_open() {
+        let sick = Backend::new(IpAddr::from([10, 0, 0, 11]), 3, 100, false);
+        let vip = VipInfo::new(3, 0, 0, 7);
+        let entry = FlowValue::new(5, 1000 * SEC);
+        assert_eq!(
+            flow_entry_use(5, &sick, &vip, &entry, &tcp(TCP_FLAG_ACK)),
+            FlowEntryUse::BackendUnhealthy
+        );
+        assert_eq!(
+            flow_entry_use(5, &sick, &vip, &entry, &udp(1000 * SEC)),
+            FlowEntryUse::BackendUnhealthy
+        );
+        let open = VipInfo::new(3, VIP_F_FAIL_OPEN, 0, 7);
+        assert!(follows_flow_entry(
+            5,
+            &sick,
+            &open,
+            &entry,
+            &tcp(TCP_FLAG_ACK)
+        ));
+        assert!(follows_flow_entry(
+            5,
+            &sick,
+            &open,
+            &entry,
+            &udp(1000 * SEC)
+        ));
+    }
+
+    #[test]
+    fn udp_entries_expire_after_the_idle_timeout_tcp_entries_never() {
+        let b = Backend::new(IpAddr::from([10, 0, 0, 11]), 3, 100, true);
+        let vip = VipInfo::new(3, 0, 0, 7).with_udp_idle_timeout_ms(30_000);
+        let seen = 100 * SEC;
+        let entry = FlowValue::new(5, seen);
+        assert!(follows_flow_entry(
+            5,
+            &b,
+            &vip,
+            &entry,
+            &udp(seen + 30 * SEC)
+        ));
+        assert_eq!(
+            flow_entry_use(5, &b, &vip, &entry, &udp(seen + 30 * SEC + 1)),
+            FlowEntryUse::Expired
+        );
+        // A time before the entry's (another clock) is not an expiry.
+        assert!(follows_flow_entry(5, &b, &vip, &entry, &udp(seen - SEC)));
+        let mut old_tcp = tcp(TCP_FLAG_ACK);
+        old_tcp.now_ns = seen + 3600 * SEC;
+        assert!(follows_flow_entry(5, &b, &vip, &entry, &old_tcp));
+    }
+
+    #[test]
+    fn udp_entries_are_refreshed_after_an_eighth_of_the_timeout() {
+        let vip = VipInfo::new(3, 0, 0, 7).with_udp_idle_timeout_ms(8_000);
+        let entry = FlowValue::new(5, 100 * SEC);
+        assert!(!refreshes_flow_entry(&vip, &entry, &udp(101 * SEC)));
+        assert!(refreshes_flow_entry(&vip, &entry, &udp(101 * SEC + 1)));
+        let mut t = tcp(TCP_FLAG_ACK);
+        t.now_ns = 200 * SEC;
+        assert!(!refreshes_flow_entry(&vip, &entry, &t));
+    }
+
+    #[test]
+    fn resets_never_create_entries() {
+        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_ACK)));
+        assert!(creates_flow_entry(0, &udp(0)));
+        assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST)));
+        assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST | TCP_FLAG_ACK)));
+        assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
     }
 }

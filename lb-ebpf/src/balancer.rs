@@ -4,11 +4,13 @@
 //!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
-//!     keeps its backend when the backend set changes), else the VIP's Maglev
-//!     table in `XLB_MAGLEV` indexed by the shared flow hash.
+//!     keeps its backend when the backend set changes, unless the backend
+//!     failed its health check, the packet opens a new TCP connection or the
+//!     UDP entry expired), else the VIP's Maglev table in `XLB_MAGLEV` indexed
+//!     by the shared flow hash.
 //!
 //! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
-//! slot, which entries are followed), the same functions `xlb explain` runs
+//! slot, which entries are followed, refreshed and created), the same functions `xlb explain` runs
 //! against the live maps, so the two can never disagree.
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), push an IP-in-IP header and
@@ -33,16 +35,19 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use lb_common::{
     bytes,
-    decision::{self, follows_flow_entry, is_live_backend, maglev_slot, uses_flow_table},
+    decision::{
+        self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
+        maglev_slot, refreshes_flow_entry, uses_flow_table, PacketFacts,
+    },
     Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
     VipStats, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
-    FAMILY_V4, MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND, PROTO_TCP,
+    FAMILY_V4, MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
     mem,
     packet::ref_at,
-    parse::{self, Ip, L4Status, ParseError, L2, TCP_FLAG_ACK, TCP_FLAG_SYN},
+    parse::{self, Ip, L4Status, ParseError, L2},
 };
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
@@ -147,8 +152,17 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
+    // The one clock read of a VIP packet: flow-entry ages and the next-hop
+    // cache both use it.
+    // SAFETY: reads the coarse monotonic clock; no arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let packet = PacketFacts {
+        proto: key.proto(),
+        tcp_flags,
+        now_ns,
+    };
     let hash = decision::vip_hash(vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, tcp_flags)?;
+    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, &packet)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -157,7 +171,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, backend_id, backend, hash)
+    forward(ctx, &l2, &ip, backend_id, backend, hash, now_ns)
 }
 
 #[inline(always)]
@@ -199,25 +213,34 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
     vk
 }
 
-/// The backend for this packet: the connection table's answer while it still
-/// names a live backend of this VIP, else the Maglev slot (remembered in the
-/// connection table unless the VIP bypasses it).
+/// The backend for this packet: the connection table's answer while
+/// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
+/// VIP; not for a new TCP connection; not an expired UDP entry), else the
+/// Maglev slot (remembered in the connection table when
+/// `decision::creates_flow_entry` says so).
 #[inline(always)]
 fn pick_backend(
     ctx: &XdpContext,
     vip: &VipInfo,
     key: &FlowKey,
     hash: u32,
-    tcp_flags: u8,
+    packet: &PacketFacts,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    let use_flows = uses_flow_table(vip.flags);
-    if use_flows {
-        // SAFETY: FlowValue is plain data, updated by whole-element replacement.
-        if let Some(flow) = unsafe { XLB_FLOWS.get(key) } {
-            let id = flow.backend_id;
+    if consults_flow_table(vip.flags, packet) {
+        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a map value, valid for the whole run. Other CPUs write
+            // only `last_seen_ns` in place (an aligned 8-byte store, never
+            // torn); replacements swap the whole element (hash map RCU).
+            let entry = unsafe { &*flow };
+            let id = entry.backend_id;
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
-                    if follows_flow_entry(id, b, vip.vip_id) {
+                    if follows_flow_entry(id, b, vip, entry, packet) {
+                        if refreshes_flow_entry(vip, entry, packet) {
+                            // SAFETY: as above; a racing refresh by another
+                            // CPU writes an equally recent time.
+                            unsafe { (*flow).last_seen_ns = packet.now_ns };
+                        }
                         return Ok((id, b));
                     }
                 }
@@ -236,11 +259,14 @@ fn pick_backend(
         return Err(Verdict::NoBackend);
     };
 
-    let new_flow = if use_flows {
+    let new_flow = if uses_flow_table(vip.flags) {
         // An insert failure (memory pressure) only costs the flow its pinning.
-        XLB_FLOWS.insert(key, FlowValue::new(id), 0).is_ok()
+        creates_flow_entry(vip.flags, packet)
+            && XLB_FLOWS
+                .insert(key, FlowValue::new(id, packet.now_ns), 0)
+                .is_ok()
     } else {
-        key.proto() == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+        packet.opens_connection()
     };
     if new_flow {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
@@ -270,6 +296,7 @@ fn forward(
     backend_id: u32,
     backend: &Backend,
     hash: u32,
+    now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
@@ -300,7 +327,7 @@ fn forward(
     }
 
     let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress);
+    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, now_ns);
     let (smac, dmac, verdict) = match rc {
         fib_rc::SUCCESS => (hop.smac, hop.dmac, Verdict::Tx),
         // Hand the encapsulated packet to the kernel: it forwards it and, on the
@@ -349,9 +376,8 @@ fn next_hop(
     id: u32,
     outer_len: u16,
     ingress: u32,
+    now: u64,
 ) -> (i64, NextHop) {
-    // SAFETY: reads the coarse monotonic clock; no arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let cached = XLB_NEXTHOPS.get_ptr_mut(id);
     if let Some(c) = cached {
         // SAFETY: this CPU's own slot; nothing else writes it while we run.

@@ -29,10 +29,6 @@ pub const IPPROTO_ROUTING: u8 = 43;
 pub const IPPROTO_FRAGMENT: u8 = 44;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
-/// TCP flag bits (byte 13 of the TCP header).
-pub const TCP_FLAG_SYN: u8 = 0x02;
-pub const TCP_FLAG_ACK: u8 = 0x10;
-
 /// IPv6 extension headers walked before giving up. Real traffic to a VIP carries
 /// none; three covers hop-by-hop + destination options + routing in any order.
 const MAX_IPV6_EXT_HEADERS: usize = 3;

@@ -6,7 +6,10 @@ use std::net::IpAddr;
 
 use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
 
-use crate::balancer_fixture::RunResult;
+use crate::{
+    balancer_fixture::{backend_mac, BalancerFixture, RunResult, BALANCER_V4, BALANCER_V6},
+    frames::Frame,
+};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -40,6 +43,34 @@ pub struct Encapsulated<'a> {
     /// TTL/hop limit the outer header must carry (the configured outer TTL,
     /// whatever the inner packet's).
     pub ttl: u8,
+}
+
+impl<'a> Encapsulated<'a> {
+    /// What `input` (built from `frame`) must become when the fixture sends
+    /// it to `backend` through the egress it arrived on, with the default
+    /// outer TTL.
+    pub fn toward(f: &BalancerFixture, input: &'a [u8], frame: &Frame, backend: IpAddr) -> Self {
+        let l2 = frame.l3_offset();
+        let inner_len = match frame.src {
+            IpAddr::V4(_) => usize::from(u16::from_be_bytes([input[l2 + 2], input[l2 + 3]])),
+            IpAddr::V6(_) => 40 + usize::from(u16::from_be_bytes([input[l2 + 4], input[l2 + 5]])),
+        };
+        Self {
+            input,
+            l2_len: l2,
+            inner_len,
+            src_mac: f.if_mac,
+            dst_mac: backend_mac(backend),
+            outer_src: if backend.is_ipv4() {
+                IpAddr::from(BALANCER_V4)
+            } else {
+                IpAddr::from(BALANCER_V6)
+            },
+            outer_dst: backend,
+            tos: frame.tos,
+            ttl: lb_common::DEFAULT_OUTER_TTL,
+        }
+    }
 }
 
 /// Verifies every byte of an encapsulated frame, and that nothing follows the

@@ -26,12 +26,6 @@ const VIP6: &str = "fd00:100::1";
 const B4: &str = "10.0.0.11";
 const B6: &str = "fd00::11";
 
-fn bal_v4() -> IpAddr {
-    ip("10.0.0.1")
-}
-fn bal_v6() -> IpAddr {
-    ip("fd00::1")
-}
 fn bal_v6_addr() -> std::net::Ipv6Addr {
     "fd00::1".parse().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -43,26 +37,7 @@ fn expect<'a>(
     frame: &Frame,
     backend: IpAddr,
 ) -> Encapsulated<'a> {
-    let l2 = frame.l3_offset();
-    let inner_len = match frame.src {
-        IpAddr::V4(_) => usize::from(u16::from_be_bytes([input[l2 + 2], input[l2 + 3]])),
-        IpAddr::V6(_) => 40 + usize::from(u16::from_be_bytes([input[l2 + 4], input[l2 + 5]])),
-    };
-    Encapsulated {
-        input,
-        l2_len: l2,
-        inner_len,
-        src_mac: f.if_mac,
-        dst_mac: backend_mac(backend),
-        outer_src: if backend.is_ipv4() {
-            bal_v4()
-        } else {
-            bal_v6()
-        },
-        outer_dst: backend,
-        tos: frame.tos,
-        ttl: DEFAULT_OUTER_TTL,
-    }
+    Encapsulated::toward(f, input, frame, backend)
 }
 
 fn verdict_count(f: &BalancerFixture, v: Verdict) -> u64 {

@@ -20,7 +20,10 @@ pub use config::{
 pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS};
 pub use flow::{FlowKey, FlowValue};
 pub use stats::{BackendStats, VipStats};
-pub use vip::{VipInfo, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
+pub use vip::{
+    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
+    VIP_F_SOURCE_HASH,
+};
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

@@ -162,6 +162,18 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         .health_check
         .map(|hc| check_from_raw(hc, raw.port, &join(field, "health_check")))
         .transpose()?;
+    let timeout_field = join(field, "udp_idle_timeout");
+    if protocol == Protocol::Tcp && raw.udp_idle_timeout.is_some() {
+        return Err(ConfigError::new(
+            timeout_field,
+            ConfigErrorKind::UdpIdleTimeoutOnTcpVip,
+        ));
+    }
+    let udp_idle_timeout = duration(
+        raw.udp_idle_timeout,
+        DEFAULT_UDP_IDLE_TIMEOUT,
+        &timeout_field,
+    )?;
     let backends = raw
         .backends
         .into_iter()
@@ -178,6 +190,7 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         protocol,
         hashing: raw.hashing.unwrap_or_default(),
         flow_table: raw.flow_table.unwrap_or(true),
+        udp_idle_timeout,
         health_check,
         backends,
     })
@@ -298,6 +311,8 @@ fn raw_vip(v: &VipConfig) -> RawVip {
         protocol: Some(v.protocol),
         hashing: Some(v.hashing),
         flow_table: Some(v.flow_table),
+        udp_idle_timeout: (v.protocol == Protocol::Udp)
+            .then(|| humantime::format_duration(v.udp_idle_timeout).to_string()),
         health_check: v.health_check.as_ref().map(raw_check),
         backends: v.backends.iter().map(raw_backend).collect(),
     }

@@ -42,6 +42,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::{line_column, AddressProblem, ConfigError, ConfigErrorKind, Location, Place};
+pub(crate) use model::humantime_text;
 pub use model::{
     BackendConfig, BpfLogLevel, Config, GlobalConfig, Hashing, HealthCheck, HealthCheckKind,
     HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint, XdpMode,

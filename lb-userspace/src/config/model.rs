@@ -69,6 +69,11 @@ pub struct VipConfig {
     pub hashing: Hashing,
     /// false = every packet follows the Maglev table (no connection tracking).
     pub flow_table: bool,
+    /// A UDP flow silent for longer than this loses its connection-table
+    /// entry: its next packet goes through the VIP's current table. Only
+    /// meaningful for UDP VIPs (TCP VIPs keep the default).
+    #[serde(with = "humantime_text")]
+    pub udp_idle_timeout: Duration,
     /// The VIP's default check, which backends inherit (kept for dump and for
     /// re-resolving inheritance when it changes).
     pub health_check: Option<HealthCheck>,

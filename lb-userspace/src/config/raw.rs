@@ -71,6 +71,9 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    /// Humantime text, parsed during conversion (UDP VIPs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_idle_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
     #[serde(default, rename = "backend", skip_serializing_if = "Vec::is_empty")]

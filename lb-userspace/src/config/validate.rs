@@ -260,6 +260,12 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
     let address_field = join(field, "address");
     check_usable(v.address, &address_field)?;
     check_not_outer_source(v.address, g, &address_field)?;
+    check_duration(
+        v.udp_idle_timeout,
+        MIN_UDP_IDLE_TIMEOUT,
+        MAX_UDP_IDLE_TIMEOUT,
+        &join(field, "udp_idle_timeout"),
+    )?;
     if let Some(hc) = &v.health_check {
         check_health_check(hc, &join(field, "health_check"))?;
     }

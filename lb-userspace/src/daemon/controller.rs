@@ -19,12 +19,15 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::{
-    config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
+    config::{
+        humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol,
+        VipConfig,
+    },
     dataplane::{Dataplane, DataplaneError},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
-        ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
+        self, ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
@@ -85,6 +88,9 @@ pub struct VipStatus {
     pub protocol: Protocol,
     pub hashing: Hashing,
     pub flow_table: bool,
+    /// How long a silent UDP flow keeps its backend (UDP VIPs).
+    #[serde(with = "humantime_text")]
+    pub udp_idle_timeout: std::time::Duration,
     /// Every weighted backend is unhealthy: all are kept (fail open).
     pub fail_open: bool,
     pub backends: Vec<BackendStatus>,
@@ -379,6 +385,9 @@ impl Controller {
                     key,
                     name: v.name.clone(),
                     flags: vip_flags(v),
+                    // Validated to at most a day.
+                    udp_idle_timeout_ms: u32::try_from(v.udp_idle_timeout.as_millis())
+                        .unwrap_or(u32::MAX),
                     backends: v
                         .backends
                         .iter()
@@ -423,12 +432,11 @@ impl Controller {
             .iter()
             .map(|v| {
                 let key = vip_key(v);
-                let healthy: Vec<(IpAddr, u16, bool)> = v
-                    .backends
-                    .iter()
-                    .map(|b| (b.address, b.weight, self.healthy(&(key, b.address))))
-                    .collect();
-                let fail_open = is_fail_open(&healthy);
+                let fail_open = reconcile::is_fail_open(
+                    v.backends
+                        .iter()
+                        .map(|b| (b.weight, self.healthy(&(key, b.address)))),
+                );
                 VipStatus {
                     name: v.name.clone(),
                     address: v.address,
@@ -436,6 +444,7 @@ impl Controller {
                     protocol: v.protocol,
                     hashing: v.hashing,
                     flow_table: v.flow_table,
+                    udp_idle_timeout: v.udp_idle_timeout,
                     fail_open,
                     backends: v
                         .backends
@@ -533,7 +542,7 @@ impl Controller {
                     message: format!("source and destination families differ: {e}"),
                 }
             })?;
-        let t = explain::trace(&self.dp, &flow)?;
+        let t = explain::trace(&self.dp, &flow, &explain::packet_now(&flow, q.syn))?;
         let vip_name = t.vip.map(|(key, _)| self.vip_name(&key));
         Ok(Explanation::new(&t, vip_name))
     }
@@ -552,11 +561,6 @@ fn vip_flags(v: &VipConfig) -> u32 {
         f |= VIP_F_NO_FLOW_TABLE;
     }
     f
-}
-
-fn is_fail_open(backends: &[(IpAddr, u16, bool)]) -> bool {
-    let weighted: Vec<_> = backends.iter().filter(|b| b.1 > 0).collect();
-    !weighted.is_empty() && weighted.iter().all(|b| !b.2)
 }
 
 fn unix_now() -> f64 {

@@ -185,7 +185,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }).await?;
                 match result {
                     (vip, Ok(_)) if t.healthy => info!(%vip, backend = %key.1, "backend is healthy again: back in the table"),
-                    (vip, Ok(_)) => warn!(%vip, backend = %key.1, reason = %t.reason, "backend failed its health check: out of the table (established flows stay)"),
+                    (vip, Ok(_)) => warn!(%vip, backend = %key.1, reason = %t.reason, "backend failed its health check: out of the table; its flows move to the other backends"),
                     (vip, Err(e)) => error!(%vip, backend = %key.1, error = %e, "applying a health change failed"),
                 }
                 let c = lock(&ctl);

@@ -121,6 +121,7 @@ pub fn desired_state() -> DesiredState {
         key,
         name: name.to_string(),
         flags,
+        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends: backends
             .into_iter()
             .map(|addr| DesiredBackend {
