@@ -8,8 +8,8 @@
 use crate::{
     flow_hash::{flow_hash, source_hash},
     maps::{
-        Backend, FlowKey, FlowValue, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_FAIL_OPEN,
-        VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+        Backend, FlowKey, FlowValue, VipInfo, VipKey, VlanDevice, NO_BACKEND, PROTO_TCP,
+        VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
     },
 };
 
@@ -196,6 +196,56 @@ pub const fn refreshes_flow_entry(vip: &VipInfo, entry: &FlowValue, packet: &Pac
 #[inline(always)]
 pub const fn creates_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
     uses_flow_table(vip_flags) && !packet.is_reset()
+}
+
+/// How an encapsulated frame leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Egress {
+    /// Back out of the ingress interface (XDP_TX), with the frame's tag if
+    /// it has one.
+    Tx,
+    /// Untagged, out of another interface (a redirect through `XLB_TX_PORTS`).
+    Redirect,
+    /// The FIB's egress is on another VLAN than the frame: dropped
+    /// (`vlan_mismatch`), never sent with a wrong tag or none.
+    VlanMismatch,
+}
+
+/// Where an encapsulated frame that arrived on `ingress` goes when the FIB
+/// routes it out of `egress` (whose `XLB_VLANS` entry is `egress_vlan`).
+/// `tpid` is the frame's tag protocol (host order, 0 when untagged) and `tci`
+/// its tag as on the wire; the frame keeps its tag, so:
+///
+/// - an untagged frame leaves by the ingress interface itself (XDP_TX), or
+///   is redirected to another ordinary device; never to a VLAN device (it
+///   has no XDP transmit, and the tag would have to be invented);
+/// - a tagged frame leaves only on its own VLAN: the egress is a VLAN device
+///   of the ingress interface with the frame's TPID and VLAN id, and the
+///   frame is sent back out of the ingress interface, tag and all;
+/// - anything else (a tagged frame routed to an untagged interface or to
+///   another VLAN or parent, an untagged frame routed to a VLAN device) is a
+///   mismatch.
+#[inline(always)]
+pub const fn egress(
+    ingress: u32,
+    tpid: u16,
+    tci: [u8; 2],
+    egress: u32,
+    egress_vlan: &VlanDevice,
+) -> Egress {
+    if tpid == 0 {
+        if egress == ingress {
+            Egress::Tx
+        } else if egress_vlan.is_vlan() {
+            Egress::VlanMismatch
+        } else {
+            Egress::Redirect
+        }
+    } else if egress_vlan.parent_ifindex == ingress && egress_vlan.carries(tpid, tci) {
+        Egress::Tx
+    } else {
+        Egress::VlanMismatch
+    }
 }
 
 #[cfg(test)]
@@ -416,6 +466,43 @@ mod tests {
         let mut t = tcp(TCP_FLAG_ACK);
         t.now_ns = 200 * SEC;
         assert!(!refreshes_flow_entry(&vip, &entry, &t));
+    }
+
+    #[test]
+    fn egress_keeps_frames_on_their_vlan() {
+        use crate::maps::{TPID_8021AD, TPID_8021Q};
+        const ETH0: u32 = 2;
+        const ETH1: u32 = 3;
+        const ETH0_100: u32 = 10;
+        let none = VlanDevice::NONE;
+        let v100 = VlanDevice::new(ETH0, 100, TPID_8021Q);
+        let v200 = VlanDevice::new(ETH0, 200, TPID_8021Q);
+        let eth1_v100 = VlanDevice::new(ETH1, 100, TPID_8021Q);
+        let ad100 = VlanDevice::new(ETH0, 100, TPID_8021AD);
+        let tag100 = [0x20, 100]; // priority 1, id 100
+                                  // Untagged.
+        assert_eq!(egress(ETH0, 0, [0; 2], ETH0, &none), Egress::Tx);
+        assert_eq!(egress(ETH0, 0, [0; 2], ETH1, &none), Egress::Redirect);
+        assert_eq!(
+            egress(ETH0, 0, [0; 2], ETH0_100, &v100),
+            Egress::VlanMismatch
+        );
+        // Tagged 100 on eth0.
+        let tagged = |out, vlan: &VlanDevice| egress(ETH0, TPID_8021Q, tag100, out, vlan);
+        assert_eq!(tagged(ETH0_100, &v100), Egress::Tx);
+        assert_eq!(tagged(ETH0, &none), Egress::VlanMismatch);
+        assert_eq!(tagged(ETH1, &none), Egress::VlanMismatch);
+        assert_eq!(tagged(11, &v200), Egress::VlanMismatch);
+        assert_eq!(tagged(12, &eth1_v100), Egress::VlanMismatch);
+        assert_eq!(tagged(13, &ad100), Egress::VlanMismatch);
+        assert_eq!(
+            egress(ETH0, TPID_8021AD, tag100, 13, &ad100),
+            Egress::Tx,
+            "802.1ad frames on an 802.1ad device"
+        );
+        // A VLAN device whose parent is in another namespace matches nothing.
+        let foreign = VlanDevice::new(0, 100, TPID_8021Q);
+        assert_eq!(tagged(14, &foreign), Egress::VlanMismatch);
     }
 
     #[test]

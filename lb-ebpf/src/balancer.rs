@@ -13,9 +13,10 @@
 //! slot, which entries are followed, refreshed and created), the same functions `xlb explain` runs
 //! against the live maps, so the two can never disagree.
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
-//!     kernel FIB answers, refreshed every 100 ms), push an IP-in-IP header and
-//!     the next hop's MACs, and transmit: XDP_TX out of the ingress interface,
-//!     or a redirect through `XLB_TX_PORTS`.
+//!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
+//!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
+//!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
+//!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -37,11 +38,11 @@ use lb_common::{
     bytes,
     decision::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
-        maglev_slot, refreshes_flow_entry, uses_flow_table, PacketFacts,
+        maglev_slot, refreshes_flow_entry, uses_flow_table, Egress, PacketFacts,
     },
     Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
-    VipStats, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
-    FAMILY_V4, MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND,
+    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
+    DEFAULT_TABLE_SIZE, FAMILY_V4, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
@@ -88,6 +89,11 @@ static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
 #[map]
 static XLB_NEXTHOPS: PerCpuArray<CachedHop> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// The host's VLAN devices by ifindex (filled by the daemon from netlink):
+/// the FIB names an egress device, not its VLAN.
+#[map]
+static XLB_VLANS: HashMap<u32, VlanDevice> = HashMap::with_max_entries(MAX_VLAN_DEVICES, 0);
 
 /// Interfaces an encapsulated packet may be redirected to, keyed by ifindex.
 #[map]
@@ -328,15 +334,23 @@ fn forward(
 
     let ingress = ctx.ingress_ifindex() as u32;
     let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, now_ns);
-    let (smac, dmac, verdict) = match rc {
-        fib_rc::SUCCESS => (hop.smac, hop.dmac, Verdict::Tx),
+    let (smac, dmac, how) = match rc {
+        // The frame keeps its VLAN tag: `decision::egress` lets it leave only
+        // on the VLAN it came in on, before anything is written.
+        fib_rc::SUCCESS => {
+            let how = decision::egress(ingress, l2.vlan_tpid, l2.vlan_tci, hop.ifindex, &hop.vlan);
+            if how == Egress::VlanMismatch {
+                return Err(Verdict::VlanMismatch);
+            }
+            (hop.smac, hop.dmac, Some(how))
+        }
         // Hand the encapsulated packet to the kernel: it forwards it and, on the
         // way, resolves the neighbour the next packets will use. The frame keeps
         // its original MACs: its destination is this host's own MAC, so the
         // stack accepts it instead of dropping it as OTHERHOST.
         fib_rc::NO_NEIGH => {
             let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
-            (smac, dmac, Verdict::FibNoNeigh)
+            (smac, dmac, None)
         }
         fib_rc::FRAG_NEEDED => return Err(Verdict::TooBig),
         _ => {
@@ -352,15 +366,16 @@ fn forward(
     if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
         return Err(Verdict::Internal);
     }
-    if verdict == Verdict::FibNoNeigh {
-        return Ok((verdict, xdp_action::XDP_PASS));
-    }
-    if hop.ifindex == ingress {
-        return Ok((Verdict::Tx, xdp_action::XDP_TX));
-    }
-    match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
-        Ok(action) => Ok((Verdict::Redirect, action)),
-        Err(_) => Err(Verdict::RedirectFailed),
+    match how {
+        None => Ok((Verdict::FibNoNeigh, xdp_action::XDP_PASS)),
+        Some(Egress::Tx) => Ok((Verdict::Tx, xdp_action::XDP_TX)),
+        // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
+        // which has no XDP transmit): the kernel may still fail the
+        // redirect after we return, see `Verdict::Redirect`.
+        Some(_) => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+            Ok(action) => Ok((Verdict::Redirect, action)),
+            Err(_) => Err(Verdict::RedirectFailed),
+        },
     }
 }
 
@@ -389,15 +404,23 @@ fn next_hop(
                     ifindex: c.ifindex,
                     smac: c.smac,
                     dmac: c.dmac,
+                    vlan: c.egress_vlan,
                 },
             );
         }
     }
-    let (rc, hop) = encap::fib_lookup(ctx, outer, ingress);
+    let (rc, mut hop) = encap::fib_lookup(ctx, outer, ingress);
     if rc == fib_rc::SUCCESS {
+        // The FIB says nothing of VLANs: whether the egress is a VLAN device
+        // (and which) comes from the daemon's `XLB_VLANS`, cached with it.
+        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
+            // SAFETY: a map value, replaced whole by the daemon.
+            hop.vlan = unsafe { *v };
+        }
         if let Some(c) = cached {
             // SAFETY: this CPU's own slot.
             unsafe {
+                (*c).egress_vlan = hop.vlan;
                 (*c).expires_ns = now + NEXTHOP_TTL_NS;
                 (*c).ifindex = hop.ifindex;
                 (*c).checked_len = outer_len;

@@ -12,7 +12,7 @@ use aya_ebpf::{
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{bytes, checksum, FAMILY_V4};
+use lb_common::{bytes, checksum, VlanDevice, FAMILY_V4};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -99,6 +99,9 @@ pub struct NextHop {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
+    /// The egress device's VLAN, if it is a VLAN device (the FIB does not
+    /// say: [`fib_lookup`] leaves it `NONE`, the caller fills it in).
+    pub vlan: VlanDevice,
 }
 
 /// Asks the kernel FIB for the route and neighbour toward the outer destination.
@@ -132,6 +135,7 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
             ifindex: p.ifindex,
             smac: p.smac,
             dmac: p.dmac,
+            vlan: VlanDevice::NONE,
         },
     )
 }

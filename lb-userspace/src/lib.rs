@@ -13,3 +13,4 @@ pub mod maglev;
 pub mod metrics;
 pub mod reconcile;
 pub mod stats;
+pub mod vlan_devices;

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 
 use etherparse::{IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header};
-use lb_common::PROTO_TCP;
+use lb_common::{PROTO_TCP, TPID_8021Q};
 use lb_userspace::dataplane::decap::{Decap, DecapStats};
 use xlb_tests::{
-    balancer_fixture::{run_program, BalancerFixture},
+    balancer_fixture::{run_program, BalancerFixture, IFACE},
     expect::{assert_passed_unchanged, XDP_DROP, XDP_PASS, XDP_TX},
     frames::{Frame, CLIENT_MAC},
     privileged::require_root,
@@ -22,6 +22,8 @@ const LB_MAC: [u8; 6] = [0x02, 0x1b, 0, 0, 0, 1];
 const BE_MAC: [u8; 6] = [0x02, 0xbe, 0, 0, 0, 2];
 const TUNNEL_V4: &str = "10.0.0.11";
 const TUNNEL_V6: &str = "fd00::11";
+/// A backend on (stand-in) VLAN 9 of the balancer's interface.
+const TUNNEL_V4_VLAN9: &str = "10.9.9.11";
 
 fn decap() -> Option<Decap> {
     if !require_root("packet_decap") {
@@ -234,12 +236,18 @@ fn balancer_output_decapsulates_to_the_client_packet() {
         .unwrap_or_else(|e| panic!("{e}"));
     f.add_vip(ip("10.100.0.1"), 80, PROTO_TCP, 0, &[ip(TUNNEL_V4)]);
     f.add_vip(ip("fd00:100::1"), 80, PROTO_TCP, 0, &[ip(TUNNEL_V6)]);
+    // A tagged packet leaves only on its own VLAN: VLAN 9's backend.
+    f.add_vlan_standin("xlbv9", IFACE, 9, TPID_8021Q, &["10.9.9.1/24"]);
+    f.add_neighbour_on(ip(TUNNEL_V4_VLAN9), "xlbv9");
+    d.add_address(ip(TUNNEL_V4_VLAN9))
+        .unwrap_or_else(|e| panic!("{e}"));
+    f.add_vip(ip("10.100.0.9"), 80, PROTO_TCP, 0, &[ip(TUNNEL_V4_VLAN9)]);
     for fr in [
         Frame::tcp(ip("192.0.2.7"), 1234, ip("10.100.0.1"), 80, f.if_mac),
         Frame::tcp(ip("2001:db8::7"), 1234, ip("fd00:100::1"), 80, f.if_mac),
         Frame {
             vlan: Some(9),
-            ..Frame::tcp(ip("192.0.2.7"), 1235, ip("10.100.0.1"), 80, f.if_mac)
+            ..Frame::tcp(ip("192.0.2.7"), 1235, ip("10.100.0.9"), 80, f.if_mac)
         },
     ] {
         let client = fr.build();

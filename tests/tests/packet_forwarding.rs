@@ -126,28 +126,6 @@ fn ipv6_vip_to_ipv4_backend_is_ipv6_in_ipv4() {
 }
 
 #[test]
-fn vlan_tagged_packets_keep_their_tag() {
-    let Some(mut f) = BalancerFixture::new("vlan_tagged") else {
-        return;
-    };
-    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
-    f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
-    for (client, vip, backend, qinq_tpid) in [
-        (CLIENT4, VIP4, B4, false),
-        (CLIENT4, VIP4, B4, true),
-        (CLIENT6, VIP6, B6, false),
-    ] {
-        let mut fr = Frame::tcp(ip(client), 41000, ip(vip), 80, f.if_mac);
-        fr.vlan = Some(100);
-        fr.vlan_qinq_tpid = qinq_tpid;
-        let input = fr.build();
-        let r = f.run(&input);
-        assert_eq!(r.action, XDP_TX, "{vip} tagged (802.1ad: {qinq_tpid})");
-        assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(backend)), "vlan");
-    }
-}
-
-#[test]
 fn double_tagged_frames_are_not_parsed() {
     let Some(mut f) = BalancerFixture::new("double_tagged") else {
         return;

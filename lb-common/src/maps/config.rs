@@ -2,6 +2,8 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
+use super::vlan::VlanDevice;
+
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
 pub const CONFIG_F_SRC_V4: u32 = 1 << 0;
 /// `GlobalConfig::flags`: `src_v6` is set (IPv6 outer headers can be built).
@@ -118,6 +120,9 @@ pub struct CachedHop {
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
     _pad2: [u8; 4],
+    /// The egress device's `XLB_VLANS` entry, looked up with the FIB
+    /// answer; `VlanDevice::NONE` for an ordinary device.
+    pub egress_vlan: VlanDevice,
 }
 
 #[cfg(feature = "user")]
@@ -164,8 +169,10 @@ mod layout {
 
     #[test]
     fn next_hop() {
-        assert_eq!(size_of::<CachedHop>(), 32);
+        assert_eq!(size_of::<CachedHop>(), 40);
         assert_eq!(align_of::<CachedHop>(), 8);
+        assert_eq!(offset_of!(CachedHop, egress_vlan), 32);
+        assert_eq!(CachedHop::default().egress_vlan, VlanDevice::NONE);
         assert_eq!(offset_of!(CachedHop, ifindex), 8);
         assert_eq!(offset_of!(CachedHop, checked_len), 12);
         assert_eq!(offset_of!(CachedHop, smac), 16);

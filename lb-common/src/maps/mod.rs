@@ -12,6 +12,7 @@ mod decap;
 mod flow;
 mod stats;
 mod vip;
+mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
 pub use config::{
@@ -24,6 +25,7 @@ pub use vip::{
     VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
     VIP_F_SOURCE_HASH,
 };
+pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -44,9 +46,10 @@ pub mod map_names {
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
+    pub const VLANS: &str = "XLB_VLANS";
 
     /// Every name above.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -60,6 +63,7 @@ pub mod map_names {
         DECAP_STATS,
         SINK_COUNT,
         NEXTHOPS,
+        VLANS,
     ];
 }
 

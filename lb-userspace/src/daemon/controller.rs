@@ -6,14 +6,15 @@
 //! the daemon keeps its last good config.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use lb_common::{
-    FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VlanDevice, VIP_F_NO_FLOW_TABLE,
+    VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -23,7 +24,7 @@ use crate::{
         humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol,
         VipConfig,
     },
-    dataplane::{Dataplane, DataplaneError},
+    dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
@@ -146,6 +147,15 @@ impl Controller {
 
     pub fn dataplane_mut(&mut self) -> &mut Dataplane {
         &mut self.dp
+    }
+
+    /// Tells the data plane which devices are VLAN devices (ifindex ->
+    /// parent and tag), for its egress check.
+    pub fn set_vlan_devices(
+        &mut self,
+        devices: &BTreeMap<u32, VlanDevice>,
+    ) -> Result<VlanSync, ControlError> {
+        Ok(self.dp.sync_vlans(devices)?)
     }
 
     /// Installs the current desired state (startup, after adoption).

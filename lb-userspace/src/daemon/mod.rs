@@ -28,16 +28,17 @@ use tracing::{error, info, warn};
 
 use self::{
     api::{ApiState, Event},
-    controller::{BackendKey, Controller},
+    controller::{BackendKey, ControlError, Controller},
 };
 use crate::{
     config::{Config, XdpMode},
     dataplane::{
         attach::{attach_pinned, ensure_bpffs, Attached, InstancePaths, Mode},
-        Dataplane, LoadOptions, Sizes,
+        Dataplane, LoadOptions, Sizes, VlanSync,
     },
     health::{HealthMonitor, Transition},
     reconcile::Reconciler,
+    vlan_devices::{self, LinkWatch, VlanLink},
 };
 
 #[derive(Debug, Clone)]
@@ -110,6 +111,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
+    // Before attaching: from its first packet on, the data plane must know
+    // which egress devices are VLAN devices.
+    let links = vlan_devices::read()
+        .await
+        .context("reading the VLAN devices over netlink")?;
+    install_vlan_devices(&mut ctl, &links).context("writing the VLAN devices to XLB_VLANS")?;
     controller::release_freed_memory();
     info!(
         writes = report.ops,
@@ -154,6 +161,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let metrics = metrics_server::serve(g.metrics_address, ctl.clone()).await?;
     info!(api = %g.api_socket.display(), metrics = %g.metrics_address, "xlb is running");
 
+    // Link changes (a VLAN device added or removed) reach the data plane at
+    // once; without the watch, at the next reload.
+    let mut links = match LinkWatch::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %crate::dataplane::attach::error_chain(&e), "cannot watch link changes: VLAN devices are re-read only on reloads");
+            None
+        }
+    };
+
     let (health_tx, mut transitions) = mpsc::unbounded_channel::<Transition<BackendKey>>();
     let mut monitor = HealthMonitor::new(health_tx);
     monitor.sync(lock(&ctl).health_checks());
@@ -170,11 +187,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     Err(e) => error!(error = %crate::dataplane::attach::error_chain(&e), "config reload failed; keeping the running config"),
                 }
                 monitor.sync(lock(&ctl).health_checks());
+                refresh_vlan_devices(&ctl).await;
             }
             Some(ev) = events.recv() => match ev {
-                Event::ConfigChanged => monitor.sync(lock(&ctl).health_checks()),
+                Event::ConfigChanged => {
+                    monitor.sync(lock(&ctl).health_checks());
+                    refresh_vlan_devices(&ctl).await;
+                }
                 Event::Shutdown => { info!("shutdown requested through the API"); break; }
             },
+            Some(()) = link_changed(&mut links) => refresh_vlan_devices(&ctl).await,
             Some(t) = transitions.recv() => {
                 let c = ctl.clone();
                 let key = t.key;
@@ -204,6 +226,64 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&g.api_socket);
     Ok(())
+}
+
+/// Writes `links` (the host's VLAN devices) to `XLB_VLANS`, saying so when
+/// the set changed.
+fn install_vlan_devices(ctl: &mut Controller, links: &[VlanLink]) -> Result<(), ControlError> {
+    let (devices, left_out) = vlan_devices::by_ifindex(links);
+    if left_out > 0 {
+        warn!(
+            left_out,
+            max = lb_common::MAX_VLAN_DEVICES,
+            "more VLAN devices than XLB_VLANS holds: packets routed to the others are \
+             redirected like untagged ones (and dropped by the kernel)"
+        );
+    }
+    let sync = ctl.set_vlan_devices(&devices)?;
+    if sync != VlanSync::default() {
+        let names: Vec<String> = links
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} (id {}, on ifindex {})",
+                    l.name,
+                    l.device.vlan_id(),
+                    l.device.parent_ifindex
+                )
+            })
+            .collect();
+        info!(
+            added_or_changed = sync.added_or_changed,
+            removed = sync.removed,
+            "VLAN devices known to the data plane: [{}]",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Re-reads the VLAN devices (after a reload or a link change); failures
+/// are logged, the previous set stays.
+async fn refresh_vlan_devices(ctl: &Arc<Mutex<Controller>>) {
+    let result = match vlan_devices::read().await {
+        Ok(links) => install_vlan_devices(&mut lock(ctl), &links).map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        warn!(
+            error = format!("{e:#}"),
+            "updating the VLAN devices failed; keeping the previous set"
+        );
+    }
+}
+
+/// The next link change, or never when links are not watched.
+async fn link_changed(links: &mut Option<LinkWatch>) -> Option<()> {
+    match links {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn lock(c: &Arc<Mutex<Controller>>) -> std::sync::MutexGuard<'_, Controller> {

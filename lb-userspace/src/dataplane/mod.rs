@@ -11,7 +11,7 @@ pub mod decap;
 mod maglev_table;
 mod map_specs;
 
-use std::{os::fd::AsFd, path::PathBuf};
+use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
@@ -20,7 +20,7 @@ use aya::{
 };
 use lb_common::{
     map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
-    Verdict, VipInfo, VipKey, VipStats,
+    Verdict, VipInfo, VipKey, VipStats, VlanDevice,
 };
 pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
@@ -156,6 +156,14 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, BackendStats>,
     next_hops: PerCpuArray<MapData, CachedHop>,
     verdicts: PerCpuArray<MapData, u64>,
+    vlans: HashMap<MapData, u32, VlanDevice>,
+}
+
+/// What [`Dataplane::sync_vlans`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VlanSync {
+    pub added_or_changed: usize,
+    pub removed: usize,
 }
 
 impl Dataplane {
@@ -209,6 +217,7 @@ impl Dataplane {
             backend_stats: typed(&mut ebpf, map_names::BACKEND_STATS)?,
             next_hops: typed(&mut ebpf, map_names::NEXTHOPS)?,
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
+            vlans: typed(&mut ebpf, map_names::VLANS)?,
             sizes,
             ebpf,
         })
@@ -353,6 +362,43 @@ impl Dataplane {
             .keys()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| map_err(map_names::TX_PORTS, e))
+    }
+
+    // ---- VLAN devices -----------------------------------------------------
+
+    /// Makes `XLB_VLANS` hold exactly `devices` (ifindex -> VLAN device):
+    /// stale entries are removed first (an ifindex may have been reused),
+    /// then new and changed ones written. The data plane's next-hop cache
+    /// picks a change up within `NEXTHOP_TTL_NS`.
+    pub fn sync_vlans(
+        &mut self,
+        devices: &BTreeMap<u32, VlanDevice>,
+    ) -> Result<VlanSync, DataplaneError> {
+        let have = self.vlan_devices()?;
+        let mut sync = VlanSync::default();
+        for ifindex in have.keys().filter(|i| !devices.contains_key(i)) {
+            match self.vlans.remove(ifindex) {
+                Ok(()) | Err(MapError::KeyNotFound) => sync.removed += 1,
+                Err(e) => return Err(map_err(map_names::VLANS, e)),
+            }
+        }
+        for (ifindex, dev) in devices {
+            if have.get(ifindex) != Some(dev) {
+                self.vlans
+                    .insert(ifindex, dev, 0)
+                    .map_err(|e| map_err(map_names::VLANS, e))?;
+                sync.added_or_changed += 1;
+            }
+        }
+        Ok(sync)
+    }
+
+    /// Every entry of `XLB_VLANS`.
+    pub fn vlan_devices(&self) -> Result<BTreeMap<u32, VlanDevice>, DataplaneError> {
+        self.vlans
+            .iter()
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(|e| map_err(map_names::VLANS, e))
     }
 
     // ---- connection table -------------------------------------------------
