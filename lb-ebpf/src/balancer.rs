@@ -10,8 +10,9 @@
 //!     by the shared flow hash.
 //!
 //! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
-//! slot, which entries are followed, refreshed and created), the same functions `xlb explain` runs
-//! against the live maps, so the two can never disagree.
+//! slot, which entries are followed, refreshed and created), the same
+//! functions `xlb explain` runs against the live maps, so the two can never
+//! disagree; so is the egress of step 4 (`decision::egress`).
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,

@@ -196,7 +196,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }
                 Event::Shutdown => { info!("shutdown requested through the API"); break; }
             },
-            Some(()) = link_changed(&mut links) => refresh_vlan_devices(&ctl).await,
+            changed = link_changed(&mut links) => match changed {
+                Some(()) => refresh_vlan_devices(&ctl).await,
+                None => {
+                    warn!("the link watch ended: VLAN devices are re-read only on reloads");
+                    links = None;
+                }
+            },
             Some(t) = transitions.recv() => {
                 let c = ctl.clone();
                 let key = t.key;

@@ -1,6 +1,7 @@
 //! Typed access to the balancer's BPF maps: loading the object with the
 //! configured sizes (optionally pinned, adopting pins left by a previous run),
-//! writing VIPs, backends, Maglev tables and global settings, and reading stats.
+//! writing VIPs, backends, Maglev tables, global settings and VLAN devices,
+//! and reading stats.
 //!
 //! This is the only module that knows map names and value layouts on the
 //! userspace side; the reconciler and the tests go through it.
