@@ -28,7 +28,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
+    bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
@@ -267,11 +267,7 @@ fn pick_backend(
     };
 
     let new_flow = if uses_flow_table(vip.flags) {
-        // An insert failure (memory pressure) only costs the flow its pinning.
-        creates_flow_entry(vip.flags, packet)
-            && XLB_FLOWS
-                .insert(key, FlowValue::new(id, packet.now_ns), 0)
-                .is_ok()
+        creates_flow_entry(vip.flags, packet) && remember_flow(key, id, packet.now_ns)
     } else {
         packet.opens_connection()
     };
@@ -282,6 +278,21 @@ fn pick_backend(
         }
     }
     Ok((id, backend))
+}
+
+/// Writes the flow's connection-table entry (backend `id`, seen now). True
+/// for a flow that had no entry: that is what `new_flows` counts. An entry
+/// replaced (a SYN retransmit or a re-used 5-tuple, a flow moved off a failed
+/// backend, an expired UDP flow) is not a new flow.
+#[inline(always)]
+fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
+    let value = FlowValue::new(id, now_ns);
+    if XLB_FLOWS.insert(key, &value, BPF_NOEXIST as u64).is_ok() {
+        return true;
+    }
+    // An insert failure (memory pressure) only costs the flow its pinning.
+    let _ = XLB_FLOWS.insert(key, &value, BPF_ANY as u64);
+    false
 }
 
 /// The backend in slot `id` if `decision::is_live_backend` accepts it.
