@@ -287,11 +287,11 @@ fn pick_backend(
 #[inline(always)]
 fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
     let value = FlowValue::new(id, now_ns);
-    if XLB_FLOWS.insert(key, &value, BPF_NOEXIST as u64).is_ok() {
+    if XLB_FLOWS.insert(key, value, BPF_NOEXIST as u64).is_ok() {
         return true;
     }
     // An insert failure (memory pressure) only costs the flow its pinning.
-    let _ = XLB_FLOWS.insert(key, &value, BPF_ANY as u64);
+    let _ = XLB_FLOWS.insert(key, value, BPF_ANY as u64);
     false
 }
 
