@@ -34,16 +34,24 @@ pub enum Verdict {
     NoOuterSource = 9,
     /// Encapsulated and sent back out of the ingress interface: XDP_TX.
     Tx = 10,
-    /// Encapsulated and redirected to another interface: XDP_REDIRECT.
+    /// Encapsulated and redirected to another interface: XDP_REDIRECT. The
+    /// kernel may still drop it after the program returns (the target has
+    /// no XDP transmit support, is down, its ring is full): such drops show
+    /// only in the driver's counters.
     Redirect = 11,
     /// The egress interface is not in `XLB_TX_PORTS`: XDP_DROP.
     RedirectFailed = 12,
     /// A map the program needs is missing an entry (never expected): XDP_DROP.
     Internal = 13,
+    /// The route to the backend leaves on another VLAN than the packet came
+    /// in on (a tagged packet routed to an untagged interface or to another
+    /// VLAN, an untagged one routed to a VLAN device): XDP_DROP, never sent
+    /// with a wrong tag (`decision::egress`).
+    VlanMismatch = 14,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -60,6 +68,7 @@ impl Verdict {
         Verdict::Redirect,
         Verdict::RedirectFailed,
         Verdict::Internal,
+        Verdict::VlanMismatch,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -79,6 +88,7 @@ impl Verdict {
             Verdict::Redirect => "redirect",
             Verdict::RedirectFailed => "redirect_failed",
             Verdict::Internal => "internal",
+            Verdict::VlanMismatch => "vlan_mismatch",
         }
     }
 
@@ -99,7 +109,8 @@ impl Verdict {
             | Verdict::TooBig
             | Verdict::NoOuterSource
             | Verdict::RedirectFailed
-            | Verdict::Internal => XDP_DROP,
+            | Verdict::Internal
+            | Verdict::VlanMismatch => XDP_DROP,
         }
     }
 }

@@ -4,16 +4,20 @@
 //!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
-//!     keeps its backend when the backend set changes), else the VIP's Maglev
-//!     table in `XLB_MAGLEV` indexed by the shared flow hash.
+//!     keeps its backend when the backend set changes, unless the backend
+//!     failed its health check, the packet opens a new TCP connection or the
+//!     UDP entry expired), else the VIP's Maglev table in `XLB_MAGLEV` indexed
+//!     by the shared flow hash.
 //!
 //! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
-//! slot, which entries are followed), the same functions `xlb explain` runs
-//! against the live maps, so the two can never disagree.
+//! slot, which entries are followed, refreshed and created), the same
+//! functions `xlb explain` runs against the live maps, so the two can never
+//! disagree; so is the egress of step 4 (`decision::egress`).
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
-//!     kernel FIB answers, refreshed every 100 ms), push an IP-in-IP header and
-//!     the next hop's MACs, and transmit: XDP_TX out of the ingress interface,
-//!     or a redirect through `XLB_TX_PORTS`.
+//!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
+//!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
+//!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
+//!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -24,7 +28,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU},
+    bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
@@ -33,16 +37,19 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use lb_common::{
     bytes,
-    decision::{self, follows_flow_entry, is_live_backend, maglev_slot, uses_flow_table},
+    decision::{
+        self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
+        maglev_slot, refreshes_flow_entry, uses_flow_table, Egress, PacketFacts,
+    },
     Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
-    VipStats, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE,
-    FAMILY_V4, MAX_TX_PORTS, NEXTHOP_TTL_NS, NO_BACKEND, PROTO_TCP,
+    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
+    DEFAULT_TABLE_SIZE, FAMILY_V4, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
     mem,
     packet::ref_at,
-    parse::{self, Ip, L4Status, ParseError, L2, TCP_FLAG_ACK, TCP_FLAG_SYN},
+    parse::{self, Ip, L4Status, ParseError, L2},
 };
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
@@ -83,6 +90,11 @@ static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
 #[map]
 static XLB_NEXTHOPS: PerCpuArray<CachedHop> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// The host's VLAN devices by ifindex (filled by the daemon from netlink):
+/// the FIB names an egress device, not its VLAN.
+#[map]
+static XLB_VLANS: HashMap<u32, VlanDevice> = HashMap::with_max_entries(MAX_VLAN_DEVICES, 0);
 
 /// Interfaces an encapsulated packet may be redirected to, keyed by ifindex.
 #[map]
@@ -147,8 +159,17 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
+    // The one clock read of a VIP packet: flow-entry ages and the next-hop
+    // cache both use it.
+    // SAFETY: reads the coarse monotonic clock; no arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let packet = PacketFacts {
+        proto: key.proto(),
+        tcp_flags,
+        now_ns,
+    };
     let hash = decision::vip_hash(vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, tcp_flags)?;
+    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, &packet)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -157,7 +178,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, backend_id, backend, hash)
+    forward(ctx, &l2, &ip, backend_id, backend, hash, now_ns)
 }
 
 #[inline(always)]
@@ -199,25 +220,34 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
     vk
 }
 
-/// The backend for this packet: the connection table's answer while it still
-/// names a live backend of this VIP, else the Maglev slot (remembered in the
-/// connection table unless the VIP bypasses it).
+/// The backend for this packet: the connection table's answer while
+/// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
+/// VIP; not for a new TCP connection; not an expired UDP entry), else the
+/// Maglev slot (remembered in the connection table when
+/// `decision::creates_flow_entry` says so).
 #[inline(always)]
 fn pick_backend(
     ctx: &XdpContext,
     vip: &VipInfo,
     key: &FlowKey,
     hash: u32,
-    tcp_flags: u8,
+    packet: &PacketFacts,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    let use_flows = uses_flow_table(vip.flags);
-    if use_flows {
-        // SAFETY: FlowValue is plain data, updated by whole-element replacement.
-        if let Some(flow) = unsafe { XLB_FLOWS.get(key) } {
-            let id = flow.backend_id;
+    if consults_flow_table(vip.flags, packet) {
+        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a map value, valid for the whole run. Other CPUs write
+            // only `last_seen_ns` in place (an aligned 8-byte store, never
+            // torn); replacements swap the whole element (hash map RCU).
+            let entry = unsafe { &*flow };
+            let id = entry.backend_id;
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
-                    if follows_flow_entry(id, b, vip.vip_id) {
+                    if follows_flow_entry(id, b, vip, entry, packet) {
+                        if refreshes_flow_entry(vip, entry, packet) {
+                            // SAFETY: as above; a racing refresh by another
+                            // CPU writes an equally recent time.
+                            unsafe { (*flow).last_seen_ns = packet.now_ns };
+                        }
                         return Ok((id, b));
                     }
                 }
@@ -236,11 +266,10 @@ fn pick_backend(
         return Err(Verdict::NoBackend);
     };
 
-    let new_flow = if use_flows {
-        // An insert failure (memory pressure) only costs the flow its pinning.
-        XLB_FLOWS.insert(key, FlowValue::new(id), 0).is_ok()
+    let new_flow = if uses_flow_table(vip.flags) {
+        creates_flow_entry(vip.flags, packet) && remember_flow(key, id, packet.now_ns)
     } else {
-        key.proto() == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+        packet.opens_connection()
     };
     if new_flow {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
@@ -249,6 +278,21 @@ fn pick_backend(
         }
     }
     Ok((id, backend))
+}
+
+/// Writes the flow's connection-table entry (backend `id`, seen now). True
+/// for a flow that had no entry: that is what `new_flows` counts. An entry
+/// replaced (a SYN retransmit or a re-used 5-tuple, a flow moved off a failed
+/// backend, an expired UDP flow) is not a new flow.
+#[inline(always)]
+fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
+    let value = FlowValue::new(id, now_ns);
+    if XLB_FLOWS.insert(key, value, BPF_NOEXIST as u64).is_ok() {
+        return true;
+    }
+    // An insert failure (memory pressure) only costs the flow its pinning.
+    let _ = XLB_FLOWS.insert(key, value, BPF_ANY as u64);
+    false
 }
 
 /// The backend in slot `id` if `decision::is_live_backend` accepts it.
@@ -270,6 +314,7 @@ fn forward(
     backend_id: u32,
     backend: &Backend,
     hash: u32,
+    now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
@@ -289,7 +334,7 @@ fn forward(
         src,
         dst: backend.addr16(),
         tos: ip.tos,
-        ttl: ip.ttl,
+        ttl: cfg.outer_ttl(),
         flow_label: hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
@@ -300,16 +345,24 @@ fn forward(
     }
 
     let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress);
-    let (smac, dmac, verdict) = match rc {
-        fib_rc::SUCCESS => (hop.smac, hop.dmac, Verdict::Tx),
+    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, now_ns);
+    let (smac, dmac, how) = match rc {
+        // The frame keeps its VLAN tag: `decision::egress` lets it leave only
+        // on the VLAN it came in on, before anything is written.
+        fib_rc::SUCCESS => {
+            let how = decision::egress(ingress, l2.vlan_tpid, l2.vlan_tci, hop.ifindex, &hop.vlan);
+            if how == Egress::VlanMismatch {
+                return Err(Verdict::VlanMismatch);
+            }
+            (hop.smac, hop.dmac, Some(how))
+        }
         // Hand the encapsulated packet to the kernel: it forwards it and, on the
         // way, resolves the neighbour the next packets will use. The frame keeps
         // its original MACs: its destination is this host's own MAC, so the
         // stack accepts it instead of dropping it as OTHERHOST.
         fib_rc::NO_NEIGH => {
             let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
-            (smac, dmac, Verdict::FibNoNeigh)
+            (smac, dmac, None)
         }
         fib_rc::FRAG_NEEDED => return Err(Verdict::TooBig),
         _ => {
@@ -318,18 +371,23 @@ fn forward(
         }
     };
 
+    // What leaves is the outer header and exactly the IP packet.
+    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
+        return Err(Verdict::Internal);
+    }
     if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
         return Err(Verdict::Internal);
     }
-    if verdict == Verdict::FibNoNeigh {
-        return Ok((verdict, xdp_action::XDP_PASS));
-    }
-    if hop.ifindex == ingress {
-        return Ok((Verdict::Tx, xdp_action::XDP_TX));
-    }
-    match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
-        Ok(action) => Ok((Verdict::Redirect, action)),
-        Err(_) => Err(Verdict::RedirectFailed),
+    match how {
+        None => Ok((Verdict::FibNoNeigh, xdp_action::XDP_PASS)),
+        Some(Egress::Tx) => Ok((Verdict::Tx, xdp_action::XDP_TX)),
+        // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
+        // which has no XDP transmit): the kernel may still fail the
+        // redirect after we return, see `Verdict::Redirect`.
+        Some(_) => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+            Ok(action) => Ok((Verdict::Redirect, action)),
+            Err(_) => Err(Verdict::RedirectFailed),
+        },
     }
 }
 
@@ -345,9 +403,8 @@ fn next_hop(
     id: u32,
     outer_len: u16,
     ingress: u32,
+    now: u64,
 ) -> (i64, NextHop) {
-    // SAFETY: reads the coarse monotonic clock; no arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let cached = XLB_NEXTHOPS.get_ptr_mut(id);
     if let Some(c) = cached {
         // SAFETY: this CPU's own slot; nothing else writes it while we run.
@@ -359,15 +416,23 @@ fn next_hop(
                     ifindex: c.ifindex,
                     smac: c.smac,
                     dmac: c.dmac,
+                    vlan: c.egress_vlan,
                 },
             );
         }
     }
-    let (rc, hop) = encap::fib_lookup(ctx, outer, ingress);
+    let (rc, mut hop) = encap::fib_lookup(ctx, outer, ingress);
     if rc == fib_rc::SUCCESS {
+        // The FIB says nothing of VLANs: whether the egress is a VLAN device
+        // (and which) comes from the daemon's `XLB_VLANS`, cached with it.
+        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
+            // SAFETY: a map value, replaced whole by the daemon.
+            hop.vlan = unsafe { *v };
+        }
         if let Some(c) = cached {
             // SAFETY: this CPU's own slot.
             unsafe {
+                (*c).egress_vlan = hop.vlan;
                 (*c).expires_ns = now + NEXTHOP_TTL_NS;
                 (*c).ifindex = hop.ifindex;
                 (*c).checked_len = outer_len;

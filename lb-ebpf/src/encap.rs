@@ -8,11 +8,11 @@
 
 use aya_ebpf::{
     bindings::bpf_fib_lookup as FibParams,
-    helpers::generated::{bpf_fib_lookup, bpf_xdp_adjust_head},
+    helpers::generated::{bpf_fib_lookup, bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{bytes, checksum, FAMILY_V4};
+use lb_common::{bytes, checksum, VlanDevice, FAMILY_V4};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
@@ -21,7 +21,7 @@ use network_types::{
 
 use crate::{
     mem,
-    packet::mut_at,
+    packet::{self, mut_at},
     parse::{ETH_P_IPV4, ETH_P_IPV6, IPPROTO_IPIP, IPPROTO_IPV6, L2},
 };
 
@@ -52,8 +52,10 @@ pub struct Outer<'a> {
     pub family: u8,
     pub src: &'a [u8; 16],
     pub dst: &'a [u8; 16],
-    /// Copied from the inner header: DSCP/ECN and TTL/hop limit.
+    /// DSCP/ECN, copied from the inner header.
     pub tos: u8,
+    /// TTL / hop limit: the configured outer TTL, never the client's (a
+    /// packet that arrived with TTL 1 must still reach the backend).
     pub ttl: u8,
     /// IPv6 flow label (20 bits), from the flow hash: gives ECMP in the fabric
     /// per-flow entropy without anyone parsing the inner packet.
@@ -97,6 +99,9 @@ pub struct NextHop {
     pub ifindex: u32,
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
+    /// The egress device's VLAN, if it is a VLAN device (the FIB does not
+    /// say: [`fib_lookup`] leaves it `NONE`, the caller fills it in).
+    pub vlan: VlanDevice,
 }
 
 /// Asks the kernel FIB for the route and neighbour toward the outer destination.
@@ -130,8 +135,26 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
             ifindex: p.ifindex,
             smac: p.smac,
             dmac: p.dmac,
+            vlan: VlanDevice::NONE,
         },
     )
+}
+
+/// Cuts the frame after its first `len` bytes: Ethernet padding or any bytes
+/// beyond the IP packet's own length would otherwise be sent inside the
+/// tunnel, after the packet the outer header describes (and count against the
+/// egress MTU, which the FIB checked for the IP length only). Returns false
+/// if the kernel refused.
+#[inline(always)]
+pub fn trim_to(ctx: &XdpContext, len: usize) -> bool {
+    let frame = packet::len(ctx);
+    if frame <= len {
+        return true;
+    }
+    let excess = (frame - len) as i32;
+    // SAFETY: shrinking the tail is always memory-safe; every packet pointer
+    // taken before this call is dead from here on (only offsets are reused).
+    unsafe { bpf_xdp_adjust_tail(ctx.as_ptr() as *mut _, -excess) == 0 }
 }
 
 /// Grows the frame at the front by the outer header and writes Ethernet (+ the

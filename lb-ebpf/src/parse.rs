@@ -29,10 +29,6 @@ pub const IPPROTO_ROUTING: u8 = 43;
 pub const IPPROTO_FRAGMENT: u8 = 44;
 pub const IPPROTO_DSTOPTS: u8 = 60;
 
-/// TCP flag bits (byte 13 of the TCP header).
-pub const TCP_FLAG_SYN: u8 = 0x02;
-pub const TCP_FLAG_ACK: u8 = 0x10;
-
 /// IPv6 extension headers walked before giving up. Real traffic to a VIP carries
 /// none; three covers hop-by-hop + destination options + routing in any order.
 const MAX_IPV6_EXT_HEADERS: usize = 3;
@@ -92,8 +88,6 @@ pub struct Ip {
     pub ip_len: usize,
     /// IPv4 TOS / IPv6 traffic class (DSCP + ECN).
     pub tos: u8,
-    /// IPv4 TTL / IPv6 hop limit.
-    pub ttl: u8,
 }
 
 /// Parses Ethernet and at most one 802.1Q/802.1ad tag.
@@ -170,7 +164,6 @@ fn parse_ipv4(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
         l4,
         ip_len,
         tos: ip.tos,
-        ttl: ip.ttl,
     })
 }
 
@@ -199,7 +192,6 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize, key: &mut FlowKey) -> Result<Ip, 
         l4,
         ip_len,
         tos,
-        ttl: ip.hop_limit,
     })
 }
 

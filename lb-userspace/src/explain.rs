@@ -7,8 +7,11 @@
 use std::net::IpAddr;
 
 use lb_common::{
-    decision::{self, follows_flow_entry, is_live_backend, maglev_slot, uses_flow_table},
-    Backend, FlowKey, VipInfo, VipKey, NO_BACKEND, VIP_F_SOURCE_HASH,
+    decision::{
+        self, flow_entry_use, is_live_backend, maglev_slot, uses_flow_table, FlowEntryUse,
+        PacketFacts, TCP_FLAG_ACK, TCP_FLAG_SYN,
+    },
+    Backend, FlowKey, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 
@@ -22,7 +25,8 @@ use crate::{
 pub enum Path {
     /// No VIP matches the destination, port and protocol: XDP_PASS.
     NotVip,
-    /// A connection-table entry names a live backend of the VIP.
+    /// The flow's connection-table entry is followed
+    /// (`decision::flow_entry_use`).
     FlowTable,
     /// The VIP's Maglev table picks the backend (and, unless the VIP bypasses
     /// the connection table, a new entry remembers it).
@@ -38,8 +42,11 @@ pub struct Trace {
     pub path: Path,
     /// The `XLB_VIPS` entry that matched (exact port or port 0).
     pub vip: Option<(VipKey, VipInfo)>,
-    /// The backend id of the flow's connection-table entry, followed or not.
-    pub flow_entry: Option<u32>,
+    /// The packet the decision is for (its TCP flags and time matter).
+    pub packet: PacketFacts,
+    /// The backend id of the flow's connection-table entry, and whether it
+    /// is followed (or why not).
+    pub flow_entry: Option<(u32, FlowEntryUse)>,
     /// The VIP's flow hash (absent on a flow-table hit: not computed).
     pub hash: Option<u32>,
     /// The slot within the VIP's table.
@@ -49,10 +56,11 @@ pub struct Trace {
 }
 
 impl Trace {
-    fn not_vip() -> Self {
+    fn not_vip(packet: PacketFacts) -> Self {
         Self {
             path: Path::NotVip,
             vip: None,
+            packet,
             flow_entry: None,
             hash: None,
             slot: None,
@@ -60,14 +68,46 @@ impl Trace {
         }
     }
 
-    /// Whether the packet would create a connection-table entry.
+    /// Whether the packet would create (or replace) a connection-table entry.
     pub fn creates_flow_entry(&self) -> bool {
-        self.path == Path::Maglev && self.vip.is_some_and(|(_, v)| uses_flow_table(v.flags))
+        self.path == Path::Maglev
+            && self
+                .vip
+                .is_some_and(|(_, v)| decision::creates_flow_entry(v.flags, &self.packet))
     }
 }
 
-/// Evaluates the data plane's decision for `flow` against `dp`'s maps.
-pub fn trace(dp: &Dataplane, flow: &FlowKey) -> Result<Trace, DataplaneError> {
+/// The coarse monotonic clock the data plane reads (`bpf_ktime_get_coarse_ns`
+/// is `CLOCK_MONOTONIC_COARSE`), in nanoseconds: the time base of flow
+/// entries' `last_seen_ns`.
+pub fn coarse_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// A packet of `flow` now: for TCP a SYN (a new connection) or an ACK (a
+/// packet of an established one).
+pub fn packet_now(flow: &FlowKey, syn: bool) -> PacketFacts {
+    let tcp_flags = match (flow.proto() == PROTO_TCP, syn) {
+        (false, _) => 0,
+        (true, true) => TCP_FLAG_SYN,
+        (true, false) => TCP_FLAG_ACK,
+    };
+    PacketFacts {
+        proto: flow.proto(),
+        tcp_flags,
+        now_ns: coarse_now_ns(),
+    }
+}
+
+/// Evaluates the data plane's decision for `packet` of `flow` against `dp`'s
+/// maps.
+pub fn trace(
+    dp: &Dataplane,
+    flow: &FlowKey,
+    packet: &PacketFacts,
+) -> Result<Trace, DataplaneError> {
     let mut failed = None;
     let mut key = VipKey::of_flow(flow);
     let found = decision::lookup_vip(&mut key, |k| match dp.vip(k) {
@@ -81,23 +121,28 @@ pub fn trace(dp: &Dataplane, flow: &FlowKey) -> Result<Trace, DataplaneError> {
         return Err(e);
     }
     let Some(info) = found else {
-        return Ok(Trace::not_vip());
+        return Ok(Trace::not_vip(*packet));
     };
     let mut t = Trace {
         vip: Some((key, info)),
-        ..Trace::not_vip()
+        ..Trace::not_vip(*packet)
     };
 
+    // The data plane skips the lookup for a SYN (`consults_flow_table`);
+    // looking anyway only lets the explanation name the entry it ignores.
     if uses_flow_table(info.flags) {
         if let Some(entry) = dp.flow(flow)? {
             let id = entry.backend_id;
-            t.flow_entry = Some(id);
-            if let Some(b) = backend(dp, id)? {
-                if follows_flow_entry(id, &b, info.vip_id) {
-                    t.path = Path::FlowTable;
-                    t.backend = Some((id, b));
-                    return Ok(t);
-                }
+            let slot = backend(dp, id)?;
+            let verdict = match &slot {
+                Some(b) => flow_entry_use(id, b, &info, &entry, packet),
+                None => FlowEntryUse::BackendGone,
+            };
+            t.flow_entry = Some((id, verdict));
+            if let (FlowEntryUse::Follow, Some(b)) = (verdict, slot) {
+                t.path = Path::FlowTable;
+                t.backend = Some((id, b));
+                return Ok(t);
             }
         }
     }
@@ -142,6 +187,10 @@ pub struct FlowQuery {
     pub dst: IpAddr,
     pub dport: u16,
     pub proto: Protocol,
+    /// Explain a TCP SYN (a new connection) rather than a packet of an
+    /// established connection.
+    #[serde(default)]
+    pub syn: bool,
 }
 
 /// Which backend a flow goes to, and why, as the API and the CLI show it.
@@ -170,7 +219,13 @@ impl Explanation {
             ),
             Path::FlowTable => (
                 "flow table hit",
-                "an existing connection: it keeps the backend it started on".to_string(),
+                if t.packet.proto == PROTO_TCP {
+                    "an existing connection: it keeps the backend it started on".to_string()
+                } else {
+                    "an active flow: it keeps its backend until it is idle for the VIP's UDP \
+                     idle timeout"
+                        .to_string()
+                },
             ),
             Path::NoBackend => (
                 "no backend",
@@ -183,17 +238,30 @@ impl Explanation {
                     "5-tuple"
                 };
                 let table_size = t.vip.map_or(0, |(_, v)| v.table_size);
+                let table = if !uses_flow_table(flags) {
+                    "; the VIP bypasses the flow table".to_string()
+                } else {
+                    match t.flow_entry {
+                        None => "; not in the flow table yet (a new connection)".to_string(),
+                        Some((id, why)) => format!(
+                            "; the flow's entry (backend id {id}) is not followed: {}",
+                            ignored_entry(why)
+                        ),
+                    }
+                };
+                let replaced = if t.creates_flow_entry() {
+                    ""
+                } else if uses_flow_table(flags) {
+                    "; a TCP reset leaves no entry"
+                } else {
+                    ""
+                };
                 (
                     "maglev slot",
                     format!(
-                        "{hashing} hash {:#010x} mod {table_size} = slot {}{}",
+                        "{hashing} hash {:#010x} mod {table_size} = slot {}{table}{replaced}",
                         t.hash.unwrap_or(0),
                         t.slot.unwrap_or(0),
-                        if uses_flow_table(flags) {
-                            "; not in the flow table yet (a new connection)"
-                        } else {
-                            "; the VIP bypasses the flow table"
-                        }
                     ),
                 )
             }
@@ -207,5 +275,18 @@ impl Explanation {
             slot: t.slot,
             detail,
         }
+    }
+}
+
+/// Why an entry that exists is not followed, in words.
+fn ignored_entry(why: FlowEntryUse) -> &'static str {
+    match why {
+        FlowEntryUse::Follow => "it is followed",
+        FlowEntryUse::BackendGone => "its backend was removed",
+        FlowEntryUse::BackendUnhealthy => "its backend failed its health check",
+        FlowEntryUse::NewConnection => {
+            "a SYN opens a new connection, which takes the current table"
+        }
+        FlowEntryUse::Expired => "it was idle longer than the VIP's UDP idle timeout",
     }
 }

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod netdev;
 pub mod reconcile;
 pub mod stats;
+pub mod vlan_devices;

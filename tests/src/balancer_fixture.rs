@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
-use lb_common::{Backend, GlobalConfig, VipInfo, VipKey};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, VlanDevice};
 use lb_userspace::dataplane::{Dataplane, LoadOptions, Sizes};
 
 use crate::{
@@ -160,11 +160,63 @@ impl BalancerFixture {
 
     /// A static, permanent neighbour entry for `addr` with [`backend_mac`].
     pub fn add_neighbour(&self, addr: IpAddr) {
+        self.add_neighbour_on(addr, IFACE);
+    }
+
+    /// [`add_neighbour`](Self::add_neighbour) on device `dev`.
+    pub fn add_neighbour_on(&self, addr: IpAddr, dev: &str) {
         let mac = backend_mac(addr);
         let mac = mac.map(|b| format!("{b:02x}")).join(":");
         self.ns.ip(&format!(
-            "neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"
+            "neigh replace {addr} lladdr {mac} dev {dev} nud permanent"
         ));
+    }
+
+    /// A stand-in for a VLAN sub-interface of `parent`, for a kernel without
+    /// 802.1Q support (`CONFIG_VLAN_8021Q` unset, as on the test machines):
+    /// a veth `name` (peer `<name>p`) with `addrs` (CIDR), up, recorded in
+    /// `XLB_VLANS` as VLAN `id` with protocol `tpid` of `parent`, which is
+    /// what the daemon records for a real VLAN device. The FIB routes to it
+    /// like to a VLAN device; the data plane knows VLANs only from the map.
+    /// Returns its ifindex.
+    pub fn add_vlan_standin(
+        &mut self,
+        name: &str,
+        parent: &str,
+        id: u16,
+        tpid: u16,
+        addrs: &[&str],
+    ) -> u32 {
+        self.ns
+            .ip(&format!("link add {name} type veth peer name {name}p"));
+        for a in addrs {
+            let nodad = if a.contains(':') { " nodad" } else { "" };
+            self.ns.ip(&format!("addr add {a} dev {name}{nodad}"));
+        }
+        self.ns.ip(&format!("link set {name} up"));
+        self.ns.ip(&format!("link set {name}p up"));
+        let ifindex = self.ns.ifindex(name);
+        let mut vlans = self
+            .dp
+            .vlan_devices()
+            .unwrap_or_else(|e| panic!("reading XLB_VLANS: {e}"));
+        vlans.insert(ifindex, VlanDevice::new(self.ns.ifindex(parent), id, tpid));
+        self.dp
+            .sync_vlans(&vlans)
+            .unwrap_or_else(|e| panic!("writing XLB_VLANS: {e}"));
+        ifindex
+    }
+
+    /// Records the namespace's VLAN devices in `XLB_VLANS` as the daemon
+    /// does (read over netlink), and returns how many there are.
+    pub fn sync_vlans(&mut self) -> usize {
+        let links = lb_userspace::vlan_devices::read_blocking()
+            .unwrap_or_else(|e| panic!("reading VLAN devices: {e:#}"));
+        let (devices, _) = lb_userspace::vlan_devices::by_ifindex(&links);
+        self.dp
+            .sync_vlans(&devices)
+            .unwrap_or_else(|e| panic!("writing XLB_VLANS: {e}"));
+        devices.len()
     }
 
     /// Runs the balancer once on `frame`, as if it arrived on `xlbp0`.

@@ -155,6 +155,26 @@ impl Session {
     }
 }
 
+/// A UDP socket of `host` bound to local port `sport` (0 = any), for
+/// talking to `target`'s family.
+pub fn udp_socket(host: &Host, target: SocketAddr, sport: u16) -> std::io::Result<UdpSocket> {
+    let _in = host.ns.enter();
+    let local: SocketAddr = if target.is_ipv4() {
+        SocketAddr::new(IpAddr::V4(host.v4), sport)
+    } else {
+        SocketAddr::new(IpAddr::V6(host.v6), sport)
+    };
+    let domain = if target.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&local.into())?;
+    Ok(s.into())
+}
+
 /// One UDP exchange from `host` (local port `sport`, 0 = any): returns the
 /// answering backend's name.
 pub fn udp_backend(
@@ -163,28 +183,29 @@ pub fn udp_backend(
     sport: u16,
     payload: &[u8],
 ) -> std::io::Result<String> {
-    let sock = {
-        let _in = host.ns.enter();
-        let local: SocketAddr = if target.is_ipv4() {
-            SocketAddr::new(IpAddr::V4(host.v4), sport)
-        } else {
-            SocketAddr::new(IpAddr::V6(host.v6), sport)
-        };
-        let domain = if target.is_ipv4() {
-            Domain::IPV4
-        } else {
-            Domain::IPV6
-        };
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_address(true)?;
-        s.bind(&local.into())?;
-        let u: UdpSocket = s.into();
-        u
-    };
+    let sock = udp_socket(host, target, sport)?;
     sock.set_read_timeout(Some(TIMEOUT))?;
+    udp_exchange(&sock, target, payload)
+}
+
+/// Sends `payload` to `target` on `sock` and waits (the socket's read
+/// timeout) for the answer that echoes it, skipping late answers to earlier
+/// payloads; returns the answering backend's name.
+pub fn udp_exchange(
+    sock: &UdpSocket,
+    target: SocketAddr,
+    payload: &[u8],
+) -> std::io::Result<String> {
     sock.send_to(payload, target)?;
     let mut buf = [0u8; 2048];
-    let (n, from) = sock.recv_from(&mut buf)?;
+    let (n, from) = loop {
+        let (n, from) = sock.recv_from(&mut buf)?;
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let echoed = text.split_once('\n').map_or("", |(_, e)| e);
+        if from != target || echoed.as_bytes() == payload {
+            break (n, from);
+        }
+    };
     if from != target {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -192,13 +213,7 @@ pub fn udp_backend(
         ));
     }
     let text = String::from_utf8_lossy(&buf[..n]);
-    let (name, echoed) = text.split_once('\n').unwrap_or((&text, ""));
-    if echoed.as_bytes() != payload {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "udp payload not echoed",
-        ));
-    }
+    let name = text.split_once('\n').map_or(&*text, |(name, _)| name);
     Ok(name.to_string())
 }
 

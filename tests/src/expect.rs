@@ -6,7 +6,10 @@ use std::net::IpAddr;
 
 use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
 
-use crate::balancer_fixture::RunResult;
+use crate::{
+    balancer_fixture::{backend_mac, BalancerFixture, RunResult, BALANCER_V4, BALANCER_V6},
+    frames::Frame,
+};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -35,12 +38,43 @@ pub struct Encapsulated<'a> {
     pub dst_mac: [u8; 6],
     pub outer_src: IpAddr,
     pub outer_dst: IpAddr,
-    /// TOS/traffic class and TTL/hop limit the outer header must carry.
+    /// TOS/traffic class the outer header must carry (copied from the inner).
     pub tos: u8,
+    /// TTL/hop limit the outer header must carry (the configured outer TTL,
+    /// whatever the inner packet's).
     pub ttl: u8,
 }
 
-/// Verifies every byte of an encapsulated frame; returns the outer header length.
+impl<'a> Encapsulated<'a> {
+    /// What `input` (built from `frame`) must become when the fixture sends
+    /// it to `backend` through the egress it arrived on, with the default
+    /// outer TTL.
+    pub fn toward(f: &BalancerFixture, input: &'a [u8], frame: &Frame, backend: IpAddr) -> Self {
+        let l2 = frame.l3_offset();
+        let inner_len = match frame.src {
+            IpAddr::V4(_) => usize::from(u16::from_be_bytes([input[l2 + 2], input[l2 + 3]])),
+            IpAddr::V6(_) => 40 + usize::from(u16::from_be_bytes([input[l2 + 4], input[l2 + 5]])),
+        };
+        Self {
+            input,
+            l2_len: l2,
+            inner_len,
+            src_mac: f.if_mac,
+            dst_mac: backend_mac(backend),
+            outer_src: if backend.is_ipv4() {
+                IpAddr::from(BALANCER_V4)
+            } else {
+                IpAddr::from(BALANCER_V6)
+            },
+            outer_dst: backend,
+            tos: frame.tos,
+            ttl: lb_common::DEFAULT_OUTER_TTL,
+        }
+    }
+}
+
+/// Verifies every byte of an encapsulated frame, and that nothing follows the
+/// inner packet; returns the outer header length.
 pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
     assert_eq!(&out[0..6], &e.dst_mac, "{what}: destination MAC (next hop)");
     assert_eq!(
@@ -94,7 +128,7 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
             assert_eq!(h.protocol, expected_next, "{what}: outer protocol");
             assert_eq!(h.source, src.octets(), "{what}: outer source");
             assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
-            assert_eq!(h.time_to_live, e.ttl, "{what}: outer TTL copied from inner");
+            assert_eq!(h.time_to_live, e.ttl, "{what}: outer TTL");
             assert_eq!(
                 (h.dscp.value() << 2) | h.ecn.value(),
                 e.tos,
@@ -123,19 +157,21 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
             assert_eq!(h.next_header, expected_next, "{what}: outer next header");
             assert_eq!(h.source, src.octets(), "{what}: outer source");
             assert_eq!(h.destination, dst.octets(), "{what}: outer destination");
-            assert_eq!(
-                h.hop_limit, e.ttl,
-                "{what}: outer hop limit copied from inner"
-            );
+            assert_eq!(h.hop_limit, e.ttl, "{what}: outer hop limit");
             assert_eq!(h.traffic_class, e.tos, "{what}: outer traffic class");
             40
         }
         _ => panic!("{what}: outer source and destination families differ"),
     };
     assert_eq!(
+        out.len(),
+        l3 + outer_len + e.inner_len,
+        "{what}: the frame must end with the inner packet (no padding or trailing bytes)"
+    );
+    assert_eq!(
         &out[l3 + outer_len..],
-        &e.input[e.l2_len..],
-        "{what}: the inner packet (and any trailing padding) must be unchanged"
+        &e.input[e.l2_len..e.l2_len + e.inner_len],
+        "{what}: the inner packet must be unchanged"
     );
     outer_len
 }

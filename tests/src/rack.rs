@@ -28,7 +28,9 @@ pub struct VipSpec {
     pub backends: Vec<(usize, u16)>,
     /// Whether backends are addressed by IPv6 (else IPv4).
     pub v6_backends: bool,
-    /// `Some((interval_ms, fall))`: a TCP health check on the service port.
+    /// `Some((interval_ms, fall))`: a TCP health check on the service port
+    /// (for a UDP service, on the backends' first TCP port: their UDP
+    /// servers answer no TCP).
     pub tcp_check: Option<(u64, u32)>,
 }
 
@@ -284,6 +286,10 @@ pub fn config_text(topo: &Topology, vips: &[VipSpec]) -> String {
                 "  [vip.health_check]\n  kind = \"tcp\"\n  interval = \"{interval}ms\"\n  timeout = \"{}ms\"\n  rise = 2\n  fall = {fall}",
                 interval * 2 / 3
             );
+            if v.protocol == "udp" {
+                let port = ServerPorts::default().tcp[0];
+                let _ = writeln!(s, "  port = {port}");
+            }
         }
         for (i, w) in &v.backends {
             let h = &topo.backends[*i].host;

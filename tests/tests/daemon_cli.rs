@@ -110,6 +110,20 @@ fn cli_changes_reach_the_maps_and_real_traffic() {
         "tcp",
     ]);
     assert!(fresh.contains("maglev slot"), "{fresh}");
+    // A SYN of the established connection would take the table, not its entry.
+    let syn = rack.daemon.cli(&[
+        "explain",
+        &local.ip().to_string(),
+        &local.port().to_string(),
+        "10.200.0.9",
+        "443",
+        "tcp",
+        "--syn",
+    ]);
+    assert!(
+        syn.contains("maglev slot") && syn.contains("a SYN opens a new connection"),
+        "{syn}"
+    );
     let not_vip = rack.daemon.cli(&[
         "explain",
         "198.51.100.1",
@@ -119,6 +133,60 @@ fn cli_changes_reach_the_maps_and_real_traffic() {
         "tcp",
     ]);
     assert!(not_vip.contains("not a VIP"), "{not_vip}");
+
+    // A UDP VIP with its own idle timeout, shown by `vip list`; a timeout out
+    // of range is refused with the field named.
+    rack.daemon.cli(&[
+        "vip",
+        "add",
+        "--name",
+        "extra-udp",
+        "--address",
+        "10.200.0.9",
+        "--port",
+        "5000",
+        "--protocol",
+        "udp",
+        "--udp-idle-timeout",
+        "45s",
+        "--backend",
+        &b1.to_string(),
+    ]);
+    let listed = rack.daemon.cli(&["vip", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("extra-udp") && l.contains("udp-idle-timeout=45s")),
+        "{listed}"
+    );
+    let udp = vips(&rack)
+        .into_iter()
+        .find(|v| v.name == "extra-udp")
+        .unwrap_or_else(|| panic!("extra-udp not listed"));
+    assert_eq!(udp.udp_idle_timeout, Duration::from_secs(45));
+    let refused = xlb(
+        &rack.topo.balancer.name,
+        &[
+            "vip",
+            "add",
+            "--address",
+            "10.200.0.9",
+            "--port",
+            "5001",
+            "--protocol",
+            "udp",
+            "--udp-idle-timeout",
+            "10ms",
+            "--socket",
+            &rack.daemon.socket.to_string_lossy(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("udp_idle_timeout") && err.contains("10ms"),
+        "{err}"
+    );
+    rack.daemon.cli(&["vip", "del", "extra-udp"]);
 
     rack.daemon.cli(&["vip", "del", "extra"]);
     assert!(vips(&rack).iter().all(|v| v.name != "extra"));

@@ -1,6 +1,7 @@
 //! End to end: changes while traffic flows. Scenarios 4 (weight change), 5
-//! (drain), 6 (backend failure and health checks), 7 (daemon killed and
-//! restarted under a streaming connection) and 10 (`xlb down`).
+//! (drain), 6 (backend failure and health checks, for TCP and for a UDP
+//! client that keeps its source port), 7 (daemon killed and restarted under a
+//! streaming connection) and 10 (`xlb down`).
 
 use std::{
     net::SocketAddr,
@@ -13,8 +14,10 @@ use std::{
 
 use lb_userspace::daemon::controller::VipStatus;
 use xlb_tests::{
-    clients::{many_connections, tally, Session},
-    rack::{scenario_rack, Rack},
+    clients::{many_connections, tally, udp_exchange, udp_socket, Session},
+    netns::unique_name,
+    privileged::require_root,
+    rack::{rack_lock, scenario_rack, Rack, VipSpec, VIP4},
     xlb_process::xlb_ok,
 };
 
@@ -178,6 +181,120 @@ fn failed_backend_is_removed_by_health_checks_and_returns() {
     assert!(
         rack.daemon.log_text().contains("failed its health check"),
         "the transition is logged"
+    );
+}
+
+/// Scenario 6 for UDP (issue 9): a client that keeps its source port (DNS,
+/// QUIC, NTP, games) and sends every 100 ms is answered by another backend
+/// within a second of its backend's death: the health check takes the
+/// backend out and the data plane stops following the flow's entry to it.
+/// It then stays on its new backend.
+#[test]
+fn udp_client_with_a_fixed_port_moves_off_a_failed_backend_within_a_second() {
+    if !require_root("udp_failover") {
+        return;
+    }
+    let _l = rack_lock();
+    let vip = VipSpec {
+        name: "dns-checked",
+        address: VIP4.parse().unwrap_or_else(|e| panic!("{e}")),
+        port: 53,
+        protocol: "udp",
+        hashing: "five-tuple",
+        flow_table: true,
+        // Three backends: one failing leaves the VIP far from failing open.
+        backends: vec![(0, 100), (1, 100), (2, 100)],
+        v6_backends: false,
+        tcp_check: Some((100, 2)),
+    };
+    let mut rack = Rack::start(&unique_name("udpfo"), 1, vec![vip]);
+    let target = rack.vip("dns-checked").target();
+    let sock = udp_socket(&rack.topo.clients[0], target, 47000)
+        .unwrap_or_else(|e| panic!("client socket: {e}"));
+    sock.set_read_timeout(Some(Duration::from_millis(90)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let period = Duration::from_millis(100);
+    let mut seq = 0u32;
+    let mut exchange = || {
+        seq += 1;
+        let sent = Instant::now();
+        let answer = udp_exchange(&sock, target, format!("q{seq}").as_bytes()).ok();
+        if let Some(rest) = period.checked_sub(sent.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        (sent, answer)
+    };
+
+    let before: Vec<Option<String>> = (0..10).map(|_| exchange().1).collect();
+    let victim = before
+        .iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| panic!("no answer before the failure: {before:?}"));
+    assert!(
+        before.iter().flatten().all(|b| *b == victim),
+        "one source port, one backend: {before:?}"
+    );
+    let i: usize = victim
+        .strip_prefix("backend-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("answered by {victim:?}"));
+
+    rack.topo.backends[i].servers.stop();
+    let killed = Instant::now();
+    let mut after = Vec::new();
+    while killed.elapsed() < Duration::from_secs(3) {
+        let (sent, answer) = exchange();
+        after.push((sent.saturating_duration_since(killed), answer));
+    }
+    let timeline = || {
+        after
+            .iter()
+            .map(|(t, a)| format!("{:>5} ms {}", t.as_millis(), a.as_deref().unwrap_or("-")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (moved_at, new_backend) = after
+        .iter()
+        .find_map(|(t, a)| {
+            a.as_ref()
+                .filter(|b| **b != victim)
+                .map(|b| (*t, b.clone()))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "never answered by another backend after {victim} died:\n{}\nlog:\n{}",
+                timeline(),
+                rack.daemon.log_text()
+            )
+        });
+    println!("answered by {new_backend} {moved_at:?} after {victim} died");
+    assert!(
+        moved_at <= Duration::from_secs(1),
+        "first answer from another backend {moved_at:?} after the failure:\n{}",
+        timeline()
+    );
+    // From then on: always the new backend, and (bar a lost datagram or two
+    // on a loaded machine) always answered.
+    let later: Vec<&Option<String>> = after
+        .iter()
+        .filter(|(t, _)| *t > moved_at)
+        .map(|(_, a)| a)
+        .collect();
+    assert!(
+        later
+            .iter()
+            .all(|a| a.as_ref().is_none_or(|b| *b == new_backend)),
+        "the flow moved again:\n{}",
+        timeline()
+    );
+    let missed = later.iter().filter(|a| a.is_none()).count();
+    assert!(
+        later.len() >= 15 && missed <= 2,
+        "{missed} of {} unanswered after the move:\n{}",
+        later.len(),
+        timeline()
     );
 }
 

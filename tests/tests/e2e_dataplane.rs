@@ -25,6 +25,7 @@ fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> Desire
         key: VipKey::new(addr, port, proto),
         name: format!("{addr}:{port}"),
         flags: 0,
+        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {

@@ -6,11 +6,13 @@
 
 use std::net::IpAddr;
 
-use etherparse::{IpEcn, IpNumber, Ipv4HeaderSlice, Ipv6FlowLabel, Ipv6Header, Ipv6HeaderSlice};
-use lb_common::PROTO_TCP;
+use etherparse::{
+    IpEcn, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6FlowLabel, Ipv6Header, Ipv6HeaderSlice,
+};
+use lb_common::{PROTO_TCP, TPID_8021Q};
 use lb_userspace::dataplane::decap::{Decap, DecapStats};
 use xlb_tests::{
-    balancer_fixture::{run_program, BalancerFixture, BALANCER_V4, BALANCER_V6},
+    balancer_fixture::{run_program, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
     expect::{assert_passed_unchanged, XDP_DROP, XDP_PASS, XDP_TX},
     frames::{fix_ipv4_checksum, Frame, CLIENT_MAC},
     privileged::require_root,
@@ -53,6 +55,10 @@ fn allow_test_traffic(d: &mut Decap) {
         d.add_vip(ip(a)).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// A backend on (stand-in) VLAN 9 of the balancer's interface, and its VIP.
+const TUNNEL_V4_VLAN9: &str = "10.9.9.11";
+const VIP4_VLAN9: &str = "10.100.0.9";
 
 fn decap() -> Option<Decap> {
     if !require_root("packet_decap") {
@@ -291,12 +297,19 @@ fn balancer_output_decapsulates_to_the_client_packet() {
     assert_eq!(ip(LB_V6), IpAddr::from(BALANCER_V6));
     f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(TUNNEL_V4)]);
     f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(TUNNEL_V6)]);
+    // A tagged packet leaves only on its own VLAN: VLAN 9's backend.
+    f.add_vlan_standin("xlbv9", IFACE, 9, TPID_8021Q, &["10.9.9.1/24"]);
+    f.add_neighbour_on(ip(TUNNEL_V4_VLAN9), "xlbv9");
+    d.add_address(ip(TUNNEL_V4_VLAN9))
+        .unwrap_or_else(|e| panic!("{e}"));
+    d.add_vip(ip(VIP4_VLAN9)).unwrap_or_else(|e| panic!("{e}"));
+    f.add_vip(ip(VIP4_VLAN9), 80, PROTO_TCP, 0, &[ip(TUNNEL_V4_VLAN9)]);
     for fr in [
         Frame::tcp(ip("192.0.2.7"), 1234, ip(VIP4), 80, f.if_mac),
         Frame::tcp(ip("2001:db8::7"), 1234, ip(VIP6), 80, f.if_mac),
         Frame {
             vlan: Some(9),
-            ..Frame::tcp(ip("192.0.2.7"), 1235, ip(VIP4), 80, f.if_mac)
+            ..Frame::tcp(ip("192.0.2.7"), 1235, ip(VIP4_VLAN9), 80, f.if_mac)
         },
     ] {
         let client = fr.build();

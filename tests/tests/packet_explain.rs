@@ -11,16 +11,18 @@ use std::{
 };
 
 use lb_common::{
-    FlowKey, GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    decision::{FlowEntryUse, PacketFacts},
+    FlowKey, FlowValue, GlobalConfig, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE,
+    VIP_F_SOURCE_HASH,
 };
 use lb_userspace::{
-    explain::{trace, Path, Trace},
+    explain::{coarse_now_ns, trace, Path, Trace},
     reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
 };
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, BALANCER_V4, BALANCER_V6, TEST_SIZES},
     expect::{outer_destination, XDP_DROP, XDP_PASS, XDP_TX},
-    frames::{Frame, L4, TCP_ACK},
+    frames::{Frame, L4, TCP_ACK, TCP_RST, TCP_SYN},
     test_rng::TestRng,
 };
 
@@ -33,6 +35,7 @@ fn vip(addr: &str, port: u16, proto: u8, flags: u32, backends: &[(&str, u16)]) -
         key: VipKey::new(ip(addr), port, proto),
         name: format!("{addr}:{port}/{proto}"),
         flags,
+        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {
@@ -148,14 +151,24 @@ fn random_flow(rng: &mut TestRng) -> (IpAddr, u16, IpAddr, u16, u8) {
     }
 }
 
-fn frame(f: &BalancerFixture, flow: (IpAddr, u16, IpAddr, u16, u8)) -> Frame {
+fn frame(f: &BalancerFixture, flow: (IpAddr, u16, IpAddr, u16, u8), tcp_flags: u8) -> Frame {
     let (src, sport, dst, dport, proto) = flow;
     if proto == PROTO_TCP {
         let mut fr = Frame::tcp(src, sport, dst, dport, f.if_mac);
-        fr.l4 = L4::Tcp { flags: TCP_ACK };
+        fr.l4 = L4::Tcp { flags: tcp_flags };
         fr
     } else {
         Frame::udp(src, sport, dst, dport, f.if_mac)
+    }
+}
+
+/// The facts of a packet of `flow` with `tcp_flags`, now.
+fn packet(flow: (IpAddr, u16, IpAddr, u16, u8), tcp_flags: u8) -> PacketFacts {
+    let proto = flow.4;
+    PacketFacts {
+        proto,
+        tcp_flags: if proto == PROTO_TCP { tcp_flags } else { 0 },
+        now_ns: coarse_now_ns(),
     }
 }
 
@@ -164,15 +177,17 @@ fn flow_key(flow: (IpAddr, u16, IpAddr, u16, u8)) -> FlowKey {
     FlowKey::new(src, sport, dst, dport, proto).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Sends one packet of `flow` and checks it against the trace taken just
-/// before. Returns the trace and where the packet went.
+/// Sends one packet of `flow` (TCP with `tcp_flags`) and checks it against
+/// the trace taken just before. Returns the trace and where the packet went.
 fn send_and_compare(
     f: &mut BalancerFixture,
     flow: (IpAddr, u16, IpAddr, u16, u8),
+    tcp_flags: u8,
 ) -> (Trace, Option<IpAddr>) {
     let key = flow_key(flow);
-    let t = trace(&f.dp, &key).unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
-    let fr = frame(f, flow);
+    let t = trace(&f.dp, &key, &packet(flow, tcp_flags))
+        .unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
+    let fr = frame(f, flow, tcp_flags);
     let r = f.run(&fr.build());
     let went = match t.path {
         Path::NotVip => {
@@ -193,8 +208,10 @@ fn send_and_compare(
             Some(to)
         }
     };
-    // What the packet left behind is what the next trace reads.
-    let after = trace(&f.dp, &key).unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
+    // What the packet left behind is what the next trace (of a packet of
+    // the established flow) reads.
+    let after = trace(&f.dp, &key, &packet(flow, TCP_ACK))
+        .unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
     if t.creates_flow_entry() {
         assert_eq!(
             after.path,
@@ -233,7 +250,7 @@ fn explain_and_the_data_plane_agree_before_and_after_a_backend_change() {
     let mut first: HashMap<usize, IpAddr> = HashMap::new();
     let mut paths: HashMap<Path, usize> = HashMap::new();
     for (i, flow) in flows.iter().enumerate() {
-        let (t, went) = send_and_compare(&mut f, *flow);
+        let (t, went) = send_and_compare(&mut f, *flow, TCP_ACK);
         *paths.entry(t.path).or_default() += 1;
         if let Some(to) = went {
             first.insert(i, to);
@@ -255,7 +272,7 @@ fn explain_and_the_data_plane_agree_before_and_after_a_backend_change() {
 
     let (mut kept, mut moved_off_removed) = (0, 0);
     for (i, flow) in flows.iter().enumerate() {
-        let (t, went) = send_and_compare(&mut f, *flow);
+        let (t, went) = send_and_compare(&mut f, *flow, TCP_ACK);
         let Some(before) = first.get(&i) else {
             continue;
         };
@@ -279,5 +296,115 @@ fn explain_and_the_data_plane_agree_before_and_after_a_backend_change() {
     assert!(
         kept > 100 && moved_off_removed > 20,
         "kept {kept}, moved {moved_off_removed}"
+    );
+}
+
+/// Sets every backend of `vip` at `addrs` to `healthy`.
+fn set_health(vips: &mut [DesiredVip], vip: usize, addrs: &[&str], healthy: bool) {
+    for b in &mut vips[vip].backends {
+        if addrs.iter().any(|a| ip(a) == b.addr) {
+            b.healthy = healthy;
+        }
+    }
+}
+
+/// The connection-table rules, from both sides: SYNs take the current table,
+/// RSTs leave no entry, a failed backend's flows move (unless its VIP fails
+/// open), a drained backend's established flows stay, an idle UDP entry
+/// expires. Explain and the data plane must agree on every packet.
+#[test]
+fn explain_and_the_data_plane_agree_on_syn_rst_health_drain_and_expiry() {
+    let Some(mut f) = BalancerFixture::new("explain_rules") else {
+        return;
+    };
+    for v in first_vips() {
+        for b in &v.backends {
+            f.add_neighbour(b.addr);
+        }
+    }
+    let mut rec = Reconciler::new(TEST_SIZES);
+    let mut vips = first_vips();
+    let plan = rec
+        .plan(&state(vips.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    rec.apply(plan, &mut f.dp).unwrap_or_else(|e| panic!("{e}"));
+
+    let mut rng = TestRng::new(0x0bad_5eed);
+    let flows: Vec<_> = (0..500).map(|_| random_flow(&mut rng)).collect();
+    let flags = |r: u64| match r % 8 {
+        0 => TCP_SYN,
+        1 => TCP_RST,
+        2 => TCP_RST | TCP_ACK,
+        3 => TCP_SYN | TCP_ACK,
+        _ => TCP_ACK,
+    };
+    let mut first: HashMap<usize, IpAddr> = HashMap::new();
+    for (i, flow) in flows.iter().enumerate() {
+        let (_, went) = send_and_compare(&mut f, *flow, flags(rng.next_u64()));
+        if let Some(to) = went {
+            first.insert(i, to);
+        }
+    }
+
+    // 10.0.0.21 fails its check, 10.0.0.22 is drained; every backend of the
+    // IPv6 VIP fails (it fails open).
+    set_health(&mut vips, 0, &["10.0.0.21"], false);
+    vips[0].backends[2].weight = 0;
+    set_health(&mut vips, 2, &["fd00::20", "fd00::21", "10.0.0.25"], false);
+    let plan = rec
+        .plan(&state(vips.clone()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    rec.apply(plan, &mut f.dp).unwrap_or_else(|e| panic!("{e}"));
+
+    // Age a third of the UDP entries past the default 30 s idle timeout.
+    let mut aged = 0;
+    for flow in flows.iter().filter(|fl| fl.4 == PROTO_UDP).step_by(3) {
+        let key = flow_key(*flow);
+        if let Some(mut v) = f.dp.flow(&key).unwrap_or_else(|e| panic!("{e}")) {
+            v.last_seen_ns = coarse_now_ns().saturating_sub(31_000_000_000);
+            f.dp.insert_flow(&key, &FlowValue::new(v.backend_id, v.last_seen_ns))
+                .unwrap_or_else(|e| panic!("{e}"));
+            aged += 1;
+        }
+    }
+    assert!(aged > 5, "too few UDP entries to age: {aged}");
+
+    let mut reasons: HashMap<FlowEntryUse, usize> = HashMap::new();
+    let (mut kept_on_drained, mut kept_failing_open) = (0, 0);
+    for (i, flow) in flows.iter().enumerate() {
+        let tcp_flags = flags(rng.next_u64());
+        let (t, went) = send_and_compare(&mut f, *flow, tcp_flags);
+        if let Some((_, why)) = t.flow_entry {
+            *reasons.entry(why).or_default() += 1;
+        }
+        let (Some(before), Some(went)) = (first.get(&i), went) else {
+            continue;
+        };
+        if *before == ip("10.0.0.21") && t.flow_entry.is_some() {
+            assert_ne!(went, *before, "{flow:?}: a failed backend got a packet");
+        }
+        if *before == ip("10.0.0.22") && t.path == Path::FlowTable {
+            assert_eq!(went, *before);
+            kept_on_drained += 1;
+        }
+        if flow.2 == ip("fd00:100::1") && t.path == Path::FlowTable {
+            assert_eq!(went, *before, "{flow:?}: fail open keeps flows");
+            kept_failing_open += 1;
+        }
+    }
+    for why in [
+        FlowEntryUse::Follow,
+        FlowEntryUse::BackendUnhealthy,
+        FlowEntryUse::NewConnection,
+        FlowEntryUse::Expired,
+    ] {
+        assert!(
+            reasons.get(&why).copied().unwrap_or(0) > 3,
+            "too few {why:?}: {reasons:?}"
+        );
+    }
+    assert!(
+        kept_on_drained > 3 && kept_failing_open > 3,
+        "drained {kept_on_drained}, failing open {kept_failing_open}"
     );
 }

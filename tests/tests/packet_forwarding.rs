@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use lb_common::{GlobalConfig, Verdict, FAMILY_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{GlobalConfig, Verdict, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP, PROTO_UDP};
 use xlb_tests::{
     balancer_fixture::{backend_mac, BalancerFixture, IFACE},
     expect::{
@@ -26,11 +26,8 @@ const VIP6: &str = "fd00:100::1";
 const B4: &str = "10.0.0.11";
 const B6: &str = "fd00::11";
 
-fn bal_v4() -> IpAddr {
-    ip("10.0.0.1")
-}
-fn bal_v6() -> IpAddr {
-    ip("fd00::1")
+fn bal_v6_addr() -> std::net::Ipv6Addr {
+    "fd00::1".parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The expectation for a frame sent to a single-backend VIP.
@@ -40,26 +37,7 @@ fn expect<'a>(
     frame: &Frame,
     backend: IpAddr,
 ) -> Encapsulated<'a> {
-    let l2 = frame.l3_offset();
-    let inner_len = match frame.src {
-        IpAddr::V4(_) => usize::from(u16::from_be_bytes([input[l2 + 2], input[l2 + 3]])),
-        IpAddr::V6(_) => 40 + usize::from(u16::from_be_bytes([input[l2 + 4], input[l2 + 5]])),
-    };
-    Encapsulated {
-        input,
-        l2_len: l2,
-        inner_len,
-        src_mac: f.if_mac,
-        dst_mac: backend_mac(backend),
-        outer_src: if backend.is_ipv4() {
-            bal_v4()
-        } else {
-            bal_v6()
-        },
-        outer_dst: backend,
-        tos: frame.tos,
-        ttl: frame.ttl,
-    }
+    Encapsulated::toward(f, input, frame, backend)
 }
 
 fn verdict_count(f: &BalancerFixture, v: Verdict) -> u64 {
@@ -148,28 +126,6 @@ fn ipv6_vip_to_ipv4_backend_is_ipv6_in_ipv4() {
 }
 
 #[test]
-fn vlan_tagged_packets_keep_their_tag() {
-    let Some(mut f) = BalancerFixture::new("vlan_tagged") else {
-        return;
-    };
-    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
-    f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
-    for (client, vip, backend, qinq_tpid) in [
-        (CLIENT4, VIP4, B4, false),
-        (CLIENT4, VIP4, B4, true),
-        (CLIENT6, VIP6, B6, false),
-    ] {
-        let mut fr = Frame::tcp(ip(client), 41000, ip(vip), 80, f.if_mac);
-        fr.vlan = Some(100);
-        fr.vlan_qinq_tpid = qinq_tpid;
-        let input = fr.build();
-        let r = f.run(&input);
-        assert_eq!(r.action, XDP_TX, "{vip} tagged (802.1ad: {qinq_tpid})");
-        assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(backend)), "vlan");
-    }
-}
-
-#[test]
 fn double_tagged_frames_are_not_parsed() {
     let Some(mut f) = BalancerFixture::new("double_tagged") else {
         return;
@@ -204,34 +160,51 @@ fn ipv4_with_options_is_balanced_and_options_survive() {
     }
 }
 
+/// DSCP/ECN are copied from the inner header; the outer TTL / hop limit is
+/// the configured one (64 unless set), never the client's: a packet that
+/// arrives with TTL 1 must still reach the backend. The inner TTL is untouched
+/// (`assert_encapsulated` compares the inner packet byte for byte).
 #[test]
-fn dscp_ecn_and_ttl_are_copied_to_the_outer_header() {
+fn dscp_ecn_are_copied_and_the_outer_ttl_is_fixed() {
     let Some(mut f) = BalancerFixture::new("dscp_ecn_ttl") else {
         return;
     };
     f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
     f.add_vip(ip(VIP6), 80, PROTO_TCP, 0, &[ip(B6)]);
-    for (client, vip, backend) in [
-        (CLIENT4, VIP4, B4),
-        (CLIENT6, VIP6, B6),
-        (CLIENT4, VIP4, B4),
+    let configured = GlobalConfig::new(Some(Ipv4Addr::new(10, 0, 0, 1)), Some(bal_v6_addr()));
+    for (outer_ttl, config) in [
+        (DEFAULT_OUTER_TTL, configured),
+        (200, configured.with_outer_ttl(200)),
+        (1, configured.with_outer_ttl(1)),
     ] {
-        let mut fr = Frame::tcp(ip(client), 43000, ip(vip), 80, f.if_mac);
-        fr.tos = (46 << 2) | 0b10; // EF, ECT(0)
-        fr.ttl = 17;
-        let input = fr.build();
-        let r = f.run(&input);
-        assert_eq!(r.action, XDP_TX);
-        assert_encapsulated(
-            &r.out,
-            &expect(&f, &input, &fr, ip(backend)),
-            "dscp/ecn/ttl",
-        );
+        f.dp.set_global_config(&config)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (client, vip, backend) in [(CLIENT4, VIP4, B4), (CLIENT6, VIP6, B6)] {
+            for inner_ttl in [1, 17, 255] {
+                let mut fr = Frame::tcp(ip(client), 43000, ip(vip), 80, f.if_mac);
+                fr.tos = (46 << 2) | 0b10; // EF, ECT(0)
+                fr.ttl = inner_ttl;
+                let input = fr.build();
+                let r = f.run(&input);
+                assert_eq!(r.action, XDP_TX);
+                let e = Encapsulated {
+                    ttl: outer_ttl,
+                    ..expect(&f, &input, &fr, ip(backend))
+                };
+                assert_encapsulated(
+                    &r.out,
+                    &e,
+                    &format!("{vip} inner ttl {inner_ttl}, outer ttl {outer_ttl}"),
+                );
+            }
+        }
     }
 }
 
+/// Ethernet padding (a minimum-size frame) is neither counted in the outer
+/// length nor sent.
 #[test]
-fn ethernet_padding_is_not_counted_in_the_outer_length() {
+fn ethernet_padding_is_trimmed() {
     let Some(mut f) = BalancerFixture::new("ethernet_padding") else {
         return;
     };
@@ -247,6 +220,45 @@ fn ethernet_padding_is_not_counted_in_the_outer_length() {
         ..expect(&f, &input, &fr, ip(B4))
     };
     assert_encapsulated(&r.out, &e, "padded frame");
+    assert_eq!(r.out.len(), 14 + 20 + 28);
+}
+
+/// A full-size frame whose IP packet is only 60 bytes long leaves as the
+/// outer header plus those 60 bytes, whatever the families, and the MTU check
+/// is about that length: the trailing bytes neither leave nor make the packet
+/// "too big".
+#[test]
+fn trailing_bytes_beyond_the_ip_length_are_trimmed() {
+    let Some(mut f) = BalancerFixture::new("trailing_bytes") else {
+        return;
+    };
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    f.add_vip(ip(VIP4), 53, PROTO_UDP, 0, &[ip(B4)]);
+    f.add_vip(ip(VIP6), 53, PROTO_UDP, 0, &[ip(B6)]);
+    f.add_vip(ip(VIP4), 54, PROTO_UDP, 0, &[ip(B6)]);
+    for (client, vip, port, backend) in [
+        (CLIENT4, VIP4, 53, B4),
+        (CLIENT6, VIP6, 53, B6),
+        (CLIENT4, VIP4, 54, B6),
+    ] {
+        let mut fr = Frame::udp(ip(client), 5000, ip(vip), port, f.if_mac);
+        // 60 bytes of IP: 20 (IPv4) or 40 (IPv6) header, 8 UDP, the rest payload.
+        let ip_header = if fr.src.is_ipv4() { 20 } else { 40 };
+        fr.payload = vec![0x5a; 60 - ip_header - 8];
+        let mut input = fr.build();
+        assert_eq!(input.len(), 14 + 60);
+        input.resize(1514, 0xee);
+        let r = f.run(&input);
+        let what = format!("{vip}:{port} -> {backend}");
+        assert_eq!(r.action, XDP_TX, "{what}");
+        let e = Encapsulated {
+            inner_len: 60,
+            ..expect(&f, &input, &fr, ip(backend))
+        };
+        let outer_len = assert_encapsulated(&r.out, &e, &what);
+        assert_eq!(r.out.len(), 14 + outer_len + 60, "{what}: frame length");
+    }
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 0);
 }
 
 #[test]

@@ -5,9 +5,9 @@
 
 use std::net::IpAddr;
 
-use lb_common::{Verdict, PROTO_TCP, PROTO_UDP};
+use lb_common::{Verdict, PROTO_TCP, PROTO_UDP, TPID_8021Q};
 use xlb_tests::{
-    balancer_fixture::BalancerFixture,
+    balancer_fixture::{BalancerFixture, IFACE},
     expect::{assert_passed_unchanged, XDP_DROP, XDP_PASS, XDP_TX},
     frames::{arp_request, lldp_frame, Frame},
 };
@@ -118,7 +118,12 @@ fn every_truncation_of_a_vip_packet_is_passed_untouched() {
         return;
     };
     let mac = f.if_mac;
-    let mut v4_vlan = Frame::tcp(ip(CLIENT4), 2000, ip(VIP4), 80, mac);
+    // A tagged packet leaves only on its own VLAN: a VIP whose backend is on
+    // (a stand-in for) VLAN 7 of the balancer's interface.
+    f.add_vlan_standin("xlbv7", IFACE, 7, TPID_8021Q, &["10.7.7.1/24"]);
+    f.add_neighbour_on(ip("10.7.7.11"), "xlbv7");
+    f.add_vip(ip("10.100.0.7"), 80, PROTO_TCP, 0, &[ip("10.7.7.11")]);
+    let mut v4_vlan = Frame::tcp(ip(CLIENT4), 2000, ip("10.100.0.7"), 80, mac);
     v4_vlan.vlan = Some(7);
     let mut v4_opts = Frame::tcp(ip(CLIENT4), 2001, ip(VIP4), 80, mac);
     v4_opts.ipv4_options = vec![1, 1, 1, 1, 1, 1, 1, 0];

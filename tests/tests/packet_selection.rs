@@ -9,6 +9,7 @@ use lb_common::{
     flow_hash, source_hash, Backend, FlowKey, FlowValue, Verdict, PROTO_TCP, PROTO_UDP,
     VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
+use lb_userspace::explain::coarse_now_ns;
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, TestVip},
     expect::{outer_destination, XDP_TX},
@@ -404,9 +405,7 @@ fn a_flow_entry_naming_another_vips_backend_is_ignored() {
     // A stale entry (e.g. an id recycled from VIP b) must not divert VIP a's flow.
     f.dp.insert_flow(
         &key(fr.src, fr.sport, fr.dst, fr.dport, PROTO_TCP),
-        &FlowValue {
-            backend_id: b.backend_ids[0],
-        },
+        &FlowValue::new(b.backend_ids[0], coarse_now_ns()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(send(&mut f, &fr), a.backends[0]);
@@ -414,12 +413,7 @@ fn a_flow_entry_naming_another_vips_backend_is_ignored() {
     let v =
         f.dp.flow(&key(fr.src, fr.sport, fr.dst, fr.dport, PROTO_TCP))
             .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        v,
-        Some(FlowValue {
-            backend_id: a.backend_ids[0]
-        })
-    );
+    assert_eq!(v.map(|v| v.backend_id), Some(a.backend_ids[0]));
 }
 
 #[test]

@@ -2,30 +2,49 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
+use super::vlan::VlanDevice;
+
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
 pub const CONFIG_F_SRC_V4: u32 = 1 << 0;
 /// `GlobalConfig::flags`: `src_v6` is set (IPv6 outer headers can be built).
 pub const CONFIG_F_SRC_V6: u32 = 1 << 1;
 
+/// The outer header's TTL / hop limit when the config does not say. Fixed,
+/// not copied from the client's packet: a packet that arrives with TTL 1
+/// must still cross the routers between the balancer and the backend.
+pub const DEFAULT_OUTER_TTL: u8 = 64;
+
 /// The single entry of `XLB_CONFIG`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GlobalConfig {
     /// Outer source address for IPv6 encapsulation.
     src_v6: [u8; 16],
     /// Outer source address for IPv4 encapsulation.
     src_v4: [u8; 4],
     flags: u32,
+    /// TTL (IPv4) / hop limit (IPv6) of every outer header.
+    outer_ttl: u8,
+    _pad: [u8; 3],
+}
+
+impl Default for GlobalConfig {
+    /// No outer source, the default outer TTL.
+    fn default() -> Self {
+        Self::new(None, None)
+    }
 }
 
 impl GlobalConfig {
     /// Outer source addresses; a family without one cannot reach backends
-    /// of that family.
+    /// of that family. The outer TTL is [`DEFAULT_OUTER_TTL`].
     pub const fn new(src_v4: Option<Ipv4Addr>, src_v6: Option<Ipv6Addr>) -> Self {
         let mut c = Self {
             src_v6: [0; 16],
             src_v4: [0; 4],
             flags: 0,
+            outer_ttl: DEFAULT_OUTER_TTL,
+            _pad: [0; 3],
         };
         if let Some(a) = src_v4 {
             c.src_v4 = a.octets();
@@ -36,6 +55,20 @@ impl GlobalConfig {
             c.flags |= CONFIG_F_SRC_V6;
         }
         c
+    }
+
+    /// The same settings with outer headers carrying `ttl` (1..=255; the
+    /// config refuses 0, which the first router would drop).
+    pub const fn with_outer_ttl(self, ttl: u8) -> Self {
+        Self {
+            outer_ttl: ttl,
+            ..self
+        }
+    }
+
+    #[inline(always)]
+    pub const fn outer_ttl(&self) -> u8 {
+        self.outer_ttl
     }
 
     pub fn src_v4(&self) -> Option<Ipv4Addr> {
@@ -87,6 +120,9 @@ pub struct CachedHop {
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
     _pad2: [u8; 4],
+    /// The egress device's `XLB_VLANS` entry, looked up with the FIB
+    /// answer; `VlanDevice::NONE` for an ordinary device.
+    pub egress_vlan: VlanDevice,
 }
 
 #[cfg(feature = "user")]
@@ -105,9 +141,19 @@ mod layout {
 
     #[test]
     fn global_config() {
-        assert_eq!(size_of::<GlobalConfig>(), 24);
+        assert_eq!(size_of::<GlobalConfig>(), 28);
         assert_eq!(offset_of!(GlobalConfig, src_v4), 16);
         assert_eq!(offset_of!(GlobalConfig, flags), 20);
+        assert_eq!(offset_of!(GlobalConfig, outer_ttl), 24);
+    }
+
+    #[test]
+    fn global_config_outer_ttl() {
+        assert_eq!(GlobalConfig::default().outer_ttl(), DEFAULT_OUTER_TTL);
+        assert_eq!(GlobalConfig::new(None, None).outer_ttl(), 64);
+        let c = GlobalConfig::new(Some(Ipv4Addr::new(10, 0, 0, 1)), None).with_outer_ttl(9);
+        assert_eq!(c.outer_ttl(), 9);
+        assert_eq!(c.src_v4(), Some(Ipv4Addr::new(10, 0, 0, 1)));
     }
 
     #[test]
@@ -123,8 +169,10 @@ mod layout {
 
     #[test]
     fn next_hop() {
-        assert_eq!(size_of::<CachedHop>(), 32);
+        assert_eq!(size_of::<CachedHop>(), 40);
         assert_eq!(align_of::<CachedHop>(), 8);
+        assert_eq!(offset_of!(CachedHop, egress_vlan), 32);
+        assert_eq!(CachedHop::default().egress_vlan, VlanDevice::NONE);
         assert_eq!(offset_of!(CachedHop, ifindex), 8);
         assert_eq!(offset_of!(CachedHop, checked_len), 12);
         assert_eq!(offset_of!(CachedHop, smac), 16);

@@ -118,16 +118,31 @@ impl FlowKey {
     }
 }
 
-/// Value of `XLB_FLOWS`.
+/// Value of `XLB_FLOWS`: the backend a flow is pinned to, and when it was
+/// last seen (see [`crate::decision::flow_entry_use`] for when an entry is
+/// followed).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowValue {
     pub backend_id: u32,
+    _pad: [u8; 4],
+    /// Coarse monotonic time (ns: `bpf_ktime_get_coarse_ns`, which is
+    /// `CLOCK_MONOTONIC_COARSE` in userspace) of the entry's creation. For UDP
+    /// the data plane moves it forward in place while the flow is active
+    /// (only once it is older than 1/8 of the VIP's idle timeout, so most
+    /// packets do not write the shared entry); an entry idle longer than the
+    /// timeout is expired. TCP entries keep their creation time.
+    pub last_seen_ns: u64,
 }
 
 impl FlowValue {
-    pub const fn new(backend_id: u32) -> Self {
-        Self { backend_id }
+    /// An entry naming backend `backend_id`, seen at `now_ns`.
+    pub const fn new(backend_id: u32, now_ns: u64) -> Self {
+        Self {
+            backend_id,
+            _pad: [0; 4],
+            last_seen_ns: now_ns,
+        }
     }
 }
 
@@ -155,7 +170,12 @@ mod layout {
         assert_eq!(offset_of!(FlowKey, dport), 34);
         assert_eq!(offset_of!(FlowKey, proto), 36);
         assert_eq!(offset_of!(FlowKey, family), 37);
-        assert_eq!(size_of::<FlowValue>(), 4);
+        assert_eq!(size_of::<FlowValue>(), 16);
+        assert_eq!(align_of::<FlowValue>(), 8);
+        assert_eq!(offset_of!(FlowValue, backend_id), 0);
+        assert_eq!(offset_of!(FlowValue, last_seen_ns), 8);
+        let v = FlowValue::new(7, 123);
+        assert_eq!((v.backend_id, v.last_seen_ns), (7, 123));
     }
 
     #[test]

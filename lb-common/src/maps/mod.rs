@@ -12,13 +12,20 @@ mod decap;
 mod flow;
 mod stats;
 mod vip;
+mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
-pub use config::{CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, NEXTHOP_TTL_NS};
+pub use config::{
+    CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
+};
 pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
 pub use flow::{FlowKey, FlowValue};
 pub use stats::{BackendStats, VipStats};
-pub use vip::{VipInfo, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH};
+pub use vip::{
+    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
+    VIP_F_SOURCE_HASH,
+};
+pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
@@ -41,9 +48,10 @@ pub mod map_names {
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
+    pub const VLANS: &str = "XLB_VLANS";
 
     /// Every name above.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -59,6 +67,7 @@ pub mod map_names {
         DECAP_VIPS,
         SINK_COUNT,
         NEXTHOPS,
+        VLANS,
     ];
 }
 

@@ -7,7 +7,9 @@
 pub struct VipStats {
     pub packets: u64,
     pub bytes: u64,
-    /// Flow-table entries created; for VIPs that bypass the flow table, TCP SYNs.
+    /// Flow-table entries created for flows that had none (a replaced entry,
+    /// e.g. after a SYN retransmit, is not counted); for VIPs that bypass the
+    /// flow table, TCP SYNs without ACK.
     pub new_flows: u64,
 }
 

@@ -12,6 +12,14 @@ use crate::{
 pub const VIP_F_SOURCE_HASH: u32 = 1 << 0;
 /// `VipInfo::flags`: never consult or fill the flow table for this VIP.
 pub const VIP_F_NO_FLOW_TABLE: u32 = 1 << 1;
+/// `VipInfo::flags`: every weighted backend failed its health check, so the
+/// table keeps all of them (fail open) and connection-table entries naming an
+/// unhealthy backend are still followed. Set by the reconciler, never by the
+/// config.
+pub const VIP_F_FAIL_OPEN: u32 = 1 << 2;
+
+/// `VipInfo::udp_idle_timeout_ms` when the config does not say.
+pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: u32 = 30_000;
 
 /// Key of `XLB_VIPS`: one virtual service, or an address marker.
 ///
@@ -123,6 +131,9 @@ pub struct VipInfo {
     pub flags: u32,
     pub table_offset: u32,
     pub table_size: u32,
+    /// A UDP connection-table entry idle longer than this is expired (the
+    /// next packet of the flow goes through the table again).
+    pub udp_idle_timeout_ms: u32,
 }
 
 impl VipInfo {
@@ -132,15 +143,32 @@ impl VipInfo {
         flags: 0,
         table_offset: 0,
         table_size: 0,
+        udp_idle_timeout_ms: 0,
     };
 
+    /// A VIP with the default UDP idle timeout.
     pub const fn new(vip_id: u32, flags: u32, table_offset: u32, table_size: u32) -> Self {
         Self {
             vip_id,
             flags,
             table_offset,
             table_size,
+            udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
         }
+    }
+
+    /// The same VIP with UDP flows expiring after `ms` of silence.
+    pub const fn with_udp_idle_timeout_ms(self, ms: u32) -> Self {
+        Self {
+            udp_idle_timeout_ms: ms,
+            ..self
+        }
+    }
+
+    /// The UDP idle timeout in nanoseconds (the data plane's clock unit).
+    #[inline(always)]
+    pub const fn udp_idle_timeout_ns(&self) -> u64 {
+        self.udp_idle_timeout_ms as u64 * 1_000_000
     }
 }
 
@@ -170,10 +198,17 @@ mod layout {
 
     #[test]
     fn vip_info() {
-        assert_eq!(size_of::<VipInfo>(), 16);
+        assert_eq!(size_of::<VipInfo>(), 20);
         assert_eq!(offset_of!(VipInfo, flags), 4);
         assert_eq!(offset_of!(VipInfo, table_offset), 8);
         assert_eq!(offset_of!(VipInfo, table_size), 12);
+        assert_eq!(offset_of!(VipInfo, udp_idle_timeout_ms), 16);
+        let v = VipInfo::new(1, 0, 0, 7);
+        assert_eq!(v.udp_idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+        assert_eq!(
+            v.with_udp_idle_timeout_ms(1500).udp_idle_timeout_ns(),
+            1_500_000_000
+        );
     }
 
     #[test]

@@ -64,8 +64,16 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     .as_str()
                     .unwrap_or("?")
                     .to_string();
+                let udp_timeout = if proto == "udp" && v.flow_table {
+                    format!(
+                        "  udp-idle-timeout={}",
+                        humantime::format_duration(v.udp_idle_timeout)
+                    )
+                } else {
+                    String::new()
+                };
                 outln!(
-                    "{}  {}:{}/{}  hashing={}  flow-table={}{}",
+                    "{}  {}:{}/{}  hashing={}  flow-table={}{udp_timeout}{}",
                     v.name,
                     v.address,
                     v.port,
@@ -131,6 +139,9 @@ fn vip_body(a: &VipAddArgs) -> anyhow::Result<Value> {
     });
     if let Some(n) = &a.name {
         v["name"] = json!(n);
+    }
+    if let Some(t) = &a.udp_idle_timeout {
+        v["udp_idle_timeout"] = json!(t);
     }
     Ok(v)
 }
@@ -238,12 +249,13 @@ pub async fn config(socket: &Path, cmd: ConfigCommand) -> anyhow::Result<()> {
 
 pub async fn explain(socket: &Path, a: ExplainArgs) -> anyhow::Result<()> {
     let q = format!(
-        "/v1/explain?src={}&sport={}&dst={}&dport={}&proto={}",
+        "/v1/explain?src={}&sport={}&dst={}&dport={}&proto={}&syn={}",
         seg(&a.src.to_string()),
         a.sport,
         seg(&a.dst.to_string()),
         a.dport,
-        a.proto
+        a.proto,
+        a.syn
     );
     let e: Explanation = ApiClient::new(socket).get(&q).await?;
     match (&e.vip, e.backend) {

@@ -222,6 +222,10 @@ pub struct VipAddArgs {
     /// Bypass the connection table.
     #[arg(long)]
     pub no_flow_table: bool,
+    /// UDP VIPs: how long a silent flow keeps its backend ("30s", "2m";
+    /// default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub udp_idle_timeout: Option<String>,
     /// A backend, `ADDR` or `ADDR=WEIGHT` (repeatable).
     #[arg(long = "backend")]
     pub backends: Vec<String>,
@@ -274,6 +278,10 @@ pub struct ExplainArgs {
     pub dport: u16,
     #[arg(value_parser = ["tcp", "udp"])]
     pub proto: String,
+    /// Explain a TCP SYN (a new connection) instead of a packet of an
+    /// established connection.
+    #[arg(long)]
+    pub syn: bool,
 }
 
 #[cfg(test)]

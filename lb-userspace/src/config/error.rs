@@ -158,6 +158,8 @@ pub enum ConfigErrorKind {
         timeout: Duration,
         interval: Duration,
     },
+    #[error("udp_idle_timeout only applies to udp vips (this vip is tcp: its connections end with FIN/RST and live until evicted)")]
+    UdpIdleTimeoutOnTcpVip,
     #[error("health check port is 0: set `port` (it is required when the vip port is 0, i.e. every port)")]
     HealthCheckPortZero,
     #[error(

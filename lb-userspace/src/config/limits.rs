@@ -13,6 +13,8 @@ pub const DEFAULT_API_SOCKET: &str = "/run/xlb/xlb.sock";
 /// `global.metrics_address` when not set.
 pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9431);
+/// `global.outer_ttl` when not set.
+pub use lb_common::DEFAULT_OUTER_TTL;
 /// `global.table_size`, `flow_table_size`, `max_vips`, `max_backends` when
 /// not set: the map sizes the XDP object is compiled with.
 pub use lb_common::{
@@ -25,6 +27,9 @@ pub const DEFAULT_ANNOUNCE_TABLE: u32 = 4242;
 pub const RESERVED_ROUTE_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
 /// Longest `announce.drain_on_stop`.
 pub const MAX_DRAIN_ON_STOP: Duration = Duration::from_secs(600);
+/// 0 would be dropped by the first router; 255 is the field's maximum.
+pub const MIN_OUTER_TTL: u8 = 1;
+pub const MAX_OUTER_TTL: u8 = 255;
 /// A backend's weight when not set.
 pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_HTTP_PATH: &str = "/";
@@ -66,5 +71,13 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
 pub const MIN_RISE_FALL: u32 = 1;
 pub const MAX_RISE_FALL: u32 = 100;
+/// `vip.udp_idle_timeout` when not set (the data plane's default).
+pub const DEFAULT_UDP_IDLE_TIMEOUT: Duration =
+    Duration::from_millis(lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS as u64);
+/// An active flow's entry is refreshed once it is 1/8 of the timeout old, so
+/// shorter timeouts would expire flows that send every few hundred ms.
+pub const MIN_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A day: the data plane holds the timeout in milliseconds in a u32.
+pub const MAX_UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(86_400);
 pub const MIN_STATUS: u16 = 100;
 pub const MAX_STATUS: u16 = 599;

@@ -84,6 +84,7 @@ fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
         egress_interfaces: raw.egress_interfaces.unwrap_or_default(),
         outer_source_v4: raw.outer_source_v4.map(v4_source).transpose()?,
         outer_source_v6: raw.outer_source_v6.map(v6_source).transpose()?,
+        outer_ttl: outer_ttl(raw.outer_ttl)?,
         table_size,
         flow_table_size: size(
             raw.flow_table_size,
@@ -132,6 +133,24 @@ fn size(
     })
 }
 
+/// The outer TTL, or its default; values beyond a byte get the range error
+/// validation gives for 0.
+fn outer_ttl(value: Option<u64>) -> Result<u8, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_OUTER_TTL);
+    };
+    u8::try_from(value).map_err(|_| {
+        ConfigError::new(
+            "global.outer_ttl",
+            ConfigErrorKind::OutOfRange {
+                value,
+                min: u64::from(MIN_OUTER_TTL),
+                max: u64::from(MAX_OUTER_TTL),
+            },
+        )
+    })
+}
+
 fn v4_source(address: IpAddr) -> Result<Ipv4Addr, ConfigError> {
     match address {
         IpAddr::V4(a) => Ok(a),
@@ -170,6 +189,18 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         .health_check
         .map(|hc| check_from_raw(hc, raw.port, &join(field, "health_check")))
         .transpose()?;
+    let timeout_field = join(field, "udp_idle_timeout");
+    if protocol == Protocol::Tcp && raw.udp_idle_timeout.is_some() {
+        return Err(ConfigError::new(
+            timeout_field,
+            ConfigErrorKind::UdpIdleTimeoutOnTcpVip,
+        ));
+    }
+    let udp_idle_timeout = duration(
+        raw.udp_idle_timeout,
+        DEFAULT_UDP_IDLE_TIMEOUT,
+        &timeout_field,
+    )?;
     let backends = raw
         .backends
         .into_iter()
@@ -187,6 +218,7 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         hashing: raw.hashing.unwrap_or_default(),
         flow_table: raw.flow_table.unwrap_or(true),
         announce: raw.announce.unwrap_or_default(),
+        udp_idle_timeout,
         health_check,
         backends,
     })
@@ -294,6 +326,7 @@ fn raw_global(g: &GlobalConfig) -> RawGlobal {
         egress_interfaces: Some(g.egress_interfaces.clone()),
         outer_source_v4: g.outer_source_v4.map(IpAddr::V4),
         outer_source_v6: g.outer_source_v6.map(IpAddr::V6),
+        outer_ttl: Some(u64::from(g.outer_ttl)),
         table_size: Some(u64::from(g.table_size)),
         flow_table_size: Some(u64::from(g.flow_table_size)),
         max_vips: Some(u64::from(g.max_vips)),
@@ -314,6 +347,8 @@ fn raw_vip(v: &VipConfig) -> RawVip {
         hashing: Some(v.hashing),
         flow_table: Some(v.flow_table),
         announce: Some(v.announce),
+        udp_idle_timeout: (v.protocol == Protocol::Udp)
+            .then(|| humantime::format_duration(v.udp_idle_timeout).to_string()),
         health_check: v.health_check.as_ref().map(raw_check),
         backends: v.backends.iter().map(raw_backend).collect(),
     }

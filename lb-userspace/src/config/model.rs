@@ -24,8 +24,9 @@ pub struct Config {
     pub vips: Vec<VipConfig>,
 }
 
-/// The `[global]` table. Everything except the outer sources sizes or
-/// places the data plane, so the daemon needs a restart to change it.
+/// The `[global]` table. Everything except the outer sources and the outer
+/// TTL sizes or places the data plane, so the daemon needs a restart to
+/// change it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalConfig {
@@ -40,6 +41,8 @@ pub struct GlobalConfig {
     pub outer_source_v4: Option<Ipv4Addr>,
     /// Source of IPv6 outer headers; without it IPv6 backends cannot be served.
     pub outer_source_v6: Option<Ipv6Addr>,
+    /// TTL / hop limit of every outer header (1..=255).
+    pub outer_ttl: u8,
     /// Maglev slots per VIP (a prime).
     pub table_size: u32,
     /// Entries of the connection table.
@@ -110,6 +113,11 @@ pub struct VipConfig {
     /// When this node announces the VIP's address (with `[announce]` on).
     #[serde(default)]
     pub announce: AnnounceMode,
+    /// A UDP flow silent for longer than this loses its connection-table
+    /// entry: its next packet goes through the VIP's current table. Only
+    /// meaningful for UDP VIPs (TCP VIPs keep the default).
+    #[serde(with = "humantime_text")]
+    pub udp_idle_timeout: Duration,
     /// The VIP's default check, which backends inherit (kept for dump and for
     /// re-resolving inheritance when it changes).
     pub health_check: Option<HealthCheck>,

@@ -40,6 +40,9 @@ pub struct RawGlobal {
     pub outer_source_v4: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_source_v6: Option<IpAddr>,
+    /// u64 so that out-of-range values get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outer_ttl: Option<u64>,
     /// u64 so that out-of-range sizes get the range error, not a type error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,
@@ -84,6 +87,9 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    /// Humantime text, parsed during conversion (UDP VIPs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_idle_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce: Option<AnnounceMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

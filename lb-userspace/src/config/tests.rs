@@ -107,7 +107,8 @@ fn example_parses_with_every_field() {
     assert_eq!(g.egress_interfaces, ["bond0"]);
     assert_eq!(g.outer_source_v4, Some(Ipv4Addr::new(10, 0, 0, 2)));
     assert_eq!(g.bpf_log, BpfLogLevel::Off);
-    assert_eq!(c.vips.len(), 2);
+    assert_eq!(g.outer_ttl, 64);
+    assert_eq!(c.vips.len(), 3);
 
     let web = &c.vips[0];
     assert_eq!(web.name, "web");
@@ -135,6 +136,11 @@ fn example_parses_with_every_field() {
     assert_eq!(
         (dns.protocol, dns.hashing, dns.flow_table),
         (Protocol::Udp, Hashing::SourceIp, false)
+    );
+    let quic = &c.vips[2];
+    assert_eq!(
+        (quic.protocol, quic.udp_idle_timeout),
+        (Protocol::Udp, Duration::from_secs(30))
     );
 }
 
@@ -166,12 +172,14 @@ address = \"10.0.0.11\"
     assert_eq!(g.api_socket, Path::new("/run/xlb/xlb.sock"));
     assert_eq!(g.metrics_address.to_string(), "127.0.0.1:9431");
     assert_eq!(g.bpf_log, BpfLogLevel::Off);
+    assert_eq!(g.outer_ttl, 64);
     let v = &c.vips[0];
     assert_eq!(v.name, "10.100.0.1:80/tcp");
     assert_eq!(
         (v.protocol, v.hashing, v.flow_table),
         (Protocol::Tcp, Hashing::FiveTuple, true)
     );
+    assert_eq!(v.udp_idle_timeout, Duration::from_secs(30));
     assert_eq!(v.health_check, None);
     assert_eq!(v.backends[0].weight, 100);
     assert_eq!(v.backends[0].health_check, None);
@@ -666,6 +674,8 @@ fn table_size_range_and_primality() {
 #[test]
 fn numeric_ranges() {
     let cases = [
+        ("outer_ttl = 0", 13, "global.outer_ttl", 0),
+        ("outer_ttl = 256", 13, "global.outer_ttl", 256),
         ("flow_table_size = 1023", 19, "global.flow_table_size", 1023),
         (
             "flow_table_size = 67108865",
@@ -696,6 +706,77 @@ fn numeric_ranges() {
             "{line}: {kind}"
         );
     }
+}
+
+#[test]
+fn outer_ttl_is_configurable_from_1_to_255() {
+    for ttl in [1u8, 32, 255] {
+        let c = parse(&with_global(&format!("outer_ttl = {ttl}\n")));
+        assert_eq!(c.global.outer_ttl, ttl);
+        assert_eq!(parse(&c.to_toml_string()), c, "round trip");
+    }
+    let kind = rejected(&with_global("outer_ttl = -1\n"), 5, 13, "global.outer_ttl");
+    assert!(matches!(kind, ConfigErrorKind::Schema { .. }), "{kind}");
+}
+
+const UDP_VIP: &str = "[[vip]]\naddress = \"10.100.0.1\"\nport = 53\nprotocol = \"udp\"\n";
+
+#[test]
+fn udp_idle_timeout_is_a_duration_of_udp_vips() {
+    let c = parse(&with_global(&format!(
+        "{UDP_VIP}udp_idle_timeout = \"2m 30s\"\n"
+    )));
+    assert_eq!(c.vips[0].udp_idle_timeout, Duration::from_secs(150));
+    assert_eq!(parse(&c.to_toml_string()), c, "round trip");
+    assert!(
+        c.to_toml_string().contains("udp_idle_timeout = \"2m 30s\""),
+        "{}",
+        c.to_toml_string()
+    );
+    let c = parse(&with_global(UDP_VIP));
+    assert_eq!(c.vips[0].udp_idle_timeout, limits::DEFAULT_UDP_IDLE_TIMEOUT);
+    // A TCP VIP's dump does not write the key (it would be refused).
+    let tcp = parse(&with_global(
+        "[[vip]]\naddress = \"10.100.0.1\"\nport = 80\n",
+    ));
+    assert!(!tcp.to_toml_string().contains("udp_idle_timeout"));
+    assert_eq!(parse(&tcp.to_toml_string()), tcp);
+}
+
+#[test]
+fn udp_idle_timeout_errors() {
+    // Lines 5-8 are the VIP; the key is line 9, its value at column 20.
+    for (value, kind_is) in [
+        ("\"500ms\"", "range"),
+        ("\"2d\"", "range"),
+        ("\"soon\"", "invalid"),
+    ] {
+        let kind = rejected(
+            &with_global(&format!("{UDP_VIP}udp_idle_timeout = {value}\n")),
+            9,
+            20,
+            "vip[0].udp_idle_timeout",
+        );
+        let ok = match kind_is {
+            "range" => matches!(kind, ConfigErrorKind::DurationOutOfRange { .. }),
+            _ => matches!(kind, ConfigErrorKind::InvalidDuration { .. }),
+        };
+        assert!(ok, "{value}: {kind}");
+    }
+    let kind = rejected(
+        &with_global("[[vip]]\naddress = \"10.100.0.1\"\nport = 80\nudp_idle_timeout = \"10s\"\n"),
+        8,
+        20,
+        "vip[0].udp_idle_timeout",
+    );
+    assert!(
+        matches!(kind, ConfigErrorKind::UdpIdleTimeoutOnTcpVip),
+        "{kind}"
+    );
+    assert!(
+        kind.to_string().contains("only applies to udp vips"),
+        "{kind}"
+    );
 }
 
 #[test]

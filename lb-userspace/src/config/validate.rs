@@ -93,6 +93,12 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
     if let Some(a) = g.outer_source_v6 {
         check_usable(IpAddr::V6(a), "global.outer_source_v6")?;
     }
+    check_range(
+        g.outer_ttl,
+        MIN_OUTER_TTL,
+        MAX_OUTER_TTL,
+        "global.outer_ttl",
+    )?;
     check_table_size(g.table_size)?;
     check_range(
         g.flow_table_size,
@@ -275,6 +281,12 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
     let address_field = join(field, "address");
     check_usable(v.address, &address_field)?;
     check_not_outer_source(v.address, g, &address_field)?;
+    check_duration(
+        v.udp_idle_timeout,
+        MIN_UDP_IDLE_TIMEOUT,
+        MAX_UDP_IDLE_TIMEOUT,
+        &join(field, "udp_idle_timeout"),
+    )?;
     if let Some(hc) = &v.health_check {
         check_health_check(hc, &join(field, "health_check"))?;
     }

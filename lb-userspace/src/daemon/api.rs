@@ -15,7 +15,7 @@
 //! | POST | /v1/reload | re-read the config file |
 //! | GET | /v1/stats | counters (JSON) |
 //! | GET | /v1/config | the effective config as TOML |
-//! | GET | /v1/explain?src=&sport=&dst=&dport=&proto= | which backend and why |
+//! | GET | /v1/explain?src=&sport=&dst=&dport=&proto=[&syn=true] | which backend and why |
 //! | POST | /v1/shutdown | stop the daemon (the data plane keeps running); body `{"withdraw": true}` (`xlb down`): withdraw the announced routes and wait `announce.drain_on_stop` first |
 
 use std::{

@@ -6,14 +6,15 @@
 //! the daemon keeps its last good config.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use lb_common::{
-    FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VlanDevice, VIP_F_NO_FLOW_TABLE,
+    VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -21,12 +22,15 @@ use thiserror::Error;
 use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
-    config::{BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol, VipConfig},
-    dataplane::{Dataplane, DataplaneError},
+    config::{
+        humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol,
+        VipConfig,
+    },
+    dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
-        ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
+        self, ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
@@ -89,6 +93,9 @@ pub struct VipStatus {
     pub protocol: Protocol,
     pub hashing: Hashing,
     pub flow_table: bool,
+    /// How long a silent UDP flow keeps its backend (UDP VIPs).
+    #[serde(with = "humantime_text")]
+    pub udp_idle_timeout: std::time::Duration,
     /// Every weighted backend is unhealthy: all are kept (fail open).
     pub fail_open: bool,
     /// This node announces the VIP's address (`crate::announce`).
@@ -165,6 +172,15 @@ impl Controller {
 
     pub fn dataplane_mut(&mut self) -> &mut Dataplane {
         &mut self.dp
+    }
+
+    /// Tells the data plane which devices are VLAN devices (ifindex ->
+    /// parent and tag), for its egress check.
+    pub fn set_vlan_devices(
+        &mut self,
+        devices: &BTreeMap<u32, VlanDevice>,
+    ) -> Result<VlanSync, ControlError> {
+        Ok(self.dp.sync_vlans(devices)?)
     }
 
     /// Installs the current desired state (startup, after adoption).
@@ -405,7 +421,8 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6);
+        let global =
+            MapGlobal::new(g.outer_source_v4, g.outer_source_v6).with_outer_ttl(g.outer_ttl);
         let vips = config
             .vips
             .iter()
@@ -415,6 +432,9 @@ impl Controller {
                     key,
                     name: v.name.clone(),
                     flags: vip_flags(v),
+                    // Validated to at most a day.
+                    udp_idle_timeout_ms: u32::try_from(v.udp_idle_timeout.as_millis())
+                        .unwrap_or(u32::MAX),
                     backends: v
                         .backends
                         .iter()
@@ -460,12 +480,11 @@ impl Controller {
             .iter()
             .map(|v| {
                 let key = vip_key(v);
-                let healthy: Vec<(IpAddr, u16, bool)> = v
-                    .backends
-                    .iter()
-                    .map(|b| (b.address, b.weight, self.healthy(&(key, b.address))))
-                    .collect();
-                let fail_open = is_fail_open(&healthy);
+                let fail_open = reconcile::is_fail_open(
+                    v.backends
+                        .iter()
+                        .map(|b| (b.weight, self.healthy(&(key, b.address)))),
+                );
                 let announce = announce_states.next().unwrap_or_default();
                 VipStatus {
                     name: v.name.clone(),
@@ -474,6 +493,7 @@ impl Controller {
                     protocol: v.protocol,
                     hashing: v.hashing,
                     flow_table: v.flow_table,
+                    udp_idle_timeout: v.udp_idle_timeout,
                     fail_open,
                     announced: announce.announce,
                     announce_reason: announce.reason,
@@ -580,7 +600,7 @@ impl Controller {
                     message: format!("source and destination families differ: {e}"),
                 }
             })?;
-        let t = explain::trace(&self.dp, &flow)?;
+        let t = explain::trace(&self.dp, &flow, &explain::packet_now(&flow, q.syn))?;
         let vip_name = t.vip.map(|(key, _)| self.vip_name(&key));
         Ok(Explanation::new(&t, vip_name))
     }
@@ -599,11 +619,6 @@ fn vip_flags(v: &VipConfig) -> u32 {
         f |= VIP_F_NO_FLOW_TABLE;
     }
     f
-}
-
-fn is_fail_open(backends: &[(IpAddr, u16, bool)]) -> bool {
-    let weighted: Vec<_> = backends.iter().filter(|b| b.1 > 0).collect();
-    !weighted.is_empty() && weighted.iter().all(|b| !b.2)
 }
 
 fn unix_now() -> f64 {

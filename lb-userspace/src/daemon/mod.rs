@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 
 use self::{
     api::{ApiState, Event},
-    controller::{BackendKey, Controller},
+    controller::{BackendKey, ControlError, Controller},
     driver_watch::DriverWatch,
 };
 pub use self::{overrides::Overrides, veth_peers::VethPeerPolicy};
@@ -43,11 +43,12 @@ use crate::{
     config::Config,
     dataplane::{
         attach::{ensure_bpffs, InstancePaths},
-        Dataplane, FlowTableCapacity, LoadOptions, Sizes,
+        Dataplane, FlowTableCapacity, LoadOptions, Sizes, VlanSync,
     },
     health::{HealthMonitor, Transition},
     netdev,
     reconcile::Reconciler,
+    vlan_devices::{self, LinkWatch, VlanLink},
 };
 
 /// How often the drivers' XDP error counters are read.
@@ -154,6 +155,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let report = ctl
         .reconcile()
         .context("installing the config into the maps")?;
+    // Before attaching: from its first packet on, the data plane must know
+    // which egress devices are VLAN devices.
+    let links = vlan_devices::read()
+        .await
+        .context("reading the VLAN devices over netlink")?;
+    install_vlan_devices(&mut ctl, &links).context("writing the VLAN devices to XLB_VLANS")?;
     controller::release_freed_memory();
     info!(
         writes = report.ops,
@@ -193,6 +200,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let metrics = metrics_server::serve(g.metrics_address, ctl.clone()).await?;
     info!(api = %g.api_socket.display(), metrics = %g.metrics_address, "xlb is running");
 
+    // Link changes (a VLAN device added or removed) reach the data plane at
+    // once; without the watch, at the next reload.
+    let mut links = match LinkWatch::start() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %crate::dataplane::attach::error_chain(&e), "cannot watch link changes: VLAN devices are re-read only on reloads");
+            None
+        }
+    };
+
     let (health_tx, mut transitions) = mpsc::unbounded_channel::<Transition<BackendKey>>();
     let mut monitor = HealthMonitor::new(health_tx);
     monitor.sync(lock(&ctl).health_checks());
@@ -216,9 +233,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     Err(e) => error!(error = %crate::dataplane::attach::error_chain(&e), "config reload failed; keeping the running config"),
                 }
                 monitor.sync(lock(&ctl).health_checks());
+                refresh_vlan_devices(&ctl).await;
             }
             Some(ev) = events.recv() => match ev {
-                Event::ConfigChanged => monitor.sync(lock(&ctl).health_checks()),
+                Event::ConfigChanged => {
+                    monitor.sync(lock(&ctl).health_checks());
+                    refresh_vlan_devices(&ctl).await;
+                }
                 Event::Shutdown { withdraw: false } => { info!("shutdown requested through the API"); break; }
                 Event::Shutdown { withdraw: true } => {
                     planned_stop(&ctl).await?;
@@ -230,6 +251,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 let c = ctl.clone();
                 tokio::task::spawn_blocking(move || lock(&c).announce_sync()).await?;
             }
+            changed = link_changed(&mut links) => match changed {
+                Some(()) => refresh_vlan_devices(&ctl).await,
+                None => {
+                    warn!("the link watch ended: VLAN devices are re-read only on reloads");
+                    links = None;
+                }
+            },
             Some(t) = transitions.recv() => {
                 let c = ctl.clone();
                 let key = t.key;
@@ -240,7 +268,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 }).await?;
                 match result {
                     (vip, Ok(_)) if t.healthy => info!(%vip, backend = %key.1, "backend is healthy again: back in the table"),
-                    (vip, Ok(_)) => warn!(%vip, backend = %key.1, reason = %t.reason, "backend failed its health check: out of the table (established flows stay)"),
+                    (vip, Ok(_)) => warn!(%vip, backend = %key.1, reason = %t.reason, "backend failed its health check: out of the table; its flows move to the other backends"),
                     (vip, Err(e)) => error!(%vip, backend = %key.1, error = %e, "applying a health change failed"),
                 }
                 let c = lock(&ctl);
@@ -295,6 +323,64 @@ fn start_announcer(config: &Config, adopting: bool) -> anyhow::Result<Option<Ann
         a.table()
     );
     Ok(Some(a))
+}
+
+/// Writes `links` (the host's VLAN devices) to `XLB_VLANS`, saying so when
+/// the set changed.
+fn install_vlan_devices(ctl: &mut Controller, links: &[VlanLink]) -> Result<(), ControlError> {
+    let (devices, left_out) = vlan_devices::by_ifindex(links);
+    if left_out > 0 {
+        warn!(
+            left_out,
+            max = lb_common::MAX_VLAN_DEVICES,
+            "more VLAN devices than XLB_VLANS holds: packets routed to the others are \
+             redirected like untagged ones (and dropped by the kernel)"
+        );
+    }
+    let sync = ctl.set_vlan_devices(&devices)?;
+    if sync != VlanSync::default() {
+        let names: Vec<String> = links
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} (id {}, on ifindex {})",
+                    l.name,
+                    l.device.vlan_id(),
+                    l.device.parent_ifindex
+                )
+            })
+            .collect();
+        info!(
+            added_or_changed = sync.added_or_changed,
+            removed = sync.removed,
+            "VLAN devices known to the data plane: [{}]",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Re-reads the VLAN devices (after a reload or a link change); failures
+/// are logged, the previous set stays.
+async fn refresh_vlan_devices(ctl: &Arc<Mutex<Controller>>) {
+    let result = match vlan_devices::read().await {
+        Ok(links) => install_vlan_devices(&mut lock(ctl), &links).map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = result {
+        warn!(
+            error = format!("{e:#}"),
+            "updating the VLAN devices failed; keeping the previous set"
+        );
+    }
+}
+
+/// The next link change, or never when links are not watched.
+async fn link_changed(links: &mut Option<LinkWatch>) -> Option<()> {
+    match links {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn lock(c: &Arc<Mutex<Controller>>) -> std::sync::MutexGuard<'_, Controller> {

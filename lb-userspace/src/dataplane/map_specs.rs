@@ -25,8 +25,8 @@ use aya_obj::generated::{
 };
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FlowKey, FlowValue,
-    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES,
-    MAX_DECAP_VIPS, MAX_TX_PORTS,
+    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, VlanDevice, MAX_DECAP_ADDRS,
+    MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -84,6 +84,12 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::VERDICTS,
         MapType::PerCpuArray,
         Entries::Declared(Verdict::COUNT),
+    ),
+    // ifindex -> VLAN device; filled from netlink (`crate::vlan_devices`).
+    MapSpec::of::<u32, VlanDevice>(
+        map_names::VLANS,
+        MapType::Hash,
+        Entries::Declared(MAX_VLAN_DEVICES),
     ),
 ];
 
@@ -486,6 +492,7 @@ mod tests {
                 map_names::BACKEND_STATS,
                 map_names::NEXTHOPS,
                 map_names::VERDICTS,
+                map_names::VLANS,
             ]
         );
         assert_eq!(
@@ -534,6 +541,7 @@ mod tests {
         assert_eq!(entries(map_names::BACKEND_STATS), 256);
         assert_eq!(entries(map_names::NEXTHOPS), 256);
         assert_eq!(entries(map_names::VERDICTS), Verdict::COUNT);
+        assert_eq!(entries(map_names::VLANS), MAX_VLAN_DEVICES);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Typed access to the balancer's BPF maps: loading the object with the
 //! configured sizes (optionally pinned, adopting pins left by a previous run),
-//! writing VIPs, backends, Maglev tables and global settings, and reading stats.
+//! writing VIPs, backends, Maglev tables, global settings and VLAN devices,
+//! and reading stats.
 //!
 //! This is the only module that knows map names and value layouts on the
 //! userspace side; the reconciler and the tests go through it.
@@ -13,7 +14,7 @@ mod maglev_table;
 mod map_specs;
 pub mod netns_claim;
 
-use std::{os::fd::AsFd, path::PathBuf};
+use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
 
 use aya::{
     maps::{Array, DevMapHash, HashMap, Map, MapData, MapError, PerCpuArray},
@@ -22,7 +23,7 @@ use aya::{
 };
 use lb_common::{
     map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
-    Verdict, VipInfo, VipKey, VipStats,
+    Verdict, VipInfo, VipKey, VipStats, VlanDevice,
 };
 pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
@@ -185,6 +186,14 @@ pub struct Dataplane {
     backend_stats: PerCpuArray<MapData, BackendStats>,
     next_hops: PerCpuArray<MapData, CachedHop>,
     verdicts: PerCpuArray<MapData, u64>,
+    vlans: HashMap<MapData, u32, VlanDevice>,
+}
+
+/// What [`Dataplane::sync_vlans`] changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VlanSync {
+    pub added_or_changed: usize,
+    pub removed: usize,
 }
 
 impl Dataplane {
@@ -250,6 +259,7 @@ impl Dataplane {
             backend_stats: typed(&mut ebpf, map_names::BACKEND_STATS)?,
             next_hops: typed(&mut ebpf, map_names::NEXTHOPS)?,
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
+            vlans: typed(&mut ebpf, map_names::VLANS)?,
             sizes,
             flow_capacity,
             ebpf,
@@ -400,6 +410,43 @@ impl Dataplane {
             .keys()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| map_err(map_names::TX_PORTS, e))
+    }
+
+    // ---- VLAN devices -----------------------------------------------------
+
+    /// Makes `XLB_VLANS` hold exactly `devices` (ifindex -> VLAN device):
+    /// stale entries are removed first (an ifindex may have been reused),
+    /// then new and changed ones written. The data plane's next-hop cache
+    /// picks a change up within `NEXTHOP_TTL_NS`.
+    pub fn sync_vlans(
+        &mut self,
+        devices: &BTreeMap<u32, VlanDevice>,
+    ) -> Result<VlanSync, DataplaneError> {
+        let have = self.vlan_devices()?;
+        let mut sync = VlanSync::default();
+        for ifindex in have.keys().filter(|i| !devices.contains_key(i)) {
+            match self.vlans.remove(ifindex) {
+                Ok(()) | Err(MapError::KeyNotFound) => sync.removed += 1,
+                Err(e) => return Err(map_err(map_names::VLANS, e)),
+            }
+        }
+        for (ifindex, dev) in devices {
+            if have.get(ifindex) != Some(dev) {
+                self.vlans
+                    .insert(ifindex, dev, 0)
+                    .map_err(|e| map_err(map_names::VLANS, e))?;
+                sync.added_or_changed += 1;
+            }
+        }
+        Ok(sync)
+    }
+
+    /// Every entry of `XLB_VLANS`.
+    pub fn vlan_devices(&self) -> Result<BTreeMap<u32, VlanDevice>, DataplaneError> {
+        self.vlans
+            .iter()
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(|e| map_err(map_names::VLANS, e))
     }
 
     // ---- connection table -------------------------------------------------

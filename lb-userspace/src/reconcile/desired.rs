@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use lb_common::{GlobalConfig, VipKey};
+use lb_common::{GlobalConfig, VipKey, VIP_F_FAIL_OPEN};
 
 /// Everything the maps should hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,8 +19,12 @@ pub struct DesiredVip {
     pub key: VipKey,
     /// For errors and logs only.
     pub name: String,
-    /// `VIP_F_*` flags.
+    /// `VIP_F_*` flags from the config (hashing, flow-table bypass);
+    /// `VIP_F_FAIL_OPEN` is derived from the backends' health, see
+    /// [`DesiredVip::entry_flags`].
     pub flags: u32,
+    /// UDP connection-table entries idle longer than this expire.
+    pub udp_idle_timeout_ms: u32,
     pub backends: Vec<DesiredBackend>,
 }
 
@@ -37,5 +41,21 @@ impl DesiredVip {
     /// The Maglev inputs: see [`super::table_inputs`].
     pub fn table_inputs(&self) -> Vec<(IpAddr, u16)> {
         super::table_inputs(self.backends.iter().map(|b| (b.addr, b.weight, b.healthy)))
+    }
+
+    /// Every weighted backend is unhealthy: see [`super::is_fail_open`].
+    pub fn fail_open(&self) -> bool {
+        super::is_fail_open(self.backends.iter().map(|b| (b.weight, b.healthy)))
+    }
+
+    /// The flags of the VIP's map entry: the configured ones, plus
+    /// `VIP_F_FAIL_OPEN` while the VIP fails open.
+    pub fn entry_flags(&self) -> u32 {
+        let configured = self.flags & !VIP_F_FAIL_OPEN;
+        if self.fail_open() {
+            configured | VIP_F_FAIL_OPEN
+        } else {
+            configured
+        }
     }
 }

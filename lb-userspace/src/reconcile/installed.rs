@@ -30,7 +30,9 @@ pub(super) struct Installed {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct InstalledVip {
     pub vip_id: u32,
+    /// The entry's flags, `VIP_F_FAIL_OPEN` included.
     pub flags: u32,
+    pub udp_idle_timeout_ms: u32,
     pub backends: BTreeMap<IpAddr, InstalledBackend>,
     /// (address, weight) of the backends in the table, sorted: the Maglev input.
     pub table_inputs: Vec<(IpAddr, u16)>,
@@ -104,6 +106,7 @@ impl Installed {
                 InstalledVip {
                     vip_id: info.vip_id,
                     flags: info.flags,
+                    udp_idle_timeout_ms: info.udp_idle_timeout_ms,
                     backends: vip_backends,
                     table_inputs,
                 },

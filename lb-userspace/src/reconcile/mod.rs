@@ -205,15 +205,25 @@ impl Reconciler {
     }
 }
 
+/// Whether a VIP with these (weight, healthy) backends fails open: it has
+/// weighted backends and every one of them is unhealthy. Then its table keeps
+/// all weighted backends and the data plane follows flow entries to
+/// unhealthy ones (`VIP_F_FAIL_OPEN`): a VIP whose health checks all fail
+/// keeps serving rather than black-holing.
+pub fn is_fail_open(backends: impl Iterator<Item = (u16, bool)>) -> bool {
+    let mut weighted = backends.filter(|(w, _)| *w > 0).peekable();
+    weighted.peek().is_some() && weighted.all(|(_, h)| !h)
+}
+
 /// The table's inputs from (address, weight, healthy): weighted, healthy
-/// backends; if none is healthy, every weighted backend (fail open: a VIP whose
-/// health checks all fail keeps serving rather than black-holing).
+/// backends; if none is healthy, every weighted backend (fail open, see
+/// [`is_fail_open`]).
 pub fn table_inputs(backends: impl Iterator<Item = (IpAddr, u16, bool)>) -> Vec<(IpAddr, u16)> {
     let weighted: Vec<(IpAddr, u16, bool)> = backends.filter(|(_, w, _)| *w > 0).collect();
-    let any_healthy = weighted.iter().any(|(_, _, h)| *h);
+    let fail_open = is_fail_open(weighted.iter().map(|(_, w, h)| (*w, *h)));
     let mut v: Vec<(IpAddr, u16)> = weighted
         .into_iter()
-        .filter(|(_, _, h)| *h || !any_healthy)
+        .filter(|(_, _, h)| *h || fail_open)
         .map(|(a, w, _)| (a, w))
         .collect();
     v.sort();

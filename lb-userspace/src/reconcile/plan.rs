@@ -193,7 +193,7 @@ impl Planner {
             self.write_table(want, vip_id, &inputs, &backends)?;
         }
         self.push(Op::ResetVipStats { vip_id });
-        let info = self.vip_info(vip_id, want.flags, !inputs.is_empty());
+        let info = self.vip_info(vip_id, want, !inputs.is_empty());
         self.push(Op::SetVip {
             key: want.key,
             info,
@@ -202,7 +202,8 @@ impl Planner {
             want.key,
             InstalledVip {
                 vip_id,
-                flags: want.flags,
+                flags: info.flags,
+                udp_idle_timeout_ms: info.udp_idle_timeout_ms,
                 backends,
                 table_inputs: inputs,
             },
@@ -324,14 +325,14 @@ impl Planner {
                 if !had_table {
                     self.push(Op::SetVip {
                         key: want.key,
-                        info: self.vip_info(vip_id, want.flags, true),
+                        info: self.vip_info(vip_id, want, true),
                     });
                     entry_written = true;
                 }
             } else {
                 self.push(Op::SetVip {
                     key: want.key,
-                    info: self.vip_info(vip_id, want.flags, false),
+                    info: self.vip_info(vip_id, want, false),
                 });
                 self.push(Op::ClearTable {
                     vip_id,
@@ -367,18 +368,25 @@ impl Planner {
                 self.plan.next.backend_ids.free(b.id);
             }
         }
-        // 5. Flags (hashing, flow-table bypass) switch atomically.
-        if want.flags != have.flags && !entry_written {
+        // 5. Flags (hashing, flow-table bypass, fail open) and the UDP idle
+        //    timeout switch atomically. Fail open is switched after the
+        //    table and health flags: in between, flows to unhealthy backends
+        //    fall back to the table, which always names live backends.
+        let info = self.vip_info(vip_id, want, has_table);
+        let entry_changed =
+            (info.flags, info.udp_idle_timeout_ms) != (have.flags, have.udp_idle_timeout_ms);
+        if entry_changed && !entry_written {
             self.push(Op::SetVip {
                 key: want.key,
-                info: self.vip_info(vip_id, want.flags, has_table),
+                info,
             });
         }
         self.plan.next.vips.insert(
             want.key,
             InstalledVip {
                 vip_id,
-                flags: want.flags,
+                flags: info.flags,
+                udp_idle_timeout_ms: info.udp_idle_timeout_ms,
                 backends,
                 table_inputs: inputs,
             },
@@ -402,14 +410,16 @@ impl Planner {
         self.plan.vips_removed += 1;
     }
 
-    /// The VIP entry; `table_size` 0 when the VIP has no usable backend.
-    fn vip_info(&self, vip_id: u32, flags: u32, has_table: bool) -> VipInfo {
+    /// The VIP entry of `want` as VIP `vip_id`; `table_size` 0 when the VIP
+    /// has no usable backend.
+    fn vip_info(&self, vip_id: u32, want: &DesiredVip, has_table: bool) -> VipInfo {
         VipInfo::new(
             vip_id,
-            flags,
+            want.entry_flags(),
             self.sizes.table_offset(vip_id),
             if has_table { self.sizes.table_size } else { 0 },
         )
+        .with_udp_idle_timeout_ms(want.udp_idle_timeout_ms)
     }
 
     /// Schedules writing VIP `vip_id`'s table from `inputs` (not empty).

@@ -9,8 +9,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use lb_common::{
-    map_names, Backend, GlobalConfig, VipInfo, MAX_TX_PORTS, PROTO_TCP, PROTO_UDP,
-    VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    map_names, Backend, GlobalConfig, VipInfo, DEFAULT_UDP_IDLE_TIMEOUT_MS, MAX_TX_PORTS,
+    PROTO_TCP, PROTO_UDP, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use proptest::prelude::*;
 
@@ -225,6 +225,7 @@ fn vip(n: u8, port: u16, flags: u32, backends: Vec<DesiredBackend>) -> DesiredVi
         key: vip_key(n, port, PROTO_TCP),
         name: format!("vip{n}:{port}"),
         flags,
+        udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends,
     }
 }
@@ -256,7 +257,23 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
             .vips
             .get(&want.key)
             .unwrap_or_else(|| panic!("{} missing", want.name));
-        assert_eq!(info.flags, want.flags, "{} flags", want.name);
+        assert_eq!(
+            info.flags & !VIP_F_FAIL_OPEN,
+            want.flags,
+            "{} flags",
+            want.name
+        );
+        assert_eq!(
+            info.flags & VIP_F_FAIL_OPEN != 0,
+            want.fail_open(),
+            "{}: the fail-open flag says whether every weighted backend is unhealthy",
+            want.name
+        );
+        assert_eq!(
+            info.udp_idle_timeout_ms, want.udp_idle_timeout_ms,
+            "{} udp idle timeout",
+            want.name
+        );
         assert!(
             maps.vips.contains_key(&want.key.to_marker()),
             "{} address marker",
@@ -491,6 +508,55 @@ fn all_unhealthy_fails_open() {
         2,
         "but never a drained one"
     );
+    assert_ne!(
+        info.flags & VIP_F_FAIL_OPEN,
+        0,
+        "the data plane is told, so it keeps following the flows"
+    );
+
+    // One backend recovers: the VIP stops failing open, in the same apply.
+    let key = vip_key(1, 80, PROTO_TCP);
+    let recovered = state(vec![vip(
+        1,
+        80,
+        0,
+        vec![
+            backend(11, 1, true),
+            backend(12, 3, false),
+            backend(13, 0, false),
+        ],
+    )]);
+    converge(&mut r, &mut maps, &recovered);
+    let flags = maps.vips.get(&key).map(|i| i.flags).unwrap_or_default();
+    assert_eq!(flags & VIP_F_FAIL_OPEN, 0);
+    // A drained backend's health does not matter: one weighted healthy
+    // backend is enough not to fail open; no weighted backend never does.
+    let drained_only = state(vec![vip(1, 80, 0, vec![backend(13, 0, false)])]);
+    converge(&mut r, &mut maps, &drained_only);
+    let flags = maps.vips.get(&key).map(|i| i.flags).unwrap_or_default();
+    assert_eq!(flags & VIP_F_FAIL_OPEN, 0);
+}
+
+#[test]
+fn the_udp_idle_timeout_is_written_and_changed_in_place() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let with_timeout = |ms: u32| {
+        let mut v = vip(1, 53, 0, vec![backend(11, 1, true)]);
+        v.key = vip_key(1, 53, PROTO_UDP);
+        v.udp_idle_timeout_ms = ms;
+        state(vec![v])
+    };
+    converge(&mut r, &mut maps, &with_timeout(5_000));
+    let plan = r
+        .plan(&with_timeout(9_000))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(&plan.ops[..], [Op::SetVip { info, .. }] if info.udp_idle_timeout_ms == 9_000),
+        "one entry update: {:?}",
+        plan.ops
+    );
+    converge(&mut r, &mut maps, &with_timeout(9_000));
 }
 
 #[test]
@@ -610,9 +676,14 @@ fn arb_state() -> impl Strategy<Value = DesiredState> {
         1u8..4,
         prop_oneof![Just(80u16), Just(0u16)],
         0u32..4,
+        prop_oneof![
+            Just(DEFAULT_UDP_IDLE_TIMEOUT_MS),
+            Just(1_000u32),
+            Just(600_000u32)
+        ],
         proptest::collection::vec(backend, 0..6),
     )
-        .prop_map(|(n, port, flags, mut bs)| {
+        .prop_map(|(n, port, flags, udp_idle_timeout_ms, mut bs)| {
             bs.sort_by_key(|b| b.addr);
             bs.dedup_by_key(|b| b.addr);
             let proto = if flags & 1 == 0 { PROTO_TCP } else { PROTO_UDP };
@@ -622,6 +693,7 @@ fn arb_state() -> impl Strategy<Value = DesiredState> {
                 key: vip_key(n, port, proto),
                 name: format!("v{n}"),
                 flags: f,
+                udp_idle_timeout_ms,
                 backends: bs,
             }
         });
@@ -660,6 +732,7 @@ fn vip_at(n: u8, backends: impl IntoIterator<Item = u8>) -> DesiredVip {
         key: VipKey::new(IpAddr::from([10, 100, 1, n]), 80, PROTO_TCP),
         name: format!("at{n}"),
         flags: 0,
+        udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends: backends
             .into_iter()
             .map(|b| DesiredBackend {
@@ -814,6 +887,7 @@ fn arb_full_state() -> impl Strategy<Value = DesiredState> {
                     key,
                     name: format!("full{addr}:{port}/{proto}"),
                     flags: if flags & 2 != 0 { VIP_F_SOURCE_HASH } else { 0 },
+                    udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
                     backends: bs,
                 });
             }

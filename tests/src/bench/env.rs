@@ -8,16 +8,20 @@
 //! `xlbl0` and arrive at `xlbl1`, where `xlb_count_drop` runs in native mode
 //! (a veth only delivers XDP_TX frames to a peer with a native XDP program) and
 //! counts them. Two more veth pairs, down, only keep the measured programs in
-//! the kernel's XDP dispatcher (see `attach_live`).
+//! the kernel's XDP dispatcher (see `attach_live`). The veth `xlbl0v100`
+//! (10.1.100.1/24) stands in for VLAN 100 of `xlbl0` (the test kernel has no
+//! 802.1Q devices; it is recorded in `XLB_VLANS` as such): the VLAN
+//! scenario's backends are routed through it, so its tagged frames keep their
+//! tag and leave by `xlbl0`.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use anyhow::{Context, Result};
 use aya::programs::{Xdp, XdpMode};
-use lb_common::{program_names, GlobalConfig};
+use lb_common::{program_names, GlobalConfig, VlanDevice, TPID_8021Q};
 use lb_userspace::{
     dataplane::{aux::AuxPrograms, Dataplane, LoadOptions, Sizes},
     reconcile::{DesiredState, Reconciler},
@@ -30,6 +34,10 @@ use crate::{
 
 pub const IFACE: &str = "xlbl0";
 pub const PEER: &str = "xlbl1";
+/// The stand-in for VLAN [`VLAN_ID`] of `xlbl0`, and its subnet's prefix.
+pub const VLAN_DEV: &str = "xlbl0v100";
+pub const VLAN_ID: u16 = 100;
+const VLAN_NET: [u8; 3] = [10, 1, 100];
 /// Veth pairs that only hold programs in the XDP dispatcher (see `attach_live`).
 const HOLDER_PAIRS: [(&str, &str); 2] = [("xlbh0", "xlbh1"), ("xlbh2", "xlbh3")];
 /// The namespace is `xlb-bench-<pid>`.
@@ -95,6 +103,7 @@ impl BenchEnv {
             aux.program(name)
                 .with_context(|| format!("loading {name}"))?;
         }
+        add_vlan_standin(&ns, &mut dp)?;
         let live_error = attach_live(&ns, &mut dp, &mut aux)
             .err()
             .map(|e| format!("{e:#}"));
@@ -129,8 +138,10 @@ impl BenchEnv {
             .collect();
         for addr in addrs {
             let mac = backend_mac(addr).map(|b| format!("{b:02x}")).join(":");
+            let on_vlan = matches!(addr, IpAddr::V4(a) if a.octets()[..3] == VLAN_NET);
+            let dev = if on_vlan { VLAN_DEV } else { IFACE };
             self.ns.ip(&format!(
-                "neigh replace {addr} lladdr {mac} dev {IFACE} nud permanent"
+                "neigh replace {addr} lladdr {mac} dev {dev} nud permanent"
             ));
         }
         Ok(())
@@ -152,6 +163,25 @@ impl BenchEnv {
     pub fn namespace(&self) -> &str {
         self.ns.name()
     }
+}
+
+/// Creates `xlbl0v100` and records it in `XLB_VLANS` as VLAN 100 of
+/// `xlbl0`, what the daemon records for a real VLAN sub-interface.
+fn add_vlan_standin(ns: &NetNs, dp: &mut Dataplane) -> Result<()> {
+    let [a, b, c] = VLAN_NET;
+    ns.ip(&format!(
+        "link add {VLAN_DEV} type veth peer name {VLAN_DEV}p"
+    ));
+    ns.ip(&format!("addr add {a}.{b}.{c}.1/24 dev {VLAN_DEV}"));
+    ns.ip(&format!("link set {VLAN_DEV} up"));
+    ns.ip(&format!("link set {VLAN_DEV}p up"));
+    let vlans = BTreeMap::from([(
+        ns.ifindex(VLAN_DEV),
+        VlanDevice::new(ns.ifindex(IFACE), VLAN_ID, TPID_8021Q),
+    )]);
+    dp.sync_vlans(&vlans)
+        .context("recording the VLAN stand-in in XLB_VLANS")?;
+    Ok(())
 }
 
 /// Native-mode attachments for live mode (the thread must be in `ns`):

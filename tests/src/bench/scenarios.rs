@@ -3,13 +3,16 @@
 //! fails instead of reporting a fast number).
 //!
 //! VIPs (100 backends each, weight 100, table of 65537 slots):
-//! - 10.100.0.1 TCP 80: the flow-table path (`v4_tcp_flow_hit`, `_vlan`, `_flow_miss`)
+//! - 10.100.0.1 TCP 80: the flow-table path (`v4_tcp_flow_hit`, `_flow_miss`)
 //! - 10.100.0.1 TCP 81, `VIP_F_NO_FLOW_TABLE`: always Maglev (`v4_tcp_new_flow`)
 //! - 10.100.0.1 UDP 53 (`v4_udp`)
 //! - fd00:100::1 TCP 80 (`v6_tcp_flow_hit`)
+//! - 10.100.0.3 TCP 80, backends on VLAN 100 (`v4_tcp_vlan`: a tagged packet
+//!   leaves only on its own VLAN)
 //!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
-//! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets.
+//! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
+//! VIP's are 10.1.100.10-109, behind `xlbl0`'s VLAN 100 (`env::VLAN_DEV`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -28,6 +31,8 @@ pub const CLIENT4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
 pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
 pub const VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
+/// The VIP whose backends are on VLAN 100.
+pub const VIP4_VLAN: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 3);
 /// An address next to the VIP that no VIP uses.
 pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const PORT_TCP: u16 = 80;
@@ -98,6 +103,9 @@ pub fn vip4_udp() -> VipKey {
 pub fn vip6_tcp() -> VipKey {
     vip_key(IpAddr::V6(VIP6), PORT_TCP, PROTO_TCP)
 }
+pub fn vip4_vlan() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_VLAN), PORT_TCP, PROTO_TCP)
+}
 
 fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     VipKey::new(addr, port, proto)
@@ -106,6 +114,13 @@ fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
 pub fn v4_backends() -> Vec<IpAddr> {
     (0..BACKENDS_PER_VIP)
         .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10 + i as u8)))
+        .collect()
+}
+
+/// Backends on VLAN 100 (the stand-in `env::VLAN_DEV`'s subnet).
+pub fn vlan_backends() -> Vec<IpAddr> {
+    (0..BACKENDS_PER_VIP)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 1, 100, 10 + i as u8)))
         .collect()
 }
 
@@ -121,6 +136,7 @@ pub fn desired_state() -> DesiredState {
         key,
         name: name.to_string(),
         flags,
+        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         backends: backends
             .into_iter()
             .map(|addr| DesiredBackend {
@@ -143,6 +159,7 @@ pub fn desired_state() -> DesiredState {
             ),
             vip(vip4_udp(), "v4-udp", 0, v4_backends()),
             vip(vip6_tcp(), "v6-tcp", 0, v6_backends()),
+            vip(vip4_vlan(), "v4-tcp-vlan", 0, vlan_backends()),
         ],
     }
 }
@@ -239,8 +256,8 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         if_mac,
     );
 
-    let mut vlan = tcp4(VIP4, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac);
-    vlan.vlan = Some(100);
+    let mut vlan = tcp4(VIP4_VLAN, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac);
+    vlan.vlan = Some(super::env::VLAN_ID);
 
     vec![
         floor("floor_pass", program_names::PASS, XDP_PASS, false),
@@ -282,7 +299,7 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         balancer(
             "v4_tcp_vlan",
             vec![vlan.build()],
-            vip4_tcp(),
+            vip4_vlan(),
             NewFlows::None,
             20,
         ),
@@ -309,9 +326,9 @@ mod tests {
     }
 
     #[test]
-    fn desired_state_has_four_vips_of_100_backends() {
+    fn desired_state_has_five_vips_of_100_backends() {
         let d = desired_state();
-        assert_eq!(d.vips.len(), 4);
+        assert_eq!(d.vips.len(), 5);
         assert!(d
             .vips
             .iter()
