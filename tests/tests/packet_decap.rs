@@ -6,9 +6,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{
-    IpEcn, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6FlowLabel, Ipv6Header, Ipv6HeaderSlice,
-};
+use etherparse::{IpEcn, IpNumber, Ipv4HeaderSlice, Ipv6FlowLabel, Ipv6Header, Ipv6HeaderSlice};
 use lb_common::{PROTO_TCP, TPID_8021Q};
 use lb_userspace::dataplane::decap::{Decap, DecapStats};
 use xlb_tests::{
