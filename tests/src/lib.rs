@@ -8,6 +8,7 @@ pub mod clients;
 pub mod command;
 pub mod expect;
 pub mod frames;
+pub mod fuzz;
 pub mod http;
 pub mod leftovers;
 pub mod netns;

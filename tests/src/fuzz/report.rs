@@ -1,0 +1,253 @@
+//! What a fuzzing run found: counts per verdict, action and frame origin,
+//! speed, every violation counted by category, and the first few of each
+//! category kept in full (frame bytes, result, expectation) for printing.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use lb_common::Verdict;
+
+use super::{
+    generate::Origin,
+    oracle::{judge::action_name, Problem},
+};
+
+/// Examples kept per category (the rest are only counted).
+const EXAMPLES_PER_CATEGORY: usize = 2;
+/// XDP actions 0..=4 and "other".
+const ACTIONS: usize = 6;
+
+/// One frame the oracle refused, kept for printing.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// Frame number in the run (0-based), for reproduction with the seed.
+    pub index: u64,
+    pub origin: Option<Origin>,
+    pub frame: Vec<u8>,
+    pub action: Option<u32>,
+    pub output: Vec<u8>,
+    pub expected: String,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub seed: u64,
+    pub frames: u64,
+    pub generated: u64,
+    pub mutated: u64,
+    pub actions: [u64; ACTIONS],
+    /// `XLB_VERDICTS` deltas over the run (replays excluded).
+    pub verdicts: [u64; Verdict::COUNT as usize],
+    /// Frames with at least one problem.
+    pub bad_frames: u64,
+    pub categories: BTreeMap<&'static str, u64>,
+    pub kept: Vec<Violation>,
+    pub elapsed: Duration,
+    pub flows_tracked: usize,
+    show: usize,
+}
+
+impl Report {
+    pub fn new(seed: u64, show: usize) -> Self {
+        Self {
+            seed,
+            frames: 0,
+            generated: 0,
+            mutated: 0,
+            actions: [0; ACTIONS],
+            verdicts: [0; Verdict::COUNT as usize],
+            bad_frames: 0,
+            categories: BTreeMap::new(),
+            kept: Vec::new(),
+            elapsed: Duration::ZERO,
+            flows_tracked: 0,
+            show,
+        }
+    }
+
+    pub fn count(&mut self, origin: Origin, action: u32) {
+        self.frames += 1;
+        match origin {
+            Origin::Generated => self.generated += 1,
+            Origin::Mutated => self.mutated += 1,
+        }
+        self.actions[(action as usize).min(ACTIONS - 1)] += 1;
+    }
+
+    pub fn add_verdicts(&mut self, delta: &[u64; Verdict::COUNT as usize]) {
+        for (total, d) in self.verdicts.iter_mut().zip(delta) {
+            *total += d;
+        }
+    }
+
+    /// Counts `v`'s problems and keeps it if one of its categories has few
+    /// examples yet.
+    pub fn violation(&mut self, v: Violation) {
+        self.bad_frames += 1;
+        let mut wanted = false;
+        for p in &v.problems {
+            let n = self.categories.entry(p.what).or_insert(0);
+            *n += 1;
+            wanted |= *n as usize <= EXAMPLES_PER_CATEGORY;
+        }
+        if wanted && self.kept.len() < self.show {
+            self.kept.push(v);
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.bad_frames == 0
+    }
+
+    pub fn frames_per_second(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "xlb-fuzz: {} frames (seed {}) in {:.1} s: {:.0} frames/s; {} generated, {} mutated; \
+             {} flows tracked",
+            self.frames,
+            self.seed,
+            self.elapsed.as_secs_f64(),
+            self.frames_per_second(),
+            self.generated,
+            self.mutated,
+            self.flows_tracked
+        );
+        let _ = writeln!(s, "\nactions:");
+        for (a, n) in self.actions.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let name = if a < ACTIONS - 1 {
+                action_name(a as u32)
+            } else {
+                "other"
+            };
+            let _ = writeln!(s, "  {name:<22} {n:>12}");
+        }
+        let _ = writeln!(s, "\nverdict counters (XLB_VERDICTS):");
+        for v in Verdict::ALL {
+            let _ = writeln!(s, "  {:<22} {:>12}", v.as_str(), self.verdicts[v as usize]);
+        }
+        if self.passed() {
+            let _ = writeln!(s, "\nno violations");
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "\n{} frames violated the oracle; problems by category:",
+            self.bad_frames
+        );
+        for (what, n) in &self.categories {
+            let _ = writeln!(s, "  {n:>10}  {what}");
+        }
+        let _ = writeln!(
+            s,
+            "\n{} of them in full (at most {EXAMPLES_PER_CATEGORY} per category):",
+            self.kept.len()
+        );
+        for v in &self.kept {
+            s.push('\n');
+            s.push_str(&render_violation(v));
+        }
+        s
+    }
+}
+
+pub fn render_violation(v: &Violation) -> String {
+    let mut s = String::new();
+    let origin = match v.origin {
+        Some(Origin::Generated) => "generated",
+        Some(Origin::Mutated) => "mutated",
+        None => "batch",
+    };
+    let _ = writeln!(
+        s,
+        "- frame #{} ({origin}, {} bytes)",
+        v.index,
+        v.frame.len()
+    );
+    for p in &v.problems {
+        let _ = writeln!(s, "  problem: {}: {}", p.what, p.detail);
+    }
+    if !v.expected.is_empty() {
+        let _ = writeln!(s, "  expected: {}", v.expected);
+    }
+    if let Some(a) = v.action {
+        let _ = writeln!(
+            s,
+            "  result: {} with {} bytes",
+            action_name(a),
+            v.output.len()
+        );
+    }
+    if !v.frame.is_empty() {
+        let _ = writeln!(s, "  frame:  {}", hex(&v.frame));
+    }
+    if !v.output.is_empty() && v.output != v.frame {
+        let _ = writeln!(s, "  output: {}", hex(&v.output));
+    }
+    s
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(whats: &[&'static str]) -> Violation {
+        Violation {
+            index: 3,
+            origin: Some(Origin::Mutated),
+            frame: vec![0xab, 0x01],
+            action: Some(3),
+            output: vec![0xcd],
+            expected: "pass".into(),
+            problems: whats
+                .iter()
+                .map(|w| Problem {
+                    what: w,
+                    detail: "d".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn counts_every_violation_keeps_few() {
+        let mut r = Report::new(1, 3);
+        for _ in 0..5 {
+            r.violation(violation(&["a"]));
+        }
+        r.violation(violation(&["a", "b"]));
+        assert_eq!(r.bad_frames, 6);
+        assert_eq!(r.categories["a"], 6);
+        assert_eq!(r.categories["b"], 1);
+        assert_eq!(r.kept.len(), 3, "two of a, one with b");
+        assert!(!r.passed());
+        let text = r.render();
+        assert!(text.contains("6 frames violated"), "{text}");
+        assert!(text.contains("frame:  ab01"), "{text}");
+        assert!(text.contains("output: cd"), "{text}");
+        assert!(text.contains("result: XDP_TX"), "{text}");
+    }
+
+    #[test]
+    fn a_clean_run_says_so() {
+        let mut r = Report::new(1, 3);
+        r.count(Origin::Generated, 2);
+        r.add_verdicts(&[1; Verdict::COUNT as usize]);
+        assert!(r.passed());
+        let text = r.render();
+        assert!(text.contains("no violations"));
+        assert!(text.contains("XDP_PASS"));
+    }
+}
