@@ -78,7 +78,7 @@ pub fn hex(s: &str) -> Result<Vec<u8>> {
         .bytes()
         .filter(|c| !c.is_ascii_whitespace() && *c != b':')
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("--frame: an odd number of hex digits ({})", digits.len());
     }
     digits
