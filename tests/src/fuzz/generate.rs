@@ -43,6 +43,15 @@ pub enum Origin {
     Mutated,
 }
 
+impl Origin {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Origin::Generated => "generated",
+            Origin::Mutated => "mutated",
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Target {
     dst: IpAddr,

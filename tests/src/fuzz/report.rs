@@ -21,7 +21,9 @@ const ACTIONS: usize = 6;
 pub struct Violation {
     /// Frame number in the run (0-based), for reproduction with the seed.
     pub index: u64,
-    pub origin: Option<Origin>,
+    /// "generated", "mutated", "replayed" (a batch's counters did not fit),
+    /// "given" (`--frame`).
+    pub origin: &'static str,
     pub frame: Vec<u8>,
     pub action: Option<u32>,
     pub output: Vec<u8>,
@@ -157,15 +159,11 @@ impl Report {
 
 pub fn render_violation(v: &Violation) -> String {
     let mut s = String::new();
-    let origin = match v.origin {
-        Some(Origin::Generated) => "generated",
-        Some(Origin::Mutated) => "mutated",
-        None => "batch",
-    };
     let _ = writeln!(
         s,
-        "- frame #{} ({origin}, {} bytes)",
+        "- frame #{} ({}, {} bytes)",
         v.index,
+        v.origin,
         v.frame.len()
     );
     for p in &v.problems {
@@ -206,7 +204,7 @@ mod tests {
     fn violation(whats: &[&'static str]) -> Violation {
         Violation {
             index: 3,
-            origin: Some(Origin::Mutated),
+            origin: "mutated",
             frame: vec![0xab, 0x01],
             action: Some(3),
             output: vec![0xcd],

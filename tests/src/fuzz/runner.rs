@@ -127,7 +127,7 @@ pub fn run(world: &mut World, frames: u64, seed: u64, show: usize) -> Result<Rep
                 Err(problems) => {
                     report.violation(Violation {
                         index,
-                        origin: Some(origin),
+                        origin: origin.as_str(),
                         frame: frame.clone(),
                         action: Some(action),
                         output: output.to_vec(),
@@ -189,7 +189,7 @@ fn violation(
 ) -> Violation {
     Violation {
         index,
-        origin: Some(origin),
+        origin: origin.as_str(),
         frame: frame.to_vec(),
         action: Some(action),
         output: output.to_vec(),
@@ -230,7 +230,7 @@ fn localize(
         let names: Vec<&str> = counted.iter().map(|v| v.as_str()).collect();
         report.violation(Violation {
             index: first_index + i as u64,
-            origin: None,
+            origin: "replayed",
             frame: frame.to_vec(),
             action: Some(action),
             output: out[..len].to_vec(),
@@ -247,7 +247,7 @@ fn localize(
     if !found {
         report.violation(Violation {
             index: first_index,
-            origin: None,
+            origin: "batch",
             frame: Vec::new(),
             action: None,
             output: Vec::new(),
@@ -301,7 +301,7 @@ pub fn explain_one(world: &mut World, frame: &[u8]) -> Result<(bool, String)> {
     }
     let v = Violation {
         index: 0,
-        origin: Some(Origin::Generated),
+        origin: "given",
         frame: frame.to_vec(),
         action: Some(action),
         output: output.to_vec(),

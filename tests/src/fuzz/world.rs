@@ -64,6 +64,7 @@ pub fn configured_outer_ttl(_installed: &GlobalConfig) -> u8 {
     DEFAULT_OUTER_TTL
 }
 
+const INGRESS_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
 const REDIRECT_IF: (&str, &str) = ("xlbp2", "xlbp3");
 const NOT_PORT_IF: (&str, &str) = ("xlbp4", "xlbp5");
 const INGRESS_MTU: u32 = 1500;
@@ -284,6 +285,14 @@ impl World {
             bail!("the fuzzer needs root (BPF, network namespaces)");
         };
         let ns = &fixture.ns;
+        // Fixed MACs (veth picks random ones): a seed then gives the same
+        // frames, and the same output bytes, on every run.
+        ns.ip(&format!(
+            "link set {IFACE} address {}",
+            mac_text(INGRESS_MAC)
+        ));
+        fixture.if_mac = INGRESS_MAC;
+        let ns = &fixture.ns;
         for (dev, peer, addr4, addr6, mtu) in [
             (
                 REDIRECT_IF.0,
@@ -302,6 +311,10 @@ impl World {
         ] {
             ns.ip(&format!(
                 "link add {dev} mtu {mtu} type veth peer name {peer}"
+            ));
+            ns.ip(&format!(
+                "link set {dev} address {}",
+                mac_text(fixed_mac(dev))
             ));
             ns.ip(&format!("addr add {addr4} dev {dev}"));
             ns.ip(&format!("addr add {addr6} dev {dev} nodad"));
@@ -437,6 +450,17 @@ fn gateway_of(addr: IpAddr) -> IpAddr {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254)),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x254)),
     }
+}
+
+/// The fixed MAC of the fuzzer's other balancer interfaces: 02:aa:..:<n>
+/// for `xlbp<n>`.
+fn fixed_mac(dev: &str) -> [u8; 6] {
+    let n = dev.trim_start_matches("xlbp").parse().unwrap_or(0xff);
+    [0x02, 0xaa, 0, 0, 0, n]
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
 }
 
 fn add_neighbour(fixture: &BalancerFixture, addr: IpAddr, dev: &str) {
