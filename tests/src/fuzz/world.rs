@@ -41,7 +41,10 @@ use lb_userspace::{
 };
 
 use super::oracle::{BackendModel, Iface, Model, Path, VerdictSet, VipModel};
-use crate::balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE};
+use crate::{
+    balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
+    netns::NetNs,
+};
 
 pub const SIZES: Sizes = Sizes {
     max_vips: 16,
@@ -293,48 +296,7 @@ impl World {
         ));
         fixture.if_mac = INGRESS_MAC;
         let ns = &fixture.ns;
-        for (dev, peer, addr4, addr6, mtu) in [
-            (
-                REDIRECT_IF.0,
-                REDIRECT_IF.1,
-                "10.3.0.1/24",
-                "fd03::1/64",
-                REDIRECT_MTU,
-            ),
-            (
-                NOT_PORT_IF.0,
-                NOT_PORT_IF.1,
-                "10.4.0.1/24",
-                "fd04::1/64",
-                INGRESS_MTU,
-            ),
-        ] {
-            ns.ip(&format!(
-                "link add {dev} mtu {mtu} type veth peer name {peer}"
-            ));
-            ns.ip(&format!(
-                "link set {dev} address {}",
-                mac_text(fixed_mac(dev))
-            ));
-            ns.ip(&format!("addr add {addr4} dev {dev}"));
-            ns.ip(&format!("addr add {addr6} dev {dev} nodad"));
-            ns.ip(&format!("link set {dev} up"));
-            ns.ip(&format!("link set {peer} up"));
-        }
-        ns.ip(&format!("link set {IFACE} mtu {INGRESS_MTU}"));
-        ns.ip(&format!("route add 10.5.0.0/24 via 10.0.0.254 dev {IFACE}"));
-        ns.ip(&format!("-6 route add fd05::/64 via fd00::254 dev {IFACE}"));
-        ns.ip(&format!(
-            "route add 10.6.0.0/24 dev {IFACE} mtu lock {LOW_ROUTE_MTU}"
-        ));
-        ns.ip(&format!(
-            "-6 route add fd06::/64 dev {IFACE} mtu lock {LOW_ROUTE_MTU}"
-        ));
-        ns.ip("route add blackhole 10.9.0.0/24");
-        ns.ip("-6 route add blackhole fd09::/64");
-        for family_member in [Gateway.addr(false, 1), Gateway.addr(true, 1)] {
-            add_neighbour(&fixture, gateway_of(family_member), IFACE);
-        }
+        links_and_routes(ns);
 
         let ingress = Iface {
             ifindex: fixture.ifindex,
@@ -382,7 +344,7 @@ impl World {
                 NotPort => NOT_PORT_IF.0,
                 Gateway | Blackhole | Unresolved => continue,
             };
-            add_neighbour(&fixture, b.net.addr(b.v6, b.host), dev);
+            add_neighbour(&fixture.ns, b.net.addr(b.v6, b.host), dev);
         }
 
         let desired = desired_state(BTreeSet::from([redirect.ifindex]));
@@ -444,6 +406,53 @@ impl World {
     }
 }
 
+/// The other interfaces, the routes (gateway, locked low MTU, blackholes)
+/// and the gateways' neighbour entries (see the table at the top).
+fn links_and_routes(ns: &NetNs) {
+    for (dev, peer, addr4, addr6, mtu) in [
+        (
+            REDIRECT_IF.0,
+            REDIRECT_IF.1,
+            "10.3.0.1/24",
+            "fd03::1/64",
+            REDIRECT_MTU,
+        ),
+        (
+            NOT_PORT_IF.0,
+            NOT_PORT_IF.1,
+            "10.4.0.1/24",
+            "fd04::1/64",
+            INGRESS_MTU,
+        ),
+    ] {
+        ns.ip(&format!(
+            "link add {dev} mtu {mtu} type veth peer name {peer}"
+        ));
+        ns.ip(&format!(
+            "link set {dev} address {}",
+            mac_text(fixed_mac(dev))
+        ));
+        ns.ip(&format!("addr add {addr4} dev {dev}"));
+        ns.ip(&format!("addr add {addr6} dev {dev} nodad"));
+        ns.ip(&format!("link set {dev} up"));
+        ns.ip(&format!("link set {peer} up"));
+    }
+    ns.ip(&format!("link set {IFACE} mtu {INGRESS_MTU}"));
+    ns.ip(&format!("route add 10.5.0.0/24 via 10.0.0.254 dev {IFACE}"));
+    ns.ip(&format!("-6 route add fd05::/64 via fd00::254 dev {IFACE}"));
+    ns.ip(&format!(
+        "route add 10.6.0.0/24 dev {IFACE} mtu lock {LOW_ROUTE_MTU}"
+    ));
+    ns.ip(&format!(
+        "-6 route add fd06::/64 dev {IFACE} mtu lock {LOW_ROUTE_MTU}"
+    ));
+    ns.ip("route add blackhole 10.9.0.0/24");
+    ns.ip("-6 route add blackhole fd09::/64");
+    for family_member in [Gateway.addr(false, 1), Gateway.addr(true, 1)] {
+        add_neighbour(ns, gateway_of(family_member), IFACE);
+    }
+}
+
 /// The gateway of a gateway-net address (10.0.0.254 / fd00::254).
 fn gateway_of(addr: IpAddr) -> IpAddr {
     match addr {
@@ -463,9 +472,9 @@ fn mac_text(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
 }
 
-fn add_neighbour(fixture: &BalancerFixture, addr: IpAddr, dev: &str) {
-    let mac = backend_mac(addr).map(|b| format!("{b:02x}")).join(":");
-    fixture.ns.ip(&format!(
+fn add_neighbour(ns: &NetNs, addr: IpAddr, dev: &str) {
+    let mac = mac_text(backend_mac(addr));
+    ns.ip(&format!(
         "neigh replace {addr} lladdr {mac} dev {dev} nud permanent"
     ));
 }
