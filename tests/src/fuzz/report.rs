@@ -1,6 +1,7 @@
 //! What a fuzzing run found: counts per verdict, action and frame origin,
-//! speed, every violation counted by category, and the first few of each
-//! category kept in full (frame bytes, result, expectation) for printing.
+//! speed, every violation counted by category, and the shortest few frames
+//! of each category kept in full (frame bytes, result, expectation) for
+//! printing: short frames make the clearest reproductions.
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
@@ -11,7 +12,8 @@ use super::{
     oracle::{judge::action_name, Problem},
 };
 
-/// Examples kept per category (the rest are only counted).
+/// Examples kept per category: the shortest frames (the rest are only
+/// counted).
 const EXAMPLES_PER_CATEGORY: usize = 2;
 /// XDP actions 0..=4 and "other".
 const ACTIONS: usize = 6;
@@ -43,7 +45,8 @@ pub struct Report {
     /// Frames with at least one problem.
     pub bad_frames: u64,
     pub categories: BTreeMap<&'static str, u64>,
-    pub kept: Vec<Violation>,
+    /// Per category, its shortest violating frames.
+    pub kept: BTreeMap<&'static str, Vec<Violation>>,
     pub elapsed: Duration,
     pub flows_tracked: usize,
     show: usize,
@@ -60,7 +63,7 @@ impl Report {
             verdicts: [0; Verdict::COUNT as usize],
             bad_frames: 0,
             categories: BTreeMap::new(),
-            kept: Vec::new(),
+            kept: BTreeMap::new(),
             elapsed: Duration::ZERO,
             flows_tracked: 0,
             show,
@@ -82,19 +85,49 @@ impl Report {
         }
     }
 
-    /// Counts `v`'s problems and keeps it if one of its categories has few
-    /// examples yet.
-    pub fn violation(&mut self, v: Violation) {
+    /// Counts a frame's `problems`; `build` makes the full record, called
+    /// only when it is kept (one of its categories has few examples yet, or
+    /// only longer ones).
+    pub fn violation(
+        &mut self,
+        problems: Vec<Problem>,
+        frame_len: usize,
+        build: impl FnOnce(Vec<Problem>) -> Violation,
+    ) {
         self.bad_frames += 1;
-        let mut wanted = false;
-        for p in &v.problems {
-            let n = self.categories.entry(p.what).or_insert(0);
-            *n += 1;
-            wanted |= *n as usize <= EXAMPLES_PER_CATEGORY;
+        let mut wanted = Vec::new();
+        for p in &problems {
+            *self.categories.entry(p.what).or_insert(0) += 1;
+            let kept = self.kept.get(p.what).map_or(&[][..], Vec::as_slice);
+            if kept.len() < EXAMPLES_PER_CATEGORY || kept.iter().any(|k| k.frame.len() > frame_len)
+            {
+                wanted.push(p.what);
+            }
         }
-        if wanted && self.kept.len() < self.show {
-            self.kept.push(v);
+        if wanted.is_empty() {
+            return;
         }
+        let v = build(problems);
+        for what in wanted {
+            let kept = self.kept.entry(what).or_default();
+            if kept.len() == EXAMPLES_PER_CATEGORY {
+                let longest = (0..kept.len())
+                    .max_by_key(|&i| kept[i].frame.len())
+                    .unwrap_or(0);
+                kept.remove(longest);
+            }
+            kept.push(v.clone());
+        }
+    }
+
+    /// The kept violations, each once, shortest first, at most `show`.
+    pub fn shown(&self) -> Vec<&Violation> {
+        let mut all: Vec<&Violation> = self.kept.values().flatten().collect();
+        // Sorted by length then index: copies of one violation are adjacent.
+        all.sort_by_key(|v| (v.frame.len(), v.index));
+        all.dedup_by_key(|v| (v.frame.len(), v.index));
+        all.truncate(self.show);
+        all
     }
 
     pub fn passed(&self) -> bool {
@@ -144,12 +177,15 @@ impl Report {
         for (what, n) in &self.categories {
             let _ = writeln!(s, "  {n:>10}  {what}");
         }
+        let shown = self.shown();
         let _ = writeln!(
             s,
-            "\n{} of them in full (at most {EXAMPLES_PER_CATEGORY} per category):",
-            self.kept.len()
+            "\n{} of them in full (the {EXAMPLES_PER_CATEGORY} shortest frames of each category, at \
+             most {}):",
+            shown.len(),
+            self.show
         );
-        for v in &self.kept {
+        for v in shown {
             s.push('\n');
             s.push_str(&render_violation(v));
         }
@@ -219,21 +255,35 @@ mod tests {
         }
     }
 
+    fn record(r: &mut Report, whats: &[&'static str], len: usize, index: u64) {
+        let v = violation(whats);
+        let problems = v.problems.clone();
+        r.violation(problems, len, |problems| Violation {
+            index,
+            frame: vec![0xab; len],
+            problems,
+            ..v
+        });
+    }
+
     #[test]
-    fn counts_every_violation_keeps_few() {
+    fn counts_every_violation_keeps_the_shortest() {
         let mut r = Report::new(1, 3);
-        for _ in 0..5 {
-            r.violation(violation(&["a"]));
+        for i in 0..5 {
+            record(&mut r, &["a"], 10 - i as usize, i);
         }
-        r.violation(violation(&["a", "b"]));
+        record(&mut r, &["a", "b"], 2, 5);
         assert_eq!(r.bad_frames, 6);
         assert_eq!(r.categories["a"], 6);
         assert_eq!(r.categories["b"], 1);
-        assert_eq!(r.kept.len(), 3, "two of a, one with b");
+        let a: Vec<usize> = r.kept["a"].iter().map(|v| v.frame.len()).collect();
+        assert_eq!(a, [6, 2], "the two shortest");
+        let shown: Vec<u64> = r.shown().iter().map(|v| v.index).collect();
+        assert_eq!(shown, [5, 4], "each once, shortest first");
         assert!(!r.passed());
         let text = r.render();
         assert!(text.contains("6 frames violated"), "{text}");
-        assert!(text.contains("frame:  ab01"), "{text}");
+        assert!(text.contains("frame:  abab\n"), "{text}");
         assert!(text.contains("output: cd"), "{text}");
         assert!(text.contains("result: XDP_TX"), "{text}");
     }

@@ -118,21 +118,19 @@ pub fn run(world: &mut World, frames: u64, seed: u64, show: usize) -> Result<Rep
                         .zip(exp.forward)
                         .and_then(|(backend, f)| flows.check(f.flow, backend));
                     if let Some(p) = moved {
-                        report.violation(violation(
-                            &model, index, origin, &frame, action, output, &exp, p,
-                        ));
+                        report.violation(vec![p], frame.len(), |problems| {
+                            violation(
+                                &model, index, origin, &frame, action, output, &exp, problems,
+                            )
+                        });
                     }
                     accepted.verdicts
                 }
                 Err(problems) => {
-                    report.violation(Violation {
-                        index,
-                        origin: origin.as_str(),
-                        frame: frame.clone(),
-                        action: Some(action),
-                        output: output.to_vec(),
-                        expected: exp.describe(&model),
-                        problems,
+                    report.violation(problems, frame.len(), |problems| {
+                        violation(
+                            &model, index, origin, &frame, action, output, &exp, problems,
+                        )
                     });
                     // Reported once; whatever it was counted under is moot.
                     VerdictSet::ALL
@@ -185,7 +183,7 @@ fn violation(
     action: u32,
     output: &[u8],
     exp: &expect::Expectation,
-    problem: Problem,
+    problems: Vec<Problem>,
 ) -> Violation {
     Violation {
         index,
@@ -194,7 +192,7 @@ fn violation(
         action: Some(action),
         output: output.to_vec(),
         expected: exp.describe(model),
-        problems: vec![problem],
+        problems,
     }
 }
 
@@ -228,38 +226,40 @@ fn localize(
         }
         found = true;
         let names: Vec<&str> = counted.iter().map(|v| v.as_str()).collect();
-        report.violation(Violation {
+        let problem = Problem {
+            what: "verdict counter disagrees with the oracle",
+            detail: format!(
+                "counted under [{}] (replayed alone), the oracle allows {allowed}",
+                names.join(", ")
+            ),
+        };
+        report.violation(vec![problem], frame.len(), |problems| Violation {
             index: first_index + i as u64,
             origin: "replayed",
             frame: frame.to_vec(),
             action: Some(action),
             output: out[..len].to_vec(),
             expected: expect::expect(model, frame).describe(model),
-            problems: vec![Problem {
-                what: "verdict counter disagrees with the oracle",
-                detail: format!(
-                    "counted under [{}] (replayed alone), the oracle allows {allowed}",
-                    names.join(", ")
-                ),
-            }],
+            problems,
         });
     }
     if !found {
-        report.violation(Violation {
+        let problem = Problem {
+            what: "verdict counters of a batch do not fit the oracle",
+            detail: format!(
+                "batch of {} frames from #{first_index}: {}",
+                batch.len(),
+                batch.describe_bounds(delta)
+            ),
+        };
+        report.violation(vec![problem], 0, |problems| Violation {
             index: first_index,
             origin: "batch",
             frame: Vec::new(),
             action: None,
             output: Vec::new(),
             expected: String::new(),
-            problems: vec![Problem {
-                what: "verdict counters of a batch do not fit the oracle",
-                detail: format!(
-                    "batch of {} frames from #{first_index}: {}",
-                    batch.len(),
-                    batch.describe_bounds(delta)
-                ),
-            }],
+            problems,
         });
     }
     Ok(())
