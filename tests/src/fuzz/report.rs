@@ -120,14 +120,29 @@ impl Report {
         }
     }
 
-    /// The kept violations, each once, shortest first, at most `show`.
+    /// The kept violations, each once, at most `show`: the shortest of
+    /// every category first, then the next shortest of each.
     pub fn shown(&self) -> Vec<&Violation> {
-        let mut all: Vec<&Violation> = self.kept.values().flatten().collect();
-        // Sorted by length then index: copies of one violation are adjacent.
-        all.sort_by_key(|v| (v.frame.len(), v.index));
-        all.dedup_by_key(|v| (v.frame.len(), v.index));
-        all.truncate(self.show);
-        all
+        let mut by_category: Vec<Vec<&Violation>> = self
+            .kept
+            .values()
+            .map(|k| {
+                let mut k: Vec<&Violation> = k.iter().collect();
+                k.sort_by_key(|v| (v.frame.len(), v.index));
+                k
+            })
+            .collect();
+        by_category.sort_by_key(|k| k.first().map(|v| (v.frame.len(), v.index)));
+        let mut out: Vec<&Violation> = Vec::new();
+        for round in 0..EXAMPLES_PER_CATEGORY {
+            for v in by_category.iter().filter_map(|k| k.get(round)) {
+                let same = |o: &&Violation| o.index == v.index && o.origin == v.origin;
+                if out.len() < self.show && !out.iter().any(same) {
+                    out.push(v);
+                }
+            }
+        }
+        out
     }
 
     pub fn passed(&self) -> bool {
@@ -280,9 +295,12 @@ mod tests {
         assert_eq!(a, [6, 2], "the two shortest");
         let shown: Vec<u64> = r.shown().iter().map(|v| v.index).collect();
         assert_eq!(shown, [5, 4], "each once, shortest first");
+        record(&mut r, &["c"], 50, 6);
+        let shown: Vec<u64> = r.shown().iter().map(|v| v.index).collect();
+        assert_eq!(shown, [5, 6, 4], "every category before second examples");
         assert!(!r.passed());
         let text = r.render();
-        assert!(text.contains("6 frames violated"), "{text}");
+        assert!(text.contains("7 frames violated"), "{text}");
         assert!(text.contains("frame:  abab\n"), "{text}");
         assert!(text.contains("output: cd"), "{text}");
         assert!(text.contains("result: XDP_TX"), "{text}");
