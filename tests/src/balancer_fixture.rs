@@ -62,6 +62,11 @@ pub struct BalancerFixture {
 impl BalancerFixture {
     /// None when the test is skipped for lack of privileges.
     pub fn new(test: &str) -> Option<Self> {
+        Self::with_sizes(test, TEST_SIZES)
+    }
+
+    /// [`new`](Self::new) with other map capacities.
+    pub fn with_sizes(test: &str, sizes: Sizes) -> Option<Self> {
         if !require_root(test) {
             return None;
         }
@@ -69,7 +74,7 @@ impl BalancerFixture {
         let (ifindex, if_mac) = balancer_link(&ns, IFACE, PEER);
         let entered = ns.enter();
         let opts = LoadOptions {
-            sizes: TEST_SIZES,
+            sizes,
             ..Default::default()
         };
         let mut dp =
@@ -228,8 +233,21 @@ impl BalancerFixture {
     /// Like [`run`](Self::run), returning the kernel's refusal instead of
     /// panicking (it refuses frames shorter than an Ethernet header).
     pub fn try_run(&mut self, frame: &[u8]) -> Result<RunResult, aya::programs::ProgramError> {
-        let ifindex = self.ifindex;
         let mut out = vec![0u8; frame.len() + 256];
+        let (action, len) = self.try_run_into(frame, &mut out)?;
+        out.truncate(len);
+        Ok(RunResult { action, out })
+    }
+
+    /// Like [`try_run`](Self::try_run) without allocating: the output frame
+    /// goes into `out` (which must hold it: the kernel refuses a short
+    /// buffer); returns the XDP action and the output length.
+    pub fn try_run_into(
+        &mut self,
+        frame: &[u8],
+        out: &mut [u8],
+    ) -> Result<(u32, usize), aya::programs::ProgramError> {
+        let ifindex = self.ifindex;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex. With a context the kernel takes the
         // packet bounds from it: data 0 (no metadata), data_end = length.
@@ -239,16 +257,12 @@ impl BalancerFixture {
         let prog = self.dp.program().unwrap_or_else(|e| panic!("{e}"));
         let r = prog.test_run(TestRunOptions {
             data_in: Some(frame),
-            data_out: Some(&mut out),
+            data_out: Some(out),
             ctx_in: Some(&ctx),
             repeat: 1,
             ..Default::default()
         })?;
-        out.truncate(r.data_size_out as usize);
-        Ok(RunResult {
-            action: r.return_value,
-            out,
-        })
+        Ok((r.return_value, r.data_size_out as usize))
     }
 }
 

@@ -10,6 +10,7 @@ pub mod command;
 pub mod expect;
 pub mod fleet;
 pub mod frames;
+pub mod fuzz;
 pub mod http;
 pub mod leftovers;
 pub mod netns;

@@ -7,6 +7,7 @@ mod build_ebpf;
 mod command;
 mod demo;
 mod elf;
+mod fuzz;
 mod paths;
 mod release_tool;
 mod setup;
@@ -44,6 +45,9 @@ enum Task {
     /// See xlb balance real connections in a rack of network namespaces, with
     /// a built-in config; prints a report. Needs root.
     Demo(demo::Args),
+    /// Run generated and mutated frames through the real balancer and check
+    /// every result against an independent oracle. Needs root.
+    Fuzz(fuzz::Args),
     /// Measure per-packet cost, throughput against nftables and plain
     /// forwarding, and control-plane speed (see BENCHMARKS.md). Needs root.
     Bench(bench::Args),
@@ -74,6 +78,7 @@ fn run(task: Task) -> Result<()> {
         Task::BuildEbpf(args) => build_ebpf::run(&args).map(drop),
         Task::Test(args) => test::run(&args),
         Task::Demo(args) => demo::run(&args),
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench(args) => bench::run(&args),
     }
 }

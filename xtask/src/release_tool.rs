@@ -1,4 +1,4 @@
-//! Shared by `demo` and `bench`: install what is missing, build `xlb` and a
+//! Shared by `demo`, `bench` and `fuzz`: install what is missing, build `xlb` and a
 //! driver binary of the tests crate in release mode, and run the driver as
 //! root with `XLB_BINARY` pointing at the release `xlb`.
 

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the one command that checks everything (README, CI).
-//! Phases: setup, fmt, clippy, the release eBPF build, `cargo test`.
+//! Phases: setup, fmt, clippy, the release eBPF build, `cargo test`, the
+//! fuzzer (200,000 frames) and the benchmark smoke run.
 
 use std::{
     io::IsTerminal,
@@ -22,6 +23,9 @@ pub struct Args {
     /// Skip the `cargo xtask bench --quick` smoke run at the end.
     #[arg(long)]
     pub no_bench: bool,
+    /// Skip the `cargo xtask fuzz --frames 200000` run after the tests.
+    #[arg(long)]
+    pub no_fuzz: bool,
     /// Extra arguments for `cargo test --workspace`, after `--`; a second `--`
     /// passes arguments to the test binaries, e.g.
     /// `cargo xtask test -- -p xlb-tests -- --nocapture` (`-p` replaces
@@ -70,23 +74,49 @@ fn run_phases(args: &Args, timer: &mut Timer) -> Result<()> {
     timer.phase("cargo test", || {
         cargo_test(&root, &args.cargo_test_args, is_ci())
     })?;
-    // The benchmark smoke run: `cargo xtask bench --quick` must produce the
-    // JSON with every key (the figures themselves are not checked: benchmarks
-    // are not tests). Only on full runs; needs root, like the tests.
-    if args.no_bench || !args.cargo_test_args.is_empty() {
-        println!("skipping the benchmark smoke run (--no-bench or a filtered test run)");
+    if !args.cargo_test_args.is_empty() {
+        println!("a filtered test run: skipping the fuzzing and benchmark smoke runs");
         return Ok(());
     }
-    if !setup::is_root() {
-        if is_ci() {
-            bail!("the benchmark smoke run needs root and CI=true: refusing to skip it");
-        }
-        println!("{SKIP_MARKER}: the benchmark smoke run needs root");
+    // The fuzzer: 200,000 frames through the real balancer, every result
+    // checked by its oracle; any violation fails the run. Needs root.
+    if args.no_fuzz {
+        println!("--no-fuzz: skipping the fuzzing run");
+    } else if privileged("the fuzzing run")? {
+        timer.phase("fuzz (200,000 frames)", || {
+            crate::fuzz::run(&crate::fuzz::Args {
+                frames: crate::fuzz::CI_FRAMES,
+                seed: 1,
+                show: None,
+            })
+        })?;
+    }
+    // The benchmark smoke run: `cargo xtask bench --quick` must produce the
+    // JSON with every key (the figures themselves are not checked: benchmarks
+    // are not tests). Needs root, like the tests.
+    if args.no_bench {
+        println!("--no-bench: skipping the benchmark smoke run");
+        return Ok(());
+    }
+    if !privileged("the benchmark smoke run")? {
         return Ok(());
     }
     timer.phase("bench --quick (smoke)", || {
         crate::bench::smoke(&root.join("target").join("bench-smoke.json"))
     })
+}
+
+/// Whether a phase that needs root may run: yes as root; a loud skip for a
+/// developer who is not; an error under CI, which never skips.
+fn privileged(what: &str) -> Result<bool> {
+    if setup::is_root() {
+        return Ok(true);
+    }
+    if is_ci() {
+        bail!("{what} needs root and CI=true: refusing to skip it");
+    }
+    println!("{SKIP_MARKER}: {what} needs root");
+    Ok(false)
 }
 
 fn is_ci() -> bool {

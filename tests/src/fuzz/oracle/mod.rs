@@ -1,0 +1,23 @@
+//! The fuzzer's oracle: what xlb's documented behaviour allows for a frame,
+//! decided independently of the data plane. Frames are parsed with
+//! etherparse (never the eBPF parser), and no decision code of lb-common is
+//! called; the oracle reads only the configuration the fuzzer installed
+//! ([`model::Model`]).
+//!
+//! - [`expect`]: frame + model -> [`expect::Expectation`] (which passes,
+//!   drops and encapsulations are allowed, with which verdict reasons);
+//! - [`judge`]: the data plane's action and output frame against it;
+//! - [`flows`]: every packet of a flow reaches the same backend.
+
+pub mod expect;
+pub mod flows;
+pub mod judge;
+pub mod model;
+
+pub use expect::{expect, Expectation, FlowId, Forward};
+pub use flows::FlowMemory;
+pub use judge::{judge, Accepted, Problem};
+pub use model::{BackendModel, Iface, Model, Path, Tag, VerdictSet, VipModel};
+
+#[cfg(test)]
+mod tests;
