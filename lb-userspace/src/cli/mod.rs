@@ -3,12 +3,16 @@
 //! socket; `run`, `down` and `decap` act on the kernel directly.
 
 pub mod api_cmds;
+pub mod check_cmd;
 pub mod decap_cmd;
 pub mod down_cmd;
+pub mod generate_cmd;
 
 use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
 
 pub const DEFAULT_SOCKET: &str = "/run/xlb/xlb.sock";
 
@@ -22,6 +26,16 @@ pub struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info`, `xlb=debug`.
     #[arg(long, global = true, env = "XLB_LOG", default_value = "info")]
     pub log: String,
+    /// Log line format on standard error: `text` for people, `json` (one
+    /// object per line, the same fields) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "XLB_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -86,6 +100,39 @@ pub enum Command {
     /// Detach the balancer and remove its pinned state (traffic stops being
     /// balanced). Stops a running daemon first.
     Down(DownArgs),
+    /// Validate a config file as `xlb run` and a reload would, without
+    /// touching the kernel or a daemon; `--diff` shows what a reload of the
+    /// running daemon with it would change.
+    Check {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(flatten)]
+        args: CheckArgs,
+    },
+    /// Print the shell completion script (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateMan {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file, as `xlb run --config` would read it.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Also print what a reload of the running daemon (at --socket) with this
+    /// file would change: VIPs and backends added (+), removed (-), changed
+    /// (~), and [global] settings that need a restart (!, then it fails).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

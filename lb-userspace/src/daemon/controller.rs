@@ -304,32 +304,9 @@ impl Controller {
     }
 
     fn check_compatible(&self, new: &Config) -> Result<(), ControlError> {
-        let (a, b) = (&self.config.global, &new.global);
-        let fixed = [
-            ("global.instance", a.instance != b.instance),
-            ("global.table_size", a.table_size != b.table_size),
-            ("global.max_vips", a.max_vips != b.max_vips),
-            ("global.max_backends", a.max_backends != b.max_backends),
-            (
-                "global.flow_table_size",
-                a.flow_table_size != b.flow_table_size,
-            ),
-            ("global.interfaces", a.interfaces != b.interfaces),
-            ("global.xdp_mode", a.xdp_mode != b.xdp_mode),
-            (
-                "global.egress_interfaces",
-                a.egress_interfaces != b.egress_interfaces,
-            ),
-            ("global.api_socket", a.api_socket != b.api_socket),
-            (
-                "global.metrics_address",
-                a.metrics_address != b.metrics_address,
-            ),
-            ("global.bpf_log", a.bpf_log != b.bpf_log),
-        ];
-        match fixed.iter().find(|(_, changed)| *changed) {
-            Some((what, _)) => Err(ControlError::NeedsRestart {
-                what: (*what).to_string(),
+        match crate::config::diff::restart_needed(&self.config.global, &new.global).first() {
+            Some(key) => Err(ControlError::NeedsRestart {
+                what: format!("global.{key}"),
             }),
             None => Ok(()),
         }

@@ -12,6 +12,7 @@ mod bpf_log;
 pub mod controller;
 pub mod kernel_settings;
 mod metrics_server;
+pub mod service_manager;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -166,6 +167,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await?;
     let metrics = metrics_server::serve(g.metrics_address, ctl.clone()).await?;
     info!(api = %g.api_socket.display(), metrics = %g.metrics_address, "xlb is running");
+    let status = format!(
+        "balancing on {}; api {}, metrics {}",
+        g.interfaces.join(", "),
+        g.api_socket.display(),
+        g.metrics_address
+    );
+    service_manager::ready(&status);
 
     let (health_tx, mut transitions) = mpsc::unbounded_channel::<Transition<BackendKey>>();
     let mut monitor = HealthMonitor::new(health_tx);
@@ -177,10 +185,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                service_manager::reloading();
                 let c = ctl.clone();
                 match tokio::task::spawn_blocking(move || lock(&c).reload()).await? {
-                    Ok(r) => info!(writes = r.ops, tables = r.tables_rebuilt, "config reloaded (SIGHUP)"),
-                    Err(e) => error!(error = %crate::dataplane::attach::error_chain(&e), "config reload failed; keeping the running config"),
+                    Ok(r) => {
+                        info!(writes = r.ops, tables = r.tables_rebuilt, "config reloaded (SIGHUP)");
+                        service_manager::ready(&status);
+                    }
+                    Err(e) => {
+                        let error = crate::dataplane::attach::error_chain(&e);
+                        error!(error = %error, "config reload failed; keeping the running config");
+                        service_manager::ready(&format!("{status}; last reload refused: {error}"));
+                    }
                 }
                 monitor.sync(lock(&ctl).health_checks());
             }
@@ -210,6 +226,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             _ = int.recv() => { info!("SIGINT: exiting; the data plane keeps running"); break; }
         }
     }
+    service_manager::stopping();
     api.abort();
     metrics.abort();
     if let Some(l) = bpf_logs {
