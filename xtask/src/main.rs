@@ -7,6 +7,7 @@ mod build_ebpf;
 mod command;
 mod demo;
 mod elf;
+mod package;
 mod paths;
 mod release_tool;
 mod setup;
@@ -44,6 +45,10 @@ enum Task {
     /// See xlb balance real connections in a rack of network namespaces, with
     /// a built-in config; prints a report. Needs root.
     Demo(demo::Args),
+    /// Build the Debian package (target/debian/xlb_*.deb): xlb, its systemd
+    /// unit, the example config as /etc/xlb/xlb.toml, shell completions, man
+    /// pages, the Grafana dashboard and alert rules. Needs cargo-deb (setup).
+    Package(package::Args),
     /// Measure per-packet cost, throughput against nftables and plain
     /// forwarding, and control-plane speed (see BENCHMARKS.md). Needs root.
     Bench(bench::Args),
@@ -75,5 +80,6 @@ fn run(task: Task) -> Result<()> {
         Task::Test(args) => test::run(&args),
         Task::Demo(args) => demo::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Package(args) => package::run(&args),
     }
 }

@@ -23,6 +23,12 @@ pub const PACKAGES: &[&str] = &[
     "ca-certificates",
     "build-essential",
     "pkg-config",
+    // The Grafana dashboard and alert rules are tested against a real
+    // Prometheus (tests/tests/observability.rs); promtool checks the rules.
+    "prometheus",
+    // `systemd-analyze verify` checks the packaged unit
+    // (tests/tests/package_service.rs).
+    "systemd",
 ];
 
 pub fn ensure() -> Result<Outcome> {
