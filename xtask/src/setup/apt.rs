@@ -26,9 +26,10 @@ pub const PACKAGES: &[&str] = &[
     // The Grafana dashboard and alert rules are tested against a real
     // Prometheus (tests/tests/observability.rs); promtool checks the rules.
     "prometheus",
-    // `systemd-analyze verify` checks the packaged unit
-    // (tests/tests/package_service.rs).
+    // `systemd-analyze verify` checks the packaged unit, `man` finds its
+    // man pages (tests/tests/package.rs).
     "systemd",
+    "man-db",
 ];
 
 pub fn ensure() -> Result<Outcome> {
