@@ -10,6 +10,7 @@ pub mod dataplane;
 pub mod ebpf_objects;
 pub mod explain;
 pub mod health;
+pub mod logging;
 pub mod maglev;
 pub mod metrics;
 pub mod netdev;

@@ -5,21 +5,12 @@ use lb_userspace::{
     cli::{self, output::is_closed_stdout, Cli, Command, VethPeerArg, XdpModeArg},
     config::{check_instance_name, limits::DEFAULT_INSTANCE, XdpMode},
     daemon::{self, Overrides, RunOptions, VethPeerPolicy},
+    logging,
 };
-use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args = Cli::parse();
-    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    // aya-log (the XDP program's logs) speaks the `log` crate: route it here.
-    let _ = tracing_log::LogTracer::init();
+    logging::init(&args.log, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,6 +89,12 @@ async fn dispatch(args: Cli) -> anyhow::Result<()> {
             require_root()?;
             cli::down_cmd::run(down, &instance(DEFAULT_INSTANCE)?, args.socket.as_deref()).await
         }
+        Command::Check { args: check } => cli::check_cmd::run(&socket, &check).await,
+        Command::GenerateCompletions { shell } => {
+            cli::generate_cmd::completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::GenerateMan { out_dir } => cli::generate_cmd::man_pages(&out_dir),
     }
 }
 

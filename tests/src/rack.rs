@@ -12,7 +12,7 @@ use std::{
 use crate::{
     servers::ServerPorts,
     topology::{Topology, TopologyOptions, BALANCER_V4, BALANCER_V6, IFACE},
-    xlb_process::Daemon,
+    xlb_process::{Daemon, Launch},
 };
 
 /// One service of the rack's config.
@@ -155,6 +155,8 @@ pub struct RackOptions {
     /// the daemon starts; without it the first packets toward each backend
     /// take the neighbour-miss path.
     pub warm_neighbours: bool,
+    /// How the daemon is started (wrapper, options, environment).
+    pub launch: Launch,
 }
 
 impl Default for RackOptions {
@@ -163,6 +165,7 @@ impl Default for RackOptions {
             bpf_log: "off",
             flow_table_size: 65536,
             warm_neighbours: true,
+            launch: Launch::default(),
         }
     }
 }
@@ -225,12 +228,13 @@ impl Rack {
         )
         .unwrap_or_else(|e| panic!("writing the config: {e}"));
         let socket = socket_path(&topo);
-        let daemon = Daemon::start(
+        let daemon = Daemon::start_with(
             &topo.balancer.name,
             &config_path,
             &topo.instance(),
             &socket,
             &topo.file("xlb.log"),
+            opts.launch,
         );
         Self {
             vips,

@@ -84,6 +84,22 @@ pub fn xlb_ok(ns: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// How `xlb run` is started beyond its config: what the standard rack
+/// leaves empty.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// A command that runs xlb, e.g. `["setpriv", "--bounding-set=...",
+    /// "--"]` (placed between `nsenter` and the xlb binary).
+    pub wrapper: Vec<String>,
+    /// Global options before `run`, e.g. `["--log-format", "json"]`.
+    pub args: Vec<String>,
+    /// `xlb run` options after the config (`--veth-peer attach`,
+    /// `--xdp-mode skb`).
+    pub run_args: Vec<String>,
+    /// Extra environment, e.g. `NOTIFY_SOCKET`.
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `xlb run`.
 pub struct Daemon {
     child: Option<Child>,
@@ -91,14 +107,14 @@ pub struct Daemon {
     pub instance: String,
     pub socket: PathBuf,
     pub log: PathBuf,
-    /// More `xlb run` options (`--veth-peer attach`, `--xdp-mode skb`).
-    run_args: Vec<String>,
+    /// Used by every (re)start; a test may change it before `restart`.
+    pub launch: Launch,
 }
 
 impl Daemon {
     /// Starts `xlb run --config CONFIG` in `ns` and waits until its API answers.
     pub fn start(ns: &str, config: &Path, instance: &str, socket: &Path, log: &Path) -> Self {
-        Self::start_with_args(ns, config, instance, socket, log, &[])
+        Self::start_with(ns, config, instance, socket, log, Launch::default())
     }
 
     /// Like [`start`](Self::start), with more `xlb run` options.
@@ -110,13 +126,29 @@ impl Daemon {
         log: &Path,
         run_args: &[&str],
     ) -> Self {
+        let launch = Launch {
+            run_args: run_args.iter().map(|a| a.to_string()).collect(),
+            ..Launch::default()
+        };
+        Self::start_with(ns, config, instance, socket, log, launch)
+    }
+
+    /// Like [`start`](Self::start), started as `launch` says.
+    pub fn start_with(
+        ns: &str,
+        config: &Path,
+        instance: &str,
+        socket: &Path,
+        log: &Path,
+        launch: Launch,
+    ) -> Self {
         let mut d = Self {
             child: None,
             ns: ns.into(),
             instance: instance.into(),
             socket: socket.into(),
             log: log.into(),
-            run_args: run_args.iter().map(|a| a.to_string()).collect(),
+            launch,
         };
         d.spawn(config);
         d
@@ -129,10 +161,17 @@ impl Daemon {
             .open(&self.log)
             .unwrap_or_else(|e| panic!("log file {}: {e}", self.log.display()));
         let err = log.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let mut cmd = in_netns(&self.ns);
-        cmd.args(["--log", "info", "run", "--config"])
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/var/run/netns/{}", self.ns))
+            .arg("--")
+            .args(&self.launch.wrapper)
+            .arg(xlb_binary())
+            .args(["--log", "info"])
+            .args(&self.launch.args)
+            .args(["run", "--config"])
             .arg(config)
-            .args(&self.run_args)
+            .args(&self.launch.run_args)
+            .envs(self.launch.env.iter().map(|(k, v)| (k, v)))
             .stdout(log)
             .stderr(err);
         // If the test process dies, so does its daemon.

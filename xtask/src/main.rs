@@ -8,6 +8,7 @@ mod command;
 mod demo;
 mod elf;
 mod fuzz;
+mod package;
 mod paths;
 mod release_tool;
 mod setup;
@@ -48,6 +49,10 @@ enum Task {
     /// Run generated and mutated frames through the real balancer and check
     /// every result against an independent oracle. Needs root.
     Fuzz(fuzz::Args),
+    /// Build the Debian package (target/debian/xlb_*.deb): xlb, its systemd
+    /// unit, the example config as /etc/xlb/xlb.toml, shell completions, man
+    /// pages, the Grafana dashboard and alert rules. Needs cargo-deb (setup).
+    Package(package::Args),
     /// Measure per-packet cost, throughput against nftables and plain
     /// forwarding, and control-plane speed (see BENCHMARKS.md). Needs root.
     Bench(bench::Args),
@@ -80,5 +85,6 @@ fn run(task: Task) -> Result<()> {
         Task::Demo(args) => demo::run(&args),
         Task::Fuzz(args) => fuzz::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Package(args) => package::run(&args),
     }
 }

@@ -3,8 +3,10 @@
 //! socket; `run`, `down` and `decap` act on the kernel directly.
 
 pub mod api_cmds;
+pub mod check_cmd;
 pub mod decap_cmd;
 pub mod down_cmd;
+pub mod generate_cmd;
 pub mod output;
 pub mod pass_cmd;
 
@@ -14,6 +16,8 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
 
 pub const DEFAULT_SOCKET: &str = crate::config::limits::DEFAULT_API_SOCKET;
 
@@ -37,6 +41,16 @@ pub struct Cli {
     /// in: give each namespace (container, test host) its own.
     #[arg(long, global = true, env = "XLB_INSTANCE")]
     pub instance: Option<String>,
+    /// Log line format on standard error: `text` for people, `json` (one
+    /// object per line, the same fields) for log collectors.
+    #[arg(
+        long,
+        global = true,
+        env = "XLB_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -115,6 +129,37 @@ pub enum Command {
     /// stops being balanced). Changes nothing when the daemon cannot be
     /// stopped.
     Down(DownArgs),
+    /// Validate a config file as `xlb run` and a reload would, without
+    /// touching the kernel or a daemon; `--diff` shows what a reload of the
+    /// running daemon with it would change.
+    Check {
+        #[command(flatten)]
+        args: CheckArgs,
+    },
+    /// Print the shell completion script (for packaging).
+    #[command(hide = true)]
+    GenerateCompletions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into a directory (for packaging).
+    #[command(hide = true)]
+    GenerateMan {
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file, as `xlb run --config` would read it.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Also print what a reload of the running daemon (at --socket) with this
+    /// file would change: VIPs and backends added (+), removed (-), changed
+    /// (~), and [global] settings that need a restart (!, then it fails).
+    #[arg(long)]
+    pub diff: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -28,6 +28,7 @@
 //! - defaults and limits are in [`limits`]; `config/xlb.example.toml`
 //!   documents every key.
 
+pub mod diff;
 mod error;
 pub mod limits;
 mod lower;

@@ -354,35 +354,9 @@ impl Controller {
     }
 
     fn check_compatible(&self, new: &Config) -> Result<(), ControlError> {
-        let (a, b) = (&self.config.global, &new.global);
-        let (x, y) = (&self.config.announce, &new.announce);
-        let fixed = [
-            ("global.instance", a.instance != b.instance),
-            ("global.table_size", a.table_size != b.table_size),
-            ("global.max_vips", a.max_vips != b.max_vips),
-            ("global.max_backends", a.max_backends != b.max_backends),
-            (
-                "global.flow_table_size",
-                a.flow_table_size != b.flow_table_size,
-            ),
-            ("global.interfaces", a.interfaces != b.interfaces),
-            ("global.xdp_mode", a.xdp_mode != b.xdp_mode),
-            (
-                "global.egress_interfaces",
-                a.egress_interfaces != b.egress_interfaces,
-            ),
-            ("global.api_socket", a.api_socket != b.api_socket),
-            (
-                "global.metrics_address",
-                a.metrics_address != b.metrics_address,
-            ),
-            ("global.bpf_log", a.bpf_log != b.bpf_log),
-            ("announce.enabled", x.enabled != y.enabled),
-            ("announce.table", x.table != y.table),
-        ];
-        match fixed.iter().find(|(_, changed)| *changed) {
-            Some((what, _)) => Err(ControlError::NeedsRestart {
-                what: (*what).to_string(),
+        match crate::config::diff::restart_needed(&self.config, new).first() {
+            Some(key) => Err(ControlError::NeedsRestart {
+                what: (*key).to_string(),
             }),
             None => Ok(()),
         }

@@ -16,6 +16,7 @@ pub mod kernel_settings;
 mod metrics_server;
 mod overrides;
 pub mod owner;
+pub mod service_manager;
 mod veth_peers;
 
 use std::{
@@ -199,6 +200,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await?;
     let metrics = metrics_server::serve(g.metrics_address, ctl.clone()).await?;
     info!(api = %g.api_socket.display(), metrics = %g.metrics_address, "xlb is running");
+    let status = format!(
+        "balancing on {}; api {}, metrics {}",
+        g.interfaces.join(", "),
+        g.api_socket.display(),
+        g.metrics_address
+    );
+    service_manager::ready(&status);
 
     // Link changes (a VLAN device added or removed) reach the data plane at
     // once; without the watch, at the next reload.
@@ -227,10 +235,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
+                service_manager::reloading();
                 let c = ctl.clone();
                 match tokio::task::spawn_blocking(move || lock(&c).reload()).await? {
-                    Ok(r) => info!(writes = r.ops, tables = r.tables_rebuilt, "config reloaded (SIGHUP)"),
-                    Err(e) => error!(error = %crate::dataplane::attach::error_chain(&e), "config reload failed; keeping the running config"),
+                    Ok(r) => {
+                        info!(writes = r.ops, tables = r.tables_rebuilt, "config reloaded (SIGHUP)");
+                        service_manager::ready(&status);
+                    }
+                    Err(e) => {
+                        let error = crate::dataplane::attach::error_chain(&e);
+                        error!(error = %error, "config reload failed; keeping the running config");
+                        service_manager::ready(&format!("{status}; last reload refused: {error}"));
+                    }
                 }
                 monitor.sync(lock(&ctl).health_checks());
                 refresh_vlan_devices(&ctl).await;
@@ -286,6 +302,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
         }
     }
+    service_manager::stopping();
     api.abort();
     metrics.abort();
     if let Some(l) = bpf_logs {

@@ -25,6 +25,13 @@ pub const PACKAGES: &[&str] = &[
     "ca-certificates",
     "build-essential",
     "pkg-config",
+    // The Grafana dashboard and alert rules are tested against a real
+    // Prometheus (tests/tests/observability.rs); promtool checks the rules.
+    "prometheus",
+    // `systemd-analyze verify` checks the packaged unit, `man` finds its
+    // man pages (tests/tests/package.rs).
+    "systemd",
+    "man-db",
 ];
 
 pub fn ensure() -> Result<Outcome> {

@@ -4,6 +4,7 @@
 
 pub mod apt;
 pub mod bpf_linker;
+pub mod cargo_deb;
 pub mod rust_toolchain;
 
 use anyhow::{Context, Result};
@@ -47,6 +48,11 @@ const STEPS: &[Step] = &[
         hint: "read the cargo install output above; the build needs network access to crates.io \
                and the nightly toolchain's own libLLVM (`ls $(rustc +nightly --print sysroot)/lib/libLLVM.so.*`)",
         run: bpf_linker::ensure,
+    },
+    Step {
+        name: "cargo-deb",
+        hint: "read the cargo install output above; it needs network access to crates.io",
+        run: cargo_deb::ensure,
     },
 ];
 
