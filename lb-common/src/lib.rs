@@ -13,12 +13,14 @@ pub mod checksum;
 pub mod decision;
 pub mod ecn;
 pub mod flow_hash;
+pub mod forwarding;
 pub mod gen_frame;
 pub mod ip;
 pub mod maps;
 pub mod verdict;
 
 pub use flow_hash::{flow_hash, source_hash};
+pub use forwarding::Forwarding;
 pub use ip::{FamilyMismatch, FAMILY_V4, FAMILY_V6};
 pub use maps::*;
 pub use verdict::Verdict;

@@ -48,10 +48,18 @@ pub enum Verdict {
     /// VLAN, an untagged one routed to a VLAN device): XDP_DROP, never sent
     /// with a wrong tag (`decision::egress`).
     VlanMismatch = 14,
+    /// An `l2-dsr` VIP's backend is not on-link: the FIB routes to it
+    /// through a gateway, so rewriting the MACs would hand the packet to
+    /// the gateway: XDP_DROP.
+    L2OffLink = 15,
+    /// An `l2-dsr` VIP's backend has no neighbour entry yet: XDP_DROP (the
+    /// kernel would route the VIP packet by its own table; the daemon keeps
+    /// `l2-dsr` backends' neighbours resolved).
+    L2NoNeigh = 16,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 17;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -69,6 +77,8 @@ impl Verdict {
         Verdict::RedirectFailed,
         Verdict::Internal,
         Verdict::VlanMismatch,
+        Verdict::L2OffLink,
+        Verdict::L2NoNeigh,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -89,6 +99,8 @@ impl Verdict {
             Verdict::RedirectFailed => "redirect_failed",
             Verdict::Internal => "internal",
             Verdict::VlanMismatch => "vlan_mismatch",
+            Verdict::L2OffLink => "l2_off_link",
+            Verdict::L2NoNeigh => "l2_no_neigh",
         }
     }
 
@@ -110,7 +122,9 @@ impl Verdict {
             | Verdict::NoOuterSource
             | Verdict::RedirectFailed
             | Verdict::Internal
-            | Verdict::VlanMismatch => XDP_DROP,
+            | Verdict::VlanMismatch
+            | Verdict::L2OffLink
+            | Verdict::L2NoNeigh => XDP_DROP,
         }
     }
 }

@@ -41,13 +41,14 @@ use lb_common::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
         maglev_slot, refreshes_flow_entry, uses_flow_table, Egress, PacketFacts,
     },
+    forwarding::{gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
     VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
     DEFAULT_TABLE_SIZE, FAMILY_V4, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND,
 };
 use lb_ebpf::{
-    encap::{self, fib_rc, NextHop, Outer},
-    mem,
+    encap::{self, fib_rc, NextHop, Outer, Route},
+    l2_dsr, mem,
     packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2},
 };
@@ -178,7 +179,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, backend_id, backend, hash, now_ns)
+    forward(ctx, &l2, &ip, key, vip, backend_id, backend, hash, now_ns)
 }
 
 #[inline(always)]
@@ -305,86 +306,215 @@ fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
     is_live_backend(id, b, vip_id).then_some(b)
 }
 
-/// Encapsulates toward `backend` and picks the transmit action from the FIB.
+/// Step 4: hands the packet to `backend` the way its VIP's forwarding mode
+/// says, in two halves shared by every mode: the route toward the backend
+/// (whose source and length depend on the mode) and its exit from the FIB,
+/// then the mode's own packet work (each in its own module). The halves are
+/// joined by values the verifier need not tell apart (the route's source is
+/// copied into one stack buffer), so the FIB and next-hop code is verified
+/// once, not once per mode.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fast path's state, passed by reference"
+)]
 fn forward(
     ctx: &XdpContext,
     l2: &L2,
     ip: &Ip,
+    key: &FlowKey,
+    vip: &VipInfo,
     backend_id: u32,
     backend: &Backend,
     hash: u32,
     now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
-    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
-    // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
-    // families share one `Outer`; only the used bytes are read.
+    let mode = vip.forwarding_byte();
+    let family = backend.family();
+    // IPv4 addresses live in the first 4 bytes of the 16-byte buffer.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
-    let src_v4: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
-    let src = if backend.family() == FAMILY_V4 {
-        let v4 = cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?;
-        bytes::copy_v4(src_v4, v4);
-        &*src_v4
-    } else {
-        cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?
+    let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
+    let overhead = match mode {
+        // Encapsulated: from the outer source, the outer header added.
+        FORWARDING_IPIP | FORWARDING_GUE => {
+            let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+            if family == FAMILY_V4 {
+                bytes::copy_v4(src, cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?);
+            } else {
+                bytes::copy(src, cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?);
+            }
+            encap::header_len(family, encap::udp_len_of(mode))
+        }
+        // The client's own packet. The config keeps l2-dsr backends in
+        // their VIP's family.
+        FORWARDING_L2_DSR => {
+            if family != ip.family {
+                return Err(Verdict::Internal);
+            }
+            bytes::copy(src, key.src16());
+            0
+        }
+        _ => return Err(Verdict::Internal),
     };
-    let outer = Outer {
-        family: backend.family(),
+    let len = ip.ip_len + overhead;
+    if len > u16::MAX as usize {
+        return Err(Verdict::TooBig);
+    }
+    let route = Route {
+        family,
         src,
         dst: backend.addr16(),
+        tos: ip.tos,
+        len,
+    };
+    let exit = exit_toward(ctx, l2, &route, backend_id, now_ns)?;
+
+    // What leaves is exactly the client's IP packet (no Ethernet padding
+    // or trailing bytes), with whatever the mode puts in front.
+    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
+        return Err(Verdict::Internal);
+    }
+    match mode {
+        FORWARDING_IPIP | FORWARDING_GUE => encapsulate(ctx, l2, ip, &route, vip, hash, &exit)?,
+        // FORWARDING_L2_DSR (the only other mode that got here).
+        _ => {
+            // Handed to the kernel, the packet would be routed toward the
+            // VIP by the host's own table, not to the backend.
+            if exit.how.is_none() {
+                return Err(Verdict::L2NoNeigh);
+            }
+            if exit.off_link != 0 {
+                return Err(Verdict::L2OffLink);
+            }
+            if !l2_dsr::set_macs(ctx, &exit.smac, &exit.dmac) {
+                return Err(Verdict::Internal);
+            }
+        }
+    }
+    transmit(&exit)
+}
+
+/// IP-in-IP or GUE along `route` (`encap`), the frame already trimmed to
+/// the IP packet.
+#[inline(always)]
+fn encapsulate(
+    ctx: &XdpContext,
+    l2: &L2,
+    ip: &Ip,
+    route: &Route,
+    vip: &VipInfo,
+    hash: u32,
+    exit: &Exit,
+) -> Result<(), Verdict> {
+    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    let outer = Outer {
+        family: route.family,
+        src: route.src,
+        dst: route.dst,
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
         flow_label: hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
+        // GUE: a UDP header to the VIP's GUE port, its source port from
+        // the VIP's flow hash like the IPv6 flow label (receive-side
+        // scaling and ECMP see distinct flows; with client affinity the
+        // hash, and so the port, is the client's).
+        udp_len: encap::udp_len_of(vip.forwarding_byte()),
+        udp_dport: vip.gue_port_be(),
+        udp_sport: gue::source_port(hash),
     };
-    let outer_len = outer.header_len() + outer.inner_len;
-    if outer_len > u16::MAX as usize {
-        return Err(Verdict::TooBig);
+    if encap::push_outer(ctx, l2, &outer, &exit.smac, &exit.dmac) {
+        Ok(())
+    } else {
+        Err(Verdict::Internal)
     }
+}
 
+/// Where a frame toward a backend leaves: the next hop's MACs and how.
+struct Exit {
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    ifindex: u32,
+    /// `None`: handed to the kernel, which resolves the next hop's MAC.
+    how: Option<Egress>,
+    /// 0 when the destination itself is the next hop (no gateway).
+    off_link: u8,
+}
+
+/// The exit toward backend `id` along `route` (this CPU's next-hop cache,
+/// else the FIB).
+#[inline(always)]
+fn exit_toward(
+    ctx: &XdpContext,
+    l2: &L2,
+    route: &Route,
+    id: u32,
+    now_ns: u64,
+) -> Result<Exit, Verdict> {
     let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, now_ns);
-    let (smac, dmac, how) = match rc {
-        // The frame keeps its VLAN tag: `decision::egress` lets it leave only
-        // on the VLAN it came in on, before anything is written.
+    let (rc, hop) = next_hop(ctx, route, id, ingress, now_ns);
+    exit_of(ctx, l2, rc, &hop, ingress)
+}
+
+/// Turns a FIB answer into an exit, or the verdict of a frame that cannot
+/// leave. The frame keeps its VLAN tag: `decision::egress` lets it leave
+/// only on the VLAN it came in on, before anything is written.
+#[inline(always)]
+fn exit_of(
+    ctx: &XdpContext,
+    l2: &L2,
+    rc: i64,
+    hop: &NextHop,
+    ingress: u32,
+) -> Result<Exit, Verdict> {
+    match rc {
         fib_rc::SUCCESS => {
             let how = decision::egress(ingress, l2.vlan_tpid, l2.vlan_tci, hop.ifindex, &hop.vlan);
             if how == Egress::VlanMismatch {
                 return Err(Verdict::VlanMismatch);
             }
-            (hop.smac, hop.dmac, Some(how))
+            Ok(Exit {
+                smac: hop.smac,
+                dmac: hop.dmac,
+                ifindex: hop.ifindex,
+                how: Some(how),
+                off_link: hop.off_link,
+            })
         }
-        // Hand the encapsulated packet to the kernel: it forwards it and, on the
-        // way, resolves the neighbour the next packets will use. The frame keeps
+        // Hand the packet to the kernel: it forwards it and, on the way,
+        // resolves the neighbour the next packets will use. The frame keeps
         // its original MACs: its destination is this host's own MAC, so the
         // stack accepts it instead of dropping it as OTHERHOST.
         fib_rc::NO_NEIGH => {
             let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
-            (smac, dmac, None)
+            Ok(Exit {
+                smac,
+                dmac,
+                ifindex: ingress,
+                how: None,
+                off_link: 0,
+            })
         }
-        fib_rc::FRAG_NEEDED => return Err(Verdict::TooBig),
+        fib_rc::FRAG_NEEDED => Err(Verdict::TooBig),
         _ => {
             debug!(ctx, "xlb: fib lookup toward backend failed: rc {}", rc);
-            return Err(Verdict::FibUnreachable);
+            Err(Verdict::FibUnreachable)
         }
-    };
+    }
+}
 
-    // What leaves is the outer header and exactly the IP packet.
-    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
-        return Err(Verdict::Internal);
-    }
-    if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
-        return Err(Verdict::Internal);
-    }
-    match how {
+/// The verdict and XDP action of a frame written for `exit`.
+#[inline(always)]
+fn transmit(exit: &Exit) -> Result<(Verdict, u32), Verdict> {
+    match exit.how {
         None => Ok((Verdict::FibNoNeigh, xdp_action::XDP_PASS)),
         Some(Egress::Tx) => Ok((Verdict::Tx, xdp_action::XDP_TX)),
         // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
         // which has no XDP transmit): the kernel may still fail the
         // redirect after we return, see `Verdict::Redirect`.
-        Some(_) => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+        Some(_) => match XLB_TX_PORTS.redirect(exit.ifindex, 0) {
             Ok(action) => Ok((Verdict::Redirect, action)),
             Err(_) => Err(Verdict::RedirectFailed),
         },
@@ -397,19 +527,13 @@ fn forward(
 /// the largest single cost of the fast path; routes and neighbours change
 /// rarely, and a change takes effect within `NEXTHOP_TTL_NS`.
 #[inline(always)]
-fn next_hop(
-    ctx: &XdpContext,
-    outer: &Outer,
-    id: u32,
-    outer_len: u16,
-    ingress: u32,
-    now: u64,
-) -> (i64, NextHop) {
+fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) -> (i64, NextHop) {
+    let len = route.len as u16;
     let cached = XLB_NEXTHOPS.get_ptr_mut(id);
     if let Some(c) = cached {
         // SAFETY: this CPU's own slot; nothing else writes it while we run.
         let c = unsafe { &*c };
-        if now < c.expires_ns && outer_len <= c.checked_len {
+        if now < c.expires_ns && len <= c.checked_len {
             return (
                 fib_rc::SUCCESS,
                 NextHop {
@@ -417,28 +541,39 @@ fn next_hop(
                     smac: c.smac,
                     dmac: c.dmac,
                     vlan: c.egress_vlan,
+                    off_link: c.off_link,
                 },
             );
         }
     }
-    let (rc, mut hop) = encap::fib_lookup(ctx, outer, ingress);
+    let (rc, hop) = fib_hop(ctx, route, ingress);
     if rc == fib_rc::SUCCESS {
-        // The FIB says nothing of VLANs: whether the egress is a VLAN device
-        // (and which) comes from the daemon's `XLB_VLANS`, cached with it.
-        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
-            // SAFETY: a map value, replaced whole by the daemon.
-            hop.vlan = unsafe { *v };
-        }
         if let Some(c) = cached {
             // SAFETY: this CPU's own slot.
             unsafe {
                 (*c).egress_vlan = hop.vlan;
                 (*c).expires_ns = now + NEXTHOP_TTL_NS;
                 (*c).ifindex = hop.ifindex;
-                (*c).checked_len = outer_len;
+                (*c).checked_len = len;
+                (*c).off_link = hop.off_link;
                 bytes::copy(&mut (*c).smac, &hop.smac);
                 bytes::copy(&mut (*c).dmac, &hop.dmac);
             }
+        }
+    }
+    (rc, hop)
+}
+
+/// The FIB's answer along `route`, with the egress device's VLAN: the FIB
+/// says nothing of VLANs, whether the egress is a VLAN device (and which)
+/// comes from the daemon's `XLB_VLANS`.
+#[inline(always)]
+fn fib_hop(ctx: &XdpContext, route: &Route, ingress: u32) -> (i64, NextHop) {
+    let (rc, mut hop) = encap::fib_lookup_route(ctx, route, ingress);
+    if rc == fib_rc::SUCCESS {
+        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
+            // SAFETY: a map value, replaced whole by the daemon.
+            hop.vlan = unsafe { *v };
         }
     }
     (rc, hop)

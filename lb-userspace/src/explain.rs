@@ -11,7 +11,8 @@ use lb_common::{
         self, flow_entry_use, is_live_backend, maglev_slot, uses_flow_table, FlowEntryUse,
         PacketFacts, TCP_FLAG_ACK, TCP_FLAG_SYN,
     },
-    Backend, FlowKey, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_SOURCE_HASH,
+    forwarding::gue,
+    Backend, FlowKey, Forwarding, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 
@@ -53,6 +54,9 @@ pub struct Trace {
     pub slot: Option<u32>,
     /// The chosen backend slot and its content.
     pub backend: Option<(u32, Backend)>,
+    /// The VIP's flow hash, computed whatever the path: encapsulations draw
+    /// their entropy from it (GUE source port, IPv6 flow label).
+    pub vip_hash: u32,
 }
 
 impl Trace {
@@ -65,6 +69,7 @@ impl Trace {
             hash: None,
             slot: None,
             backend: None,
+            vip_hash: 0,
         }
     }
 
@@ -125,6 +130,7 @@ pub fn trace(
     };
     let mut t = Trace {
         vip: Some((key, info)),
+        vip_hash: decision::vip_hash(info.flags, flow),
         ..Trace::not_vip(*packet)
     };
 
@@ -204,6 +210,10 @@ pub struct Explanation {
     pub hash: Option<u32>,
     pub slot: Option<u32>,
     pub detail: String,
+    /// How the packet reaches the backend (the VIP's forwarding mode and
+    /// what it puts on the wire).
+    #[serde(default)]
+    pub forwarding: Option<String>,
 }
 
 impl Explanation {
@@ -274,8 +284,33 @@ impl Explanation {
             hash: t.hash,
             slot: t.slot,
             detail,
+            forwarding: forwarding_words(t),
         }
     }
+}
+
+/// The forwarding mode of the trace's VIP toward its backend, in words.
+fn forwarding_words(t: &Trace) -> Option<String> {
+    let (_, info) = t.vip?;
+    let (_, backend) = t.backend?;
+    let words = match info.forwarding() {
+        Some(Forwarding::Ipip) => format!("ipip: IP-in-IP to {}", backend.addr()),
+        Some(Forwarding::Gue) => format!(
+            "gue: UDP from source port {} (the flow hash) to {}:{}",
+            gue::source_port(t.vip_hash),
+            backend.addr(),
+            info.gue_port()
+        ),
+        Some(Forwarding::L2Dsr) => format!(
+            "l2-dsr: the client's packet itself, only its MACs rewritten toward {}",
+            backend.addr()
+        ),
+        None => format!(
+            "unknown mode {} (packets are dropped as internal)",
+            info.forwarding_byte()
+        ),
+    };
+    Some(words)
 }
 
 /// Why an entry that exists is not followed, in words.

@@ -120,6 +120,21 @@ impl Collector for SnapshotCollector {
             MetricType::Gauge,
             &announced,
         )?;
+        let forwarding: Vec<(Labels, ConstGauge<f64>)> = s
+            .vips
+            .iter()
+            .map(|v| {
+                let l: Labels = vec![("vip", v.vip.as_str()), ("mode", v.forwarding.as_str())];
+                (l, gauge(1.0))
+            })
+            .collect();
+        family(
+            &mut enc,
+            "xlb_vip_forwarding",
+            "1 for the VIP's forwarding mode (ipip, gue, l2-dsr).",
+            MetricType::Gauge,
+            &forwarding,
+        )?;
 
         let mut be_packets = Vec::new();
         let mut be_bytes = Vec::new();
@@ -301,6 +316,7 @@ mod tests {
                 new_flows: 3,
                 fail_open: false,
                 announced: true,
+                forwarding: "gue".into(),
                 backends: vec![
                     BackendSample {
                         backend: "10.0.0.11".into(),
@@ -348,6 +364,7 @@ mod tests {
             "xlb_vip_bytes_total{vip=\"web\"} 1000",
             "xlb_vip_new_flows_total{vip=\"web\"} 3",
             "xlb_vip_announced{vip=\"web\"} 1",
+            "xlb_vip_forwarding{vip=\"web\",mode=\"gue\"} 1",
             "xlb_backend_packets_total{vip=\"web\",backend=\"10.0.0.11\"} 7",
             "xlb_backend_healthy{vip=\"web\",backend=\"10.0.0.12\"} 0",
             "xlb_backend_weight{vip=\"web\",backend=\"10.0.0.11\"} 100",

@@ -71,6 +71,9 @@ pub struct VipSample {
     /// This node announces the VIP's address.
     #[serde(default)]
     pub announced: bool,
+    /// The VIP's forwarding mode (`ipip`, `gue`, `l2-dsr`).
+    #[serde(default)]
+    pub forwarding: String,
     pub backends: Vec<BackendSample>,
 }
 

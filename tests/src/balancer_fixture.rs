@@ -155,6 +155,20 @@ impl BalancerFixture {
         }
     }
 
+    /// Switches a VIP's forwarding mode (and GUE port) with one update of
+    /// its entry, as the control plane does.
+    pub fn set_forwarding(
+        &mut self,
+        vip: &mut TestVip,
+        mode: lb_common::Forwarding,
+        gue_port: u16,
+    ) {
+        vip.info = vip.info.with_forwarding(mode, gue_port);
+        self.dp
+            .set_vip(&vip.key, &vip.info)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Rewrites a VIP's table so slot `s` holds `vip.backend_ids[assign(s)]`.
     pub fn set_table(&mut self, vip: &TestVip, assign: impl Fn(usize) -> usize) {
         let table: Vec<u32> = (0..vip.info.table_size as usize)

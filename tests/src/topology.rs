@@ -193,6 +193,7 @@ impl Topology {
                         // The balancer's outer sources (`rack::config_text`).
                         allowed_sources: vec![IpAddr::V4(BALANCER_V4), IpAddr::V6(BALANCER_V6)],
                         vips: opts.vips.clone(),
+                        gue_ports: vec![lb_common::forwarding::gue::DEFAULT_PORT],
                     },
                     Mode::Native,
                     &decap_pins.0,

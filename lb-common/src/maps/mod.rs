@@ -18,7 +18,9 @@ pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
 pub use config::{
     CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
 };
-pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
+pub use decap::{
+    decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
+};
 pub use flow::{FlowKey, FlowValue};
 pub use stats::{BackendStats, VipStats};
 pub use vip::{
@@ -45,13 +47,14 @@ pub mod map_names {
     pub const DECAP_STATS: &str = "XLB_DECAP_STATS";
     pub const DECAP_SOURCES: &str = "XLB_DECAP_SRCS";
     pub const DECAP_VIPS: &str = "XLB_DECAP_VIPS";
+    pub const DECAP_GUE_PORTS: &str = "XLB_DECAP_GUE";
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
     pub const VLANS: &str = "XLB_VLANS";
 
     /// Every name above.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -68,6 +71,7 @@ pub mod map_names {
         SINK_COUNT,
         NEXTHOPS,
         VLANS,
+        DECAP_GUE_PORTS,
     ];
 }
 

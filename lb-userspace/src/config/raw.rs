@@ -12,7 +12,7 @@ use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
 };
 
-use super::model::{AnnounceMode, BpfLogLevel, Hashing, Protocol, XdpMode};
+use super::model::{AnnounceMode, BpfLogLevel, ForwardingMode, Hashing, Protocol, XdpMode};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +43,8 @@ pub struct RawGlobal {
     /// u64 so that out-of-range values get the range error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gue_port: Option<u16>,
     /// u64 so that out-of-range sizes get the range error, not a type error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,
@@ -87,6 +89,10 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gue_port: Option<u16>,
     /// Humantime text, parsed during conversion (UDP VIPs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_idle_timeout: Option<String>,

@@ -26,7 +26,7 @@ use aya_obj::generated::{
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FlowKey, FlowValue,
     GlobalConfig, Verdict, VipInfo, VipKey, VipStats, VlanDevice, MAX_DECAP_ADDRS,
-    MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -114,6 +114,12 @@ pub(super) static DECAP: &[MapSpec<()>] = &[
         map_names::DECAP_STATS,
         MapType::PerCpuArray,
         Entries::Declared(decap_stat::COUNT),
+    ),
+    // GUE port (host order) -> 1.
+    MapSpec::of::<u16, u32>(
+        map_names::DECAP_GUE_PORTS,
+        MapType::Hash,
+        Entries::Declared(MAX_DECAP_GUE_PORTS),
     ),
 ];
 
@@ -501,7 +507,8 @@ mod tests {
                 map_names::DECAP_ADDRS,
                 map_names::DECAP_SOURCES,
                 map_names::DECAP_VIPS,
-                map_names::DECAP_STATS
+                map_names::DECAP_STATS,
+                map_names::DECAP_GUE_PORTS
             ]
         );
     }

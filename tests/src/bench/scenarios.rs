@@ -137,6 +137,8 @@ pub fn desired_state() -> DesiredState {
         name: name.to_string(),
         flags,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         backends: backends
             .into_iter()
             .map(|addr| DesiredBackend {

@@ -255,6 +255,8 @@ fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
             name: format!("fuzz{}", v.n),
             flags: v.flags,
             udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+            forwarding: lb_common::Forwarding::Ipip,
+            gue_port: 0,
             backends: v
                 .backends
                 .iter()
