@@ -157,6 +157,9 @@ pub struct RackOptions {
     pub warm_neighbours: bool,
     /// How the daemon is started (wrapper, options, environment).
     pub launch: Launch,
+    /// `(vip name, forwarding)`: VIPs forwarded otherwise than by the
+    /// default `ipip`.
+    pub forwarding: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for RackOptions {
@@ -166,6 +169,7 @@ impl Default for RackOptions {
             flow_table_size: 65536,
             warm_neighbours: true,
             launch: Launch::default(),
+            forwarding: Vec::new(),
         }
     }
 }
@@ -214,17 +218,22 @@ impl Rack {
         });
         let config_path = topo.file("xlb.toml");
         let standard = RackOptions::default();
+        let mut text = config_text(&topo, &vips);
+        for (vip, mode) in &opts.forwarding {
+            let line = format!("name = \"{vip}\"\n");
+            assert!(text.contains(&line), "no VIP {vip} in this rack");
+            text = text.replace(&line, &format!("{line}forwarding = \"{mode}\"\n"));
+        }
         std::fs::write(
             &config_path,
-            config_text(&topo, &vips)
-                .replace(
-                    &format!("bpf_log = \"{}\"", standard.bpf_log),
-                    &format!("bpf_log = \"{}\"", opts.bpf_log),
-                )
-                .replace(
-                    &format!("flow_table_size = {}", standard.flow_table_size),
-                    &format!("flow_table_size = {}", opts.flow_table_size),
-                ),
+            text.replace(
+                &format!("bpf_log = \"{}\"", standard.bpf_log),
+                &format!("bpf_log = \"{}\"", opts.bpf_log),
+            )
+            .replace(
+                &format!("flow_table_size = {}", standard.flow_table_size),
+                &format!("flow_table_size = {}", opts.flow_table_size),
+            ),
         )
         .unwrap_or_else(|e| panic!("writing the config: {e}"));
         let socket = socket_path(&topo);
