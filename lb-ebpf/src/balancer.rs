@@ -179,7 +179,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, key, vip, backend_id, backend, hash, now_ns)
+    forward(ctx, &l2, &ip, vip, backend_id, backend, hash, now_ns)
 }
 
 #[inline(always)]
@@ -322,7 +322,6 @@ fn forward(
     ctx: &XdpContext,
     l2: &L2,
     ip: &Ip,
-    key: &FlowKey,
     vip: &VipInfo,
     backend_id: u32,
     backend: &Backend,
@@ -348,11 +347,15 @@ fn forward(
         }
         // The client's own packet. The config keeps l2-dsr backends in
         // their VIP's family.
+        // The client's own packet. The config keeps l2-dsr backends in
+        // their VIP's family. The FIB is asked from the unspecified source:
+        // the question is only the backend's next hop, and the kernel
+        // refuses lookups from some sources a client may send (an IPv6
+        // multicast source makes it answer "not forwarded").
         FORWARDING_L2_DSR => {
             if family != ip.family {
                 return Err(Verdict::Internal);
             }
-            bytes::copy(src, key.src16());
             0
         }
         _ => return Err(Verdict::Internal),

@@ -12,10 +12,14 @@ use etherparse::{
     EtherType, Ethernet2Header, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header, UdpHeader,
 };
 use lb_common::{
-    decision, forwarding::gue, FlowKey, Forwarding, Verdict, DEFAULT_OUTER_TTL, PROTO_TCP,
-    PROTO_UDP,
+    decision::{self, PacketFacts},
+    forwarding::gue,
+    FlowKey, Forwarding, Verdict, DEFAULT_OUTER_TTL, PROTO_TCP, PROTO_UDP,
 };
-use lb_userspace::dataplane::decap::Decap;
+use lb_userspace::{
+    dataplane::decap::Decap,
+    explain::{coarse_now_ns, trace, Explanation},
+};
 use xlb_tests::{
     balancer_fixture::{
         backend_mac, run_program, BalancerFixture, TestVip, BALANCER_V4, BALANCER_V6, IFACE,
@@ -376,4 +380,76 @@ fn decap_takes_the_balancers_gue_apart_on_its_ports_only() {
     assert_eq!((r.action, &r.out), (XDP_PASS, &variant0), "variant 0");
     let s = d.stats().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((s.decapsulated, s.passed), (2, 3), "{s:?}");
+}
+
+#[test]
+fn explain_names_the_mode_and_the_gue_source_port_the_data_plane_uses() {
+    let Some(mut f) = BalancerFixture::new("explain_modes") else {
+        return;
+    };
+    vip(&mut f, VIP4, 80, PROTO_TCP, B4, Forwarding::Gue);
+    vip(&mut f, VIP6, 80, PROTO_TCP, B6, Forwarding::L2Dsr);
+    for sport in [40000u16, 40001, 52000] {
+        let fr = Frame::tcp(ip(CLIENT4), sport, ip(VIP4), 80, f.if_mac);
+        let key = FlowKey::new(fr.src, fr.sport, fr.dst, fr.dport, PROTO_TCP)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let facts = PacketFacts {
+            proto: PROTO_TCP,
+            tcp_flags: 0x02,
+            now_ns: coarse_now_ns(),
+        };
+        let t = trace(&f.dp, &key, &facts).unwrap_or_else(|e| panic!("{e}"));
+        let words = Explanation::new(&t, None)
+            .forwarding
+            .unwrap_or_else(|| panic!("no forwarding words"));
+        let r = f.run(&fr.build());
+        assert_eq!(r.action, XDP_TX);
+        let sent_from = u16::from_be_bytes([r.out[34], r.out[35]]);
+        assert_eq!(
+            words,
+            format!("gue: UDP from source port {sent_from} (the flow hash) to {B4}:{GUE_PORT}")
+        );
+    }
+    let key = FlowKey::new(ip(CLIENT6), 40000, ip(VIP6), 80, PROTO_TCP)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let facts = PacketFacts {
+        proto: PROTO_TCP,
+        tcp_flags: 0x02,
+        now_ns: coarse_now_ns(),
+    };
+    let t = trace(&f.dp, &key, &facts).unwrap_or_else(|e| panic!("{e}"));
+    let words = Explanation::new(&t, None).forwarding;
+    assert_eq!(
+        words.as_deref(),
+        Some("l2-dsr: the client's packet itself, only its MACs rewritten toward fd00::11")
+    );
+}
+
+/// Found by the fuzzer: the route toward an l2-dsr backend does not depend
+/// on the client's source address, whatever it is (the kernel's FIB refuses
+/// lookups from an IPv6 multicast source, which the VIP's packets may
+/// carry); and a packet too big for the path is `too_big`.
+#[test]
+fn l2_dsr_ignores_the_clients_source_in_the_route_lookup() {
+    let Some(mut f) = BalancerFixture::new("l2_dsr_odd_source") else {
+        return;
+    };
+    vip(&mut f, VIP6, 53, PROTO_UDP, B6, Forwarding::L2Dsr);
+    vip(&mut f, VIP4, 53, PROTO_UDP, B4, Forwarding::L2Dsr);
+    for (what, client, vip_addr, backend) in [
+        ("ipv6 multicast source", "ff02::1", VIP6, B6),
+        ("ipv6 unspecified source", "::", VIP6, B6),
+        ("ipv4 broadcast source", "255.255.255.255", VIP4, B4),
+        ("ipv4 multicast source", "224.0.0.1", VIP4, B4),
+    ] {
+        let fr = Frame::udp(ip(client), 5000, ip(vip_addr), 53, f.if_mac);
+        let r = f.run(&fr.build());
+        assert_eq!(r.action, XDP_TX, "{what}");
+        assert_eq!(r.out, expected_l2(&f, &fr, backend), "{what}");
+    }
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    let mut big = Frame::udp(ip("ff02::1"), 5000, ip(VIP6), 53, f.if_mac);
+    big.payload = vec![0; 1401 - 48];
+    assert_eq!(f.run(&big.build()).action, XDP_DROP);
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
 }

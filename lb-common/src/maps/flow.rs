@@ -79,12 +79,6 @@ impl FlowKey {
         &self.dst
     }
 
-    /// The source in its 16-byte form.
-    #[inline(always)]
-    pub const fn src16(&self) -> &[u8; 16] {
-        &self.src
-    }
-
     /// The destination port as on the wire.
     #[inline(always)]
     pub const fn dport_be(&self) -> [u8; 2] {
