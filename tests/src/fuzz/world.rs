@@ -40,7 +40,7 @@ use lb_userspace::{
     reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
 };
 
-use super::oracle::{BackendModel, Iface, Model, Path, VerdictSet, VipModel};
+use super::oracle::{BackendModel, Iface, Mode, Model, Path, VerdictSet, VipModel};
 use crate::{
     balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
     netns::NetNs,
@@ -238,6 +238,29 @@ const VIPS: &[VipSpec] = &[
     ] },
 ];
 
+/// The forwarding mode of `VIPS[i]`: GUE on two ports for a redirected
+/// VIP, one behind blackholes / unresolved / non-port paths and one of
+/// mixed families on low-MTU and gateway paths; `l2-dsr` for three VIPs
+/// whose backends are all of their family (as the config demands), on
+/// ingress, low-MTU, redirect, blackhole, unresolved and non-port paths;
+/// `ipip` for the others.
+fn mode_of(i: usize) -> Mode {
+    match i {
+        3 | 7 => Mode::Gue { port: 6080 },
+        11 => Mode::Gue { port: 6081 },
+        1 | 10 | 14 => Mode::L2Dsr,
+        _ => Mode::Ipip,
+    }
+}
+
+fn forwarding_of(mode: Mode) -> (lb_common::Forwarding, u16) {
+    match mode {
+        Mode::Ipip => (lb_common::Forwarding::Ipip, 0),
+        Mode::Gue { port } => (lb_common::Forwarding::Gue, port),
+        Mode::L2Dsr => (lb_common::Forwarding::L2Dsr, 0),
+    }
+}
+
 /// The outer sources: the balancer's own addresses on `xlbp0`.
 fn global_config() -> GlobalConfig {
     GlobalConfig::new(
@@ -250,13 +273,14 @@ fn global_config() -> GlobalConfig {
 fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
     let vips = VIPS
         .iter()
-        .map(|v| DesiredVip {
+        .enumerate()
+        .map(|(i, v)| DesiredVip {
             key: VipKey::new(v.addr(), v.port, v.proto),
             name: format!("fuzz{}", v.n),
             flags: v.flags,
             udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
-            forwarding: lb_common::Forwarding::Ipip,
-            gue_port: 0,
+            forwarding: forwarding_of(mode_of(i)).0,
+            gue_port: forwarding_of(mode_of(i)).1,
             backends: v
                 .backends
                 .iter()
@@ -363,7 +387,8 @@ impl World {
 
         let vips = VIPS
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 let backends = v
                     .backends
                     .iter()
@@ -375,6 +400,7 @@ impl World {
                     })
                     .collect();
                 VipModel::new(v.addr(), v.port, v.proto, v.flags & AFFINITY != 0, backends)
+                    .with_mode(mode_of(i))
             })
             .collect();
         let model = Model {

@@ -32,7 +32,7 @@ use etherparse::{
 };
 use lb_common::Verdict;
 
-use super::model::{outer_header_len, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP};
+use super::model::{Mode, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -429,15 +429,20 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
     let ip_len = ip.end - ip.l3_off;
     let mut drop = VerdictSet::EMPTY;
     for b in vip.eligible() {
-        if model.outer_source(b.addr).is_none() {
+        if vip.mode.encapsulates() && model.outer_source(b.addr).is_none() {
             drop = drop.with(Verdict::NoOuterSource);
             continue;
         }
-        let outer_len = outer_header_len(b.addr) + ip_len;
+        let outer_len = vip.mode.overhead(b.addr) + ip_len;
         match b.path {
             Path::Unreachable => drop = drop.with(Verdict::FibUnreachable),
             p if p.mtu().is_some_and(|m| outer_len as u64 > u64::from(m)) => {
                 drop = drop.with(Verdict::TooBig);
+            }
+            // l2-dsr cannot let the kernel resolve the MAC: the kernel would
+            // route the VIP packet by its own table.
+            Path::Unresolved { .. } if vip.mode == Mode::L2Dsr => {
+                drop = drop.with(Verdict::L2NoNeigh);
             }
             Path::Unresolved { .. } => drop = drop.union(model.no_neigh_drop),
             Path::Direct { iface, .. } => {
