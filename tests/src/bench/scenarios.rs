@@ -9,6 +9,10 @@
 //! - fd00:100::1 TCP 80 (`v6_tcp_flow_hit`)
 //! - 10.100.0.3 TCP 80, backends on VLAN 100 (`v4_tcp_vlan`: a tagged packet
 //!   leaves only on its own VLAN)
+//! - 10.100.0.4 TCP 80, `forwarding = "gue"` (`v4_tcp_gue`: IPv4 + UDP
+//!   pushed, 28 bytes)
+//! - 10.100.0.5 TCP 80, `forwarding = "l2-dsr"` (`v4_tcp_l2_dsr`: only the
+//!   MACs rewritten)
 //!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
 //! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
@@ -16,7 +20,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use lb_common::{program_names, Verdict, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE};
+use lb_common::{
+    program_names, Forwarding, Verdict, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE,
+};
 use lb_userspace::reconcile::{DesiredBackend, DesiredState, DesiredVip};
 
 use super::{
@@ -33,6 +39,9 @@ pub const VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 /// The VIP whose backends are on VLAN 100.
 pub const VIP4_VLAN: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 3);
+/// The GUE VIP and the l2-dsr VIP.
+pub const VIP4_GUE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 4);
+pub const VIP4_L2_DSR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 5);
 /// An address next to the VIP that no VIP uses.
 pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const PORT_TCP: u16 = 80;
@@ -57,6 +66,8 @@ pub const ORDER: &[&str] = &[
     "v6_tcp_flow_hit",
     "v4_udp",
     "v4_tcp_vlan",
+    "v4_tcp_gue",
+    "v4_tcp_l2_dsr",
 ];
 
 /// What the connection-table counters of the scenario's VIP must show over the
@@ -106,6 +117,12 @@ pub fn vip6_tcp() -> VipKey {
 pub fn vip4_vlan() -> VipKey {
     vip_key(IpAddr::V4(VIP4_VLAN), PORT_TCP, PROTO_TCP)
 }
+pub fn vip4_gue() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_GUE), PORT_TCP, PROTO_TCP)
+}
+pub fn vip4_l2_dsr() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_L2_DSR), PORT_TCP, PROTO_TCP)
+}
 
 fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     VipKey::new(addr, port, proto)
@@ -132,22 +149,26 @@ pub fn v6_backends() -> Vec<IpAddr> {
 
 /// The state the control plane would install for these scenarios.
 pub fn desired_state() -> DesiredState {
-    let vip = |key: VipKey, name: &str, flags: u32, backends: Vec<IpAddr>| DesiredVip {
-        key,
-        name: name.to_string(),
-        flags,
-        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
-        forwarding: lb_common::Forwarding::Ipip,
-        gue_port: 0,
-        backends: backends
-            .into_iter()
-            .map(|addr| DesiredBackend {
-                addr,
-                weight: 100,
-                healthy: true,
-            })
-            .collect(),
-    };
+    let moded =
+        |key: VipKey, name: &str, flags: u32, backends: Vec<IpAddr>, forwarding: Forwarding| {
+            DesiredVip {
+                key,
+                name: name.to_string(),
+                flags,
+                udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+                forwarding,
+                gue_port: lb_common::forwarding::gue::DEFAULT_PORT,
+                backends: backends
+                    .into_iter()
+                    .map(|addr| DesiredBackend {
+                        addr,
+                        weight: 100,
+                        healthy: true,
+                    })
+                    .collect(),
+            }
+        };
+    let vip = |key, name, flags, backends| moded(key, name, flags, backends, Forwarding::Ipip);
     DesiredState {
         global: global_config(),
         tx_ports: Default::default(),
@@ -162,6 +183,14 @@ pub fn desired_state() -> DesiredState {
             vip(vip4_udp(), "v4-udp", 0, v4_backends()),
             vip(vip6_tcp(), "v6-tcp", 0, v6_backends()),
             vip(vip4_vlan(), "v4-tcp-vlan", 0, vlan_backends()),
+            moded(vip4_gue(), "v4-tcp-gue", 0, v4_backends(), Forwarding::Gue),
+            moded(
+                vip4_l2_dsr(),
+                "v4-tcp-l2-dsr",
+                0,
+                v4_backends(),
+                Forwarding::L2Dsr,
+            ),
         ],
     }
 }
@@ -305,6 +334,27 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
             NewFlows::None,
             20,
         ),
+        balancer(
+            "v4_tcp_gue",
+            vec![tcp4(VIP4_GUE, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac).build()],
+            vip4_gue(),
+            NewFlows::None,
+            28,
+        ),
+        balancer(
+            "v4_tcp_l2_dsr",
+            vec![tcp4(
+                VIP4_L2_DSR,
+                CLIENT_PORT,
+                PORT_TCP,
+                TCP_ACK | TCP_PSH,
+                if_mac,
+            )
+            .build()],
+            vip4_l2_dsr(),
+            NewFlows::None,
+            0,
+        ),
     ]
 }
 
@@ -328,9 +378,9 @@ mod tests {
     }
 
     #[test]
-    fn desired_state_has_five_vips_of_100_backends() {
+    fn desired_state_has_seven_vips_of_100_backends() {
         let d = desired_state();
-        assert_eq!(d.vips.len(), 5);
+        assert_eq!(d.vips.len(), 7);
         assert!(d
             .vips
             .iter()
