@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod frames;
 pub mod fuzz;
 pub mod http;
+pub mod l7;
 pub mod leftovers;
 pub mod netns;
 pub mod privileged;
