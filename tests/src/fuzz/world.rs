@@ -236,19 +236,23 @@ const VIPS: &[VipSpec] = &[
     VipSpec { v6: true, n: 3, port: 7000, proto: UDP, flags: 0, backends: &[
         be(Blackhole, true, 9), be(Unresolved, true, 0), be(NotPort, true, 10),
     ] },
+    VipSpec { v6: false, n: 6, port: 80, proto: TCP, flags: 0, backends: &[
+        be(Gateway, false, 20), be(Ingress, false, 70),
+    ] },
 ];
 
 /// The forwarding mode of `VIPS[i]`: GUE on two ports for a redirected
 /// VIP, one behind blackholes / unresolved / non-port paths and one of
 /// mixed families on low-MTU and gateway paths; `l2-dsr` for three VIPs
 /// whose backends are all of their family (as the config demands), on
-/// ingress, low-MTU, redirect, blackhole, unresolved and non-port paths;
+/// ingress, low-MTU, redirect, blackhole, unresolved and non-port paths,
+/// and one with a backend behind a gateway (`l2_off_link`);
 /// `ipip` for the others.
 fn mode_of(i: usize) -> Mode {
     match i {
         3 | 7 => Mode::Gue { port: 6080 },
         11 => Mode::Gue { port: 6081 },
-        1 | 10 | 14 => Mode::L2Dsr,
+        1 | 10 | 14 | 15 => Mode::L2Dsr,
         _ => Mode::Ipip,
     }
 }
@@ -397,6 +401,7 @@ impl World {
                         weight: b.weight,
                         healthy: b.healthy,
                         path: path_of(b),
+                        on_link: b.net != Gateway,
                     })
                     .collect();
                 VipModel::new(v.addr(), v.port, v.proto, v.flags & AFFINITY != 0, backends)

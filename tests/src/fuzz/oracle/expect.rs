@@ -445,6 +445,11 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
                 drop = drop.with(Verdict::L2NoNeigh);
             }
             Path::Unresolved { .. } => drop = drop.union(model.no_neigh_drop),
+            // The VLAN rule comes first (the frame may not leave at all),
+            // then l2-dsr's own: no MAC rewrite toward a gateway.
+            Path::Direct { .. } if vip.mode == Mode::L2Dsr && !b.on_link && tag.is_none() => {
+                drop = drop.with(Verdict::L2OffLink);
+            }
             Path::Direct { iface, .. } => {
                 if tag.is_some() {
                     // A tagged packet may leave only on its own VLAN, through

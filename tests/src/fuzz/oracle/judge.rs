@@ -529,6 +529,18 @@ fn path(
             }
             Verdict::FibNoNeigh
         }
+        Path::Direct { .. } if mode == Mode::L2Dsr && !backend.on_link => {
+            bad(
+                "l2-dsr frame sent toward a backend behind a gateway",
+                format!(
+                    "{} toward {}, whose route goes through a gateway: expected an l2_off_link \
+                     drop",
+                    action_name(action),
+                    backend.addr
+                ),
+            );
+            Verdict::L2OffLink
+        }
         Path::Direct {
             iface,
             next_hop_mac,

@@ -129,6 +129,9 @@ pub struct BackendModel {
     pub weight: u16,
     pub healthy: bool,
     pub path: Path,
+    /// Whether the route to it has no gateway (the backend itself is the
+    /// next hop): what `l2-dsr` needs, else it drops (`l2_off_link`).
+    pub on_link: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -291,6 +294,7 @@ mod tests {
             weight,
             healthy,
             path: Path::Unreachable,
+            on_link: true,
         }
     }
 

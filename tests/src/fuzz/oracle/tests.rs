@@ -52,6 +52,7 @@ fn backend(addr: &str, weight: u16, path: Path) -> BackendModel {
         weight,
         healthy: true,
         path,
+        on_link: true,
     }
 }
 
@@ -835,4 +836,25 @@ fn l2_dsr_drops_unresolved_backends() {
     let mut out = f.clone();
     out[..6].copy_from_slice(&mac_of(ip("10.0.0.250")));
     assert!(judge(&m, &f, &e, XDP_PASS, &out).is_err());
+}
+
+#[test]
+fn l2_dsr_drops_backends_behind_a_gateway() {
+    let mut m = model_with(Mode::L2Dsr);
+    for b in &mut m.vips[0].backends {
+        b.on_link = false;
+    }
+    let f = frame("10.100.0.1", 80, false, None, b"hello");
+    let e = expect(&m, &f);
+    assert_eq!(e.drop, only(Verdict::L2OffLink));
+    let mut out = f.clone();
+    out[..6].copy_from_slice(&mac_of(ip("10.0.0.10")));
+    out[6..12].copy_from_slice(&INGRESS.mac);
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &out)),
+        ["l2-dsr frame sent toward a backend behind a gateway"]
+    );
+    // Tagged: the VLAN rule decides first.
+    let tagged = frame("10.100.0.1", 80, false, Some(7), b"hello");
+    assert!(!expect(&m, &tagged).drop.contains(Verdict::L2OffLink));
 }
