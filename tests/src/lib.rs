@@ -20,4 +20,5 @@ pub mod servers;
 pub mod stats_json;
 pub mod test_rng;
 pub mod topology;
+pub mod weight_shares;
 pub mod xlb_process;
