@@ -111,12 +111,13 @@ impl Collector for SnapshotCollector {
         let announced: Vec<(Labels, ConstGauge<f64>)> = s
             .vips
             .iter()
-            .map(|v| (vip(v), gauge(if v.announced { 1.0 } else { 0.0 })))
+            .filter_map(|v| Some((vip(v), gauge(if v.announced? { 1.0 } else { 0.0 }))))
             .collect();
         family(
             &mut enc,
             "xlb_vip_announced",
-            "1 when this node announces the VIP's address (a route in announce.table).",
+            "1 when this node announces the VIP's address (a route in announce.table); \
+             absent for VIPs whose announcement xlb does not manage.",
             MetricType::Gauge,
             &announced,
         )?;
@@ -300,7 +301,7 @@ mod tests {
                 bytes: 1000,
                 new_flows: 3,
                 fail_open: false,
-                announced: true,
+                announced: Some(true),
                 backends: vec![
                     BackendSample {
                         backend: "10.0.0.11".into(),
@@ -367,5 +368,23 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// A VIP whose announcement xlb does not manage has no
+    /// `xlb_vip_announced` series, so the withdrawn-VIP alert cannot fire for
+    /// a node that announces nothing.
+    #[test]
+    fn unmanaged_announcements_have_no_series() {
+        let mut s = sample();
+        s.vips[0].announced = None;
+        let text = encode(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !text.contains("xlb_vip_announced{"),
+            "an unmanaged VIP has an announced series:\n{text}"
+        );
+        let mut s = sample();
+        s.vips[0].announced = Some(false);
+        let text = encode(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("xlb_vip_announced{vip=\"web\"} 0"), "{text}");
     }
 }

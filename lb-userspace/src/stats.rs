@@ -68,9 +68,12 @@ pub struct VipSample {
     pub new_flows: u64,
     /// Every weighted backend failed its checks: all kept in the table.
     pub fail_open: bool,
-    /// This node announces the VIP's address.
+    /// Whether this node announces the VIP's address; `None` when it does
+    /// not manage the VIP's announcement (`announce.enabled = false`, or the
+    /// VIP's `announce = "never"`), so "withdrawn" is never reported, nor
+    /// alerted on, for a VIP that nobody asked xlb to announce.
     #[serde(default)]
-    pub announced: bool,
+    pub announced: Option<bool>,
     pub backends: Vec<BackendSample>,
 }
 

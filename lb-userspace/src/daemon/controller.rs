@@ -23,8 +23,8 @@ use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol,
-        VipConfig,
+        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind,
+        Protocol, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
@@ -540,7 +540,8 @@ impl Controller {
                 bytes,
                 new_flows,
                 fail_open: status.fail_open,
-                announced: status.announced,
+                announced: (self.announcer.is_some() && v.announce != AnnounceMode::Never)
+                    .then_some(status.announced),
                 backends,
             });
         }
