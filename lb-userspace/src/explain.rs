@@ -147,7 +147,7 @@ pub fn trace(
         }
     }
 
-    let hash = decision::vip_hash(info.flags, flow);
+    let hash = decision::vip_hash(dp.global_config()?.hash_seed(), info.flags, flow);
     t.hash = Some(hash);
     let Some(slot) = maglev_slot(&info, hash) else {
         t.path = Path::NoBackend;

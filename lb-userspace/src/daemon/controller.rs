@@ -30,7 +30,8 @@ use crate::{
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
-        self, ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
+        self, ApplyReport, DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, ReconcileError,
+        Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
@@ -395,8 +396,10 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let global =
-            MapGlobal::new(g.outer_source_v4, g.outer_source_v6).with_outer_ttl(g.outer_ttl);
+        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6)
+            .with_outer_ttl(g.outer_ttl)
+            .with_hash_seed(g.effective_hash_seed())
+            .with_flood_threshold(g.flood_threshold);
         let vips = config
             .vips
             .iter()
@@ -409,6 +412,13 @@ impl Controller {
                     // Validated to at most a day.
                     udp_idle_timeout_ms: u32::try_from(v.udp_idle_timeout.as_millis())
                         .unwrap_or(u32::MAX),
+                    policy: DesiredPolicy::new(
+                        v.address,
+                        &v.allow,
+                        &v.deny,
+                        v.rate_limit.as_ref(),
+                        v.source_rate_limit.as_ref(),
+                    ),
                     backends: v
                         .backends
                         .iter()
