@@ -36,6 +36,7 @@ fn vip(addr: &str, port: u16, proto: u8, flags: u32, backends: &[(&str, u16)]) -
         name: format!("{addr}:{port}/{proto}"),
         flags,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        policy: Default::default(),
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {
@@ -196,6 +197,10 @@ fn send_and_compare(
         }
         Path::NoBackend => {
             assert_eq!(r.action, XDP_DROP, "{flow:?}: explain said no backend");
+            None
+        }
+        Path::Refused(reason) => {
+            assert_eq!(r.action, XDP_DROP, "{flow:?}: explain said {reason:?}");
             None
         }
         Path::FlowTable | Path::Maglev => {

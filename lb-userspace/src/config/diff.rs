@@ -35,6 +35,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "global.api_socket",
     "global.metrics_address",
     "global.bpf_log",
+    "global.hash_seed",
     "announce.enabled",
     "announce.table",
 ];

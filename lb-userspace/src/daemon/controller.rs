@@ -23,8 +23,8 @@ use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, Protocol,
-        VipConfig,
+        humantime_text, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind, IpPrefix,
+        Protocol, RateLimit, SourceRateLimit, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
@@ -37,6 +37,9 @@ use crate::{
 };
 
 mod announcing;
+mod policy;
+
+pub use policy::{PrefixChange, PrefixList};
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -105,6 +108,14 @@ pub struct VipStatus {
     /// Why it is announced or not.
     #[serde(default)]
     pub announce_reason: String,
+    #[serde(default)]
+    pub allow: Vec<IpPrefix>,
+    #[serde(default)]
+    pub deny: Vec<IpPrefix>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub source_rate_limit: Option<SourceRateLimit>,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -481,6 +492,10 @@ impl Controller {
                     fail_open,
                     announced: announce.announce,
                     announce_reason: announce.reason,
+                    allow: v.allow.clone(),
+                    deny: v.deny.clone(),
+                    rate_limit: v.rate_limit,
+                    source_rate_limit: v.source_rate_limit,
                     backends: v
                         .backends
                         .iter()
@@ -544,7 +559,9 @@ impl Controller {
                     healthy: b.healthy,
                 });
             }
+            let policy = self.policy_sample(&status.name)?;
             vips.push(VipSample {
+                policy,
                 vip: status.name,
                 packets,
                 bytes,
@@ -565,6 +582,7 @@ impl Controller {
             verdicts,
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
+            flood: self.flood_sample()?,
             driver: {
                 let g = &self.config.global;
                 self.driver_baseline

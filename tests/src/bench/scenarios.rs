@@ -137,6 +137,7 @@ pub fn desired_state() -> DesiredState {
         name: name.to_string(),
         flags,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        policy: Default::default(),
         backends: backends
             .into_iter()
             .map(|addr| DesiredBackend {

@@ -255,6 +255,7 @@ fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
             name: format!("fuzz{}", v.n),
             flags: v.flags,
             udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+            policy: Default::default(),
             backends: v
                 .backends
                 .iter()
