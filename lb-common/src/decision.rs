@@ -203,6 +203,18 @@ pub const fn creates_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
     uses_flow_table(vip_flags) && !packet.is_reset() && !packet.opens_connection()
 }
 
+/// Whether a bare TCP SYN re-points the flow's existing connection-table
+/// entry (if it has one and it names another backend) to the backend the
+/// VIP's table gave the SYN. Without this, a SYN that re-uses the 5-tuple of
+/// an old connection (client port reuse) goes to its new backend while the
+/// handshake's ACK follows the stale entry to the old one, and the
+/// connection breaks. Only an existing entry is written, never a new one:
+/// spoofed SYNs from unknown sources still never touch the table.
+#[inline(always)]
+pub const fn repins_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
+    uses_flow_table(vip_flags) && packet.opens_connection()
+}
+
 /// Whether a packet that follows no connection-table entry is a new
 /// connection, which the VIP's rate limits count: a bare TCP SYN, or a UDP
 /// packet of a VIP with a connection table (a flow without an entry, or
@@ -535,6 +547,15 @@ mod tests {
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST)));
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST | TCP_FLAG_ACK)));
         assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_ACK)));
+    }
+
+    #[test]
+    fn only_bare_syns_repin_entries() {
+        assert!(repins_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &udp(0)));
+        assert!(!repins_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
     }
 
     #[test]

@@ -47,7 +47,8 @@ use lb_common::{
     bytes,
     decision::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
-        is_new_connection, maglev_slot, refreshes_flow_entry, Egress, PacketFacts,
+        is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, Egress,
+        PacketFacts,
     },
     policy::SourceAccess,
     Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, PolicyStats,
@@ -300,7 +301,8 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// Maglev slot. A new connection (`decision::is_new_connection`) must first
 /// fit the VIP's rate limits; established flows are never limited. The slot
 /// is remembered in the connection table when `decision::creates_flow_entry`
-/// says so (not for a bare SYN or a RST) and this CPU is not flooding.
+/// says so (not for a bare SYN or a RST) and this CPU is not flooding; a
+/// bare SYN re-points an existing entry (`decision::repins_flow_entry`).
 #[inline(always)]
 fn pick_backend(
     ctx: &XdpContext,
@@ -357,6 +359,20 @@ fn pick_backend(
         return Err(Verdict::NoBackend);
     };
 
+    if repins_flow_entry(vip.flags, packet) {
+        // Read-only lookup first: an update of a missing key would take an
+        // LRU node (and may evict a real entry) even when it fails.
+        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a map value, valid for the whole run; aligned 4- and
+            // 8-byte stores, never torn for a concurrent reader.
+            unsafe {
+                if (*flow).backend_id != id {
+                    (*flow).backend_id = id;
+                    (*flow).last_seen_ns = packet.now_ns;
+                }
+            }
+        }
+    }
     let inserted = creates_flow_entry(vip.flags, packet)
         && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
         && remember_flow(key, id, packet.now_ns);
@@ -403,6 +419,11 @@ fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
 
 /// Encapsulates toward `backend` and picks the transmit action from the FIB.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fast path hands on what it already looked up (the global config \
+              included) rather than looking it up again"
+)]
 fn forward(
     ctx: &XdpContext,
     cfg: &GlobalConfig,

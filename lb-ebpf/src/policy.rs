@@ -52,6 +52,10 @@ pub fn source_access(
 /// prefix's rate, then within the VIP's rate (a source over its own rate
 /// takes nothing from the VIP's bucket).
 #[inline(always)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the key stays in its zeroed stack slot: passing it by value would copy it"
+)]
 pub fn admit_new_connection(
     vip_buckets: &Array<u64>,
     source_buckets: &LruHashMap<SourceBucketKey, u64>,
@@ -72,7 +76,7 @@ pub fn admit_new_connection(
             // forgets this admission.
             None => match policy::gcra(0, now_ns, &p.source_rate) {
                 Some(tat) => {
-                    let _ = source_buckets.insert(&*k, &tat, 0);
+                    let _ = source_buckets.insert(&*k, tat, 0);
                     true
                 }
                 None => false,

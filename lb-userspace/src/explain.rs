@@ -339,7 +339,13 @@ impl Explanation {
                 } else if !uses_flow_table(flags) {
                     String::new()
                 } else if t.packet.opens_connection() {
-                    "; a SYN leaves no entry: the handshake's ACK creates it".to_string()
+                    if t.flow_entry.is_some() {
+                        "; a SYN creates no entry, but re-points the flow's existing one to \
+                         this backend"
+                            .to_string()
+                    } else {
+                        "; a SYN leaves no entry: the handshake's ACK creates it".to_string()
+                    }
                 } else {
                     "; a TCP reset leaves no entry".to_string()
                 };

@@ -80,19 +80,17 @@ impl Gcra {
 
     /// Admissions per second (rounded).
     pub const fn per_second(&self) -> u64 {
-        if self.interval_ns == 0 {
-            0
-        } else {
-            (1_000_000_000 + self.interval_ns / 2) / self.interval_ns
+        match (1_000_000_000 + self.interval_ns / 2).checked_div(self.interval_ns) {
+            Some(n) => n,
+            None => 0,
         }
     }
 
     /// The burst this bucket was built with.
     pub const fn burst(&self) -> u64 {
-        if self.interval_ns == 0 {
-            0
-        } else {
-            self.tolerance_ns / self.interval_ns + 1
+        match self.tolerance_ns.checked_div(self.interval_ns) {
+            Some(n) => n + 1,
+            None => 0,
         }
     }
 }

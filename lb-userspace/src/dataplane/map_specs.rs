@@ -535,6 +535,13 @@ mod tests {
                 map_names::NEXTHOPS,
                 map_names::VERDICTS,
                 map_names::VLANS,
+                map_names::POLICY,
+                map_names::SRC_V4,
+                map_names::SRC_V6,
+                map_names::RATE_VIPS,
+                map_names::RATE_SOURCES,
+                map_names::POLICY_STATS,
+                map_names::FLOOD,
             ]
         );
         assert_eq!(

@@ -42,9 +42,12 @@ struct SimMaps {
     prefixes: BTreeMap<(u32, IpAddr, u8), u32>,
     policies: HashMap<u32, lb_common::VipPolicy>,
     /// Called after every write with the maps as they are then.
-    after_write: Option<Box<dyn Fn(&SimMaps)>>,
+    after_write: Option<WriteCheck>,
     writes: usize,
 }
+
+/// A check run after every write of the simulated maps.
+type WriteCheck = Box<dyn Fn(&SimMaps)>;
 
 impl SimMaps {
     fn new() -> Self {
@@ -367,6 +370,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
             Op::SetBackend { .. } => "backend",
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
+            Op::ResetPolicyState { .. } => "pstate",
             Op::SetVip { key, .. } if key.is_marker() => "marker",
             Op::SetVip { .. } => "vip",
             other => panic!("unexpected {other:?}"),
@@ -375,8 +379,8 @@ fn new_vip_writes_backends_then_table_then_entry() {
     assert_eq!(
         kinds,
         [
-            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats", "vip",
-            "marker"
+            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats",
+            "pstate", "vip", "marker"
         ]
     );
     let mut maps = SimMaps::new();

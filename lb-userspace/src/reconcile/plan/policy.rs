@@ -2,9 +2,10 @@
 //! changed in the order that never admits a source both the old and the new
 //! policy refuse.
 //!
-//! Order: (1) every new or changed trie entry is written, (2) then the
-//! record (flags: prefixes present, allow list; rates), (3) then the
-//! entries the new policy no longer has are removed. In between, the trie
+//! Order: (1) every new or changed trie entry is written, deny entries
+//! before allow entries, (2) then the record (flags: prefixes present, allow
+//! list; rates), (3) then the entries the new policy no longer has are
+//! removed, allow entries before deny entries. In between, the trie
 //! holds the union of both entry sets, with the new values: a source that
 //! both policies deny matches a deny prefix in either set, and the longest
 //! match among the union is a deny prefix (no set holds an allow prefix
@@ -17,7 +18,7 @@
 //! VIP's entries and record are cleared after its VIP entry is gone, so its
 //! recycled id starts empty.
 
-use lb_common::VipPolicy;
+use lb_common::{VipPolicy, PREFIX_ALLOW, PREFIX_DENY};
 
 use super::{Op, Planner};
 use crate::{
@@ -39,12 +40,19 @@ impl Planner {
             prefixes: want.map(|w| w.prefixes.clone()).unwrap_or_default(),
             record: want.map_or(VipPolicy::NONE, DesiredPolicy::record),
         };
-        for (&(addr, len), &value) in &next.prefixes {
-            if have.prefixes.get(&(addr, len)) != Some(&value) {
-                self.push(Op::SetPrefix {
-                    prefix: SourcePrefix { vip_id, addr, len },
-                    value,
-                });
+        // Deny entries first: a source both policies refuse may sit in an
+        // old deny prefix that the new policy turns into an allow prefix,
+        // inside a new deny prefix not yet written.
+        for deny_pass in [true, false] {
+            for (&(addr, len), &value) in &next.prefixes {
+                if (value == PREFIX_DENY) == deny_pass
+                    && have.prefixes.get(&(addr, len)) != Some(&value)
+                {
+                    self.push(Op::SetPrefix {
+                        prefix: SourcePrefix { vip_id, addr, len },
+                        value,
+                    });
+                }
             }
         }
         if have.record != next.record {
@@ -53,11 +61,17 @@ impl Planner {
                 policy: next.record,
             });
         }
-        for &(addr, len) in have.prefixes.keys() {
-            if !next.prefixes.contains_key(&(addr, len)) {
-                self.push(Op::RemovePrefix {
-                    prefix: SourcePrefix { vip_id, addr, len },
-                });
+        // Allow entries go first: removing an old deny prefix before an old
+        // allow prefix inside it would uncover the allow.
+        for allow_pass in [true, false] {
+            for (&(addr, len), &value) in &have.prefixes {
+                if (value == PREFIX_ALLOW) == allow_pass
+                    && !next.prefixes.contains_key(&(addr, len))
+                {
+                    self.push(Op::RemovePrefix {
+                        prefix: SourcePrefix { vip_id, addr, len },
+                    });
+                }
             }
         }
         if next.is_empty() {
