@@ -142,6 +142,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    if g.hash_seed.is_none() {
+        warn!(
+            "global.hash_seed is not set: the flow hash uses the built-in seed, which is public; \
+             set one per deployment (the same on every node) so floods cannot be aimed at a backend"
+        );
+    }
+
     let announcer = start_announcer(&config, adopting)?;
     let mut ctl = Controller::new(
         config,
