@@ -47,15 +47,15 @@ use lb_common::{
     bytes,
     decision::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
-        is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, Egress,
-        PacketFacts,
+        is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
+        Egress, PacketFacts,
     },
     policy::SourceAccess,
     Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, PolicyStats,
     SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
     DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
     MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
-    NO_BACKEND, PROTO_TCP,
+    NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
@@ -376,12 +376,13 @@ fn pick_backend(
     let inserted = creates_flow_entry(vip.flags, packet)
         && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
         && remember_flow(key, id, packet.now_ns);
-    // New connections: TCP ones as their SYN is balanced (it leaves no
-    // entry), UDP ones as their entry is created.
-    let counted = if packet.proto == PROTO_TCP {
-        new_connection
-    } else {
+    // New flows: on a VIP with a connection table, the entries created (a
+    // TCP connection once, by its handshake's ACK: spoofed SYNs and SYN
+    // retransmits are not counted); without one, the bare SYNs balanced.
+    let counted = if uses_flow_table(vip.flags) {
         inserted
+    } else {
+        new_connection
     };
     if counted {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
@@ -393,7 +394,7 @@ fn pick_backend(
 }
 
 /// Writes the flow's connection-table entry (backend `id`, seen now). True
-/// for a flow that had no entry: that is what `new_flows` counts for UDP. An
+/// for a flow that had no entry: that is what `new_flows` counts. An
 /// entry replaced (a re-used 5-tuple, a flow moved off a failed backend, an
 /// expired UDP flow) is not a new flow.
 #[inline(always)]

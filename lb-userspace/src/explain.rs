@@ -91,6 +91,16 @@ impl Trace {
                 .vip
                 .is_some_and(|(_, v)| decision::creates_flow_entry(v.flags, &self.packet))
     }
+
+    /// Whether the packet (a bare SYN) would re-point the flow's existing
+    /// entry to its backend (`decision::repins_flow_entry`).
+    pub fn repins_flow_entry(&self) -> bool {
+        self.path == Path::Maglev
+            && self.flow_entry.is_some()
+            && self
+                .vip
+                .is_some_and(|(_, v)| decision::repins_flow_entry(v.flags, &self.packet))
+    }
 }
 
 /// The coarse monotonic clock the data plane reads (`bpf_ktime_get_coarse_ns`

@@ -303,8 +303,12 @@ fn connections_survive_spoofed_floods_while_backends_change() {
 
 /// The control: the same run with flood mode off. The ACK flood's entries
 /// evict the real connections' entries, and the connections whose table
-/// slot moved to the added backend break.
+/// slot moved to the added backend break. Measured 20, 7 and 0 of 200 in
+/// three runs (how many entries the flood evicts depends on the rate the
+/// generator reaches on a busy machine), so it is not part of the suite:
+/// `cargo test -p xlb-tests --test e2e_attack -- --ignored --nocapture`.
 #[test]
+#[ignore = "control run, its count depends on the machine's load: run with --ignored"]
 fn without_flood_mode_the_ack_flood_breaks_connections() {
     let Some((_l, rack)) = start_rack("noflood", 0) else {
         return;

@@ -217,7 +217,7 @@ fn send_and_compare(
     // the established flow) reads.
     let after = trace(&f.dp, &key, &packet(flow, TCP_ACK))
         .unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
-    if t.creates_flow_entry() {
+    if t.creates_flow_entry() || t.repins_flow_entry() {
         assert_eq!(
             after.path,
             Path::FlowTable,

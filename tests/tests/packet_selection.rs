@@ -292,7 +292,19 @@ fn established_flows_keep_their_backend_when_the_table_changes() {
             )
         })
         .collect();
-    let before: Vec<IpAddr> = flows.iter().map(|fr| send(&mut f, fr)).collect();
+    // SYN, then the handshake's ACK (which creates the entry).
+    let before: Vec<IpAddr> = flows
+        .iter()
+        .map(|fr| {
+            let to = send(&mut f, fr);
+            let ack = Frame {
+                l4: L4::Tcp { flags: TCP_ACK },
+                ..fr.clone()
+            };
+            assert_eq!(send(&mut f, &ack), to, "the ACK follows its SYN");
+            to
+        })
+        .collect();
     let bypass_flows: Vec<Frame> = flows
         .iter()
         .map(|fr| Frame {
