@@ -83,13 +83,14 @@ pub fn is_vip_address<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Optio
 }
 
 /// The flow hash a VIP's packets are balanced by: the source address alone
-/// (client affinity) or the 5-tuple.
+/// (client affinity) or the 5-tuple, seeded with the deployment's
+/// `hash_seed` (`GlobalConfig::hash_seed`).
 #[inline(always)]
-pub const fn vip_hash(vip_flags: u32, key: &FlowKey) -> u32 {
+pub const fn vip_hash(seed: u32, vip_flags: u32, key: &FlowKey) -> u32 {
     if vip_flags & VIP_F_SOURCE_HASH != 0 {
-        source_hash(key)
+        source_hash(seed, key)
     } else {
-        flow_hash(key)
+        flow_hash(seed, key)
     }
 }
 
@@ -190,12 +191,43 @@ pub const fn refreshes_flow_entry(vip: &VipInfo, entry: &FlowValue, packet: &Pac
 }
 
 /// Whether a packet that went through the VIP's table leaves a (new or
-/// replacing) connection-table entry: only for VIPs that use the table, and
-/// never for a TCP RST (it ends a connection; spoofed RSTs must not fill
-/// the table).
+/// replacing) connection-table entry: only for VIPs that use the table;
+/// never for a bare TCP SYN (spoofed SYNs must not touch the table: the
+/// connection's entry is created by its first packet that is not a bare
+/// SYN, the handshake's ACK, which follows the same table slot), and never
+/// for a TCP RST (it ends a connection; spoofed RSTs must not fill the
+/// table either). Flood mode may still skip the insert
+/// (`policy::flood_admits_insert`).
 #[inline(always)]
 pub const fn creates_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
-    uses_flow_table(vip_flags) && !packet.is_reset()
+    uses_flow_table(vip_flags) && !packet.is_reset() && !packet.opens_connection()
+}
+
+/// Whether a bare TCP SYN re-points the flow's existing connection-table
+/// entry (if it has one and it names another backend) to the backend the
+/// VIP's table gave the SYN. Without this, a SYN that re-uses the 5-tuple of
+/// an old connection (client port reuse) goes to its new backend while the
+/// handshake's ACK follows the stale entry to the old one, and the
+/// connection breaks. Only an existing entry is written, never a new one:
+/// spoofed SYNs from unknown sources still never touch the table.
+#[inline(always)]
+pub const fn repins_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
+    uses_flow_table(vip_flags) && packet.opens_connection()
+}
+
+/// Whether a packet that follows no connection-table entry is a new
+/// connection, which the VIP's rate limits count: a bare TCP SYN, or a UDP
+/// packet of a VIP with a connection table (a flow without an entry, or
+/// whose entry expired or is not followed). Other TCP packets without an
+/// entry (the handshake's ACK, packets of connections the table lost) are
+/// never limited: limits only ever refuse connections being opened.
+#[inline(always)]
+pub const fn is_new_connection(vip_flags: u32, packet: &PacketFacts) -> bool {
+    if packet.proto == PROTO_TCP {
+        packet.opens_connection()
+    } else {
+        uses_flow_table(vip_flags)
+    }
 }
 
 /// How an encapsulated frame leaves.
@@ -303,8 +335,9 @@ mod tests {
     #[test]
     fn hash_follows_the_vip_flag() {
         let k = flow(80);
-        assert_eq!(vip_hash(0, &k), flow_hash(&k));
-        assert_eq!(vip_hash(VIP_F_SOURCE_HASH, &k), source_hash(&k));
+        assert_eq!(vip_hash(7, 0, &k), flow_hash(7, &k));
+        assert_eq!(vip_hash(7, VIP_F_SOURCE_HASH, &k), source_hash(7, &k));
+        assert_ne!(vip_hash(7, 0, &k), vip_hash(8, 0, &k), "the seed matters");
     }
 
     #[test]
@@ -506,12 +539,36 @@ mod tests {
     }
 
     #[test]
-    fn resets_never_create_entries() {
-        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+    fn resets_and_bare_syns_never_create_entries() {
+        assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
         assert!(creates_flow_entry(0, &tcp(TCP_FLAG_ACK)));
         assert!(creates_flow_entry(0, &udp(0)));
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST)));
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST | TCP_FLAG_ACK)));
-        assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+        assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_ACK)));
+    }
+
+    #[test]
+    fn only_bare_syns_repin_entries() {
+        assert!(repins_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &udp(0)));
+        assert!(!repins_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+    }
+
+    #[test]
+    fn new_connections_are_bare_syns_and_udp_flows_without_entry() {
+        assert!(is_new_connection(0, &tcp(TCP_FLAG_SYN)));
+        assert!(is_new_connection(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_RST)));
+        assert!(is_new_connection(0, &udp(0)));
+        assert!(
+            !is_new_connection(VIP_F_NO_FLOW_TABLE, &udp(0)),
+            "without a table no UDP flow is known to be new"
+        );
     }
 }

@@ -16,9 +16,10 @@ pub mod flow_hash;
 pub mod gen_frame;
 pub mod ip;
 pub mod maps;
+pub mod policy;
 pub mod verdict;
 
-pub use flow_hash::{flow_hash, source_hash};
+pub use flow_hash::{flow_hash, source_hash, DEFAULT_HASH_SEED};
 pub use ip::{FamilyMismatch, FAMILY_V4, FAMILY_V6};
 pub use maps::*;
 pub use verdict::Verdict;

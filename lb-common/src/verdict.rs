@@ -48,10 +48,22 @@ pub enum Verdict {
     /// VLAN, an untagged one routed to a VLAN device): XDP_DROP, never sent
     /// with a wrong tag (`decision::egress`).
     VlanMismatch = 14,
+    /// The source matched a deny prefix of the VIP (`xlb vip deny`):
+    /// XDP_DROP.
+    SourceDenied = 15,
+    /// The VIP has an allow list and the source matched none of it:
+    /// XDP_DROP.
+    SourceNotAllowed = 16,
+    /// A new connection (bare TCP SYN, UDP flow without an entry) over the
+    /// VIP's new-connection rate: XDP_DROP.
+    VipRateLimited = 17,
+    /// A new connection over the rate of its source prefix for this VIP:
+    /// XDP_DROP.
+    SourceRateLimited = 18,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 19;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -69,6 +81,10 @@ impl Verdict {
         Verdict::RedirectFailed,
         Verdict::Internal,
         Verdict::VlanMismatch,
+        Verdict::SourceDenied,
+        Verdict::SourceNotAllowed,
+        Verdict::VipRateLimited,
+        Verdict::SourceRateLimited,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -89,6 +105,10 @@ impl Verdict {
             Verdict::RedirectFailed => "redirect_failed",
             Verdict::Internal => "internal",
             Verdict::VlanMismatch => "vlan_mismatch",
+            Verdict::SourceDenied => "source_denied",
+            Verdict::SourceNotAllowed => "source_not_allowed",
+            Verdict::VipRateLimited => "vip_rate_limited",
+            Verdict::SourceRateLimited => "source_rate_limited",
         }
     }
 
@@ -110,7 +130,11 @@ impl Verdict {
             | Verdict::NoOuterSource
             | Verdict::RedirectFailed
             | Verdict::Internal
-            | Verdict::VlanMismatch => XDP_DROP,
+            | Verdict::VlanMismatch
+            | Verdict::SourceDenied
+            | Verdict::SourceNotAllowed
+            | Verdict::VipRateLimited
+            | Verdict::SourceRateLimited => XDP_DROP,
         }
     }
 }

@@ -3,16 +3,24 @@
 //!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
 //!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
+//!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
+//!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
 //!     keeps its backend when the backend set changes, unless the backend
 //!     failed its health check, the packet opens a new TCP connection or the
 //!     UDP entry expired), else the VIP's Maglev table in `XLB_MAGLEV` indexed
-//!     by the shared flow hash.
+//!     by the flow hash seeded with the deployment's `hash_seed`. A new
+//!     connection (bare SYN, UDP flow without entry) must fit the VIP's rate
+//!     limits (`XLB_RATE_SRCS`, `XLB_RATE_VIPS`). A bare SYN never creates
+//!     an entry (the handshake's ACK does), and while this CPU sees more
+//!     misses than the flood threshold (`XLB_FLOOD`) nothing does: unknown
+//!     flows then follow Maglev and established entries stay.
 //!
-//! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
-//! slot, which entries are followed, refreshed and created), the same
-//! functions `xlb explain` runs against the live maps, so the two can never
-//! disagree; so is the egress of step 4 (`decision::egress`).
+//! Steps 2 and 3 are decided by `lb_common::decision` and
+//! `lb_common::policy` (lookup order, hash, slot, which entries are followed,
+//! refreshed and created, source access, token buckets, flood windows), the
+//! same functions `xlb explain` runs against the live maps, so the two can
+//! never disagree; so is the egress of step 4 (`decision::egress`).
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
@@ -31,7 +39,7 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
@@ -39,17 +47,22 @@ use lb_common::{
     bytes,
     decision::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
-        maglev_slot, refreshes_flow_entry, uses_flow_table, Egress, PacketFacts,
+        is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
+        Egress, PacketFacts,
     },
-    Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
-    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_TABLE_SIZE, FAMILY_V4, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND,
+    policy::SourceAccess,
+    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, PolicyStats,
+    SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
+    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
+    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
+    NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
     mem,
     packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2},
+    policy,
 };
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
@@ -81,9 +94,44 @@ static XLB_MAGLEV: Array<[u32; 2]> = Array::with_max_entries(
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
-/// Outer source addresses (one entry).
+/// Outer source addresses, outer TTL, hash seed, flood threshold (one entry).
 #[map]
 static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+/// Each VIP's policy (source ranges present, allow list, rate limits), by
+/// vip id; all zero: none.
+#[map]
+static XLB_POLICY: Array<VipPolicy> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Source prefixes of every VIP: (vip id, address) -> allow or deny. One
+/// longest-prefix lookup per packet answers "deny wins" because userspace
+/// never installs an allow prefix inside a deny prefix (`policy::source_access`).
+#[map]
+static XLB_SRC_V4: LpmTrie<SourceV4, u32> = LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, 0);
+
+#[map]
+static XLB_SRC_V6: LpmTrie<SourceV6, u32> = LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, 0);
+
+/// Each VIP's new-connection bucket (GCRA time), by vip id. Shared by all
+/// CPUs and updated with compare-and-swap, so the rate is the VIP's, not
+/// per CPU.
+#[map]
+static XLB_RATE_VIPS: Array<u64> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Each (VIP, source prefix)'s new-connection bucket, shared like
+/// `XLB_RATE_VIPS`; per-CPU LRU lists (BPF_F_NO_COMMON_LRU) so a flood of
+/// new sources takes no cross-CPU lock.
+#[map]
+static XLB_RATE_SRCS: LruHashMap<SourceBucketKey, u64> =
+    LruHashMap::with_max_entries(MAX_RATE_SOURCES, BPF_F_NO_COMMON_LRU);
+
+/// Packets each VIP's policy dropped, by reason.
+#[map]
+static XLB_POLICY_ST: PerCpuArray<PolicyStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Flood mode: this CPU's window of connection-table misses (one entry).
+#[map]
+static XLB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's last FIB answer per backend id (see `next_hop`). The daemon
 /// zeroes an id's entries when it assigns the id to a new backend.
@@ -159,8 +207,18 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    // The one clock read of a VIP packet: flow-entry ages and the next-hop
-    // cache both use it.
+    // Who may reach the VIP at all: every packet, established or not, so a
+    // deny added at run time also cuts existing connections.
+    let policy = XLB_POLICY.get(vip.vip_id).ok_or(Verdict::Internal)?;
+    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip.vip_id, policy, key) {
+        SourceAccess::Allowed => {}
+        SourceAccess::Denied => return Err(policy_drop(vip.vip_id, Verdict::SourceDenied)),
+        SourceAccess::NotAllowed => return Err(policy_drop(vip.vip_id, Verdict::SourceNotAllowed)),
+    }
+
+    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    // The one clock read of a VIP packet: flow-entry ages, token buckets,
+    // flood windows and the next-hop cache all use it.
     // SAFETY: reads the coarse monotonic clock; no arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let packet = PacketFacts {
@@ -168,8 +226,8 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         tcp_flags,
         now_ns,
     };
-    let hash = decision::vip_hash(vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, &packet)?;
+    let hash = decision::vip_hash(cfg.hash_seed(), vip.flags, key);
+    let (backend_id, backend) = pick_backend(ctx, cfg, vip, policy, key, hash, &packet)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -178,7 +236,24 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, backend_id, backend, hash, now_ns)
+    forward(ctx, cfg, &l2, &ip, backend_id, backend, hash, now_ns)
+}
+
+/// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
+#[inline(always)]
+fn policy_drop(vip_id: u32, reason: Verdict) -> Verdict {
+    if let Some(s) = XLB_POLICY_ST.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe {
+            match reason {
+                Verdict::SourceDenied => (*s).denied += 1,
+                Verdict::SourceNotAllowed => (*s).not_allowed += 1,
+                Verdict::VipRateLimited => (*s).vip_rate_limited += 1,
+                _ => (*s).source_rate_limited += 1,
+            }
+        }
+    }
+    reason
 }
 
 #[inline(always)]
@@ -223,12 +298,17 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// The backend for this packet: the connection table's answer while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot (remembered in the connection table when
-/// `decision::creates_flow_entry` says so).
+/// Maglev slot. A new connection (`decision::is_new_connection`) must first
+/// fit the VIP's rate limits; established flows are never limited. The slot
+/// is remembered in the connection table when `decision::creates_flow_entry`
+/// says so (not for a bare SYN or a RST) and this CPU is not flooding; a
+/// bare SYN re-points an existing entry (`decision::repins_flow_entry`).
 #[inline(always)]
 fn pick_backend(
     ctx: &XdpContext,
+    cfg: &GlobalConfig,
     vip: &VipInfo,
+    policy: &VipPolicy,
     key: &FlowKey,
     hash: u32,
     packet: &PacketFacts,
@@ -255,6 +335,19 @@ fn pick_backend(
         }
     }
 
+    let new_connection = is_new_connection(vip.flags, packet);
+    if new_connection {
+        policy::admit_new_connection(
+            &XLB_RATE_VIPS,
+            &XLB_RATE_SRCS,
+            vip.vip_id,
+            policy,
+            key,
+            packet.now_ns,
+        )
+        .map_err(|reason| policy_drop(vip.vip_id, reason))?;
+    }
+
     let slot = maglev_slot(vip, hash).ok_or(Verdict::NoBackend)?;
     let pair = XLB_MAGLEV.get(slot >> 1).ok_or(Verdict::Internal)?;
     let id = pair[(slot & 1) as usize];
@@ -266,12 +359,32 @@ fn pick_backend(
         return Err(Verdict::NoBackend);
     };
 
-    let new_flow = if uses_flow_table(vip.flags) {
-        creates_flow_entry(vip.flags, packet) && remember_flow(key, id, packet.now_ns)
+    if repins_flow_entry(vip.flags, packet) {
+        // Read-only lookup first: an update of a missing key would take an
+        // LRU node (and may evict a real entry) even when it fails.
+        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a map value, valid for the whole run; aligned 4- and
+            // 8-byte stores, never torn for a concurrent reader.
+            unsafe {
+                if (*flow).backend_id != id {
+                    (*flow).backend_id = id;
+                    (*flow).last_seen_ns = packet.now_ns;
+                }
+            }
+        }
+    }
+    let inserted = creates_flow_entry(vip.flags, packet)
+        && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
+        && remember_flow(key, id, packet.now_ns);
+    // New flows: on a VIP with a connection table, the entries created (a
+    // TCP connection once, by its handshake's ACK: spoofed SYNs and SYN
+    // retransmits are not counted); without one, the bare SYNs balanced.
+    let counted = if uses_flow_table(vip.flags) {
+        inserted
     } else {
-        packet.opens_connection()
+        new_connection
     };
-    if new_flow {
+    if counted {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
             // SAFETY: per-CPU slot.
             unsafe { (*s).new_flows += 1 };
@@ -281,9 +394,9 @@ fn pick_backend(
 }
 
 /// Writes the flow's connection-table entry (backend `id`, seen now). True
-/// for a flow that had no entry: that is what `new_flows` counts. An entry
-/// replaced (a SYN retransmit or a re-used 5-tuple, a flow moved off a failed
-/// backend, an expired UDP flow) is not a new flow.
+/// for a flow that had no entry: that is what `new_flows` counts. An
+/// entry replaced (a re-used 5-tuple, a flow moved off a failed backend, an
+/// expired UDP flow) is not a new flow.
 #[inline(always)]
 fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
     let value = FlowValue::new(id, now_ns);
@@ -307,8 +420,14 @@ fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
 
 /// Encapsulates toward `backend` and picks the transmit action from the FIB.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fast path hands on what it already looked up (the global config \
+              included) rather than looking it up again"
+)]
 fn forward(
     ctx: &XdpContext,
+    cfg: &GlobalConfig,
     l2: &L2,
     ip: &Ip,
     backend_id: u32,
@@ -316,7 +435,6 @@ fn forward(
     hash: u32,
     now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
-    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
     // families share one `Outer`; only the used bytes are read.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();

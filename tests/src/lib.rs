@@ -9,6 +9,7 @@ pub mod clients;
 pub mod command;
 pub mod expect;
 pub mod fleet;
+pub mod flood;
 pub mod frames;
 pub mod fuzz;
 pub mod http;

@@ -157,6 +157,11 @@ pub struct RackOptions {
     pub warm_neighbours: bool,
     /// How the daemon is started (wrapper, options, environment).
     pub launch: Launch,
+    /// Backend hosts in the topology.
+    pub backends: usize,
+    /// Applied to the config text before it is written (settings the
+    /// generator does not write: policy, flood threshold).
+    pub edit_config: fn(String) -> String,
 }
 
 impl Default for RackOptions {
@@ -166,6 +171,8 @@ impl Default for RackOptions {
             flow_table_size: 65536,
             warm_neighbours: true,
             launch: Launch::default(),
+            backends: 3,
+            edit_config: |c| c,
         }
     }
 }
@@ -207,7 +214,7 @@ impl Rack {
         let topo = Topology::build(TopologyOptions {
             name: name.to_string(),
             clients,
-            backends: 3,
+            backends: opts.backends,
             vips: addrs,
             ports: ServerPorts::default(),
             warm_neighbours: opts.warm_neighbours,
@@ -216,7 +223,7 @@ impl Rack {
         let standard = RackOptions::default();
         std::fs::write(
             &config_path,
-            config_text(&topo, &vips)
+            (opts.edit_config)(config_text(&topo, &vips))
                 .replace(
                     &format!("bpf_log = \"{}\"", standard.bpf_log),
                     &format!("bpf_log = \"{}\"", opts.bpf_log),

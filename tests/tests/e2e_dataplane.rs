@@ -27,6 +27,7 @@ fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> Desire
         name: format!("{addr}:{port}"),
         flags: 0,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        policy: Default::default(),
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {

@@ -13,6 +13,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::policy::{IpPrefix, RateLimit, SourceRateLimit};
+
 /// A validated config: what `xlb run --config FILE` applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +58,26 @@ pub struct GlobalConfig {
     /// Where Prometheus metrics are served.
     pub metrics_address: SocketAddr,
     pub bpf_log: BpfLogLevel,
+    /// Seed of the flow hash; `None`: the public default
+    /// (`lb_common::DEFAULT_HASH_SEED`), with a warning at start. Must be
+    /// equal on every balancer of a fleet.
+    #[serde(default)]
+    pub hash_seed: Option<u32>,
+    /// Connection-table misses per second on one CPU above which it stops
+    /// inserting entries for unknown flows (flood mode); 0: never.
+    #[serde(default = "default_flood_threshold")]
+    pub flood_threshold: u32,
+}
+
+fn default_flood_threshold() -> u32 {
+    lb_common::DEFAULT_FLOOD_THRESHOLD
+}
+
+impl GlobalConfig {
+    /// The seed the data plane hashes with.
+    pub fn effective_hash_seed(&self) -> u32 {
+        self.hash_seed.unwrap_or(lb_common::DEFAULT_HASH_SEED)
+    }
 }
 
 /// The `[announce]` table: the routes by which this node asks a routing
@@ -121,6 +143,18 @@ pub struct VipConfig {
     /// The VIP's default check, which backends inherit (kept for dump and for
     /// re-resolving inheritance when it changes).
     pub health_check: Option<HealthCheck>,
+    /// Sources that may reach the VIP (empty: every source not denied).
+    #[serde(default)]
+    pub allow: Vec<IpPrefix>,
+    /// Sources that may not; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<IpPrefix>,
+    /// New connections per second to the whole VIP.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// New connections per second to the VIP from each source prefix.
+    #[serde(default)]
+    pub source_rate_limit: Option<SourceRateLimit>,
     pub backends: Vec<BackendConfig>,
 }
 

@@ -12,7 +12,10 @@ use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
 };
 
-use super::model::{AnnounceMode, BpfLogLevel, Hashing, Protocol, XdpMode};
+use super::{
+    model::{AnnounceMode, BpfLogLevel, Hashing, Protocol, XdpMode},
+    policy::RawRateLimit,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +61,11 @@ pub struct RawGlobal {
     pub metrics_address: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpf_log: Option<BpfLogLevel>,
+    /// u64 so that out-of-range seeds get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_threshold: Option<u64>,
 }
 
 /// The `[announce]` table.
@@ -94,6 +102,15 @@ pub struct RawVip {
     pub announce: Option<AnnounceMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
+    /// Source prefixes, parsed during conversion (`config::policy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_rate_limit: Option<RawRateLimit>,
     #[serde(default, rename = "backend", skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<RawBackend>,
 }

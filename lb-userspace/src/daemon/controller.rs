@@ -23,19 +23,23 @@ use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind,
-        Protocol, VipConfig,
+        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing,
+        HealthCheckKind, IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     reconcile::{
-        self, ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
+        self, ApplyReport, DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, ReconcileError,
+        Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
 
 mod announcing;
+mod policy;
+
+pub use policy::{PrefixChange, PrefixList};
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -104,6 +108,14 @@ pub struct VipStatus {
     /// Why it is announced or not.
     #[serde(default)]
     pub announce_reason: String,
+    #[serde(default)]
+    pub allow: Vec<IpPrefix>,
+    #[serde(default)]
+    pub deny: Vec<IpPrefix>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub source_rate_limit: Option<SourceRateLimit>,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -395,8 +407,10 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let global =
-            MapGlobal::new(g.outer_source_v4, g.outer_source_v6).with_outer_ttl(g.outer_ttl);
+        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6)
+            .with_outer_ttl(g.outer_ttl)
+            .with_hash_seed(g.effective_hash_seed())
+            .with_flood_threshold(g.flood_threshold);
         let vips = config
             .vips
             .iter()
@@ -409,6 +423,13 @@ impl Controller {
                     // Validated to at most a day.
                     udp_idle_timeout_ms: u32::try_from(v.udp_idle_timeout.as_millis())
                         .unwrap_or(u32::MAX),
+                    policy: DesiredPolicy::new(
+                        v.address,
+                        &v.allow,
+                        &v.deny,
+                        v.rate_limit.as_ref(),
+                        v.source_rate_limit.as_ref(),
+                    ),
                     backends: v
                         .backends
                         .iter()
@@ -471,6 +492,10 @@ impl Controller {
                     fail_open,
                     announced: announce.announce,
                     announce_reason: announce.reason,
+                    allow: v.allow.clone(),
+                    deny: v.deny.clone(),
+                    rate_limit: v.rate_limit,
+                    source_rate_limit: v.source_rate_limit,
                     backends: v
                         .backends
                         .iter()
@@ -534,7 +559,9 @@ impl Controller {
                     healthy: b.healthy,
                 });
             }
+            let policy = self.policy_sample(&status.name)?;
             vips.push(VipSample {
+                policy,
                 vip: status.name,
                 packets,
                 bytes,
@@ -556,6 +583,7 @@ impl Controller {
             verdicts,
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
+            flood: self.flood_sample()?,
             driver: {
                 let g = &self.config.global;
                 self.driver_baseline

@@ -5,6 +5,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use lb_common::{GlobalConfig, VipKey, VIP_F_FAIL_OPEN};
 
+use super::policy::DesiredPolicy;
+
 /// Everything the maps should hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredState {
@@ -25,6 +27,8 @@ pub struct DesiredVip {
     pub flags: u32,
     /// UDP connection-table entries idle longer than this expire.
     pub udp_idle_timeout_ms: u32,
+    /// Source ranges and rate limits.
+    pub policy: DesiredPolicy,
     pub backends: Vec<DesiredBackend>,
 }
 

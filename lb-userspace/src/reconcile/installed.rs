@@ -9,7 +9,7 @@ use std::{
 
 use lb_common::{Backend, GlobalConfig, VipKey};
 
-use super::{ids::IdPool, table_inputs, ReconcileError};
+use super::{ids::IdPool, policy::InstalledPolicy, table_inputs, ReconcileError};
 use crate::dataplane::{Dataplane, Sizes};
 
 /// The installed state: VIPs with their backends, address markers, global
@@ -24,6 +24,10 @@ pub(super) struct Installed {
     pub tx_ports: BTreeSet<u32>,
     pub vip_ids: IdPool,
     pub backend_ids: IdPool,
+    /// Policies by vip id (ids without one are left out): kept apart from
+    /// the VIPs so that entries left by an interrupted apply under a free
+    /// id are found and cleared when the id is given out again.
+    pub policies: BTreeMap<u32, InstalledPolicy>,
 }
 
 /// One VIP as it is in the maps.
@@ -56,6 +60,7 @@ impl Installed {
             vip_ids: IdPool::new(0, sizes.max_vips),
             // Id 0 means "no backend" in tables and flow entries.
             backend_ids: IdPool::new(1, sizes.max_backends),
+            policies: BTreeMap::new(),
         }
     }
 
@@ -117,6 +122,20 @@ impl Installed {
         for (_, orphans) in by_vip {
             for (id, _) in orphans {
                 installed.backend_ids.take(id);
+            }
+        }
+        for (prefix, value) in dp.source_prefixes().map_err(read_err)? {
+            installed
+                .policies
+                .entry(prefix.vip_id)
+                .or_default()
+                .prefixes
+                .insert((prefix.addr, prefix.len), value);
+        }
+        for vip_id in 0..sizes.max_vips {
+            let record = dp.vip_policy(vip_id).map_err(read_err)?;
+            if record != lb_common::VipPolicy::NONE {
+                installed.policies.entry(vip_id).or_default().record = record;
             }
         }
         installed.global = Some(dp.global_config().map_err(read_err)?);

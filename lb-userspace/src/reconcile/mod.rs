@@ -40,6 +40,7 @@ mod desired;
 mod ids;
 mod installed;
 mod plan;
+mod policy;
 mod table_builder;
 
 use std::net::IpAddr;
@@ -49,6 +50,7 @@ pub use desired::{DesiredBackend, DesiredState, DesiredVip};
 use installed::Installed;
 use lb_common::VipKey;
 pub use plan::{Op, Plan};
+pub use policy::{DesiredPolicy, Prefixes};
 pub use table_builder::TableSpec;
 use thiserror::Error;
 

@@ -8,16 +8,18 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, MAX_TX_PORTS, NO_BACKEND};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, VipPolicy, MAX_TX_PORTS, NO_BACKEND};
 
 use super::{
     installed::{Installed, InstalledBackend, InstalledVip},
     DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
 };
 use crate::{
-    dataplane::Sizes,
+    dataplane::{Sizes, SourcePrefix},
     maglev::{self, MaglevError},
 };
+
+mod policy;
 
 /// One map write. `T` is what a table write carries: in a [`Plan`] the
 /// table's Maglev inputs ([`TableSpec`]), so a plan for many VIPs does not
@@ -62,6 +64,23 @@ pub enum Op<T = TableSpec> {
     },
     RemoveVip {
         key: VipKey,
+    },
+    /// Add or replace one source prefix of a VIP (`PREFIX_ALLOW`/`_DENY`).
+    SetPrefix {
+        prefix: SourcePrefix,
+        value: u32,
+    },
+    RemovePrefix {
+        prefix: SourcePrefix,
+    },
+    /// Replace a VIP id's policy record.
+    SetPolicy {
+        vip_id: u32,
+        policy: VipPolicy,
+    },
+    /// Zero a VIP id's policy counters and its rate bucket: the id is (re)used.
+    ResetPolicyState {
+        vip_id: u32,
     },
 }
 
@@ -193,6 +212,8 @@ impl Planner {
             self.write_table(want, vip_id, &inputs, &backends)?;
         }
         self.push(Op::ResetVipStats { vip_id });
+        self.push(Op::ResetPolicyState { vip_id });
+        self.sync_policy(vip_id, Some(&want.policy));
         let info = self.vip_info(vip_id, want, !inputs.is_empty());
         self.push(Op::SetVip {
             key: want.key,
@@ -305,6 +326,7 @@ impl Planner {
 
     fn update_vip(&mut self, want: &DesiredVip, have: &InstalledVip) -> Result<(), ReconcileError> {
         let vip_id = have.vip_id;
+        self.sync_policy(vip_id, Some(&want.policy));
         let mut backends = have.backends.clone();
         // 1. New backends get slots before any table can name them.
         for b in &want.backends {
@@ -405,6 +427,7 @@ impl Planner {
             self.push(Op::ClearBackend { id: b.id });
             self.plan.next.backend_ids.free(b.id);
         }
+        self.sync_policy(have.vip_id, None);
         self.plan.next.vip_ids.free(have.vip_id);
         self.plan.next.vips.remove(key);
         self.plan.vips_removed += 1;

@@ -69,6 +69,7 @@ pub fn desired_state(lbout_ifindex: u32) -> DesiredState {
         name: format!("e2e-{}", proto.name()),
         flags: 0,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        policy: Default::default(),
         backends: BACKENDS
             .iter()
             .map(|b| DesiredBackend {

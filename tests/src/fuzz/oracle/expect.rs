@@ -18,7 +18,11 @@
 //! - VIP traffic: forwarded to one of the VIP's eligible backends, or dropped
 //!   for a reason that holds for one of them (no backend at all, no route,
 //!   too big for its path, an unresolved neighbour if the data plane drops
-//!   those, a tagged frame that cannot leave on its VLAN).
+//!   those, a tagged frame that cannot leave on its VLAN);
+//! - VIP traffic from a source the VIP's allow/deny ranges refuse: dropped
+//!   (`source_denied`, `source_not_allowed`), whatever the packet; a bare
+//!   SYN to a VIP with rate limits may also be dropped
+//!   (`vip_rate_limited`, `source_rate_limited`), no other packet.
 //!
 //! Where the documentation leaves a choice (a TCP data offset the data plane
 //! need not read, an extension chain that runs past the packet), every
@@ -43,6 +47,8 @@ const ETH_LEN: usize = 14;
 const VLAN_LEN: usize = 4;
 /// IPv6 extension headers the README promises to walk.
 const MAX_IPV6_EXT: usize = 3;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// What may happen to one frame. At least one of the three is allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -413,6 +419,23 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
         );
     };
     let vip = &model.vips[vip_index];
+    // The VIP's source ranges come first, for every packet.
+    if let Some(reason) = vip.policy.refusal(ip.src) {
+        return Expectation {
+            pass: loose_pass,
+            drop: VerdictSet::of(reason),
+            forward: None,
+            why: "VIP traffic from a source the VIP's ranges refuse",
+        };
+    }
+    // A bare SYN opens a connection: the VIP's rate limits may refuse it
+    // (TCP packets that are not a bare SYN are never limited).
+    let opens = ip.proto == PROTO_TCP && l4[13] & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let rate_drops = if opens {
+        vip.policy.rate_drops()
+    } else {
+        VerdictSet::EMPTY
+    };
     let why = if loose {
         "VIP traffic with an inconsistent TCP data offset or UDP length"
     } else {
@@ -427,7 +450,7 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
         };
     }
     let ip_len = ip.end - ip.l3_off;
-    let mut drop = VerdictSet::EMPTY;
+    let mut drop = rate_drops;
     for b in vip.eligible() {
         if model.outer_source(b.addr).is_none() {
             drop = drop.with(Verdict::NoOuterSource);

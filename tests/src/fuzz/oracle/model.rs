@@ -142,6 +142,63 @@ pub struct VipModel {
     pub backends: Vec<BackendModel>,
     /// Indexes into `backends` of those new connections may go to.
     pub eligible: Vec<usize>,
+    /// Source ranges and new-connection limits.
+    pub policy: PolicyModel,
+}
+
+/// A VIP's policy as the README states it: a source in any deny prefix is
+/// refused (deny wins); with an allow list, a source in none of its prefixes
+/// is refused; every packet is checked. Rate limits refuse only new
+/// connections (for TCP a bare SYN), never other packets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyModel {
+    pub allow: Vec<(IpAddr, u8)>,
+    pub deny: Vec<(IpAddr, u8)>,
+    pub vip_rate: bool,
+    pub source_rate: bool,
+}
+
+impl PolicyModel {
+    /// Why `src` may not reach the VIP at all, if it may not.
+    pub fn refusal(&self, src: IpAddr) -> Option<Verdict> {
+        if self.deny.iter().any(|&(p, len)| in_prefix(src, p, len)) {
+            Some(Verdict::SourceDenied)
+        } else if !self.allow.is_empty()
+            && !self.allow.iter().any(|&(p, len)| in_prefix(src, p, len))
+        {
+            Some(Verdict::SourceNotAllowed)
+        } else {
+            None
+        }
+    }
+
+    /// The drops a new connection of a source the ranges let through may
+    /// meet (its buckets may be empty).
+    pub fn rate_drops(&self) -> VerdictSet {
+        let mut v = VerdictSet::EMPTY;
+        if self.vip_rate {
+            v = v.with(Verdict::VipRateLimited);
+        }
+        if self.source_rate {
+            v = v.with(Verdict::SourceRateLimited);
+        }
+        v
+    }
+}
+
+/// Whether `addr` lies in `prefix/len` (of the same family).
+fn in_prefix(addr: IpAddr, prefix: IpAddr, len: u8) -> bool {
+    match (addr, prefix) {
+        (IpAddr::V4(a), IpAddr::V4(p)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(p) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(p)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(p) & mask
+        }
+        _ => false,
+    }
 }
 
 impl VipModel {
@@ -160,7 +217,13 @@ impl VipModel {
             source_hash,
             backends,
             eligible,
+            policy: PolicyModel::default(),
         }
+    }
+
+    /// The same VIP with `policy`.
+    pub fn with_policy(self, policy: PolicyModel) -> Self {
+        Self { policy, ..self }
     }
 
     pub fn eligible(&self) -> impl Iterator<Item = &BackendModel> {
