@@ -23,8 +23,8 @@ use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing,
-        HealthCheckKind, IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
+        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind,
+        IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
