@@ -14,8 +14,10 @@ pub enum Verdict {
     /// L4 header cut short): XDP_PASS, the kernel's own checks deal with it and we
     /// never drop traffic we cannot prove is ours.
     Malformed = 2,
-    /// IPv4 fragment or IPv6 fragment header to a VIP: XDP_DROP. Non-first
-    /// fragments carry no ports, so no fragment can be balanced consistently.
+    /// IPv4 fragment or IPv6 fragment header to a VIP address whose
+    /// fragments of that protocol no source-hashed VIP takes: XDP_DROP.
+    /// Non-first fragments carry no ports, so a VIP that hashes the 5-tuple
+    /// cannot balance them consistently (see `FragmentToBackend`).
     Fragment = 3,
     /// IPv6 to a VIP behind more extension headers than the parser walks (or an
     /// unknown one): XDP_DROP.
@@ -28,7 +30,11 @@ pub enum Verdict {
     FibNoNeigh = 6,
     /// No route to the backend (unreachable, blackhole, prohibited, ...): XDP_DROP.
     FibUnreachable = 7,
-    /// Encapsulated packet larger than the egress MTU: XDP_DROP.
+    /// Encapsulated packet larger than the egress MTU, and no ICMP error can
+    /// tell the client (an IPv4 packet without DF or a non-first IPv4
+    /// fragment, an ICMP error being forwarded, a source that gets no ICMP,
+    /// a path below the protocol's minimum MTU): XDP_DROP. The other
+    /// oversized packets are answered (`IcmpTooBigSent`).
     TooBig = 8,
     /// The backend's family has no outer source address configured: XDP_DROP.
     NoOuterSource = 9,
@@ -48,10 +54,40 @@ pub enum Verdict {
     /// VLAN, an untagged one routed to a VLAN device): XDP_DROP, never sent
     /// with a wrong tag (`decision::egress`).
     VlanMismatch = 14,
+    /// Too big for the path to its backend once encapsulated: answered with
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" carrying the
+    /// MTU the client must use, sent back out of the ingress interface:
+    /// XDP_TX.
+    IcmpTooBigSent = 15,
+    /// As `IcmpTooBigSent`, but this CPU's ICMP rate limit was reached: no
+    /// error sent, XDP_DROP.
+    IcmpTooBigLimited = 16,
+    /// An ICMP / ICMPv6 echo request to a VIP address that allows ping,
+    /// answered by the balancer: XDP_TX.
+    IcmpEchoReply = 17,
+    /// As `IcmpEchoReply`, but this CPU's ICMP rate limit was reached:
+    /// XDP_DROP.
+    IcmpEchoLimited = 18,
+    /// An ICMP error about a VIP's flow (destination unreachable, time
+    /// exceeded, parameter problem, packet too big), encapsulated toward the
+    /// flow's backend. It leaves as the flow's packets would: XDP_TX, or
+    /// XDP_REDIRECT / XDP_PASS where they are counted `redirect` /
+    /// `fib_no_neigh`.
+    IcmpToBackend = 19,
+    /// An ICMP error to a VIP address whose quoted packet cannot be read
+    /// (cut short, lying lengths or version, not TCP/UDP, a non-first
+    /// fragment, a source other than the address it was sent to): XDP_DROP,
+    /// never sent to a backend it may not belong to.
+    IcmpMalformed = 20,
+    /// A fragment (first or later) to a VIP that hashes the source address,
+    /// encapsulated toward the backend of that source. It leaves as other
+    /// packets would: XDP_TX, or XDP_REDIRECT / XDP_PASS where those are
+    /// counted `redirect` / `fib_no_neigh`.
+    FragmentToBackend = 21,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 22;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -69,6 +105,13 @@ impl Verdict {
         Verdict::RedirectFailed,
         Verdict::Internal,
         Verdict::VlanMismatch,
+        Verdict::IcmpTooBigSent,
+        Verdict::IcmpTooBigLimited,
+        Verdict::IcmpEchoReply,
+        Verdict::IcmpEchoLimited,
+        Verdict::IcmpToBackend,
+        Verdict::IcmpMalformed,
+        Verdict::FragmentToBackend,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -89,10 +132,21 @@ impl Verdict {
             Verdict::RedirectFailed => "redirect_failed",
             Verdict::Internal => "internal",
             Verdict::VlanMismatch => "vlan_mismatch",
+            Verdict::IcmpTooBigSent => "icmp_too_big_sent",
+            Verdict::IcmpTooBigLimited => "icmp_too_big_limited",
+            Verdict::IcmpEchoReply => "icmp_echo_reply",
+            Verdict::IcmpEchoLimited => "icmp_echo_limited",
+            Verdict::IcmpToBackend => "icmp_to_backend",
+            Verdict::IcmpMalformed => "icmp_malformed",
+            Verdict::FragmentToBackend => "fragment_to_backend",
         }
     }
 
-    /// The XDP action (`xdp_action` value) the data plane returns for this reason.
+    /// The XDP action (`xdp_action` value) the data plane returns for this
+    /// reason. Encapsulated packets of the ICMP-error and fragment paths
+    /// (`IcmpToBackend`, `FragmentToBackend`) are listed under XDP_TX; like
+    /// any encapsulated packet they may instead be redirected, or passed
+    /// when the next hop's neighbour is unresolved.
     pub const fn xdp_action(self) -> u32 {
         const XDP_DROP: u32 = 1;
         const XDP_PASS: u32 = 2;
@@ -100,7 +154,11 @@ impl Verdict {
         const XDP_REDIRECT: u32 = 4;
         match self {
             Verdict::NotIp | Verdict::NotVip | Verdict::Malformed | Verdict::FibNoNeigh => XDP_PASS,
-            Verdict::Tx => XDP_TX,
+            Verdict::Tx
+            | Verdict::IcmpTooBigSent
+            | Verdict::IcmpEchoReply
+            | Verdict::IcmpToBackend
+            | Verdict::FragmentToBackend => XDP_TX,
             Verdict::Redirect => XDP_REDIRECT,
             Verdict::Fragment
             | Verdict::Ipv6ExtUnsupported
@@ -110,7 +168,10 @@ impl Verdict {
             | Verdict::NoOuterSource
             | Verdict::RedirectFailed
             | Verdict::Internal
-            | Verdict::VlanMismatch => XDP_DROP,
+            | Verdict::VlanMismatch
+            | Verdict::IcmpTooBigLimited
+            | Verdict::IcmpEchoLimited
+            | Verdict::IcmpMalformed => XDP_DROP,
         }
     }
 }

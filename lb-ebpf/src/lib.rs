@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod encap;
+pub mod icmp;
 pub mod mem;
 pub mod packet;
 pub mod parse;

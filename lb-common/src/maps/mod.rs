@@ -10,6 +10,7 @@ mod backend;
 mod config;
 mod decap;
 mod flow;
+mod icmp;
 mod stats;
 mod vip;
 mod vlan;
@@ -20,10 +21,13 @@ pub use config::{
 };
 pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
 pub use flow::{FlowKey, FlowValue};
+pub use icmp::{
+    IcmpBucket, DEFAULT_ICMP_RATE, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
+};
 pub use stats::{BackendStats, VipStats};
 pub use vip::{
-    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
-    VIP_F_SOURCE_HASH,
+    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, MARKER_F_FRAG_TCP, MARKER_F_FRAG_UDP,
+    MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
@@ -49,9 +53,10 @@ pub mod map_names {
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
     pub const VLANS: &str = "XLB_VLANS";
+    pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
 
     /// Every name above.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -68,6 +73,7 @@ pub mod map_names {
         SINK_COUNT,
         NEXTHOPS,
         VLANS,
+        ICMP_LIMIT,
     ];
 }
 

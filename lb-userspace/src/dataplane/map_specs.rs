@@ -25,8 +25,8 @@ use aya_obj::generated::{
 };
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FlowKey, FlowValue,
-    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, VlanDevice, MAX_DECAP_ADDRS,
-    MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    GlobalConfig, IcmpBucket, Verdict, VipInfo, VipKey, VipStats, VlanDevice, ICMP_BUCKETS,
+    MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -90,6 +90,13 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::VLANS,
         MapType::Hash,
         Entries::Declared(MAX_VLAN_DEVICES),
+    ),
+    // Per-CPU rate limit of the ICMP the balancer sends; only the data
+    // plane writes it.
+    MapSpec::of::<u32, IcmpBucket>(
+        map_names::ICMP_LIMIT,
+        MapType::PerCpuArray,
+        Entries::Declared(ICMP_BUCKETS),
     ),
 ];
 
@@ -493,6 +500,7 @@ mod tests {
                 map_names::NEXTHOPS,
                 map_names::VERDICTS,
                 map_names::VLANS,
+                map_names::ICMP_LIMIT,
             ]
         );
         assert_eq!(
