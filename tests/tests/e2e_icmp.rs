@@ -189,3 +189,107 @@ fn ping_and_fragmented_udp_to_vips() {
         s.verdicts
     );
 }
+
+/// A router on the client side whose route toward the client has a smaller
+/// MTU (1,400) than the client's link (1,500, so the client asks for
+/// 1,460-byte segments): it answers the backend's large replies, which
+/// carry the VIP as source, with "fragmentation needed" / "packet too big"
+/// to the VIP. xlb hands each error to the backend of the flow it quotes;
+/// the backend's route cache learns 1,400 and a 10 MB download completes.
+#[test]
+fn a_backend_learns_the_mtu_of_a_router_on_the_client_side() {
+    let Some((_l, rack)) = scenario_rack("icmp_router", 1) else {
+        return;
+    };
+    let name = &rack.topo.name;
+    let lb = &rack.topo.balancer;
+    let router = xlb_tests::topology::attach_host(
+        &rack.topo.switch,
+        &format!("{name}-rt"),
+        "xlbp-rt",
+        CLIENT_MTU,
+        "10.10.0.60".parse().unwrap_or_else(|e| panic!("{e}")),
+        "fd10::60".parse().unwrap_or_else(|e| panic!("{e}")),
+        &[],
+    );
+    let far = xlb_tests::netns::NetNs::create(&format!("{name}-fc"));
+    router.ns.ip(&format!(
+        "link add xlbr0 mtu {CLIENT_MTU} type veth peer name {IFACE} mtu {CLIENT_MTU} netns {}",
+        far.name()
+    ));
+    router.ns.ip("addr add 10.30.0.1/24 dev xlbr0");
+    router.ns.ip("addr add fd30::1/64 dev xlbr0 nodad");
+    router.ns.ip("link set xlbr0 up");
+    router.ns.exec("ethtool -K xlbr0 tx off");
+    // The path beyond the router is narrower than both ends' links: the
+    // client still asks for 1,460-byte segments.
+    router
+        .ns
+        .ip("route replace 10.30.0.0/24 dev xlbr0 mtu 1400");
+    router
+        .ns
+        .ip("-6 route replace fd30::/64 dev xlbr0 mtu 1400 metric 256");
+    for kv in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv6.conf.all.forwarding=1",
+        // Every error counts here, not only the first of each second.
+        "net.ipv4.icmp_ratelimit=0",
+        "net.ipv6.icmp.ratelimit=0",
+    ] {
+        router.ns.sysctl(kv);
+    }
+    router
+        .ns
+        .ip(&format!("route add 10.200.0.0/24 via {}", lb.v4));
+    router
+        .ns
+        .ip(&format!("-6 route add fd20::/64 via {}", lb.v6));
+    far.ip("addr add 10.30.0.2/24 dev xlb0");
+    far.ip("addr add fd30::2/64 dev xlb0 nodad");
+    far.ip("link set xlb0 up");
+    far.ip("link set lo up");
+    far.exec("ethtool -K xlb0 tx off");
+    far.ip("route add default via 10.30.0.1");
+    far.ip("-6 route add default via fd30::1");
+    for b in &rack.topo.backends {
+        b.host.ns.ip("route add 10.30.0.0/24 via 10.10.0.60");
+        b.host.ns.ip("-6 route add fd30::/64 via fd10::60");
+    }
+    let client = Host {
+        ns: far,
+        name: format!("{name}-fc"),
+        v4: "10.30.0.2".parse().unwrap_or_else(|e| panic!("{e}")),
+        v6: "fd30::2".parse().unwrap_or_else(|e| panic!("{e}")),
+        extra_v4: Vec::new(),
+    };
+
+    for (vip, client_addr, vip_addr) in [("web", "10.30.0.2", VIP4), ("web6", "fd30::2", VIP6)] {
+        let target = rack.vip(vip).target();
+        let backend = echo_transfer(&client, target, 10 << 20).unwrap_or_else(|e| {
+            println!("router: {}", router.ns.exec("nstat -az IcmpOutDestUnreachs IpForwDatagrams IpOutDiscards IpFragFails Icmp6OutPktTooBigs"));
+            for b in &rack.topo.backends {
+                println!("{}: {}", b.host.name, b.host.ns.exec("nstat -az IcmpInDestUnreachs IcmpInErrors TcpRetransSegs Icmp6InPktTooBigs"));
+            }
+            println!("{:?}", stats(&rack.daemon).verdicts);
+            panic!("10 MB through {vip}: {e}")
+        });
+        let i: usize = backend
+            .trim_start_matches("backend-")
+            .parse()
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let b = &rack.topo.backends[i].host;
+        let family = if vip_addr.contains(':') { "-6" } else { "-4" };
+        let route = b.ns.exec(&format!(
+            "ip {family} route get {client_addr} from {vip_addr}"
+        ));
+        println!("{vip} via {backend}: {route}");
+        assert!(
+            route.contains("mtu 1400"),
+            "{backend} must have learnt the router's MTU toward {client_addr}: {route}"
+        );
+    }
+    let s = stats(&rack.daemon);
+    assert!(verdict(&s, Verdict::IcmpToBackend) >= 2, "{:?}", s.verdicts);
+    drop(client);
+    drop(router);
+}
