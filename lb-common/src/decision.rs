@@ -1,15 +1,21 @@
 //! The balancer's decisions, as pure functions that the XDP program and
 //! userspace (`xlb explain`, tests) both call: which VIP a packet is for,
 //! which hash picks its slot, which slot, whether a connection-table entry
-//! is followed, refreshed or created. Map lookups are passed in as closures,
-//! so the same rule runs against the kernel's maps (in XDP) or the pinned
-//! maps read from userspace.
+//! is followed, refreshed or created; for traffic without ports (fragments,
+//! ICMP), what the address marker says. Map lookups are passed in as
+//! closures, so the same rule runs against the kernel's maps (in XDP) or the
+//! pinned maps read from userspace.
+//!
+//! An ICMP error about a VIP's flow is balanced as that flow: the same VIP,
+//! hash and rules (a followed entry wins, else the table), but it never
+//! creates or refreshes an entry. A fragment of a source-hashed VIP is
+//! balanced by the table alone (it has no ports to find an entry by).
 
 use crate::{
     flow_hash::{flow_hash, source_hash},
     maps::{
-        Backend, FlowKey, FlowValue, VipInfo, VipKey, VlanDevice, NO_BACKEND, PROTO_TCP,
-        VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+        Backend, FlowKey, FlowValue, VipInfo, VipKey, VlanDevice, MARKER_F_PING, NO_BACKEND,
+        PROTO_TCP, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
     },
 };
 
@@ -77,9 +83,51 @@ pub fn lookup_vip<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>
 /// address: then it is ours to drop, else it passes. `key` must be
 /// [`VipKey::of_flow`] of the packet; it is turned into the address marker.
 #[inline(always)]
-pub fn is_vip_address<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>) -> bool {
+pub fn is_vip_address<V>(key: &mut VipKey, get: impl FnMut(&VipKey) -> Option<V>) -> bool {
+    address_marker(key, get).is_some()
+}
+
+/// The marker of the packet's destination address, if it is a VIP address:
+/// what the balancer does with its traffic that has no ports (fragments,
+/// ICMP). `key` must be [`VipKey::of_flow`] of the packet (or any key of the
+/// address); it is turned into the address marker.
+#[inline(always)]
+pub fn address_marker<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>) -> Option<V> {
     key.set_to_marker();
-    get(key).is_some()
+    get(key)
+}
+
+/// Whether the balancer answers an echo request to the address of `marker`
+/// (at least one of the address's VIPs allows ping).
+#[inline(always)]
+pub const fn answers_ping(marker: &VipInfo) -> bool {
+    marker.flags & MARKER_F_PING != 0
+}
+
+/// The VIP that takes the fragments of protocol `proto` sent to the address
+/// of `marker`: the address's only VIP of that protocol, when it hashes the
+/// source address (the reconciler records its port in the marker). `key`,
+/// the marker's key, becomes that VIP's key; false when no VIP takes them
+/// (a later fragment carries no ports, so a VIP that hashes the 5-tuple
+/// cannot place it, and neither can an address with several VIPs of the
+/// protocol).
+#[inline(always)]
+pub fn fragment_vip(marker: &VipInfo, proto: u8, key: &mut VipKey) -> bool {
+    match marker.fragment_port(proto) {
+        Some(port) => {
+            key.set_port_proto(port, proto);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether a VIP that a marker names for fragments ([`fragment_vip`]) does
+/// balance them: only by the source address (else the marker is stale,
+/// between two writes of the reconciler, and the fragment is dropped).
+#[inline(always)]
+pub const fn balances_fragments(vip_flags: u32) -> bool {
+    vip_flags & VIP_F_SOURCE_HASH != 0
 }
 
 /// The flow hash a VIP's packets are balanced by: the source address alone
@@ -330,6 +378,26 @@ mod tests {
         )
         .expect("same family");
         assert!(!is_vip_address(&mut VipKey::of_flow(&other), get));
+    }
+
+    #[test]
+    fn markers_answer_pings_and_place_fragments() {
+        use crate::maps::PROTO_UDP;
+        let addr = IpAddr::from([10, 100, 0, 1]);
+        let marker = VipInfo::marker(true, None, Some(0));
+        let marker_key = VipKey::marker(addr);
+        let get = |k: &VipKey| (*k == marker_key).then_some(marker);
+        let found = address_marker(&mut VipKey::of_flow(&flow(9)), get).expect("a VIP address");
+        assert!(answers_ping(&found));
+        assert!(!answers_ping(&VipInfo::marker(false, Some(1), None)));
+        let mut k = marker_key;
+        assert!(fragment_vip(&found, PROTO_UDP, &mut k));
+        assert_eq!(k, VipKey::new(addr, 0, PROTO_UDP));
+        let mut k = marker_key;
+        assert!(!fragment_vip(&found, PROTO_TCP, &mut k));
+        assert!(!fragment_vip(&found, 1, &mut k));
+        assert!(balances_fragments(VIP_F_SOURCE_HASH | VIP_F_NO_FLOW_TABLE));
+        assert!(!balances_fragments(VIP_F_NO_FLOW_TABLE));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod ecn;
 pub mod flow_hash;
 pub mod gen_frame;
+pub mod icmp;
 pub mod ip;
 pub mod maps;
 pub mod policy;

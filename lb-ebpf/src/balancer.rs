@@ -5,6 +5,15 @@
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
 //!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
+//!     Traffic without ports to a VIP address goes by the address's marker
+//!     in `XLB_VIPS` (`try_balance` dispatches; `lb_ebpf::icmp` holds the
+//!     ICMP machinery):
+//!     - an ICMP echo request is answered here when the address allows ping;
+//!     - an ICMP error quoting a VIP's packet (the backend's reply) is
+//!       balanced as the flow it quotes, reversed: it reaches that flow's
+//!       backend, which learns e.g. the path MTU toward its client;
+//!     - a fragment goes to the source-hashed VIP the marker names for its
+//!       protocol (by the source address: no ports needed), else is dropped.
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
 //!     keeps its backend when the backend set changes, unless the backend
 //!     failed its health check, the packet opens a new TCP connection or the
@@ -26,6 +35,10 @@
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
 //!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
 //!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
+//!     A packet that no longer fits the egress MTU is answered with an ICMP
+//!     "fragmentation needed" / "packet too big" carrying the MTU its sender
+//!     must use. What the balancer sends itself is rate-limited per CPU
+//!     (`XLB_ICMP_LIMIT`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -50,24 +63,27 @@ use lb_common::{
         is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
         Egress, PacketFacts,
     },
+    icmp::{self, Role},
     policy::SourceAccess,
-    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, PolicyStats,
-    SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
-    DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4,
+    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
+    PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy,
+    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
+    DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
     MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
     NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer},
-    mem,
+    icmp as icmp_packet, mem,
     packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2},
     policy,
 };
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
-/// every port. Entries with protocol 0 are address markers (one per VIP address)
-/// used only to recognise fragments and unparseable IPv6 to a VIP address.
+/// every port. Entries with protocol 0 are address markers (one per VIP
+/// address): they recognise traffic without ports to a VIP address and say
+/// what to do with it (answer pings; which VIP takes fragments).
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
 
@@ -155,6 +171,12 @@ static XLB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(DEFA
 static XLB_BE_STATS: PerCpuArray<BackendStats> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
 
+/// This CPU's token buckets for the ICMP messages the balancer sends itself
+/// (`ICMP_BUCKET_TOO_BIG`, `ICMP_BUCKET_ECHO`): per CPU, so no lock or
+/// atomic is taken on the fast path.
+#[map]
+static XLB_ICMP_LIMIT: PerCpuArray<IcmpBucket> = PerCpuArray::with_max_entries(ICMP_BUCKETS, 0);
+
 /// One packet counter per `Verdict`.
 #[map]
 static XLB_VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
@@ -179,6 +201,19 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     }
 }
 
+/// What a balanced packet is to the flow it is balanced as: how its backend
+/// is found (`pick_backend`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// A TCP/UDP packet of the flow itself.
+    Flow,
+    /// An ICMP error quoting a packet of the flow: the flow's backend as its
+    /// packets find it, without touching the connection table.
+    IcmpError,
+    /// A fragment to a source-hashed VIP: the VIP's table by source address.
+    Fragment,
+}
+
 #[inline(always)]
 fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let l2 = parse::parse_l2(ctx).map_err(parse_verdict)?;
@@ -188,16 +223,42 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
     let ip = parse::parse_ip(ctx, &l2, key).map_err(parse_verdict)?;
 
-    let tcp_flags = match ip.l4 {
-        L4Status::TcpUdp => parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?,
-        // No usable ports: drop it only if it is addressed to a VIP address.
+    let (carrier, tcp_flags, vip) = match ip.l4 {
+        L4Status::TcpUdp => {
+            let flags = parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?;
+            (
+                Carrier::Flow,
+                flags,
+                lookup_vip(key).ok_or(Verdict::NotVip)?,
+            )
+        }
+        // No usable ports: a source-hashed VIP may take it, else it is
+        // dropped if it is addressed to a VIP address.
+        L4Status::Fragment if parse::bare_header(&ip) => {
+            (Carrier::Fragment, 0, fragment_vip(ctx, &ip, key)?)
+        }
         L4Status::Fragment => return Err(unbalanceable(key, Verdict::Fragment)),
         L4Status::UnsupportedExt => return Err(unbalanceable(key, Verdict::Ipv6ExtUnsupported)),
+        L4Status::Other if ip.proto == icmp::proto_of(ip.family) && parse::bare_header(&ip) => {
+            let marker = address_marker(key).ok_or(Verdict::NotVip)?;
+            let m = icmp_packet::message(ctx, &ip).map_err(parse_verdict)?;
+            match icmp::role(ip.family, m.icmp_type) {
+                Role::EchoRequest => return answer_ping(ctx, &ip, key, marker),
+                Role::Error => {
+                    // `key` becomes the flow the error quotes.
+                    icmp_packet::quoted_flow(ctx, &ip, key).map_err(|_| Verdict::IcmpMalformed)?;
+                    (
+                        Carrier::IcmpError,
+                        0,
+                        lookup_vip(key).ok_or(Verdict::NotVip)?,
+                    )
+                }
+                Role::Other => return Err(Verdict::NotVip),
+            }
+        }
         L4Status::Other => return Err(Verdict::NotVip),
     };
     let key: &FlowKey = key;
-
-    let vip = lookup_vip(key).ok_or(Verdict::NotVip)?;
     let ip_len = ip.ip_len as u64;
     if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
@@ -227,7 +288,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         now_ns,
     };
     let hash = decision::vip_hash(cfg.hash_seed(), vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, cfg, vip, policy, key, hash, &packet)?;
+    let (backend_id, backend) = pick_backend(ctx, cfg, vip, policy, key, hash, &packet, carrier)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -236,7 +297,14 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, cfg, &l2, &ip, backend_id, backend, hash, now_ns)
+    let p = Balanced {
+        l2: &l2,
+        ip: &ip,
+        key,
+        hash,
+        now_ns,
+    };
+    forward(ctx, cfg, &p, backend_id, backend)
 }
 
 /// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
@@ -286,6 +354,78 @@ fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
     decision::lookup_vip(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) })
 }
 
+/// The marker of the packet's destination, if it is a VIP address.
+#[inline(always)]
+fn address_marker(key: &FlowKey) -> Option<&'static VipInfo> {
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    // SAFETY: see `unbalanceable`.
+    decision::address_marker(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) })
+}
+
+/// The VIP a fragment goes to: the source-hashed VIP its address marker
+/// names for the fragment's protocol (`decision::fragment_vip`). Dropped as
+/// `fragment` when there is none; not ours when not sent to a VIP address.
+#[inline(always)]
+fn fragment_vip(ctx: &XdpContext, ip: &Ip, key: &FlowKey) -> Result<&'static VipInfo, Verdict> {
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    let vk = vip_key(&mut buf, key);
+    // SAFETY: see `unbalanceable`.
+    let marker = decision::address_marker(vk, |k| unsafe { XLB_VIPS.get(k) });
+    let marker = marker.ok_or(Verdict::NotVip)?;
+    let proto = parse::fragment_proto(ctx, ip).map_err(|_| Verdict::Fragment)?;
+    if !decision::fragment_vip(marker, proto, vk) {
+        return Err(Verdict::Fragment);
+    }
+    // SAFETY: see `unbalanceable`.
+    let vip = unsafe { XLB_VIPS.get(vk) }.ok_or(Verdict::Fragment)?;
+    if !decision::balances_fragments(vip.flags) {
+        return Err(Verdict::Fragment);
+    }
+    Ok(vip)
+}
+
+/// An echo request to a VIP address: answered here (XDP_TX) when the
+/// address allows ping, the request has a bare IP header and a source that
+/// may be answered, within this CPU's rate limit; otherwise the kernel's,
+/// as before xlb answered pings.
+#[inline(always)]
+fn answer_ping(
+    ctx: &XdpContext,
+    ip: &Ip,
+    key: &FlowKey,
+    marker: &VipInfo,
+) -> Result<(Verdict, u32), Verdict> {
+    if !decision::answers_ping(marker)
+        || !icmp_packet::answerable_echo(ip)
+        || !icmp::may_answer(key.family(), key.src16())
+    {
+        return Err(Verdict::NotVip);
+    }
+    // SAFETY: reads the coarse monotonic clock; no arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    if !icmp_allowed(ICMP_BUCKET_ECHO, now_ns) {
+        return Err(Verdict::IcmpEchoLimited);
+    }
+    if !icmp_packet::answer_echo(ctx, ip) {
+        return Err(Verdict::Internal);
+    }
+    Ok((Verdict::IcmpEchoReply, xdp_action::XDP_TX))
+}
+
+/// Whether this CPU's bucket `slot` of `XLB_ICMP_LIMIT` allows one more
+/// message at `now_ns` under the configured rate (and spends it).
+#[inline(always)]
+fn icmp_allowed(slot: u32, now_ns: u64) -> bool {
+    let Some(cfg) = XLB_CONFIG.get(0) else {
+        return false;
+    };
+    let Some(bucket) = XLB_ICMP_LIMIT.get_ptr_mut(slot) else {
+        return false;
+    };
+    // SAFETY: this CPU's own slot; nothing else writes it while we run.
+    unsafe { (*bucket).take(now_ns, cfg.icmp_rate()) }
+}
+
 /// The VIP key of a flow's destination, built in `buf` without libcalls.
 #[inline(always)]
 fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) -> &'a mut VipKey {
@@ -298,12 +438,21 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// The backend for this packet: the connection table's answer while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot. A new connection (`decision::is_new_connection`) must first
-/// fit the VIP's rate limits; established flows are never limited. The slot
-/// is remembered in the connection table when `decision::creates_flow_entry`
-/// says so (not for a bare SYN or a RST) and this CPU is not flooding; a
-/// bare SYN re-points an existing entry (`decision::repins_flow_entry`).
+/// Maglev slot. A new connection of the flow itself
+/// (`decision::is_new_connection`) must first fit the VIP's rate limits;
+/// established flows are never limited, nor are ICMP errors and fragments,
+/// which open no connection. The slot is remembered in the connection table
+/// when `decision::creates_flow_entry` says so (not for a bare SYN or a RST)
+/// and this CPU is not flooding; a bare SYN re-points an existing entry
+/// (`decision::repins_flow_entry`). Only the flow's own packets write the
+/// table: an ICMP error about the flow reads it as they would, and a
+/// fragment (no ports to key an entry) uses the slot alone.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fast path hands on what it already looked up (the global config \
+              and the VIP's policy included) rather than looking it up again"
+)]
 fn pick_backend(
     ctx: &XdpContext,
     cfg: &GlobalConfig,
@@ -312,8 +461,9 @@ fn pick_backend(
     key: &FlowKey,
     hash: u32,
     packet: &PacketFacts,
+    carrier: Carrier,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    if consults_flow_table(vip.flags, packet) {
+    if carrier != Carrier::Fragment && consults_flow_table(vip.flags, packet) {
         if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
             // SAFETY: a map value, valid for the whole run. Other CPUs write
             // only `last_seen_ns` in place (an aligned 8-byte store, never
@@ -323,7 +473,7 @@ fn pick_backend(
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
                     if follows_flow_entry(id, b, vip, entry, packet) {
-                        if refreshes_flow_entry(vip, entry, packet) {
+                        if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
                             // SAFETY: as above; a racing refresh by another
                             // CPU writes an equally recent time.
                             unsafe { (*flow).last_seen_ns = packet.now_ns };
@@ -335,7 +485,7 @@ fn pick_backend(
         }
     }
 
-    let new_connection = is_new_connection(vip.flags, packet);
+    let new_connection = carrier == Carrier::Flow && is_new_connection(vip.flags, packet);
     if new_connection {
         policy::admit_new_connection(
             &XLB_RATE_VIPS,
@@ -358,6 +508,9 @@ fn pick_backend(
         );
         return Err(Verdict::NoBackend);
     };
+    if carrier != Carrier::Flow {
+        return Ok((id, backend));
+    }
 
     if repins_flow_entry(vip.flags, packet) {
         // Read-only lookup first: an update of a missing key would take an
@@ -418,23 +571,46 @@ fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
     is_live_backend(id, b, vip_id).then_some(b)
 }
 
+/// A packet on its way to a backend: what `forward` needs of it.
+struct Balanced<'a> {
+    l2: &'a L2,
+    ip: &'a Ip,
+    /// The flow it is balanced as (for an ICMP error: the quoted flow).
+    key: &'a FlowKey,
+    hash: u32,
+    now_ns: u64,
+}
+
+/// The verdict of the packet whose (encapsulated) IP header is at `l3_off`,
+/// of family `family`, sent toward its backend, where a packet of the flow
+/// itself counts as `flow` (`tx`, `redirect`, `fib_no_neigh`): an ICMP
+/// error (the only ICMP forwarded) as `icmp_to_backend`, a fragment as
+/// `fragment_to_backend`. Read from the packet rather than carried from
+/// `try_balance`'s `Carrier`: a kind the verifier knows would make it walk
+/// all of `forward` once per kind of packet, while bytes read from the
+/// packet are the same unknown to it in every walk, so the kinds share one.
+#[inline(always)]
+fn sent_verdict(ctx: &XdpContext, l3_off: usize, family: u8, flow: Verdict) -> Verdict {
+    let (proto, fragment) = parse::proto_and_fragment(ctx, l3_off, family);
+    if fragment {
+        Verdict::FragmentToBackend
+    } else if proto == icmp::proto_of(family) {
+        Verdict::IcmpToBackend
+    } else {
+        flow
+    }
+}
+
 /// Encapsulates toward `backend` and picks the transmit action from the FIB.
 #[inline(always)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the fast path hands on what it already looked up (the global config \
-              included) rather than looking it up again"
-)]
 fn forward(
     ctx: &XdpContext,
     cfg: &GlobalConfig,
-    l2: &L2,
-    ip: &Ip,
+    p: &Balanced,
     backend_id: u32,
     backend: &Backend,
-    hash: u32,
-    now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
+    let (l2, ip) = (p.l2, p.ip);
     // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
     // families share one `Outer`; only the used bytes are read.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
@@ -453,7 +629,7 @@ fn forward(
         dst: backend.addr16(),
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
-        flow_label: hash & 0x000f_ffff,
+        flow_label: p.hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
     };
@@ -463,7 +639,7 @@ fn forward(
     }
 
     let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, now_ns);
+    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, p.now_ns);
     let (smac, dmac, how) = match rc {
         // The frame keeps its VLAN tag: `decision::egress` lets it leave only
         // on the VLAN it came in on, before anything is written.
@@ -482,7 +658,7 @@ fn forward(
             let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
             (smac, dmac, None)
         }
-        fib_rc::FRAG_NEEDED => return Err(Verdict::TooBig),
+        fib_rc::FRAG_NEEDED => return too_big(ctx, p, hop.mtu, outer.header_len()),
         _ => {
             debug!(ctx, "xlb: fib lookup toward backend failed: rc {}", rc);
             return Err(Verdict::FibUnreachable);
@@ -496,17 +672,47 @@ fn forward(
     if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
         return Err(Verdict::Internal);
     }
+    let inner = l2.l3_off + outer.header_len();
+    let sent = |flow| sent_verdict(ctx, inner, ip.family, flow);
     match how {
-        None => Ok((Verdict::FibNoNeigh, xdp_action::XDP_PASS)),
-        Some(Egress::Tx) => Ok((Verdict::Tx, xdp_action::XDP_TX)),
+        None => Ok((sent(Verdict::FibNoNeigh), xdp_action::XDP_PASS)),
+        Some(Egress::Tx) => Ok((sent(Verdict::Tx), xdp_action::XDP_TX)),
         // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
         // which has no XDP transmit): the kernel may still fail the
         // redirect after we return, see `Verdict::Redirect`.
         Some(_) => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
-            Ok(action) => Ok((Verdict::Redirect, action)),
+            Ok(action) => Ok((sent(Verdict::Redirect), action)),
             Err(_) => Err(Verdict::RedirectFailed),
         },
     }
+}
+
+/// A packet too big for the path to its backend once encapsulated
+/// (`egress_mtu` with `outer_len` bytes of outer header). Its sender learns
+/// the MTU to use from an ICMP error sent back the way the packet came,
+/// within this CPU's rate limit; a packet that may get no error (an ICMP
+/// error itself, IPv4 without DF or a later IPv4 fragment, a source that is
+/// not unicast, a path below the family's minimum MTU) is dropped
+/// (`too_big`). `lb_common::icmp` has the rules.
+#[inline(always)]
+fn too_big(
+    ctx: &XdpContext,
+    p: &Balanced,
+    egress_mtu: u32,
+    outer_len: usize,
+) -> Result<(Verdict, u32), Verdict> {
+    let mtu = icmp::too_big_mtu(p.ip.family, egress_mtu, outer_len as u32);
+    let mtu = mtu.ok_or(Verdict::TooBig)?;
+    if !icmp::may_answer(p.key.family(), p.key.src16()) || !icmp_packet::wants_too_big(ctx, p.ip) {
+        return Err(Verdict::TooBig);
+    }
+    if !icmp_allowed(ICMP_BUCKET_TOO_BIG, p.now_ns) {
+        return Err(Verdict::IcmpTooBigLimited);
+    }
+    if !icmp_packet::send_too_big(ctx, p.l2, p.ip, mtu) {
+        return Err(Verdict::Internal);
+    }
+    Ok((Verdict::IcmpTooBigSent, xdp_action::XDP_TX))
 }
 
 /// The FIB's answer toward backend `id`, from this CPU's cache while it is
@@ -535,6 +741,7 @@ fn next_hop(
                     smac: c.smac,
                     dmac: c.dmac,
                     vlan: c.egress_vlan,
+                    mtu: 0,
                 },
             );
         }

@@ -102,11 +102,15 @@ pub struct NextHop {
     /// The egress device's VLAN, if it is a VLAN device (the FIB does not
     /// say: [`fib_lookup`] leaves it `NONE`, the caller fills it in).
     pub vlan: VlanDevice,
+    /// On `FRAG_NEEDED`: the egress MTU the packet did not fit (the
+    /// kernel's `mtu_result`); 0 otherwise.
+    pub mtu: u32,
 }
 
 /// Asks the kernel FIB for the route and neighbour toward the outer destination.
 /// `tot_len` makes the kernel check the egress MTU for the encapsulated size.
-/// Returns the raw return code and the next hop (filled on SUCCESS only).
+/// Returns the raw return code and the next hop (filled on SUCCESS only; on
+/// FRAG_NEEDED, its `mtu`).
 #[inline(always)]
 pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64, NextHop) {
     let mut buf = core::mem::MaybeUninit::<mem::Aligned<FibParams>>::uninit();
@@ -129,6 +133,13 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
     // SAFETY: the helper reads and writes only `p`, whose size we pass.
     let rc =
         unsafe { bpf_fib_lookup(ctx.as_ptr(), p, core::mem::size_of::<FibParams>() as i32, 0) };
+    let mtu = if rc == fib_rc::FRAG_NEEDED {
+        // SAFETY: on FRAG_NEEDED the kernel stores the MTU in this union
+        // (`mtu_result` shares its bytes with `tot_len`); a u16 either way.
+        u32::from(unsafe { p.__bindgen_anon_1.mtu_result })
+    } else {
+        0
+    };
     (
         rc,
         NextHop {
@@ -136,6 +147,7 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
             smac: p.smac,
             dmac: p.dmac,
             vlan: VlanDevice::NONE,
+            mtu,
         },
     )
 }
@@ -174,7 +186,23 @@ pub fn push_outer(
     if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(hdr_len as i32)) } != 0 {
         return false;
     }
-    let outer_type = if outer.family == FAMILY_V4 {
+    if !write_l2(ctx, l2, smac, dmac, outer.family) {
+        return false;
+    }
+    if outer.family == FAMILY_V4 {
+        write_ipv4(ctx, l2.l3_off, outer)
+    } else {
+        write_ipv6(ctx, l2.l3_off, outer)
+    }
+}
+
+/// Writes the link-layer header at the front of the frame: `dmac`, `smac`,
+/// the VLAN tag of `l2` if it had one (TPID and TCI kept), and the
+/// EtherType of an IP header of `family`. Returns false if the frame is too
+/// short (never, after the caller grew it).
+#[inline(always)]
+pub fn write_l2(ctx: &XdpContext, l2: &L2, smac: &[u8; 6], dmac: &[u8; 6], family: u8) -> bool {
+    let ip_type = if family == FAMILY_V4 {
         ETH_P_IPV4
     } else {
         ETH_P_IPV6
@@ -182,7 +210,7 @@ pub fn push_outer(
     let eth_type = if l2.vlan_tpid != 0 {
         l2.vlan_tpid
     } else {
-        outer_type
+        ip_type
     };
     // SAFETY: EthHdr is plain data at offset 0 (aligned); the only reference
     // into the packet while it lives.
@@ -199,13 +227,9 @@ pub fn push_outer(
             return false;
         };
         vlan.tci = l2.vlan_tci;
-        vlan.ether_type = outer_type.to_be();
+        vlan.ether_type = ip_type.to_be();
     }
-    if outer.family == FAMILY_V4 {
-        write_ipv4(ctx, l2.l3_off, outer)
-    } else {
-        write_ipv6(ctx, l2.l3_off, outer)
-    }
+    true
 }
 
 #[inline(always)]

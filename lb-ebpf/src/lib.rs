@@ -15,6 +15,7 @@
 )]
 
 pub mod encap;
+pub mod icmp;
 pub mod mem;
 pub mod packet;
 pub mod parse;

@@ -2,7 +2,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::vlan::VlanDevice;
+use super::{icmp::DEFAULT_ICMP_RATE, vlan::VlanDevice};
 use crate::flow_hash::DEFAULT_HASH_SEED;
 
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
@@ -38,10 +38,13 @@ pub struct GlobalConfig {
     /// Connection-table misses per second on one CPU above which that CPU
     /// stops inserting entries for unknown flows (flood mode); 0: never.
     flood_threshold: u32,
+    /// ICMP messages of each kind (too-big errors, echo replies) the
+    /// balancer may send per second per CPU (`IcmpBucket`); 0: none.
+    icmp_rate: u32,
 }
 
 impl Default for GlobalConfig {
-    /// No outer source, the default outer TTL.
+    /// No outer source, the default outer TTL and ICMP rate.
     fn default() -> Self {
         Self::new(None, None)
     }
@@ -49,7 +52,8 @@ impl Default for GlobalConfig {
 
 impl GlobalConfig {
     /// Outer source addresses; a family without one cannot reach backends
-    /// of that family. The outer TTL is [`DEFAULT_OUTER_TTL`].
+    /// of that family. The outer TTL is [`DEFAULT_OUTER_TTL`], the ICMP rate
+    /// [`DEFAULT_ICMP_RATE`].
     pub const fn new(src_v4: Option<Ipv4Addr>, src_v6: Option<Ipv6Addr>) -> Self {
         let mut c = Self {
             src_v6: [0; 16],
@@ -59,6 +63,7 @@ impl GlobalConfig {
             _pad: [0; 3],
             hash_seed: DEFAULT_HASH_SEED,
             flood_threshold: DEFAULT_FLOOD_THRESHOLD,
+            icmp_rate: DEFAULT_ICMP_RATE,
         };
         if let Some(a) = src_v4 {
             c.src_v4 = a.octets();
@@ -110,6 +115,20 @@ impl GlobalConfig {
     #[inline(always)]
     pub const fn flood_threshold(&self) -> u32 {
         self.flood_threshold
+    }
+
+    /// The same settings with at most `per_second` ICMP messages of each
+    /// kind per second per CPU (0: the balancer sends no ICMP).
+    pub const fn with_icmp_rate(self, per_second: u32) -> Self {
+        Self {
+            icmp_rate: per_second,
+            ..self
+        }
+    }
+
+    #[inline(always)]
+    pub const fn icmp_rate(&self) -> u32 {
+        self.icmp_rate
     }
 
     pub fn src_v4(&self) -> Option<Ipv4Addr> {
@@ -182,7 +201,7 @@ mod layout {
 
     #[test]
     fn global_config() {
-        assert_eq!(size_of::<GlobalConfig>(), 36);
+        assert_eq!(size_of::<GlobalConfig>(), 40);
         assert_eq!(offset_of!(GlobalConfig, src_v4), 16);
         assert_eq!(offset_of!(GlobalConfig, flags), 20);
         assert_eq!(offset_of!(GlobalConfig, outer_ttl), 24);
@@ -193,6 +212,15 @@ mod layout {
             .with_flood_threshold(9);
         assert_eq!((c.hash_seed(), c.flood_threshold()), (7, 9));
         assert_eq!(GlobalConfig::default().hash_seed(), DEFAULT_HASH_SEED);
+        assert_eq!(offset_of!(GlobalConfig, icmp_rate), 36);
+    }
+
+    #[test]
+    fn global_config_icmp_rate() {
+        assert_eq!(GlobalConfig::default().icmp_rate(), DEFAULT_ICMP_RATE);
+        let c = GlobalConfig::new(None, None).with_icmp_rate(0);
+        assert_eq!(c.icmp_rate(), 0);
+        assert_eq!(c.with_outer_ttl(3).icmp_rate(), 0);
     }
 
     #[test]

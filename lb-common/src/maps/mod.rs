@@ -10,6 +10,7 @@ mod backend;
 mod config;
 mod decap;
 mod flow;
+mod icmp;
 mod policy;
 mod stats;
 mod vip;
@@ -22,6 +23,9 @@ pub use config::{
 };
 pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
 pub use flow::{FlowKey, FlowValue};
+pub use icmp::{
+    IcmpBucket, DEFAULT_ICMP_RATE, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
+};
 pub use policy::{
     FloodState, Gcra, PolicyStats, SourceBucketKey, SourceV4, SourceV6, VipPolicy, FLOOD_WINDOW_NS,
     MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, POLICY_F_ALLOW_LIST, POLICY_F_PREFIXES,
@@ -29,8 +33,8 @@ pub use policy::{
 };
 pub use stats::{BackendStats, VipStats};
 pub use vip::{
-    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
-    VIP_F_SOURCE_HASH,
+    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, MARKER_F_FRAG_TCP, MARKER_F_FRAG_UDP,
+    MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
@@ -63,9 +67,10 @@ pub mod map_names {
     pub const RATE_SOURCES: &str = "XLB_RATE_SRCS";
     pub const POLICY_STATS: &str = "XLB_POLICY_ST";
     pub const FLOOD: &str = "XLB_FLOOD";
+    pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
 
     /// Every name above.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -89,6 +94,7 @@ pub mod map_names {
         RATE_SOURCES,
         POLICY_STATS,
         FLOOD,
+        ICMP_LIMIT,
     ];
 }
 

@@ -45,6 +45,10 @@ pub struct GlobalConfig {
     pub outer_source_v6: Option<Ipv6Addr>,
     /// TTL / hop limit of every outer header (1..=255).
     pub outer_ttl: u8,
+    /// ICMP messages of each kind the data plane sends itself ("too big"
+    /// errors, echo replies) per second per CPU; 0 sends none.
+    #[serde(default = "default_icmp_rate_limit")]
+    pub icmp_rate_limit: u32,
     /// Maglev slots per VIP (a prime).
     pub table_size: u32,
     /// Entries of the connection table.
@@ -132,6 +136,10 @@ pub struct VipConfig {
     pub hashing: Hashing,
     /// false = every packet follows the Maglev table (no connection tracking).
     pub flow_table: bool,
+    /// Echo requests to the VIP's address are answered by the balancer
+    /// (an address answers when any of its VIPs says so).
+    #[serde(default = "default_ping")]
+    pub ping: bool,
     /// When this node announces the VIP's address (with `[announce]` on).
     #[serde(default)]
     pub announce: AnnounceMode,
@@ -428,4 +436,12 @@ pub(crate) mod humantime_text {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(D::Error::custom)
     }
+}
+
+fn default_icmp_rate_limit() -> u32 {
+    lb_common::DEFAULT_ICMP_RATE
+}
+
+fn default_ping() -> bool {
+    true
 }

@@ -46,6 +46,9 @@ pub struct RawGlobal {
     /// u64 so that out-of-range values get the range error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_ttl: Option<u64>,
+    /// u64 so that out-of-range values get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_rate_limit: Option<u64>,
     /// u64 so that out-of-range sizes get the range error, not a type error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,
@@ -95,6 +98,8 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<bool>,
     /// Humantime text, parsed during conversion (UDP VIPs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_idle_timeout: Option<String>,

@@ -1532,3 +1532,32 @@ fn find_vip_by_name_or_endpoint() {
     assert_eq!(c.find_vip("[2001:db8::53]:53/udp"), Some(1));
     assert_eq!(c.find_vip("nope"), None);
 }
+
+#[test]
+fn icmp_rate_limit_and_ping_are_configurable() {
+    let c = parse(&with_global(UDP_VIP));
+    assert_eq!(c.global.icmp_rate_limit, lb_common::DEFAULT_ICMP_RATE);
+    assert!(c.vips[0].ping, "ping is answered by default");
+    let c = parse(&with_global(&format!(
+        "icmp_rate_limit = 0\n{UDP_VIP}ping = false\n"
+    )));
+    assert_eq!(c.global.icmp_rate_limit, 0);
+    assert!(!c.vips[0].ping);
+    assert_eq!(parse(&c.to_toml_string()), c, "round trip");
+    let kind = rejected(
+        &with_global("icmp_rate_limit = 1000001\n"),
+        5,
+        19,
+        "global.icmp_rate_limit",
+    );
+    assert!(
+        matches!(
+            kind,
+            ConfigErrorKind::OutOfRange {
+                value: 1_000_001,
+                ..
+            }
+        ),
+        "{kind}"
+    );
+}

@@ -119,6 +119,12 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
         MAX_OUTER_TTL,
         "global.outer_ttl",
     )?;
+    check_range(
+        g.icmp_rate_limit,
+        0,
+        MAX_ICMP_RATE_LIMIT,
+        "global.icmp_rate_limit",
+    )?;
     check_table_size(g.table_size)?;
     check_range(
         g.flow_table_size,

@@ -14,7 +14,7 @@ use std::{
 
 use lb_common::{
     FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VlanDevice, VIP_F_NO_FLOW_TABLE,
-    VIP_F_SOURCE_HASH,
+    VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -410,7 +410,8 @@ impl Controller {
         let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6)
             .with_outer_ttl(g.outer_ttl)
             .with_hash_seed(g.effective_hash_seed())
-            .with_flood_threshold(g.flood_threshold);
+            .with_flood_threshold(g.flood_threshold)
+            .with_icmp_rate(g.icmp_rate_limit);
         let vips = config
             .vips
             .iter()
@@ -620,6 +621,9 @@ fn vip_flags(v: &VipConfig) -> u32 {
     }
     if !v.flow_table {
         f |= VIP_F_NO_FLOW_TABLE;
+    }
+    if !v.ping {
+        f |= VIP_F_NO_PING;
     }
     f
 }

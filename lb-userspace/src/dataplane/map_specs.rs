@@ -25,9 +25,10 @@ use aya_obj::generated::{
 };
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FloodState, FlowKey,
-    FlowValue, GlobalConfig, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
-    VipKey, VipPolicy, VipStats, VlanDevice, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
-    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    FlowValue, GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
+    VipInfo, VipKey, VipPolicy, VipStats, VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS,
+    MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS,
+    MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -132,6 +133,13 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         configured("max_vips", |s| Some(s.max_vips)),
     ),
     MapSpec::of::<u32, FloodState>(map_names::FLOOD, MapType::PerCpuArray, Entries::Declared(1)),
+    // Per-CPU rate limit of the ICMP the balancer sends; only the data
+    // plane writes it.
+    MapSpec::of::<u32, IcmpBucket>(
+        map_names::ICMP_LIMIT,
+        MapType::PerCpuArray,
+        Entries::Declared(ICMP_BUCKETS),
+    ),
 ];
 
 /// The decap object's maps (`xlb_decap`); nothing in them is configured.
@@ -542,6 +550,7 @@ mod tests {
                 map_names::RATE_SOURCES,
                 map_names::POLICY_STATS,
                 map_names::FLOOD,
+                map_names::ICMP_LIMIT,
             ]
         );
         assert_eq!(

@@ -7,7 +7,7 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{Backend, GlobalConfig, VipKey};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey};
 
 use super::{ids::IdPool, policy::InstalledPolicy, table_inputs, ReconcileError};
 use crate::dataplane::{Dataplane, Sizes};
@@ -17,8 +17,9 @@ use crate::dataplane::{Dataplane, Sizes};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Installed {
     pub vips: BTreeMap<VipKey, InstalledVip>,
-    /// Address markers (`proto` 0 keys): one per VIP address in use.
-    pub markers: BTreeSet<VipKey>,
+    /// Address markers (`proto` 0 keys) and their values: one per VIP
+    /// address in use.
+    pub markers: BTreeMap<VipKey, VipInfo>,
     /// `None` until written (or read back) once.
     pub global: Option<GlobalConfig>,
     pub tx_ports: BTreeSet<u32>,
@@ -54,7 +55,7 @@ impl Installed {
     pub fn empty(sizes: Sizes) -> Self {
         Self {
             vips: BTreeMap::new(),
-            markers: BTreeSet::new(),
+            markers: BTreeMap::new(),
             global: None,
             tx_ports: BTreeSet::new(),
             vip_ids: IdPool::new(0, sizes.max_vips),
@@ -80,7 +81,7 @@ impl Installed {
         }
         for (key, info) in vips {
             if key.is_marker() {
-                installed.markers.insert(key);
+                installed.markers.insert(key, info);
                 continue;
             }
             if info.vip_id >= sizes.max_vips || !installed.vip_ids.take(info.vip_id) {

@@ -12,7 +12,7 @@ use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, VipPolicy, MAX_TX_PORTS,
 
 use super::{
     installed::{Installed, InstalledBackend, InstalledVip},
-    DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
+    markers, DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
 };
 use crate::{
     dataplane::{Sizes, SourcePrefix},
@@ -151,10 +151,15 @@ pub(super) fn plan(
     }
     // Address markers no VIP uses any more go next: XLB_VIPS holds a VIP and
     // a marker per VIP id, so a VIP moving to a new address at max_vips needs
-    // its old marker's room. A marker only matters for fragments to an
-    // address with a VIP, and every VIP of these addresses is gone by now.
-    let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
-    for m in have.markers.difference(&want_markers) {
+    // its old marker's room. A marker only matters for traffic without ports
+    // to an address with a VIP, and every VIP of these addresses is gone by
+    // now.
+    let want_markers = markers::marker_values(&wanted.values().copied().collect::<Vec<_>>());
+    for m in have
+        .markers
+        .keys()
+        .filter(|m| !want_markers.contains_key(m))
+    {
         p.push(Op::RemoveVip { key: *m });
     }
     // Backends leaving a kept VIP go before others arrive when the free
@@ -166,11 +171,16 @@ pub(super) fn plan(
             Some(installed) => p.update_vip(want, &installed)?,
         }
     }
-    for m in want_markers.difference(&have.markers) {
-        p.push(Op::SetVip {
-            key: *m,
-            info: VipInfo::MARKER,
-        });
+    // New and changed markers last: a marker naming the VIP that takes an
+    // address's fragments is written once that VIP's entry is. (A marker
+    // naming a VIP removed above drops its fragments until then.)
+    for (key, info) in &want_markers {
+        if have.markers.get(key) != Some(info) {
+            p.push(Op::SetVip {
+                key: *key,
+                info: *info,
+            });
+        }
     }
     p.plan.next.markers = want_markers;
 

@@ -1070,3 +1070,46 @@ fn policy_changes_never_admit_what_old_and_new_both_refuse() {
         }
     }
 }
+
+/// The address marker says what the data plane does with portless traffic:
+/// it follows the VIPs' `ping` flags and which VIP takes fragments, and is
+/// rewritten when they change.
+#[test]
+fn markers_follow_ping_and_the_fragment_owner() {
+    use lb_common::VIP_F_NO_PING;
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let udp = |flags| DesiredVip {
+        key: vip_key(1, 53, PROTO_UDP),
+        ..vip(1, 53, flags, vec![backend(1, 100, true)])
+    };
+    let marker = |maps: &SimMaps| maps.vips[&vip_key(1, 53, PROTO_UDP).to_marker()];
+
+    converge(&mut r, &mut maps, &state(vec![udp(VIP_F_SOURCE_HASH)]));
+    assert_eq!(marker(&maps), VipInfo::marker(true, None, Some(53)));
+
+    converge(&mut r, &mut maps, &state(vec![udp(VIP_F_NO_PING)]));
+    assert_eq!(
+        marker(&maps),
+        VipInfo::marker(false, None, None),
+        "no ping, five-tuple: fragments dropped"
+    );
+
+    // A TCP VIP on the same address that allows ping: answered again; the
+    // UDP VIP, source-hashed again, takes UDP fragments.
+    let both = state(vec![
+        udp(VIP_F_SOURCE_HASH | VIP_F_NO_PING),
+        vip(1, 80, 0, vec![backend(2, 100, true)]),
+    ]);
+    converge(&mut r, &mut maps, &both);
+    assert_eq!(marker(&maps), VipInfo::marker(true, None, Some(53)));
+    // Nothing changed: no write.
+    let plan = r.plan(&both).unwrap_or_else(|e| panic!("plan: {e}"));
+    assert!(
+        !plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::SetVip { key, .. } if key.is_marker())),
+        "an unchanged marker is not rewritten"
+    );
+}

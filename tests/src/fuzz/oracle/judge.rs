@@ -85,6 +85,10 @@ pub fn judge(
         },
         XDP_DROP if !exp.drop.is_empty() => Ok(verdicts_only(exp.drop)),
         XDP_DROP => refuse("dropped without a documented reason", "XDP_DROP"),
+        XDP_TX if super::icmp::answered(model, input, exp, output).is_some() => {
+            let a = super::icmp::answered(model, input, exp, output);
+            Ok(verdicts_only(a.unwrap_or(VerdictSet::EMPTY)))
+        }
         XDP_TX | XDP_REDIRECT => match &exp.forward {
             Some(f) => forwarded(model, input, f, action, output),
             None => refuse(
@@ -177,6 +181,7 @@ fn forwarded(
         return Err(problems);
     };
     let verdict = path(model, f, backend, action, &eth, out_tag, &mut problems);
+    let verdict = f.counted_as.unwrap_or(verdict);
     if problems.is_empty() {
         Ok(Accepted {
             verdicts: VerdictSet::of(verdict),

@@ -289,6 +289,24 @@ impl Model {
         find(port).or_else(|| find(0))
     }
 
+    /// The VIP that takes fragments of `proto` sent to `addr`: the
+    /// address's only VIP of that protocol, when it hashes the source.
+    pub fn fragment_vip(&self, addr: IpAddr, proto: u8) -> Option<usize> {
+        let mut of_proto = self
+            .vips
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.addr == addr && v.proto == proto);
+        let (i, v) = of_proto.next()?;
+        (of_proto.next().is_none() && v.source_hash).then_some(i)
+    }
+
+    /// Whether echo requests to `addr` are answered: the fuzzer's VIPs
+    /// keep the default (`ping = true`), so every VIP address is.
+    pub fn ping(&self, addr: IpAddr) -> bool {
+        self.is_vip_address(addr)
+    }
+
     pub fn outer_source(&self, backend: IpAddr) -> Option<IpAddr> {
         match backend {
             IpAddr::V4(_) => self.outer_source_v4.map(IpAddr::V4),
