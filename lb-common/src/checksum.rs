@@ -10,6 +10,51 @@ pub const fn fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// Folds a one's-complement accumulator into its 16-bit sum (not
+/// complemented): what [`fold`] inverts, and what partial sums combine as.
+#[inline(always)]
+pub const fn fold_sum(mut sum: u64) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// Adds the eight big-endian words of a 16-byte address (an IPv6 address,
+/// or an IPv4 one in the first four bytes, the rest zero) to `sum`.
+#[inline(always)]
+pub const fn add_addr16(mut sum: u32, a: &[u8; 16]) -> u32 {
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([a[i], a[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
+/// Adds the two big-endian words of an IPv4 address to `sum`.
+#[inline(always)]
+pub const fn add_addr4(sum: u32, a: &[u8; 4]) -> u32 {
+    sum + u16::from_be_bytes([a[0], a[1]]) as u32 + u16::from_be_bytes([a[2], a[3]]) as u32
+}
+
+/// The one's-complement sum of `bytes` as big-endian 16-bit words (an odd
+/// last byte padded with zero), unfolded: the host-side counterpart of what
+/// the XDP program gets from `bpf_csum_diff` over packet bytes.
+pub const fn sum_bytes(bytes: &[u8]) -> u64 {
+    let mut sum = 0u64;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += u16::from_be_bytes([bytes[i], bytes[i + 1]]) as u64;
+        i += 2;
+    }
+    if i < bytes.len() {
+        sum += (bytes[i] as u64) << 8;
+    }
+    sum
+}
+
 /// Checksum of a 20-byte IPv4 header (no options) whose checksum field is zero.
 #[inline(always)]
 pub const fn ipv4_header(h: &[u8; 20]) -> u16 {
@@ -93,6 +138,21 @@ mod tests {
             sum += u16::from_be_bytes([c[0], c[1]]) as u32;
         }
         assert_eq!(fold(sum), 0);
+    }
+
+    #[test]
+    fn partial_sums_combine() {
+        let bytes: [u8; 7] = [0xff, 0xfe, 0x12, 0x34, 0xab, 0xcd, 0x80];
+        let whole = fold_sum(sum_bytes(&bytes));
+        let split = fold_sum(sum_bytes(&bytes[..4]) + sum_bytes(&bytes[4..]));
+        assert_eq!(whole, split);
+        assert_eq!(fold_sum(0xffff_ffff_ffff), 0xffff);
+        let a: [u8; 16] = core::array::from_fn(|i| (i * 17) as u8);
+        assert_eq!(u64::from(add_addr16(0, &a)), sum_bytes(&a));
+        assert_eq!(
+            u64::from(add_addr4(5, &[1, 2, 3, 4])),
+            5 + sum_bytes(&[1, 2, 3, 4])
+        );
     }
 
     #[test]

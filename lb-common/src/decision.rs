@@ -1,15 +1,21 @@
 //! The balancer's decisions, as pure functions that the XDP program and
 //! userspace (`xlb explain`, tests) both call: which VIP a packet is for,
 //! which hash picks its slot, which slot, whether a connection-table entry
-//! is followed, refreshed or created. Map lookups are passed in as closures,
-//! so the same rule runs against the kernel's maps (in XDP) or the pinned
-//! maps read from userspace.
+//! is followed, refreshed or created; for traffic without ports (fragments,
+//! ICMP), what the address marker says. Map lookups are passed in as
+//! closures, so the same rule runs against the kernel's maps (in XDP) or the
+//! pinned maps read from userspace.
+//!
+//! An ICMP error about a VIP's flow is balanced as that flow: the same VIP,
+//! hash and rules (a followed entry wins, else the table), but it never
+//! creates or refreshes an entry. A fragment of a source-hashed VIP is
+//! balanced by the table alone (it has no ports to find an entry by).
 
 use crate::{
     flow_hash::{flow_hash, source_hash},
     maps::{
-        Backend, FlowKey, FlowValue, VipInfo, VipKey, VlanDevice, NO_BACKEND, PROTO_TCP,
-        VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+        Backend, FlowKey, FlowValue, VipInfo, VipKey, VlanDevice, MARKER_F_PING, NO_BACKEND,
+        PROTO_TCP, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
     },
 };
 
@@ -77,19 +83,62 @@ pub fn lookup_vip<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>
 /// address: then it is ours to drop, else it passes. `key` must be
 /// [`VipKey::of_flow`] of the packet; it is turned into the address marker.
 #[inline(always)]
-pub fn is_vip_address<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>) -> bool {
+pub fn is_vip_address<V>(key: &mut VipKey, get: impl FnMut(&VipKey) -> Option<V>) -> bool {
+    address_marker(key, get).is_some()
+}
+
+/// The marker of the packet's destination address, if it is a VIP address:
+/// what the balancer does with its traffic that has no ports (fragments,
+/// ICMP). `key` must be [`VipKey::of_flow`] of the packet (or any key of the
+/// address); it is turned into the address marker.
+#[inline(always)]
+pub fn address_marker<V>(key: &mut VipKey, mut get: impl FnMut(&VipKey) -> Option<V>) -> Option<V> {
     key.set_to_marker();
-    get(key).is_some()
+    get(key)
+}
+
+/// Whether the balancer answers an echo request to the address of `marker`
+/// (at least one of the address's VIPs allows ping).
+#[inline(always)]
+pub const fn answers_ping(marker: &VipInfo) -> bool {
+    marker.flags & MARKER_F_PING != 0
+}
+
+/// The VIP that takes the fragments of protocol `proto` sent to the address
+/// of `marker`: the address's only VIP of that protocol, when it hashes the
+/// source address (the reconciler records its port in the marker). `key`,
+/// the marker's key, becomes that VIP's key; false when no VIP takes them
+/// (a later fragment carries no ports, so a VIP that hashes the 5-tuple
+/// cannot place it, and neither can an address with several VIPs of the
+/// protocol).
+#[inline(always)]
+pub fn fragment_vip(marker: &VipInfo, proto: u8, key: &mut VipKey) -> bool {
+    match marker.fragment_port(proto) {
+        Some(port) => {
+            key.set_port_proto(port, proto);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether a VIP that a marker names for fragments ([`fragment_vip`]) does
+/// balance them: only by the source address (else the marker is stale,
+/// between two writes of the reconciler, and the fragment is dropped).
+#[inline(always)]
+pub const fn balances_fragments(vip_flags: u32) -> bool {
+    vip_flags & VIP_F_SOURCE_HASH != 0
 }
 
 /// The flow hash a VIP's packets are balanced by: the source address alone
-/// (client affinity) or the 5-tuple.
+/// (client affinity) or the 5-tuple, seeded with the deployment's
+/// `hash_seed` (`GlobalConfig::hash_seed`).
 #[inline(always)]
-pub const fn vip_hash(vip_flags: u32, key: &FlowKey) -> u32 {
+pub const fn vip_hash(seed: u32, vip_flags: u32, key: &FlowKey) -> u32 {
     if vip_flags & VIP_F_SOURCE_HASH != 0 {
-        source_hash(key)
+        source_hash(seed, key)
     } else {
-        flow_hash(key)
+        flow_hash(seed, key)
     }
 }
 
@@ -190,12 +239,43 @@ pub const fn refreshes_flow_entry(vip: &VipInfo, entry: &FlowValue, packet: &Pac
 }
 
 /// Whether a packet that went through the VIP's table leaves a (new or
-/// replacing) connection-table entry: only for VIPs that use the table, and
-/// never for a TCP RST (it ends a connection; spoofed RSTs must not fill
-/// the table).
+/// replacing) connection-table entry: only for VIPs that use the table;
+/// never for a bare TCP SYN (spoofed SYNs must not touch the table: the
+/// connection's entry is created by its first packet that is not a bare
+/// SYN, the handshake's ACK, which follows the same table slot), and never
+/// for a TCP RST (it ends a connection; spoofed RSTs must not fill the
+/// table either). Flood mode may still skip the insert
+/// (`policy::flood_admits_insert`).
 #[inline(always)]
 pub const fn creates_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
-    uses_flow_table(vip_flags) && !packet.is_reset()
+    uses_flow_table(vip_flags) && !packet.is_reset() && !packet.opens_connection()
+}
+
+/// Whether a bare TCP SYN re-points the flow's existing connection-table
+/// entry (if it has one and it names another backend) to the backend the
+/// VIP's table gave the SYN. Without this, a SYN that re-uses the 5-tuple of
+/// an old connection (client port reuse) goes to its new backend while the
+/// handshake's ACK follows the stale entry to the old one, and the
+/// connection breaks. Only an existing entry is written, never a new one:
+/// spoofed SYNs from unknown sources still never touch the table.
+#[inline(always)]
+pub const fn repins_flow_entry(vip_flags: u32, packet: &PacketFacts) -> bool {
+    uses_flow_table(vip_flags) && packet.opens_connection()
+}
+
+/// Whether a packet that follows no connection-table entry is a new
+/// connection, which the VIP's rate limits count: a bare TCP SYN, or a UDP
+/// packet of a VIP with a connection table (a flow without an entry, or
+/// whose entry expired or is not followed). Other TCP packets without an
+/// entry (the handshake's ACK, packets of connections the table lost) are
+/// never limited: limits only ever refuse connections being opened.
+#[inline(always)]
+pub const fn is_new_connection(vip_flags: u32, packet: &PacketFacts) -> bool {
+    if packet.proto == PROTO_TCP {
+        packet.opens_connection()
+    } else {
+        uses_flow_table(vip_flags)
+    }
 }
 
 /// How an encapsulated frame leaves.
@@ -301,10 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn markers_answer_pings_and_place_fragments() {
+        use crate::maps::PROTO_UDP;
+        let addr = IpAddr::from([10, 100, 0, 1]);
+        let marker = VipInfo::marker(true, None, Some(0));
+        let marker_key = VipKey::marker(addr);
+        let get = |k: &VipKey| (*k == marker_key).then_some(marker);
+        let found = address_marker(&mut VipKey::of_flow(&flow(9)), get).expect("a VIP address");
+        assert!(answers_ping(&found));
+        assert!(!answers_ping(&VipInfo::marker(false, Some(1), None)));
+        let mut k = marker_key;
+        assert!(fragment_vip(&found, PROTO_UDP, &mut k));
+        assert_eq!(k, VipKey::new(addr, 0, PROTO_UDP));
+        let mut k = marker_key;
+        assert!(!fragment_vip(&found, PROTO_TCP, &mut k));
+        assert!(!fragment_vip(&found, 1, &mut k));
+        assert!(balances_fragments(VIP_F_SOURCE_HASH | VIP_F_NO_FLOW_TABLE));
+        assert!(!balances_fragments(VIP_F_NO_FLOW_TABLE));
+    }
+
+    #[test]
     fn hash_follows_the_vip_flag() {
         let k = flow(80);
-        assert_eq!(vip_hash(0, &k), flow_hash(&k));
-        assert_eq!(vip_hash(VIP_F_SOURCE_HASH, &k), source_hash(&k));
+        assert_eq!(vip_hash(7, 0, &k), flow_hash(7, &k));
+        assert_eq!(vip_hash(7, VIP_F_SOURCE_HASH, &k), source_hash(7, &k));
+        assert_ne!(vip_hash(7, 0, &k), vip_hash(8, 0, &k), "the seed matters");
     }
 
     #[test]
@@ -506,12 +607,36 @@ mod tests {
     }
 
     #[test]
-    fn resets_never_create_entries() {
-        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+    fn resets_and_bare_syns_never_create_entries() {
+        assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(creates_flow_entry(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
         assert!(creates_flow_entry(0, &tcp(TCP_FLAG_ACK)));
         assert!(creates_flow_entry(0, &udp(0)));
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST)));
         assert!(!creates_flow_entry(0, &tcp(TCP_FLAG_RST | TCP_FLAG_ACK)));
-        assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+        assert!(!creates_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_ACK)));
+    }
+
+    #[test]
+    fn only_bare_syns_repin_entries() {
+        assert!(repins_flow_entry(0, &tcp(TCP_FLAG_SYN)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!repins_flow_entry(0, &udp(0)));
+        assert!(!repins_flow_entry(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+    }
+
+    #[test]
+    fn new_connections_are_bare_syns_and_udp_flows_without_entry() {
+        assert!(is_new_connection(0, &tcp(TCP_FLAG_SYN)));
+        assert!(is_new_connection(VIP_F_NO_FLOW_TABLE, &tcp(TCP_FLAG_SYN)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_ACK)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_SYN | TCP_FLAG_ACK)));
+        assert!(!is_new_connection(0, &tcp(TCP_FLAG_RST)));
+        assert!(is_new_connection(0, &udp(0)));
+        assert!(
+            !is_new_connection(VIP_F_NO_FLOW_TABLE, &udp(0)),
+            "without a table no UDP flow is known to be new"
+        );
     }
 }

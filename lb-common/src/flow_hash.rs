@@ -5,12 +5,17 @@
 //! operations per word, no tables, no loops the verifier has to bound beyond the
 //! fixed word count, and well distributed even for keys that differ in one port
 //! bit. IPv4 keys hash 4 words, IPv6 keys 10, so IPv4 pays only for what it uses.
-//! The seed is fixed: every balancer running the same config must pick the same
-//! backend for the same flow (ECMP in front of several balancers relies on it).
+//! The seed is the deployment's `global.hash_seed` (read by the data plane
+//! from `XLB_CONFIG`): every balancer of one fleet must use the same seed, so
+//! that all pick the same backend for the same flow (ECMP in front of several
+//! balancers relies on it), while an outsider who does not know the seed
+//! cannot compute which backend a crafted flow lands on.
 
 use crate::{ip::FAMILY_V4, maps::FlowKey};
 
-const SEED: u32 = 0x786c_6221; // "xlb!"
+/// The seed of a config without `global.hash_seed` (and of tests): public,
+/// so a deployment that keeps it lets anyone aim a flood at one backend.
+pub const DEFAULT_HASH_SEED: u32 = 0x786c_6221; // "xlb!"
 const C1: u32 = 0xcc9e_2d51;
 const C2: u32 = 0x1b87_3593;
 
@@ -50,8 +55,8 @@ const fn proto_word(k: &FlowKey) -> u32 {
 
 /// Hash of the full 5-tuple (the default VIP hashing).
 #[inline(always)]
-pub const fn flow_hash(k: &FlowKey) -> u32 {
-    let mut h = SEED;
+pub const fn flow_hash(seed: u32, k: &FlowKey) -> u32 {
+    let mut h = seed;
     if k.family == FAMILY_V4 {
         h = mix(h, word(&k.src, 0));
         h = mix(h, word(&k.dst, 0));
@@ -76,8 +81,8 @@ pub const fn flow_hash(k: &FlowKey) -> u32 {
 /// Hash of the source address only (VIPs with client affinity): every
 /// connection from one client lands on the same backend while the table holds.
 #[inline(always)]
-pub const fn source_hash(k: &FlowKey) -> u32 {
-    let mut h = SEED;
+pub const fn source_hash(seed: u32, k: &FlowKey) -> u32 {
+    let mut h = seed;
     if k.family == FAMILY_V4 {
         h = mix(h, word(&k.src, 0));
         finish(h, 4)
@@ -113,14 +118,26 @@ mod tests {
     #[test]
     fn known_values() {
         let k = v4([10, 0, 0, 1], 40000, [10, 100, 0, 1], 80, PROTO_TCP);
-        assert_eq!(flow_hash(&k), 0x4f32_401f);
-        assert_eq!(source_hash(&k), 0x00fb_7c52);
+        assert_eq!(flow_hash(DEFAULT_HASH_SEED, &k), 0x4f32_401f);
+        assert_eq!(source_hash(DEFAULT_HASH_SEED, &k), 0x00fb_7c52);
+    }
+
+    /// Another seed: the same function, the seed only replaces the initial
+    /// state (values from the same independent MurmurHash3_x86_32, seeds
+    /// 0 and 0xdeadbeef).
+    #[test]
+    fn known_values_other_seeds() {
+        let k = v4([10, 0, 0, 1], 40000, [10, 100, 0, 1], 80, PROTO_TCP);
+        assert_eq!(flow_hash(0, &k), 0x2a62_f6e1);
+        assert_eq!(source_hash(0, &k), 0x5cd6_345a);
+        assert_eq!(flow_hash(0xdead_beef, &k), 0x3458_6aba);
+        assert_eq!(source_hash(0xdead_beef, &k), 0x75eb_4d3c);
     }
 
     #[test]
     fn every_field_changes_the_hash() {
         let base = v4([10, 0, 0, 1], 40000, [10, 100, 0, 1], 80, PROTO_TCP);
-        let h = flow_hash(&base);
+        let h = flow_hash(DEFAULT_HASH_SEED, &base);
         let variants = [
             v4([10, 0, 0, 2], 40000, [10, 100, 0, 1], 80, PROTO_TCP),
             v4([10, 0, 0, 1], 40001, [10, 100, 0, 1], 80, PROTO_TCP),
@@ -129,7 +146,7 @@ mod tests {
             v4([10, 0, 0, 1], 40000, [10, 100, 0, 1], 80, PROTO_UDP),
         ];
         for v in variants {
-            assert_ne!(flow_hash(&v), h, "{v:?}");
+            assert_ne!(flow_hash(DEFAULT_HASH_SEED, &v), h, "{v:?}");
         }
     }
 
@@ -137,16 +154,25 @@ mod tests {
     fn swapped_ports_differ() {
         let a = v4([10, 0, 0, 1], 1000, [10, 0, 0, 2], 2000, PROTO_TCP);
         let b = v4([10, 0, 0, 1], 2000, [10, 0, 0, 2], 1000, PROTO_TCP);
-        assert_ne!(flow_hash(&a), flow_hash(&b));
+        assert_ne!(
+            flow_hash(DEFAULT_HASH_SEED, &a),
+            flow_hash(DEFAULT_HASH_SEED, &b)
+        );
     }
 
     #[test]
     fn source_hash_ignores_everything_but_the_source() {
         let a = v4([192, 0, 2, 7], 1000, [10, 0, 0, 2], 80, PROTO_TCP);
         let b = v4([192, 0, 2, 7], 5555, [10, 0, 0, 9], 443, PROTO_UDP);
-        assert_eq!(source_hash(&a), source_hash(&b));
+        assert_eq!(
+            source_hash(DEFAULT_HASH_SEED, &a),
+            source_hash(DEFAULT_HASH_SEED, &b)
+        );
         let c = v4([192, 0, 2, 8], 1000, [10, 0, 0, 2], 80, PROTO_TCP);
-        assert_ne!(source_hash(&a), source_hash(&c));
+        assert_ne!(
+            source_hash(DEFAULT_HASH_SEED, &a),
+            source_hash(DEFAULT_HASH_SEED, &c)
+        );
     }
 
     #[test]
@@ -161,13 +187,13 @@ mod tests {
             PROTO_TCP,
         )
         .expect("same family");
-        let h = flow_hash(&k);
+        let h = flow_hash(DEFAULT_HASH_SEED, &k);
         for i in 0..16 {
             k.src[i] ^= 0x80;
-            assert_ne!(flow_hash(&k), h, "src byte {i} ignored");
+            assert_ne!(flow_hash(DEFAULT_HASH_SEED, &k), h, "src byte {i} ignored");
             k.src[i] ^= 0x80;
             k.dst[i] ^= 0x80;
-            assert_ne!(flow_hash(&k), h, "dst byte {i} ignored");
+            assert_ne!(flow_hash(DEFAULT_HASH_SEED, &k), h, "dst byte {i} ignored");
             k.dst[i] ^= 0x80;
         }
     }
@@ -187,7 +213,7 @@ mod tests {
                 80,
                 PROTO_TCP,
             );
-            buckets[(flow_hash(&k) % M) as usize] += 1;
+            buckets[(flow_hash(DEFAULT_HASH_SEED, &k) % M) as usize] += 1;
         }
         let expected = n / M;
         for (i, &b) in buckets.iter().enumerate() {

@@ -164,7 +164,7 @@ mod tests {
         let mut seen = [false; 16384];
         let mut distinct = 0;
         for sport in 40000..41000 {
-            let p = gue::source_port(crate::flow_hash(&key(sport)));
+            let p = gue::source_port(crate::flow_hash(crate::DEFAULT_HASH_SEED, &key(sport)));
             let slot = usize::from(p & 0x3fff);
             if !seen[slot] {
                 seen[slot] = true;

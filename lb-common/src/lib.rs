@@ -15,11 +15,13 @@ pub mod ecn;
 pub mod flow_hash;
 pub mod forwarding;
 pub mod gen_frame;
+pub mod icmp;
 pub mod ip;
 pub mod maps;
+pub mod policy;
 pub mod verdict;
 
-pub use flow_hash::{flow_hash, source_hash};
+pub use flow_hash::{flow_hash, source_hash, DEFAULT_HASH_SEED};
 pub use forwarding::Forwarding;
 pub use ip::{FamilyMismatch, FAMILY_V4, FAMILY_V6};
 pub use maps::*;

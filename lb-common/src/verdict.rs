@@ -14,8 +14,10 @@ pub enum Verdict {
     /// L4 header cut short): XDP_PASS, the kernel's own checks deal with it and we
     /// never drop traffic we cannot prove is ours.
     Malformed = 2,
-    /// IPv4 fragment or IPv6 fragment header to a VIP: XDP_DROP. Non-first
-    /// fragments carry no ports, so no fragment can be balanced consistently.
+    /// IPv4 fragment or IPv6 fragment header to a VIP address whose
+    /// fragments of that protocol no source-hashed VIP takes: XDP_DROP.
+    /// Non-first fragments carry no ports, so a VIP that hashes the 5-tuple
+    /// cannot balance them consistently (see `FragmentToBackend`).
     Fragment = 3,
     /// IPv6 to a VIP behind more extension headers than the parser walks (or an
     /// unknown one): XDP_DROP.
@@ -28,7 +30,11 @@ pub enum Verdict {
     FibNoNeigh = 6,
     /// No route to the backend (unreachable, blackhole, prohibited, ...): XDP_DROP.
     FibUnreachable = 7,
-    /// Encapsulated packet larger than the egress MTU: XDP_DROP.
+    /// Encapsulated packet larger than the egress MTU, and no ICMP error can
+    /// tell the client (an IPv4 packet without DF or a non-first IPv4
+    /// fragment, an ICMP error being forwarded, a source that gets no ICMP,
+    /// a path below the protocol's minimum MTU): XDP_DROP. The other
+    /// oversized packets are answered (`IcmpTooBigSent`).
     TooBig = 8,
     /// The backend's family has no outer source address configured: XDP_DROP.
     NoOuterSource = 9,
@@ -48,18 +54,60 @@ pub enum Verdict {
     /// VLAN, an untagged one routed to a VLAN device): XDP_DROP, never sent
     /// with a wrong tag (`decision::egress`).
     VlanMismatch = 14,
+    /// The source matched a deny prefix of the VIP (`xlb vip deny`):
+    /// XDP_DROP.
+    SourceDenied = 15,
+    /// The VIP has an allow list and the source matched none of it:
+    /// XDP_DROP.
+    SourceNotAllowed = 16,
+    /// A new connection (bare TCP SYN, UDP flow without an entry) over the
+    /// VIP's new-connection rate: XDP_DROP.
+    VipRateLimited = 17,
+    /// A new connection over the rate of its source prefix for this VIP:
+    /// XDP_DROP.
+    SourceRateLimited = 18,
+    /// Too big for the path to its backend once encapsulated: answered with
+    /// ICMP "fragmentation needed" / ICMPv6 "packet too big" carrying the
+    /// MTU the client must use, sent back out of the ingress interface:
+    /// XDP_TX.
+    IcmpTooBigSent = 19,
+    /// As `IcmpTooBigSent`, but this CPU's ICMP rate limit was reached: no
+    /// error sent, XDP_DROP.
+    IcmpTooBigLimited = 20,
+    /// An ICMP / ICMPv6 echo request to a VIP address that allows ping,
+    /// answered by the balancer: XDP_TX.
+    IcmpEchoReply = 21,
+    /// As `IcmpEchoReply`, but this CPU's ICMP rate limit was reached:
+    /// XDP_DROP.
+    IcmpEchoLimited = 22,
+    /// An ICMP error about a VIP's flow (destination unreachable, time
+    /// exceeded, parameter problem, packet too big), encapsulated toward the
+    /// flow's backend. It leaves as the flow's packets would: XDP_TX, or
+    /// XDP_REDIRECT / XDP_PASS where they are counted `redirect` /
+    /// `fib_no_neigh`.
+    IcmpToBackend = 23,
+    /// An ICMP error to a VIP address whose quoted packet cannot be read
+    /// (cut short, lying lengths or version, not TCP/UDP, a non-first
+    /// fragment, a source other than the address it was sent to): XDP_DROP,
+    /// never sent to a backend it may not belong to.
+    IcmpMalformed = 24,
+    /// A fragment (first or later) to a VIP that hashes the source address,
+    /// encapsulated toward the backend of that source. It leaves as other
+    /// packets would: XDP_TX, or XDP_REDIRECT / XDP_PASS where those are
+    /// counted `redirect` / `fib_no_neigh`.
+    FragmentToBackend = 25,
     /// An `l2-dsr` VIP's backend is not on-link: the FIB routes to it
     /// through a gateway, so rewriting the MACs would hand the packet to
     /// the gateway: XDP_DROP.
-    L2OffLink = 15,
+    L2OffLink = 26,
     /// An `l2-dsr` VIP's backend has no neighbour entry yet: XDP_DROP (the
     /// kernel would route the VIP packet by its own table; the daemon keeps
     /// `l2-dsr` backends' neighbours resolved).
-    L2NoNeigh = 16,
+    L2NoNeigh = 27,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 28;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -77,6 +125,17 @@ impl Verdict {
         Verdict::RedirectFailed,
         Verdict::Internal,
         Verdict::VlanMismatch,
+        Verdict::SourceDenied,
+        Verdict::SourceNotAllowed,
+        Verdict::VipRateLimited,
+        Verdict::SourceRateLimited,
+        Verdict::IcmpTooBigSent,
+        Verdict::IcmpTooBigLimited,
+        Verdict::IcmpEchoReply,
+        Verdict::IcmpEchoLimited,
+        Verdict::IcmpToBackend,
+        Verdict::IcmpMalformed,
+        Verdict::FragmentToBackend,
         Verdict::L2OffLink,
         Verdict::L2NoNeigh,
     ];
@@ -99,12 +158,27 @@ impl Verdict {
             Verdict::RedirectFailed => "redirect_failed",
             Verdict::Internal => "internal",
             Verdict::VlanMismatch => "vlan_mismatch",
+            Verdict::SourceDenied => "source_denied",
+            Verdict::SourceNotAllowed => "source_not_allowed",
+            Verdict::VipRateLimited => "vip_rate_limited",
+            Verdict::SourceRateLimited => "source_rate_limited",
+            Verdict::IcmpTooBigSent => "icmp_too_big_sent",
+            Verdict::IcmpTooBigLimited => "icmp_too_big_limited",
+            Verdict::IcmpEchoReply => "icmp_echo_reply",
+            Verdict::IcmpEchoLimited => "icmp_echo_limited",
+            Verdict::IcmpToBackend => "icmp_to_backend",
+            Verdict::IcmpMalformed => "icmp_malformed",
+            Verdict::FragmentToBackend => "fragment_to_backend",
             Verdict::L2OffLink => "l2_off_link",
             Verdict::L2NoNeigh => "l2_no_neigh",
         }
     }
 
-    /// The XDP action (`xdp_action` value) the data plane returns for this reason.
+    /// The XDP action (`xdp_action` value) the data plane returns for this
+    /// reason. Encapsulated packets of the ICMP-error and fragment paths
+    /// (`IcmpToBackend`, `FragmentToBackend`) are listed under XDP_TX; like
+    /// any encapsulated packet they may instead be redirected, or passed
+    /// when the next hop's neighbour is unresolved.
     pub const fn xdp_action(self) -> u32 {
         const XDP_DROP: u32 = 1;
         const XDP_PASS: u32 = 2;
@@ -112,7 +186,11 @@ impl Verdict {
         const XDP_REDIRECT: u32 = 4;
         match self {
             Verdict::NotIp | Verdict::NotVip | Verdict::Malformed | Verdict::FibNoNeigh => XDP_PASS,
-            Verdict::Tx => XDP_TX,
+            Verdict::Tx
+            | Verdict::IcmpTooBigSent
+            | Verdict::IcmpEchoReply
+            | Verdict::IcmpToBackend
+            | Verdict::FragmentToBackend => XDP_TX,
             Verdict::Redirect => XDP_REDIRECT,
             Verdict::Fragment
             | Verdict::Ipv6ExtUnsupported
@@ -123,6 +201,13 @@ impl Verdict {
             | Verdict::RedirectFailed
             | Verdict::Internal
             | Verdict::VlanMismatch
+            | Verdict::SourceDenied
+            | Verdict::SourceNotAllowed
+            | Verdict::VipRateLimited
+            | Verdict::SourceRateLimited
+            | Verdict::IcmpTooBigLimited
+            | Verdict::IcmpEchoLimited
+            | Verdict::IcmpMalformed
             | Verdict::L2OffLink
             | Verdict::L2NoNeigh => XDP_DROP,
         }

@@ -3,21 +3,42 @@
 //!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
 //!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
+//!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
+//!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
+//!     Traffic without ports to a VIP address goes by the address's marker
+//!     in `XLB_VIPS` (`try_balance` dispatches; `lb_ebpf::icmp` holds the
+//!     ICMP machinery):
+//!     - an ICMP echo request is answered here when the address allows ping;
+//!     - an ICMP error quoting a VIP's packet (the backend's reply) is
+//!       balanced as the flow it quotes, reversed: it reaches that flow's
+//!       backend, which learns e.g. the path MTU toward its client;
+//!     - a fragment goes to the source-hashed VIP the marker names for its
+//!       protocol (by the source address: no ports needed), else is dropped.
 //!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
 //!     keeps its backend when the backend set changes, unless the backend
 //!     failed its health check, the packet opens a new TCP connection or the
 //!     UDP entry expired), else the VIP's Maglev table in `XLB_MAGLEV` indexed
-//!     by the shared flow hash.
+//!     by the flow hash seeded with the deployment's `hash_seed`. A new
+//!     connection (bare SYN, UDP flow without entry) must fit the VIP's rate
+//!     limits (`XLB_RATE_SRCS`, `XLB_RATE_VIPS`). A bare SYN never creates
+//!     an entry (the handshake's ACK does), and while this CPU sees more
+//!     misses than the flood threshold (`XLB_FLOOD`) nothing does: unknown
+//!     flows then follow Maglev and established entries stay.
 //!
-//! Steps 2 and 3 are decided by `lb_common::decision` (lookup order, hash,
-//! slot, which entries are followed, refreshed and created), the same
-//! functions `xlb explain` runs against the live maps, so the two can never
-//! disagree; so is the egress of step 4 (`decision::egress`).
+//! Steps 2 and 3 are decided by `lb_common::decision` and
+//! `lb_common::policy` (lookup order, hash, slot, which entries are followed,
+//! refreshed and created, source access, token buckets, flood windows), the
+//! same functions `xlb explain` runs against the live maps, so the two can
+//! never disagree; so is the egress of step 4 (`decision::egress`).
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
 //!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
 //!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
+//!     A packet that no longer fits the egress MTU is answered with an ICMP
+//!     "fragmentation needed" / "packet too big" carrying the MTU its sender
+//!     must use. What the balancer sends itself is rate-limited per CPU
+//!     (`XLB_ICMP_LIMIT`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -31,7 +52,7 @@ use aya_ebpf::{
     bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
-    maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
@@ -39,23 +60,31 @@ use lb_common::{
     bytes,
     decision::{
         self, consults_flow_table, creates_flow_entry, follows_flow_entry, is_live_backend,
-        maglev_slot, refreshes_flow_entry, uses_flow_table, Egress, PacketFacts,
+        is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
+        Egress, PacketFacts,
     },
     forwarding::{gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
-    Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig, Verdict, VipInfo, VipKey,
+    icmp::{self, Role},
+    policy::SourceAccess,
+    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
+    PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy,
     VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_TABLE_SIZE, FAMILY_V4, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND,
+    DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
+    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
+    NO_BACKEND,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer, Route},
-    l2_dsr, mem,
+    icmp as icmp_packet, l2_dsr, mem,
     packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2},
+    policy,
 };
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
-/// every port. Entries with protocol 0 are address markers (one per VIP address)
-/// used only to recognise fragments and unparseable IPv6 to a VIP address.
+/// every port. Entries with protocol 0 are address markers (one per VIP
+/// address): they recognise traffic without ports to a VIP address and say
+/// what to do with it (answer pings; which VIP takes fragments).
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
 
@@ -82,9 +111,44 @@ static XLB_MAGLEV: Array<[u32; 2]> = Array::with_max_entries(
 static XLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(DEFAULT_FLOW_TABLE_SIZE, BPF_F_NO_COMMON_LRU);
 
-/// Outer source addresses (one entry).
+/// Outer source addresses, outer TTL, hash seed, flood threshold (one entry).
 #[map]
 static XLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+/// Each VIP's policy (source ranges present, allow list, rate limits), by
+/// vip id; all zero: none.
+#[map]
+static XLB_POLICY: Array<VipPolicy> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Source prefixes of every VIP: (vip id, address) -> allow or deny. One
+/// longest-prefix lookup per packet answers "deny wins" because userspace
+/// never installs an allow prefix inside a deny prefix (`policy::source_access`).
+#[map]
+static XLB_SRC_V4: LpmTrie<SourceV4, u32> = LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, 0);
+
+#[map]
+static XLB_SRC_V6: LpmTrie<SourceV6, u32> = LpmTrie::with_max_entries(MAX_POLICY_PREFIXES, 0);
+
+/// Each VIP's new-connection bucket (GCRA time), by vip id. Shared by all
+/// CPUs and updated with compare-and-swap, so the rate is the VIP's, not
+/// per CPU.
+#[map]
+static XLB_RATE_VIPS: Array<u64> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Each (VIP, source prefix)'s new-connection bucket, shared like
+/// `XLB_RATE_VIPS`; per-CPU LRU lists (BPF_F_NO_COMMON_LRU) so a flood of
+/// new sources takes no cross-CPU lock.
+#[map]
+static XLB_RATE_SRCS: LruHashMap<SourceBucketKey, u64> =
+    LruHashMap::with_max_entries(MAX_RATE_SOURCES, BPF_F_NO_COMMON_LRU);
+
+/// Packets each VIP's policy dropped, by reason.
+#[map]
+static XLB_POLICY_ST: PerCpuArray<PolicyStats> = PerCpuArray::with_max_entries(DEFAULT_MAX_VIPS, 0);
+
+/// Flood mode: this CPU's window of connection-table misses (one entry).
+#[map]
+static XLB_FLOOD: PerCpuArray<FloodState> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's last FIB answer per backend id (see `next_hop`). The daemon
 /// zeroes an id's entries when it assigns the id to a new backend.
@@ -107,6 +171,12 @@ static XLB_VIP_STATS: PerCpuArray<VipStats> = PerCpuArray::with_max_entries(DEFA
 #[map]
 static XLB_BE_STATS: PerCpuArray<BackendStats> =
     PerCpuArray::with_max_entries(DEFAULT_MAX_BACKENDS, 0);
+
+/// This CPU's token buckets for the ICMP messages the balancer sends itself
+/// (`ICMP_BUCKET_TOO_BIG`, `ICMP_BUCKET_ECHO`): per CPU, so no lock or
+/// atomic is taken on the fast path.
+#[map]
+static XLB_ICMP_LIMIT: PerCpuArray<IcmpBucket> = PerCpuArray::with_max_entries(ICMP_BUCKETS, 0);
 
 /// One packet counter per `Verdict`.
 #[map]
@@ -132,6 +202,19 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
     }
 }
 
+/// What a balanced packet is to the flow it is balanced as: how its backend
+/// is found (`pick_backend`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    /// A TCP/UDP packet of the flow itself.
+    Flow,
+    /// An ICMP error quoting a packet of the flow: the flow's backend as its
+    /// packets find it, without touching the connection table.
+    IcmpError,
+    /// A fragment to a source-hashed VIP: the VIP's table by source address.
+    Fragment,
+}
+
 #[inline(always)]
 fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let l2 = parse::parse_l2(ctx).map_err(parse_verdict)?;
@@ -141,16 +224,42 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
     let ip = parse::parse_ip(ctx, &l2, key).map_err(parse_verdict)?;
 
-    let tcp_flags = match ip.l4 {
-        L4Status::TcpUdp => parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?,
-        // No usable ports: drop it only if it is addressed to a VIP address.
+    let (carrier, tcp_flags, vip) = match ip.l4 {
+        L4Status::TcpUdp => {
+            let flags = parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?;
+            (
+                Carrier::Flow,
+                flags,
+                lookup_vip(key).ok_or(Verdict::NotVip)?,
+            )
+        }
+        // No usable ports: a source-hashed VIP may take it, else it is
+        // dropped if it is addressed to a VIP address.
+        L4Status::Fragment if parse::bare_header(&ip) => {
+            (Carrier::Fragment, 0, fragment_vip(ctx, &ip, key)?)
+        }
         L4Status::Fragment => return Err(unbalanceable(key, Verdict::Fragment)),
         L4Status::UnsupportedExt => return Err(unbalanceable(key, Verdict::Ipv6ExtUnsupported)),
+        L4Status::Other if ip.proto == icmp::proto_of(ip.family) && parse::bare_header(&ip) => {
+            let marker = address_marker(key).ok_or(Verdict::NotVip)?;
+            let m = icmp_packet::message(ctx, &ip).map_err(parse_verdict)?;
+            match icmp::role(ip.family, m.icmp_type) {
+                Role::EchoRequest => return answer_ping(ctx, &ip, key, marker),
+                Role::Error => {
+                    // `key` becomes the flow the error quotes.
+                    icmp_packet::quoted_flow(ctx, &ip, key).map_err(|_| Verdict::IcmpMalformed)?;
+                    (
+                        Carrier::IcmpError,
+                        0,
+                        lookup_vip(key).ok_or(Verdict::NotVip)?,
+                    )
+                }
+                Role::Other => return Err(Verdict::NotVip),
+            }
+        }
         L4Status::Other => return Err(Verdict::NotVip),
     };
     let key: &FlowKey = key;
-
-    let vip = lookup_vip(key).ok_or(Verdict::NotVip)?;
     let ip_len = ip.ip_len as u64;
     if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
@@ -160,8 +269,18 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    // The one clock read of a VIP packet: flow-entry ages and the next-hop
-    // cache both use it.
+    // Who may reach the VIP at all: every packet, established or not, so a
+    // deny added at run time also cuts existing connections.
+    let policy = XLB_POLICY.get(vip.vip_id).ok_or(Verdict::Internal)?;
+    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip.vip_id, policy, key) {
+        SourceAccess::Allowed => {}
+        SourceAccess::Denied => return Err(policy_drop(vip.vip_id, Verdict::SourceDenied)),
+        SourceAccess::NotAllowed => return Err(policy_drop(vip.vip_id, Verdict::SourceNotAllowed)),
+    }
+
+    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    // The one clock read of a VIP packet: flow-entry ages, token buckets,
+    // flood windows and the next-hop cache all use it.
     // SAFETY: reads the coarse monotonic clock; no arguments.
     let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
     let packet = PacketFacts {
@@ -169,8 +288,8 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         tcp_flags,
         now_ns,
     };
-    let hash = decision::vip_hash(vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, vip, key, hash, &packet)?;
+    let hash = decision::vip_hash(cfg.hash_seed(), vip.flags, key);
+    let (backend_id, backend) = pick_backend(ctx, cfg, vip, policy, key, hash, &packet, carrier)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -179,7 +298,31 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    forward(ctx, &l2, &ip, vip, backend_id, backend, hash, now_ns)
+    let p = Balanced {
+        l2: &l2,
+        ip: &ip,
+        key,
+        hash,
+        now_ns,
+    };
+    forward(ctx, cfg, &p, vip, backend_id, backend)
+}
+
+/// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
+#[inline(always)]
+fn policy_drop(vip_id: u32, reason: Verdict) -> Verdict {
+    if let Some(s) = XLB_POLICY_ST.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe {
+            match reason {
+                Verdict::SourceDenied => (*s).denied += 1,
+                Verdict::SourceNotAllowed => (*s).not_allowed += 1,
+                Verdict::VipRateLimited => (*s).vip_rate_limited += 1,
+                _ => (*s).source_rate_limited += 1,
+            }
+        }
+    }
+    reason
 }
 
 #[inline(always)]
@@ -212,6 +355,78 @@ fn lookup_vip(key: &FlowKey) -> Option<&'static VipInfo> {
     decision::lookup_vip(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) })
 }
 
+/// The marker of the packet's destination, if it is a VIP address.
+#[inline(always)]
+fn address_marker(key: &FlowKey) -> Option<&'static VipInfo> {
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    // SAFETY: see `unbalanceable`.
+    decision::address_marker(vip_key(&mut buf, key), |k| unsafe { XLB_VIPS.get(k) })
+}
+
+/// The VIP a fragment goes to: the source-hashed VIP its address marker
+/// names for the fragment's protocol (`decision::fragment_vip`). Dropped as
+/// `fragment` when there is none; not ours when not sent to a VIP address.
+#[inline(always)]
+fn fragment_vip(ctx: &XdpContext, ip: &Ip, key: &FlowKey) -> Result<&'static VipInfo, Verdict> {
+    let mut buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    let vk = vip_key(&mut buf, key);
+    // SAFETY: see `unbalanceable`.
+    let marker = decision::address_marker(vk, |k| unsafe { XLB_VIPS.get(k) });
+    let marker = marker.ok_or(Verdict::NotVip)?;
+    let proto = parse::fragment_proto(ctx, ip).map_err(|_| Verdict::Fragment)?;
+    if !decision::fragment_vip(marker, proto, vk) {
+        return Err(Verdict::Fragment);
+    }
+    // SAFETY: see `unbalanceable`.
+    let vip = unsafe { XLB_VIPS.get(vk) }.ok_or(Verdict::Fragment)?;
+    if !decision::balances_fragments(vip.flags) {
+        return Err(Verdict::Fragment);
+    }
+    Ok(vip)
+}
+
+/// An echo request to a VIP address: answered here (XDP_TX) when the
+/// address allows ping, the request has a bare IP header and a source that
+/// may be answered, within this CPU's rate limit; otherwise the kernel's,
+/// as before xlb answered pings.
+#[inline(always)]
+fn answer_ping(
+    ctx: &XdpContext,
+    ip: &Ip,
+    key: &FlowKey,
+    marker: &VipInfo,
+) -> Result<(Verdict, u32), Verdict> {
+    if !decision::answers_ping(marker)
+        || !icmp_packet::answerable_echo(ip)
+        || !icmp::may_answer(key.family(), key.src16())
+    {
+        return Err(Verdict::NotVip);
+    }
+    // SAFETY: reads the coarse monotonic clock; no arguments.
+    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    if !icmp_allowed(ICMP_BUCKET_ECHO, now_ns) {
+        return Err(Verdict::IcmpEchoLimited);
+    }
+    if !icmp_packet::answer_echo(ctx, ip) {
+        return Err(Verdict::Internal);
+    }
+    Ok((Verdict::IcmpEchoReply, xdp_action::XDP_TX))
+}
+
+/// Whether this CPU's bucket `slot` of `XLB_ICMP_LIMIT` allows one more
+/// message at `now_ns` under the configured rate (and spends it).
+#[inline(always)]
+fn icmp_allowed(slot: u32, now_ns: u64) -> bool {
+    let Some(cfg) = XLB_CONFIG.get(0) else {
+        return false;
+    };
+    let Some(bucket) = XLB_ICMP_LIMIT.get_ptr_mut(slot) else {
+        return false;
+    };
+    // SAFETY: this CPU's own slot; nothing else writes it while we run.
+    unsafe { (*bucket).take(now_ns, cfg.icmp_rate()) }
+}
+
 /// The VIP key of a flow's destination, built in `buf` without libcalls.
 #[inline(always)]
 fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) -> &'a mut VipKey {
@@ -224,17 +439,32 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// The backend for this packet: the connection table's answer while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot (remembered in the connection table when
-/// `decision::creates_flow_entry` says so).
+/// Maglev slot. A new connection of the flow itself
+/// (`decision::is_new_connection`) must first fit the VIP's rate limits;
+/// established flows are never limited, nor are ICMP errors and fragments,
+/// which open no connection. The slot is remembered in the connection table
+/// when `decision::creates_flow_entry` says so (not for a bare SYN or a RST)
+/// and this CPU is not flooding; a bare SYN re-points an existing entry
+/// (`decision::repins_flow_entry`). Only the flow's own packets write the
+/// table: an ICMP error about the flow reads it as they would, and a
+/// fragment (no ports to key an entry) uses the slot alone.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the fast path hands on what it already looked up (the global config \
+              and the VIP's policy included) rather than looking it up again"
+)]
 fn pick_backend(
     ctx: &XdpContext,
+    cfg: &GlobalConfig,
     vip: &VipInfo,
+    policy: &VipPolicy,
     key: &FlowKey,
     hash: u32,
     packet: &PacketFacts,
+    carrier: Carrier,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    if consults_flow_table(vip.flags, packet) {
+    if carrier != Carrier::Fragment && consults_flow_table(vip.flags, packet) {
         if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
             // SAFETY: a map value, valid for the whole run. Other CPUs write
             // only `last_seen_ns` in place (an aligned 8-byte store, never
@@ -244,7 +474,7 @@ fn pick_backend(
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
                     if follows_flow_entry(id, b, vip, entry, packet) {
-                        if refreshes_flow_entry(vip, entry, packet) {
+                        if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
                             // SAFETY: as above; a racing refresh by another
                             // CPU writes an equally recent time.
                             unsafe { (*flow).last_seen_ns = packet.now_ns };
@@ -254,6 +484,19 @@ fn pick_backend(
                 }
             }
         }
+    }
+
+    let new_connection = carrier == Carrier::Flow && is_new_connection(vip.flags, packet);
+    if new_connection {
+        policy::admit_new_connection(
+            &XLB_RATE_VIPS,
+            &XLB_RATE_SRCS,
+            vip.vip_id,
+            policy,
+            key,
+            packet.now_ns,
+        )
+        .map_err(|reason| policy_drop(vip.vip_id, reason))?;
     }
 
     let slot = maglev_slot(vip, hash).ok_or(Verdict::NoBackend)?;
@@ -266,13 +509,36 @@ fn pick_backend(
         );
         return Err(Verdict::NoBackend);
     };
+    if carrier != Carrier::Flow {
+        return Ok((id, backend));
+    }
 
-    let new_flow = if uses_flow_table(vip.flags) {
-        creates_flow_entry(vip.flags, packet) && remember_flow(key, id, packet.now_ns)
+    if repins_flow_entry(vip.flags, packet) {
+        // Read-only lookup first: an update of a missing key would take an
+        // LRU node (and may evict a real entry) even when it fails.
+        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+            // SAFETY: a map value, valid for the whole run; aligned 4- and
+            // 8-byte stores, never torn for a concurrent reader.
+            unsafe {
+                if (*flow).backend_id != id {
+                    (*flow).backend_id = id;
+                    (*flow).last_seen_ns = packet.now_ns;
+                }
+            }
+        }
+    }
+    let inserted = creates_flow_entry(vip.flags, packet)
+        && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
+        && remember_flow(key, id, packet.now_ns);
+    // New flows: on a VIP with a connection table, the entries created (a
+    // TCP connection once, by its handshake's ACK: spoofed SYNs and SYN
+    // retransmits are not counted); without one, the bare SYNs balanced.
+    let counted = if uses_flow_table(vip.flags) {
+        inserted
     } else {
-        packet.opens_connection()
+        new_connection
     };
-    if new_flow {
+    if counted {
         if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
             // SAFETY: per-CPU slot.
             unsafe { (*s).new_flows += 1 };
@@ -282,9 +548,9 @@ fn pick_backend(
 }
 
 /// Writes the flow's connection-table entry (backend `id`, seen now). True
-/// for a flow that had no entry: that is what `new_flows` counts. An entry
-/// replaced (a SYN retransmit or a re-used 5-tuple, a flow moved off a failed
-/// backend, an expired UDP flow) is not a new flow.
+/// for a flow that had no entry: that is what `new_flows` counts. An
+/// entry replaced (a re-used 5-tuple, a flow moved off a failed backend, an
+/// expired UDP flow) is not a new flow.
 #[inline(always)]
 fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
     let value = FlowValue::new(id, now_ns);
@@ -306,38 +572,66 @@ fn live_backend(id: u32, vip_id: u32) -> Option<&'static Backend> {
     is_live_backend(id, b, vip_id).then_some(b)
 }
 
+/// A packet on its way to a backend: what `forward` needs of it.
+struct Balanced<'a> {
+    l2: &'a L2,
+    ip: &'a Ip,
+    /// The flow it is balanced as (for an ICMP error: the quoted flow).
+    key: &'a FlowKey,
+    hash: u32,
+    now_ns: u64,
+}
+
+/// The verdict of the packet whose IP header (the client's, behind any
+/// outer header) is at `l3_off`, of family `family`, sent toward its
+/// backend, where a packet of the flow itself counts as `flow` (`tx`,
+/// `redirect`, `fib_no_neigh`): an ICMP error (the only ICMP forwarded) as
+/// `icmp_to_backend`, a fragment as `fragment_to_backend`. Read from the
+/// packet rather than carried from `try_balance`'s `Carrier`: a kind the
+/// verifier knows would make it walk all of `forward` once per kind of
+/// packet, while bytes read from the packet are the same unknown to it in
+/// every walk, so the kinds share one.
+#[inline(always)]
+fn sent_verdict(ctx: &XdpContext, l3_off: usize, family: u8, flow: Verdict) -> Verdict {
+    let (proto, fragment) = parse::proto_and_fragment(ctx, l3_off, family);
+    if fragment {
+        Verdict::FragmentToBackend
+    } else if proto == icmp::proto_of(family) {
+        Verdict::IcmpToBackend
+    } else {
+        flow
+    }
+}
+
 /// Step 4: hands the packet to `backend` the way its VIP's forwarding mode
 /// says, in two halves shared by every mode: the route toward the backend
 /// (whose source and length depend on the mode) and its exit from the FIB,
 /// then the mode's own packet work (each in its own module). The halves are
 /// joined by values the verifier need not tell apart (the route's source is
-/// copied into one stack buffer), so the FIB and next-hop code is verified
-/// once, not once per mode.
+/// copied into one stack buffer, the mode's overhead is a length), so the
+/// FIB, next-hop, too-big and transmit code is verified once, not once per
+/// mode. Flows, ICMP errors and fragments all leave by their VIP's mode.
 #[inline(always)]
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the fast path's state, passed by reference"
-)]
 fn forward(
     ctx: &XdpContext,
-    l2: &L2,
-    ip: &Ip,
+    cfg: &GlobalConfig,
+    p: &Balanced,
     vip: &VipInfo,
     backend_id: u32,
     backend: &Backend,
-    hash: u32,
-    now_ns: u64,
 ) -> Result<(Verdict, u32), Verdict> {
+    let (l2, ip) = (p.l2, p.ip);
     let mode = vip.forwarding_byte();
     let family = backend.family();
     // IPv4 addresses live in the first 4 bytes of the 16-byte buffer.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
     let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
+    // The bytes the mode puts in front of the client's IP packet: what the
+    // FIB's MTU check and a too-big answer must count.
     let overhead = match mode {
         // Encapsulated: from the outer source, the outer header added.
         FORWARDING_IPIP | FORWARDING_GUE => {
-            let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
             if family == FAMILY_V4 {
                 bytes::copy_v4(src, cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?);
             } else {
@@ -345,8 +639,6 @@ fn forward(
             }
             encap::header_len(family, encap::udp_len_of(mode))
         }
-        // The client's own packet. The config keeps l2-dsr backends in
-        // their VIP's family.
         // The client's own packet. The config keeps l2-dsr backends in
         // their VIP's family. The FIB is asked from the unspecified source:
         // the question is only the backend's next hop, and the kernel
@@ -371,7 +663,12 @@ fn forward(
         tos: ip.tos,
         len,
     };
-    let exit = exit_toward(ctx, l2, &route, backend_id, now_ns)?;
+    let ingress = ctx.ingress_ifindex() as u32;
+    let (rc, hop) = next_hop(ctx, &route, backend_id, ingress, p.now_ns);
+    if rc == fib_rc::FRAG_NEEDED {
+        return too_big(ctx, p, hop.mtu, overhead);
+    }
+    let exit = exit_of(ctx, l2, rc, &hop, ingress)?;
 
     // What leaves is exactly the client's IP packet (no Ethernet padding
     // or trailing bytes), with whatever the mode puts in front.
@@ -379,7 +676,7 @@ fn forward(
         return Err(Verdict::Internal);
     }
     match mode {
-        FORWARDING_IPIP | FORWARDING_GUE => encapsulate(ctx, l2, ip, &route, vip, hash, &exit)?,
+        FORWARDING_IPIP | FORWARDING_GUE => encapsulate(ctx, cfg, p, &route, vip, &exit)?,
         // FORWARDING_L2_DSR (the only other mode that got here).
         _ => {
             // Handed to the kernel, the packet would be routed toward the
@@ -395,7 +692,7 @@ fn forward(
             }
         }
     }
-    transmit(&exit)
+    transmit(ctx, &exit, l2.l3_off + overhead, ip.family)
 }
 
 /// IP-in-IP or GUE along `route` (`encap`), the frame already trimmed to
@@ -403,21 +700,20 @@ fn forward(
 #[inline(always)]
 fn encapsulate(
     ctx: &XdpContext,
-    l2: &L2,
-    ip: &Ip,
+    cfg: &GlobalConfig,
+    p: &Balanced,
     route: &Route,
     vip: &VipInfo,
-    hash: u32,
     exit: &Exit,
 ) -> Result<(), Verdict> {
-    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    let ip = p.ip;
     let outer = Outer {
         family: route.family,
         src: route.src,
         dst: route.dst,
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
-        flow_label: hash & 0x000f_ffff,
+        flow_label: p.hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
         // GUE: a UDP header to the VIP's GUE port, its source port from
@@ -426,9 +722,9 @@ fn encapsulate(
         // hash, and so the port, is the client's).
         udp_len: encap::udp_len_of(vip.forwarding_byte()),
         udp_dport: vip.gue_port_be(),
-        udp_sport: gue::source_port(hash),
+        udp_sport: gue::source_port(p.hash),
     };
-    if encap::push_outer(ctx, l2, &outer, &exit.smac, &exit.dmac) {
+    if encap::push_outer(ctx, p.l2, &outer, &exit.smac, &exit.dmac) {
         Ok(())
     } else {
         Err(Verdict::Internal)
@@ -446,24 +742,10 @@ struct Exit {
     off_link: u8,
 }
 
-/// The exit toward backend `id` along `route` (this CPU's next-hop cache,
-/// else the FIB).
-#[inline(always)]
-fn exit_toward(
-    ctx: &XdpContext,
-    l2: &L2,
-    route: &Route,
-    id: u32,
-    now_ns: u64,
-) -> Result<Exit, Verdict> {
-    let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, route, id, ingress, now_ns);
-    exit_of(ctx, l2, rc, &hop, ingress)
-}
-
-/// Turns a FIB answer into an exit, or the verdict of a frame that cannot
-/// leave. The frame keeps its VLAN tag: `decision::egress` lets it leave
-/// only on the VLAN it came in on, before anything is written.
+/// Turns a FIB answer (other than FRAG_NEEDED, which `forward` answers)
+/// into an exit, or the verdict of a frame that cannot leave. The frame
+/// keeps its VLAN tag: `decision::egress` lets it leave only on the VLAN it
+/// came in on, before anything is written.
 #[inline(always)]
 fn exit_of(
     ctx: &XdpContext,
@@ -500,7 +782,6 @@ fn exit_of(
                 off_link: 0,
             })
         }
-        fib_rc::FRAG_NEEDED => Err(Verdict::TooBig),
         _ => {
             debug!(ctx, "xlb: fib lookup toward backend failed: rc {}", rc);
             Err(Verdict::FibUnreachable)
@@ -508,20 +789,56 @@ fn exit_of(
     }
 }
 
-/// The verdict and XDP action of a frame written for `exit`.
+/// The verdict and XDP action of a frame written for `exit`, whose client
+/// IP packet (of `family`) starts at `inner` (`sent_verdict`).
 #[inline(always)]
-fn transmit(exit: &Exit) -> Result<(Verdict, u32), Verdict> {
+fn transmit(
+    ctx: &XdpContext,
+    exit: &Exit,
+    inner: usize,
+    family: u8,
+) -> Result<(Verdict, u32), Verdict> {
+    let sent = |flow| sent_verdict(ctx, inner, family, flow);
     match exit.how {
-        None => Ok((Verdict::FibNoNeigh, xdp_action::XDP_PASS)),
-        Some(Egress::Tx) => Ok((Verdict::Tx, xdp_action::XDP_TX)),
+        None => Ok((sent(Verdict::FibNoNeigh), xdp_action::XDP_PASS)),
+        Some(Egress::Tx) => Ok((sent(Verdict::Tx), xdp_action::XDP_TX)),
         // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
         // which has no XDP transmit): the kernel may still fail the
         // redirect after we return, see `Verdict::Redirect`.
         Some(_) => match XLB_TX_PORTS.redirect(exit.ifindex, 0) {
-            Ok(action) => Ok((Verdict::Redirect, action)),
+            Ok(action) => Ok((sent(Verdict::Redirect), action)),
             Err(_) => Err(Verdict::RedirectFailed),
         },
     }
+}
+
+/// A packet too big for the path to its backend once its VIP's mode has
+/// put `overhead` bytes in front of it (the outer header of `ipip`/`gue`,
+/// nothing for `l2-dsr`), on an egress of `egress_mtu`. Its sender learns
+/// the MTU to use from an ICMP error sent back the way the packet came,
+/// within this CPU's rate limit; a packet that may get no error (an ICMP
+/// error itself, IPv4 without DF or a later IPv4 fragment, a source that is
+/// not unicast, a path below the family's minimum MTU) is dropped
+/// (`too_big`). `lb_common::icmp` has the rules.
+#[inline(always)]
+fn too_big(
+    ctx: &XdpContext,
+    p: &Balanced,
+    egress_mtu: u32,
+    overhead: usize,
+) -> Result<(Verdict, u32), Verdict> {
+    let mtu = icmp::too_big_mtu(p.ip.family, egress_mtu, overhead as u32);
+    let mtu = mtu.ok_or(Verdict::TooBig)?;
+    if !icmp::may_answer(p.key.family(), p.key.src16()) || !icmp_packet::wants_too_big(ctx, p.ip) {
+        return Err(Verdict::TooBig);
+    }
+    if !icmp_allowed(ICMP_BUCKET_TOO_BIG, p.now_ns) {
+        return Err(Verdict::IcmpTooBigLimited);
+    }
+    if !icmp_packet::send_too_big(ctx, p.l2, p.ip, mtu) {
+        return Err(Verdict::Internal);
+    }
+    Ok((Verdict::IcmpTooBigSent, xdp_action::XDP_TX))
 }
 
 /// The FIB's answer toward backend `id`, from this CPU's cache while it is
@@ -545,6 +862,7 @@ fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) ->
                     dmac: c.dmac,
                     vlan: c.egress_vlan,
                     off_link: c.off_link,
+                    mtu: 0,
                 },
             );
         }

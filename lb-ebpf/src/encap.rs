@@ -152,6 +152,9 @@ pub struct NextHop {
     /// through a gateway. A byte rather than a bool: computed and cached
     /// without a branch, so only the mode that asks pays a verifier path.
     pub off_link: u8,
+    /// On `FRAG_NEEDED`: the egress MTU the packet did not fit (the
+    /// kernel's `mtu_result`); 0 otherwise.
+    pub mtu: u32,
 }
 
 /// One question for the FIB: the route from `src` to `dst` for a packet of
@@ -182,7 +185,8 @@ impl Outer<'_> {
 
 /// Asks the kernel FIB for the route and neighbour toward the outer destination.
 /// `tot_len` makes the kernel check the egress MTU for the encapsulated size.
-/// Returns the raw return code and the next hop (filled on SUCCESS only).
+/// Returns the raw return code and the next hop (filled on SUCCESS only; on
+/// FRAG_NEEDED, its `mtu`).
 #[inline(always)]
 pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64, NextHop) {
     fib_lookup_route(ctx, &outer.route(), ingress_ifindex)
@@ -227,6 +231,13 @@ pub fn fib_lookup_route(ctx: &XdpContext, r: &Route, ingress_ifindex: u32) -> (i
     };
     // Any bit of the difference survives the fold into one byte.
     let off_link = (diff | diff >> 8 | diff >> 16 | diff >> 24) as u8;
+    let mtu = if rc == fib_rc::FRAG_NEEDED {
+        // SAFETY: on FRAG_NEEDED the kernel stores the MTU in this union
+        // (`mtu_result` shares its bytes with `tot_len`); a u16 either way.
+        u32::from(unsafe { p.__bindgen_anon_1.mtu_result })
+    } else {
+        0
+    };
     (
         rc,
         NextHop {
@@ -235,6 +246,7 @@ pub fn fib_lookup_route(ctx: &XdpContext, r: &Route, ingress_ifindex: u32) -> (i
             dmac: p.dmac,
             vlan: VlanDevice::NONE,
             off_link,
+            mtu,
         },
     )
 }
@@ -273,7 +285,27 @@ pub fn push_outer(
     if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(hdr_len as i32)) } != 0 {
         return false;
     }
-    let outer_type = if outer.family == FAMILY_V4 {
+    if !write_l2(ctx, l2, smac, dmac, outer.family) {
+        return false;
+    }
+    let (ip_written, ip_len) = if outer.family == FAMILY_V4 {
+        (write_ipv4(ctx, l2.l3_off, outer), IPV4_HDR_LEN)
+    } else {
+        (write_ipv6(ctx, l2.l3_off, outer), IPV6_HDR_LEN)
+    };
+    if !ip_written {
+        return false;
+    }
+    outer.udp_len == 0 || write_udp(ctx, l2.l3_off + ip_len, outer)
+}
+
+/// Writes the link-layer header at the front of the frame: `dmac`, `smac`,
+/// the VLAN tag of `l2` if it had one (TPID and TCI kept), and the
+/// EtherType of an IP header of `family`. Returns false if the frame is too
+/// short (never, after the caller grew it).
+#[inline(always)]
+pub fn write_l2(ctx: &XdpContext, l2: &L2, smac: &[u8; 6], dmac: &[u8; 6], family: u8) -> bool {
+    let ip_type = if family == FAMILY_V4 {
         ETH_P_IPV4
     } else {
         ETH_P_IPV6
@@ -281,7 +313,7 @@ pub fn push_outer(
     let eth_type = if l2.vlan_tpid != 0 {
         l2.vlan_tpid
     } else {
-        outer_type
+        ip_type
     };
     // SAFETY: EthHdr is plain data at offset 0 (aligned); the only reference
     // into the packet while it lives.
@@ -298,17 +330,9 @@ pub fn push_outer(
             return false;
         };
         vlan.tci = l2.vlan_tci;
-        vlan.ether_type = outer_type.to_be();
+        vlan.ether_type = ip_type.to_be();
     }
-    let (ip_written, ip_len) = if outer.family == FAMILY_V4 {
-        (write_ipv4(ctx, l2.l3_off, outer), IPV4_HDR_LEN)
-    } else {
-        (write_ipv6(ctx, l2.l3_off, outer), IPV6_HDR_LEN)
-    };
-    if !ip_written {
-        return false;
-    }
-    outer.udp_len == 0 || write_udp(ctx, l2.l3_off + ip_len, outer)
+    true
 }
 
 /// The GUE UDP header. Checksum 0: for IPv4 "no checksum"; for IPv6 the

@@ -5,12 +5,22 @@
 //! The crate also builds on the host (as an empty shell) so that
 //! `cargo clippy/test --workspace` type-check it; only the bpfel build is loaded.
 #![no_std]
+// The BPF target's `core` has no compare-and-swap on its atomic types (its
+// target spec leaves it out); the intrinsic compiles to the BPF_CMPXCHG
+// instruction (`policy::compare_exchange`).
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
+#![cfg_attr(
+    target_arch = "bpf",
+    expect(internal_features, reason = "core_intrinsics: BPF_CMPXCHG, see above")
+)]
 
 pub mod encap;
+pub mod icmp;
 pub mod l2_dsr;
 pub mod mem;
 pub mod packet;
 pub mod parse;
+pub mod policy;
 
 /// The verifier rejects any program with a path that could reach a panic, so
 /// this is never called; it exists because `no_std` binaries need one.

@@ -230,6 +230,50 @@ fn walk_ipv6_ext(
     Ok((next, off, l4))
 }
 
+/// Whether the IP header is bare: an IPv4 header (options or not), or an
+/// IPv6 header whose next header is the upper layer (or the fragment
+/// header) itself, with no extension header before it.
+#[inline(always)]
+pub fn bare_header(ip: &Ip) -> bool {
+    ip.family == FAMILY_V4 || ip.l4_off == ip.l3_off + Ipv6Hdr::LEN
+}
+
+/// The IP header's protocol (IPv6: next header) and whether the packet is
+/// a fragment (IPv4 MF or offset; an IPv6 fragment header right after the
+/// header), read again from the header at `l3_off` of family `family`;
+/// (0, false) if it is not there.
+#[inline(always)]
+pub fn proto_and_fragment(ctx: &XdpContext, l3_off: usize, family: u8) -> (u8, bool) {
+    if family == FAMILY_V4 {
+        // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
+        match unsafe { ref_at::<Ipv4Hdr>(ctx, l3_off) } {
+            Ok(h) => (h.proto, u16::from_be_bytes(h.frags) & 0x3fff != 0),
+            Err(_) => (0, false),
+        }
+    } else {
+        // SAFETY: as above, for Ipv6Hdr.
+        match unsafe { ref_at::<Ipv6Hdr>(ctx, l3_off) } {
+            Ok(h) => (h.next_hdr, h.next_hdr == IPPROTO_FRAGMENT),
+            Err(_) => (0, false),
+        }
+    }
+}
+
+/// The upper-layer protocol of a fragment (`ip.l4` is `Fragment`): the IPv4
+/// header's, or the next header named by the IPv6 fragment header (for a
+/// later fragment, all that says what it carries).
+#[inline(always)]
+pub fn fragment_proto(ctx: &XdpContext, ip: &Ip) -> Result<u8, ParseError> {
+    if ip.family == FAMILY_V4 {
+        return Ok(ip.proto);
+    }
+    // SAFETY: plain bytes, shared references only: the fragment header's
+    // "next header" and reserved byte (walk_ipv6_ext stopped at the
+    // header). Two bytes, not one: a 1-byte bounds check compiles to a
+    // comparison the verifier draws no packet range from.
+    Ok(unsafe { ref_at::<[u8; 2]>(ctx, ip.l4_off) }?[0])
+}
+
 /// The fixed TCP header as xlb reads it: network-types' `TcpHdr` exposes the
 /// flags byte (CWR..FIN, byte 13) only through bitfield accessors.
 #[repr(C)]

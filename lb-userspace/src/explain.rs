@@ -12,7 +12,9 @@ use lb_common::{
         PacketFacts, TCP_FLAG_ACK, TCP_FLAG_SYN,
     },
     forwarding::gue,
-    Backend, FlowKey, Forwarding, VipInfo, VipKey, NO_BACKEND, PROTO_TCP, VIP_F_SOURCE_HASH,
+    policy::{gcra, SourceAccess},
+    Backend, FlowKey, Forwarding, SourceBucketKey, Verdict, VipInfo, VipKey, NO_BACKEND, PROTO_TCP,
+    VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 
@@ -35,6 +37,9 @@ pub enum Path {
     /// The VIP has no table, or its slot names no live backend: XDP_DROP
     /// (`no_backend`).
     NoBackend,
+    /// The VIP's policy drops the packet (`source_denied`,
+    /// `source_not_allowed`, `vip_rate_limited`, `source_rate_limited`).
+    Refused(Verdict),
 }
 
 /// The data plane's decision for one flow, with what it was based on.
@@ -57,6 +62,14 @@ pub struct Trace {
     /// The VIP's flow hash, computed whatever the path: encapsulations draw
     /// their entropy from it (GUE source port, IPv6 flow label).
     pub vip_hash: u32,
+    /// What the VIP's source ranges say, and the value of the longest
+    /// matching prefix (`PREFIX_ALLOW`/`PREFIX_DENY`).
+    pub source: Option<(SourceAccess, Option<u32>)>,
+    /// The packet is a new connection that the VIP's rate limits count
+    /// (and, if it is refused, `path` says by which).
+    pub new_connection: bool,
+    /// CPUs in flood mode now: a packet they handle inserts no entry.
+    pub flooding_cpus: usize,
 }
 
 impl Trace {
@@ -70,6 +83,9 @@ impl Trace {
             slot: None,
             backend: None,
             vip_hash: 0,
+            source: None,
+            new_connection: false,
+            flooding_cpus: 0,
         }
     }
 
@@ -79,6 +95,16 @@ impl Trace {
             && self
                 .vip
                 .is_some_and(|(_, v)| decision::creates_flow_entry(v.flags, &self.packet))
+    }
+
+    /// Whether the packet (a bare SYN) would re-point the flow's existing
+    /// entry to its backend (`decision::repins_flow_entry`).
+    pub fn repins_flow_entry(&self) -> bool {
+        self.path == Path::Maglev
+            && self.flow_entry.is_some()
+            && self
+                .vip
+                .is_some_and(|(_, v)| decision::repins_flow_entry(v.flags, &self.packet))
     }
 }
 
@@ -130,9 +156,36 @@ pub fn trace(
     };
     let mut t = Trace {
         vip: Some((key, info)),
-        vip_hash: decision::vip_hash(info.flags, flow),
         ..Trace::not_vip(*packet)
     };
+
+    // Source ranges: the kernel's own longest-prefix lookup on the live trie.
+    let policy = dp.vip_policy(info.vip_id)?;
+    let matched = if policy.has_prefixes() {
+        dp.source_match(info.vip_id, flow.src())?
+    } else {
+        None
+    };
+    let access = lb_common::policy::source_access(&policy, matched);
+    t.source = Some((access, matched));
+    match access {
+        SourceAccess::Allowed => {}
+        SourceAccess::Denied => {
+            t.path = Path::Refused(Verdict::SourceDenied);
+            return Ok(t);
+        }
+        SourceAccess::NotAllowed => {
+            t.path = Path::Refused(Verdict::SourceNotAllowed);
+            return Ok(t);
+        }
+    }
+    let global = dp.global_config()?;
+    t.vip_hash = decision::vip_hash(global.hash_seed(), info.flags, flow);
+    t.flooding_cpus = dp
+        .flood_states()?
+        .iter()
+        .filter(|s| lb_common::policy::is_flooding(s, packet.now_ns, global.flood_threshold()))
+        .count();
 
     // The data plane skips the lookup for a SYN (`consults_flow_table`);
     // looking anyway only lets the explanation name the entry it ignores.
@@ -153,7 +206,16 @@ pub fn trace(
         }
     }
 
-    let hash = decision::vip_hash(info.flags, flow);
+    // Rate limits: whether the buckets, as they are now, would admit it.
+    t.new_connection = decision::is_new_connection(info.flags, packet);
+    if t.new_connection {
+        if let Some(reason) = rate_refusal(dp, &policy, info.vip_id, flow, packet.now_ns)? {
+            t.path = Path::Refused(reason);
+            return Ok(t);
+        }
+    }
+
+    let hash = t.vip_hash;
     t.hash = Some(hash);
     let Some(slot) = maglev_slot(&info, hash) else {
         t.path = Path::NoBackend;
@@ -174,6 +236,30 @@ pub fn trace(
         _ => t.path = Path::NoBackend,
     }
     Ok(t)
+}
+
+/// Which of the VIP's buckets would refuse one more new connection of
+/// `flow` at `now_ns` (`lb_common::policy::gcra` on the buckets' live
+/// state), in the data plane's order: the source's, then the VIP's.
+fn rate_refusal(
+    dp: &Dataplane,
+    policy: &lb_common::VipPolicy,
+    vip_id: u32,
+    flow: &FlowKey,
+    now_ns: u64,
+) -> Result<Option<Verdict>, DataplaneError> {
+    if policy.limits_sources() {
+        let mut key = SourceBucketKey::default();
+        key.set(vip_id, flow, policy);
+        let tat = dp.source_bucket(&key)?.unwrap_or(0);
+        if gcra(tat, now_ns, &policy.source_rate).is_none() {
+            return Ok(Some(Verdict::SourceRateLimited));
+        }
+    }
+    if policy.limits_vip() && gcra(dp.vip_bucket(vip_id)?, now_ns, &policy.vip_rate).is_none() {
+        return Ok(Some(Verdict::VipRateLimited));
+    }
+    Ok(None)
 }
 
 /// Backend slot `id`, `None` where the kernel's lookup finds nothing (id out
@@ -241,6 +327,7 @@ impl Explanation {
                 "no backend",
                 "the VIP has no backend with a weight: packets are dropped".to_string(),
             ),
+            Path::Refused(reason) => refusal(reason),
             Path::Maglev => {
                 let hashing = if flags & VIP_F_SOURCE_HASH != 0 {
                     "source address"
@@ -260,11 +347,27 @@ impl Explanation {
                     }
                 };
                 let replaced = if t.creates_flow_entry() {
-                    ""
-                } else if uses_flow_table(flags) {
-                    "; a TCP reset leaves no entry"
+                    if t.flooding_cpus > 0 {
+                        format!(
+                            "; flood mode is on ({} CPUs): a packet handled there creates no \
+                             entry and the flow keeps following the table",
+                            t.flooding_cpus
+                        )
+                    } else {
+                        String::new()
+                    }
+                } else if !uses_flow_table(flags) {
+                    String::new()
+                } else if t.packet.opens_connection() {
+                    if t.flow_entry.is_some() {
+                        "; a SYN creates no entry, but re-points the flow's existing one to \
+                         this backend"
+                            .to_string()
+                    } else {
+                        "; a SYN leaves no entry: the handshake's ACK creates it".to_string()
+                    }
                 } else {
-                    ""
+                    "; a TCP reset leaves no entry".to_string()
                 };
                 (
                     "maglev slot",
@@ -311,6 +414,27 @@ fn forwarding_words(t: &Trace) -> Option<String> {
         ),
     };
     Some(words)
+}
+
+/// The decision and detail of a packet the VIP's policy drops.
+fn refusal(reason: Verdict) -> (&'static str, String) {
+    let detail = match reason {
+        Verdict::SourceDenied => {
+            "the source lies in one of the VIP's deny prefixes (deny wins over allow): dropped"
+        }
+        Verdict::SourceNotAllowed => {
+            "the VIP has an allow list and the source lies in none of its prefixes: dropped"
+        }
+        Verdict::SourceRateLimited => {
+            "a new connection, and its source prefix's bucket is empty (over the VIP's \
+             per-source rate): dropped"
+        }
+        _ => {
+            "a new connection, and the VIP's bucket is empty (over its new-connection \
+              rate): dropped"
+        }
+    };
+    (reason.as_str(), detail.to_string())
 }
 
 /// Why an entry that exists is not followed, in words.

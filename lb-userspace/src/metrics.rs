@@ -11,7 +11,9 @@
 //! `xlb_table_slots_changed_total`, `xlb_reconciles_total{result}`,
 //! `xlb_config_reloads_total{result}`, `xlb_health_transitions_total`,
 //! `xlb_last_reconcile_timestamp_seconds`, `xlb_last_reconcile_duration_seconds`,
-//! `xlb_flow_table_entries`, `xlb_flow_table_cpu_entries`.
+//! `xlb_flow_table_entries`, `xlb_flow_table_cpu_entries`,
+//! `xlb_vip_policy_drops_total{vip,reason}`, `xlb_flood_mode_cpus`,
+//! `xlb_flood_skipped_inserts_total`, `xlb_flood_windows_total`.
 
 use prometheus_client::{
     collector::Collector,
@@ -96,6 +98,26 @@ impl Collector for SnapshotCollector {
             MetricType::Counter,
             &per_vip(|v| v.new_flows),
         )?;
+        let mut drops = Vec::new();
+        for v in &s.vips {
+            let p = &v.policy;
+            for (reason, n) in [
+                ("source_denied", p.source_denied),
+                ("source_not_allowed", p.source_not_allowed),
+                ("vip_rate_limited", p.vip_rate_limited),
+                ("source_rate_limited", p.source_rate_limited),
+            ] {
+                let l: Labels = vec![("vip", v.vip.as_str()), ("reason", reason)];
+                drops.push((l, counter(n)));
+            }
+        }
+        family(
+            &mut enc,
+            "xlb_vip_policy_drops",
+            "Packets the VIP's source ranges or rate limits dropped, by reason.",
+            MetricType::Counter,
+            &drops,
+        )?;
         let fail_open: Vec<(Labels, ConstGauge<f64>)> = s
             .vips
             .iter()
@@ -111,12 +133,13 @@ impl Collector for SnapshotCollector {
         let announced: Vec<(Labels, ConstGauge<f64>)> = s
             .vips
             .iter()
-            .map(|v| (vip(v), gauge(if v.announced { 1.0 } else { 0.0 })))
+            .filter_map(|v| Some((vip(v), gauge(if v.announced? { 1.0 } else { 0.0 }))))
             .collect();
         family(
             &mut enc,
             "xlb_vip_announced",
-            "1 when this node announces the VIP's address (a route in announce.table).",
+            "1 when this node announces the VIP's address (a route in announce.table); \
+             absent for VIPs whose announcement xlb does not manage.",
             MetricType::Gauge,
             &announced,
         )?;
@@ -205,6 +228,27 @@ impl Collector for SnapshotCollector {
             "Capacity of each CPU's LRU list of the connection table: a flow uses the list of the CPU that receives it.",
             MetricType::Gauge,
             gauge(f64::from(f.per_cpu)),
+        )?;
+        single(
+            &mut enc,
+            "xlb_flood_mode_cpus",
+            "CPUs in flood mode now: over global.flood_threshold connection-table misses per second, they insert no entries.",
+            MetricType::Gauge,
+            gauge(f64::from(s.flood.flooding_cpus)),
+        )?;
+        single(
+            &mut enc,
+            "xlb_flood_skipped_inserts",
+            "Connection-table entries not inserted because a CPU was in flood mode.",
+            MetricType::Counter,
+            counter(s.flood.skipped_inserts),
+        )?;
+        single(
+            &mut enc,
+            "xlb_flood_windows",
+            "100 ms windows in which a CPU went into flood mode.",
+            MetricType::Counter,
+            counter(s.flood.flood_windows),
         )?;
 
         let driver: Vec<(Labels, ConstCounter<u64>)> = s
@@ -304,7 +348,10 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::{BackendSample, ControlSample, DriverSample, FlowTableSample, VipSample};
+    use crate::stats::{
+        BackendSample, ControlSample, DriverSample, FloodSample, FlowTableSample, PolicySample,
+        VipSample,
+    };
 
     fn sample() -> StatsSnapshot {
         StatsSnapshot {
@@ -315,8 +362,13 @@ mod tests {
                 bytes: 1000,
                 new_flows: 3,
                 fail_open: false,
-                announced: true,
+                announced: Some(true),
                 forwarding: "gue".into(),
+                policy: PolicySample {
+                    source_denied: 4,
+                    source_rate_limited: 9,
+                    ..Default::default()
+                },
                 backends: vec![
                     BackendSample {
                         backend: "10.0.0.11".into(),
@@ -353,6 +405,12 @@ mod tests {
                 value: 42,
                 since_start: 2,
             }],
+            flood: FloodSample {
+                threshold_per_cpu: 100,
+                flooding_cpus: 1,
+                skipped_inserts: 77,
+                flood_windows: 3,
+            },
         }
     }
 
@@ -363,6 +421,12 @@ mod tests {
             "xlb_vip_packets_total{vip=\"web\"} 10",
             "xlb_vip_bytes_total{vip=\"web\"} 1000",
             "xlb_vip_new_flows_total{vip=\"web\"} 3",
+            "xlb_vip_policy_drops_total{vip=\"web\",reason=\"source_denied\"} 4",
+            "xlb_vip_policy_drops_total{vip=\"web\",reason=\"source_rate_limited\"} 9",
+            "xlb_vip_policy_drops_total{vip=\"web\",reason=\"vip_rate_limited\"} 0",
+            "xlb_flood_mode_cpus 1",
+            "xlb_flood_skipped_inserts_total 77",
+            "xlb_flood_windows_total 3",
             "xlb_vip_announced{vip=\"web\"} 1",
             "xlb_vip_forwarding{vip=\"web\",mode=\"gue\"} 1",
             "xlb_backend_packets_total{vip=\"web\",backend=\"10.0.0.11\"} 7",
@@ -384,5 +448,23 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// A VIP whose announcement xlb does not manage has no
+    /// `xlb_vip_announced` series, so the withdrawn-VIP alert cannot fire for
+    /// a node that announces nothing.
+    #[test]
+    fn unmanaged_announcements_have_no_series() {
+        let mut s = sample();
+        s.vips[0].announced = None;
+        let text = encode(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !text.contains("xlb_vip_announced{"),
+            "an unmanaged VIP has an announced series:\n{text}"
+        );
+        let mut s = sample();
+        s.vips[0].announced = Some(false);
+        let text = encode(s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.contains("xlb_vip_announced{vip=\"web\"} 0"), "{text}");
     }
 }

@@ -20,6 +20,32 @@ pub struct StatsSnapshot {
     /// sent (tx, redirect) that the driver dropped.
     #[serde(default)]
     pub driver: Vec<DriverSample>,
+    /// Flood mode of the connection table.
+    #[serde(default)]
+    pub flood: FloodSample,
+}
+
+/// Flood mode (`global.flood_threshold`): CPUs that see more
+/// connection-table misses than the threshold stop inserting entries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloodSample {
+    /// Misses per second on one CPU that start flood mode (0: never).
+    pub threshold_per_cpu: u32,
+    /// CPUs in flood mode now.
+    pub flooding_cpus: u32,
+    /// Entries not inserted because a CPU was flooding, since load.
+    pub skipped_inserts: u64,
+    /// Windows (100 ms) in which a CPU went into flood mode, since load.
+    pub flood_windows: u64,
+}
+
+/// Packets a VIP's policy dropped, by reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySample {
+    pub source_denied: u64,
+    pub source_not_allowed: u64,
+    pub vip_rate_limited: u64,
+    pub source_rate_limited: u64,
 }
 
 /// The connection table's real capacity: the kernel gives each possible CPU
@@ -68,9 +94,15 @@ pub struct VipSample {
     pub new_flows: u64,
     /// Every weighted backend failed its checks: all kept in the table.
     pub fail_open: bool,
-    /// This node announces the VIP's address.
+    /// Whether this node announces the VIP's address; `None` when it does
+    /// not manage the VIP's announcement (`announce.enabled = false`, or the
+    /// VIP's `announce = "never"`), so "withdrawn" is never reported, nor
+    /// alerted on, for a VIP that nobody asked xlb to announce.
     #[serde(default)]
-    pub announced: bool,
+    pub announced: Option<bool>,
+    /// Drops by the VIP's source ranges and rate limits.
+    #[serde(default)]
+    pub policy: PolicySample,
     /// The VIP's forwarding mode (`ipip`, `gue`, `l2-dsr`).
     #[serde(default)]
     pub forwarding: String,

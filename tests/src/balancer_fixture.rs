@@ -11,7 +11,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, VlanDevice};
-use lb_userspace::dataplane::{Dataplane, LoadOptions, Sizes};
+use lb_userspace::{
+    dataplane::{Dataplane, LoadOptions, Sizes},
+    reconcile::markers::{fragment_owner, FragmentOwner},
+};
 
 use crate::{
     netns::{Entered, NetNs},
@@ -54,6 +57,9 @@ pub struct BalancerFixture {
     pub if_mac: [u8; 6],
     next_backend_id: u32,
     next_vip_id: u32,
+    /// Every VIP installed, with its flags: the address markers are
+    /// computed from them as the reconciler does.
+    installed: Vec<(VipKey, u32)>,
     // Field order matters: leave the namespace before deleting it.
     _entered: Entered,
     pub ns: NetNs,
@@ -90,6 +96,7 @@ impl BalancerFixture {
             if_mac,
             next_backend_id: 1,
             next_vip_id: 0,
+            installed: Vec::new(),
             _entered: entered,
             ns,
         })
@@ -144,9 +151,8 @@ impl BalancerFixture {
         self.dp
             .set_vip(&key, &info)
             .unwrap_or_else(|e| panic!("{e}"));
-        self.dp
-            .set_vip(&VipKey::marker(addr), &VipInfo::MARKER)
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.installed.push((key, flags));
+        self.write_marker(addr, true);
         TestVip {
             key,
             info,
@@ -166,6 +172,32 @@ impl BalancerFixture {
         vip.info = vip.info.with_forwarding(mode, gue_port);
         self.dp
             .set_vip(&vip.key, &vip.info)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Writes the marker of `addr`: echo requests answered when `ping`;
+    /// each protocol's fragments to the address's only VIP of it, when that
+    /// VIP hashes the source address (`reconcile::markers`' rule).
+    pub fn write_marker(&mut self, addr: IpAddr, ping: bool) {
+        let owner = |proto: u8| {
+            let of_proto = self
+                .installed
+                .iter()
+                .filter(|(k, _)| k.addr() == addr && k.proto() == proto);
+            match fragment_owner(
+                of_proto.map(|(k, f)| (k.port(), f & lb_common::VIP_F_SOURCE_HASH != 0)),
+            ) {
+                FragmentOwner::Vip { port } => Some(port),
+                _ => None,
+            }
+        };
+        let info = VipInfo::marker(
+            ping,
+            owner(lb_common::PROTO_TCP),
+            owner(lb_common::PROTO_UDP),
+        );
+        self.dp
+            .set_vip(&VipKey::marker(addr), &info)
             .unwrap_or_else(|e| panic!("{e}"));
     }
 

@@ -160,6 +160,11 @@ pub struct RackOptions {
     /// `(vip name, forwarding)`: VIPs forwarded otherwise than by the
     /// default `ipip`.
     pub forwarding: Vec<(&'static str, &'static str)>,
+    /// Backend hosts in the topology.
+    pub backends: usize,
+    /// Applied to the config text before it is written (settings the
+    /// generator does not write: policy, flood threshold).
+    pub edit_config: fn(String) -> String,
 }
 
 impl Default for RackOptions {
@@ -170,6 +175,8 @@ impl Default for RackOptions {
             warm_neighbours: true,
             launch: Launch::default(),
             forwarding: Vec::new(),
+            backends: 3,
+            edit_config: |c| c,
         }
     }
 }
@@ -211,7 +218,7 @@ impl Rack {
         let topo = Topology::build(TopologyOptions {
             name: name.to_string(),
             clients,
-            backends: 3,
+            backends: opts.backends,
             vips: addrs,
             ports: ServerPorts::default(),
             warm_neighbours: opts.warm_neighbours,
@@ -226,14 +233,15 @@ impl Rack {
         }
         std::fs::write(
             &config_path,
-            text.replace(
-                &format!("bpf_log = \"{}\"", standard.bpf_log),
-                &format!("bpf_log = \"{}\"", opts.bpf_log),
-            )
-            .replace(
-                &format!("flow_table_size = {}", standard.flow_table_size),
-                &format!("flow_table_size = {}", opts.flow_table_size),
-            ),
+            (opts.edit_config)(text)
+                .replace(
+                    &format!("bpf_log = \"{}\"", standard.bpf_log),
+                    &format!("bpf_log = \"{}\"", opts.bpf_log),
+                )
+                .replace(
+                    &format!("flow_table_size = {}", standard.flow_table_size),
+                    &format!("flow_table_size = {}", opts.flow_table_size),
+                ),
         )
         .unwrap_or_else(|e| panic!("writing the config: {e}"));
         let socket = socket_path(&topo);

@@ -304,7 +304,8 @@ fn health(mut conn: TcpStream, healthy: bool) {
 }
 
 fn udp_loop(sock: UdpSocket, name: &str, stop: &AtomicBool) {
-    let mut buf = [0u8; 2048];
+    // Room for a whole (reassembled) datagram: the echo proves it arrived.
+    let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::SeqCst) {
         let Ok((n, peer)) = sock.recv_from(&mut buf) else {
             break;

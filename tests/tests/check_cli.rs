@@ -35,9 +35,16 @@ fn check_accepts_the_example_config() {
     let path = example.to_string_lossy();
     let out = run(&["check", "--config", &path]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The counts as the library reads the same file (the example grows).
+    let c = lb_userspace::config::Config::from_file(&example).unwrap_or_else(|e| panic!("{e}"));
+    let backends: usize = c.vips.iter().map(|v| v.backends.len()).sum();
+    assert!(c.vips.len() >= 2 && backends >= 2, "a thin example config");
     assert_eq!(
         text(&out.stdout),
-        format!("{path}: valid (2 VIP(s), 5 backend(s))\n")
+        format!(
+            "{path}: valid ({} VIP(s), {backends} backend(s))\n",
+            c.vips.len()
+        )
     );
 }
 

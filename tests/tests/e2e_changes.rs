@@ -18,6 +18,7 @@ use xlb_tests::{
     netns::unique_name,
     privileged::require_root,
     rack::{rack_lock, scenario_rack, Rack, VipSpec, VIP4},
+    weight_shares::assert_weight_shares,
     xlb_process::xlb_ok,
 };
 
@@ -35,11 +36,6 @@ fn all_alive(sessions: &mut [Session], what: &str) {
         s.ping(&format!("{what}-{i}"))
             .unwrap_or_else(|e| panic!("{what}: session {i} on {} broke: {e}", s.backend));
     }
-}
-
-fn share(counts: &std::collections::BTreeMap<String, usize>, backend: usize) -> f64 {
-    let total: usize = counts.values().sum();
-    *counts.get(&format!("backend-{backend}")).unwrap_or(&0) as f64 * 100.0 / total as f64
 }
 
 fn vip_status(rack: &Rack, name: &str) -> VipStatus {
@@ -69,13 +65,7 @@ fn weight_change_moves_new_connections_only() {
     }
     let counts = tally(&many_connections(&rack.topo.clients[0], web, 600, 6));
     println!("after the weight change (300/200/100): {counts:?}");
-    for (i, want) in [(0, 50.0), (1, 33.3), (2, 16.7)] {
-        let got = share(&counts, i);
-        assert!(
-            (got - want).abs() <= 5.0,
-            "backend-{i}: {got:.1}% of new connections, weight share {want:.1}%"
-        );
-    }
+    assert_weight_shares(&counts, &[300, 200, 100], "after the weight change");
     all_alive(&mut before, "after-weight-change");
     assert_eq!(
         before.iter().map(|s| s.backend.clone()).collect::<Vec<_>>(),

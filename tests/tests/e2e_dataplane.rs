@@ -18,6 +18,7 @@ use xlb_tests::{
     privileged::require_root,
     servers::ServerPorts,
     topology::{Topology, TopologyOptions, BALANCER_V4, BALANCER_V6, IFACE},
+    weight_shares::assert_weight_shares,
 };
 
 fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> DesiredVip {
@@ -28,6 +29,7 @@ fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> Desire
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         forwarding: lb_common::Forwarding::Ipip,
         gue_port: 0,
+        policy: Default::default(),
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {
@@ -108,13 +110,7 @@ fn tcp_and_udp_flow_through_the_data_plane_with_direct_return() {
     );
     let t = tally(&results);
     println!("v4 tcp spread: {t:?}");
-    for (i, want) in [1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0].iter().enumerate() {
-        let got = *t.get(&format!("backend-{i}")).unwrap_or(&0) as f64 / 600.0;
-        assert!(
-            (got - want).abs() < 0.08,
-            "backend-{i}: {got:.3} of connections, weight share {want:.3}"
-        );
-    }
+    assert_weight_shares(&t, &[100, 200, 300], "v4 tcp");
     let results6 = many_connections(&topo.clients[0], SocketAddr::new(vip6, 80), 150, 3);
     assert!(
         results6.iter().all(|r| r.is_ok()),

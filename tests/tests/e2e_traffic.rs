@@ -12,22 +12,8 @@ use xlb_tests::{
     clients::{many_connections, tally, udp_backend, which_backend},
     rack::scenario_rack,
     stats_json::{stats, verdict},
+    weight_shares::assert_weight_shares,
 };
-
-/// Asserts each backend's share of `counts` is within `points` percentage
-/// points of its weight share.
-fn assert_shares(counts: &BTreeMap<String, usize>, weights: &[u16], points: f64) {
-    let total: usize = counts.values().sum();
-    let wsum: f64 = weights.iter().map(|w| f64::from(*w)).sum();
-    for (i, w) in weights.iter().enumerate() {
-        let got = *counts.get(&format!("backend-{i}")).unwrap_or(&0) as f64 * 100.0 / total as f64;
-        let want = f64::from(*w) * 100.0 / wsum;
-        assert!(
-            (got - want).abs() <= points,
-            "backend-{i}: {got:.1}% of {total} connections, weight share {want:.1}% (+-{points})"
-        );
-    }
-}
 
 /// Scenario 1: 1200 TCP connections from many source ports and three client
 /// addresses all succeed, spread by weight, and replies bypass the balancer.
@@ -49,7 +35,7 @@ fn many_tcp_connections_spread_by_weight_with_direct_return() {
     );
     let counts = tally(&results);
     println!("web (weights 100/200/300): {counts:?}");
-    assert_shares(&counts, &[100, 200, 300], 5.0);
+    assert_weight_shares(&counts, &[100, 200, 300], "web");
 
     // Every packet the balancer saw was client-to-VIP: each connection's
     // client sends at least SYN, ACK and FIN through it, while the backends'
@@ -105,7 +91,7 @@ fn udp_flows_stick_to_a_backend_and_spread() {
         *counts.entry(b).or_insert(0usize) += 1;
     }
     println!("dns (equal weights): {counts:?}");
-    assert_shares(&counts, &[100, 100, 100], 8.0);
+    assert_weight_shares(&counts, &[100, 100, 100], "dns over UDP");
 }
 
 /// Scenario 3: an IPv6 VIP with IPv6 backends, and an IPv4 VIP with IPv6 backends.
@@ -123,7 +109,7 @@ fn ipv6_vip_and_ipv4_vip_with_ipv6_backends() {
         );
         let counts = tally(&r);
         println!("{vip}: {counts:?}");
-        assert_shares(&counts, &[100, 100, 100], 8.0);
+        assert_weight_shares(&counts, &[100, 100, 100], vip);
     }
     let s = stats(&rack.daemon);
     for vip in ["web6", "web4to6"] {

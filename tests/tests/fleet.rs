@@ -25,6 +25,7 @@ use xlb_tests::{
     },
     privileged::require_root,
     rack::rack_lock,
+    weight_shares::assert_weight_shares,
 };
 
 /// A fleet for `test` (its name tagged with the test), or `None` when the
@@ -51,21 +52,6 @@ fn fleet(
         started.elapsed()
     );
     Some((lock, f))
-}
-
-/// Asserts each backend's share of `counts` is within `points` percentage
-/// points of its weight share.
-fn assert_shares(counts: &BTreeMap<String, usize>, weights: &[u16], points: f64) {
-    let total: usize = counts.values().sum();
-    let wsum: f64 = weights.iter().map(|w| f64::from(*w)).sum();
-    for (i, w) in weights.iter().enumerate() {
-        let got = *counts.get(&format!("backend-{i}")).unwrap_or(&0) as f64 * 100.0 / total as f64;
-        let want = f64::from(*w) * 100.0 / wsum;
-        assert!(
-            (got - want).abs() <= points,
-            "backend-{i}: {got:.1}% of {total} connections, weight share {want:.1}% (+-{points})"
-        );
-    }
 }
 
 /// `n` connections from every client to `target`; panics on a failure.
@@ -135,7 +121,7 @@ fn all_nodes_announce_and_flows_spread_over_nodes_and_backends() {
             "node n{i} got only {n} of 300 connections: {per_node:?}"
         );
     }
-    assert_shares(&counts, &WEB_WEIGHTS, 10.0);
+    assert_weight_shares(&counts, &WEB_WEIGHTS, "web across the fleet");
 }
 
 /// Streams of the node-loss scenarios, and how often each exchanges a line.

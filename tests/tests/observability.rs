@@ -19,13 +19,13 @@ use xlb_tests::{
     rack::{scenario_rack, Rack},
 };
 
-/// Metrics the dashboard or the rules use that come with a feature this
-/// build may not have yet. An expression over one of them may return no
-/// data only while the daemon does not expose the metric at all; the test
-/// lists every such expression.
+/// Metrics the dashboard or the rules use that only exist with a feature the
+/// test rack leaves off. An expression over one of them may return no data
+/// only while the daemon does not expose the metric at all; the test lists
+/// every such expression.
 const FEATURE_METRICS: &[(&str, &str)] = &[(
     "xlb_vip_announced",
-    "route announcements (issue 13: BGP/route injection of VIPs)",
+    "route announcements (announce.enabled, off in the rack: no VIP is managed)",
 )];
 
 /// What Grafana substitutes, as the test does: every balancer and VIP, and a

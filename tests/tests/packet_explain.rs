@@ -38,6 +38,7 @@ fn vip(addr: &str, port: u16, proto: u8, flags: u32, backends: &[(&str, u16)]) -
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
         forwarding: lb_common::Forwarding::Ipip,
         gue_port: 0,
+        policy: Default::default(),
         backends: backends
             .iter()
             .map(|(a, w)| DesiredBackend {
@@ -200,6 +201,10 @@ fn send_and_compare(
             assert_eq!(r.action, XDP_DROP, "{flow:?}: explain said no backend");
             None
         }
+        Path::Refused(reason) => {
+            assert_eq!(r.action, XDP_DROP, "{flow:?}: explain said {reason:?}");
+            None
+        }
         Path::FlowTable | Path::Maglev => {
             assert_eq!(r.action, XDP_TX, "{flow:?}: explain said {:?}", t.path);
             let to = outer_destination(&r.out, fr.l3_offset());
@@ -214,7 +219,7 @@ fn send_and_compare(
     // the established flow) reads.
     let after = trace(&f.dp, &key, &packet(flow, TCP_ACK))
         .unwrap_or_else(|e| panic!("explain {flow:?}: {e}"));
-    if t.creates_flow_entry() {
+    if t.creates_flow_entry() || t.repins_flow_entry() {
         assert_eq!(
             after.path,
             Path::FlowTable,

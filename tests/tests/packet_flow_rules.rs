@@ -81,6 +81,7 @@ fn a_failed_backend_loses_its_flows_unless_the_vip_fails_open() {
     let b = Frame::tcp(ip(CLIENT), 40001, ip(VIP), 80, f.if_mac);
     for fr in [&a, &b] {
         assert_sent_to(&mut f, fr, ip(B0), "SYN, pinned to b0");
+        assert_sent_to(&mut f, &with_flags(fr, TCP_ACK), ip(B0), "handshake ACK");
     }
     let udp = vip_on_b0(&mut f, PROTO_UDP, 53);
     let u = Frame::udp(ip(CLIENT), 5353, ip(VIP), 53, f.if_mac);
@@ -142,6 +143,7 @@ fn a_drained_backend_keeps_established_flows_but_never_takes_a_syn() {
         .collect();
     for fr in &flows {
         assert_sent_to(&mut f, fr, ip(B0), "SYN, pinned to b0");
+        assert_sent_to(&mut f, &with_flags(fr, TCP_ACK), ip(B0), "handshake ACK");
     }
     // b0 is drained: weight 0, out of the table, healthy.
     f.set_table(&vip, |_| 1);
@@ -161,7 +163,8 @@ fn a_drained_backend_keeps_established_flows_but_never_takes_a_syn() {
         );
     }
     // A SYN on the same 5-tuple (a retransmit, or the port re-used for a new
-    // connection) takes the table, and its entry replaces the old one.
+    // connection) takes the table and re-points the old entry, so the
+    // handshake's ACK follows it to the SYN's backend.
     assert_sent_to(&mut f, &flows[0], ip(B1), "a bare SYN never follows");
     assert_eq!(
         entry(&f, &flows[0]).map(|e| e.backend_id),
@@ -178,7 +181,7 @@ fn a_drained_backend_keeps_established_flows_but_never_takes_a_syn() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         s.new_flows, 4,
-        "4 new flows: the SYN that replaced an entry is not a new one"
+        "4 new flows (entries created): the re-used 5-tuple is not a new one"
     );
 }
 

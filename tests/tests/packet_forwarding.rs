@@ -377,8 +377,11 @@ fn backend_behind_another_interface_is_redirected_through_the_devmap() {
     assert_eq!(verdict_count(&f, Verdict::Redirect), 1);
 }
 
+/// Too big once encapsulated: with DF clear (the sender does no path MTU
+/// discovery) the packet is dropped and counted; with DF set it is answered
+/// (`packet_icmp` checks the error byte for byte).
 #[test]
-fn packets_too_big_for_the_egress_mtu_after_encapsulation_are_dropped() {
+fn packets_too_big_for_the_egress_mtu_after_encapsulation() {
     let Some(mut f) = BalancerFixture::new("too_big") else {
         return;
     };
@@ -387,15 +390,19 @@ fn packets_too_big_for_the_egress_mtu_after_encapsulation_are_dropped() {
     let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
     // 1400-byte inner packet: fits the link, not with 20 more bytes.
     fr.payload = vec![0xab; 1400 - 28];
-    let r = f.run(&fr.build());
-    assert_eq!(r.action, XDP_DROP);
+    let mut no_df = fr.build();
+    no_df[14 + 6] &= !0x40;
+    xlb_tests::frames::fix_ipv4_checksum(&mut no_df, 14);
+    assert_eq!(f.run(&no_df).action, XDP_DROP, "DF clear: dropped");
     assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
+    assert_eq!(f.run(&fr.build()).action, XDP_TX, "DF set: answered");
+    assert_eq!(verdict_count(&f, Verdict::IcmpTooBigSent), 1);
     fr.payload = vec![0xab; 1380 - 28];
-    assert_eq!(
-        f.run(&fr.build()).action,
-        XDP_TX,
-        "exactly MTU after encapsulation fits"
-    );
+    let input = fr.build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX, "exactly MTU after encapsulation fits");
+    assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "fits");
+    assert_eq!(verdict_count(&f, Verdict::Tx), 1);
     let _ = FAMILY_V4;
 }
 
@@ -446,12 +453,12 @@ fn cached_next_hops_expire_respect_the_mtu_and_reset() {
     // A packet longer than any the FIB checked is checked again: too big now.
     f.ns.ip(&format!("link set {IFACE} mtu 1300"));
     fr.payload = vec![2; 1290];
+    f.run(&fr.build());
     assert_eq!(
-        f.run(&fr.build()).action,
-        XDP_DROP,
+        verdict_count(&f, Verdict::IcmpTooBigSent),
+        1,
         "a longer packet must not skip the MTU check"
     );
-    assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
 
     // reset_next_hop (done by the reconciler when it reassigns an id) forgets it.
     f.ns.ip(&format!(

@@ -64,10 +64,15 @@ fn ip_packet(fr: &Frame) -> Vec<u8> {
 }
 
 /// The flow hash the balancer computes for `fr` toward `v`.
-fn vip_hash(v: &TestVip, fr: &Frame, proto: u8) -> u32 {
+fn vip_hash(f: &BalancerFixture, v: &TestVip, fr: &Frame, proto: u8) -> u32 {
     let key =
         FlowKey::new(fr.src, fr.sport, fr.dst, fr.dport, proto).unwrap_or_else(|e| panic!("{e:?}"));
-    decision::vip_hash(v.info.flags, &key)
+    // The seed the data plane hashes with: the live config's.
+    let seed =
+        f.dp.global_config()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .hash_seed();
+    decision::vip_hash(seed, v.info.flags, &key)
 }
 
 /// What a GUE frame toward `backend` must be, from etherparse: Ethernet from
@@ -178,7 +183,7 @@ fn gue_frames_are_byte_exact_in_every_family_combination() {
         fr.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
         let r = f.run(&fr.build());
         assert_eq!(r.action, XDP_TX, "{what}");
-        let hash = vip_hash(&v, &fr, proto);
+        let hash = vip_hash(&f, &v, &fr, proto);
         let sport = gue::source_port(hash);
         assert!(sport >= 49152, "{what}: source port {sport}");
         assert_eq!(
@@ -203,7 +208,7 @@ fn gue_source_ports_follow_the_flow_and_spread_flows() {
         assert_eq!(r.action, XDP_TX);
         // Ethernet 14 + IPv4 20: the UDP source port.
         let sport = u16::from_be_bytes([r.out[34], r.out[35]]);
-        assert_eq!(sport, gue::source_port(vip_hash(&v, &fr, PROTO_TCP)));
+        assert_eq!(sport, gue::source_port(vip_hash(f, &v, &fr, PROTO_TCP)));
         sport
     };
     // One flow: the same port for its SYN and its data packets (they stay
@@ -231,11 +236,38 @@ fn gue_counts_its_udp_header_against_the_egress_mtu() {
     vip(&mut f, VIP4, 53, PROTO_UDP, B4, Forwarding::Gue);
     let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
     // 1373-byte inner packet: 1401 with 28 bytes of IPv4 + UDP.
+    // Too big: the client is told an MTU that leaves room for GUE's 28
+    // bytes (IP-in-IP would say 1380).
     fr.payload = vec![0xab; 1373 - 28];
-    assert_eq!(f.run(&fr.build()).action, XDP_DROP);
-    assert_eq!(verdict_count(&f, Verdict::TooBig), 1);
+    let r = f.run(&fr.build());
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(verdict_count(&f, Verdict::IcmpTooBigSent), 1);
+    assert_eq!((r.out[34], r.out[35]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([r.out[40], r.out[41]]), 1372, "MTU");
     fr.payload = vec![0xab; 1372 - 28];
     assert_eq!(f.run(&fr.build()).action, XDP_TX, "exactly the MTU fits");
+    assert_eq!(verdict_count(&f, Verdict::Tx), 1);
+}
+
+#[test]
+fn l2_dsr_tells_clients_the_egress_mtu_itself() {
+    let Some(mut f) = BalancerFixture::new("l2_dsr_mtu") else {
+        return;
+    };
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    vip(&mut f, VIP4, 53, PROTO_UDP, B4, Forwarding::L2Dsr);
+    let mut fr = Frame::udp(ip(CLIENT4), 5000, ip(VIP4), 53, f.if_mac);
+    // Nothing is put in front of the client's packet: 1401 bytes do not
+    // fit, and the MTU to use is the egress MTU itself.
+    fr.payload = vec![0xab; 1401 - 28];
+    let r = f.run(&fr.build());
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(verdict_count(&f, Verdict::IcmpTooBigSent), 1);
+    assert_eq!((r.out[34], r.out[35]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([r.out[40], r.out[41]]), 1400, "MTU");
+    fr.payload = vec![0xab; 1400 - 28];
+    assert_eq!(f.run(&fr.build()).action, XDP_TX, "exactly the MTU fits");
+    assert_eq!(verdict_count(&f, Verdict::Tx), 1);
 }
 
 #[test]

@@ -6,8 +6,8 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use lb_common::{
-    flow_hash, source_hash, Backend, FlowKey, FlowValue, Verdict, PROTO_TCP, PROTO_UDP,
-    VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    flow_hash, source_hash, Backend, FlowKey, FlowValue, Verdict, DEFAULT_HASH_SEED, PROTO_TCP,
+    PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use lb_userspace::explain::coarse_now_ns;
 use xlb_tests::{
@@ -63,10 +63,15 @@ fn key(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, proto: u8) -> FlowKey {
 
 /// The backend userspace computes: hash -> slot in the installed table -> id.
 fn userspace_choice(f: &BalancerFixture, vip: &TestVip, k: &FlowKey) -> IpAddr {
+    // The seed the data plane hashes with: the live config's.
+    let seed =
+        f.dp.global_config()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .hash_seed();
     let h = if vip.info.flags & VIP_F_SOURCE_HASH != 0 {
-        source_hash(k)
+        source_hash(seed, k)
     } else {
-        flow_hash(k)
+        flow_hash(seed, k)
     };
     let slot = vip.info.table_offset + h % vip.info.table_size;
     let id = f.dp.maglev_ref().read(slot, 1)[0];
@@ -287,7 +292,19 @@ fn established_flows_keep_their_backend_when_the_table_changes() {
             )
         })
         .collect();
-    let before: Vec<IpAddr> = flows.iter().map(|fr| send(&mut f, fr)).collect();
+    // SYN, then the handshake's ACK (which creates the entry).
+    let before: Vec<IpAddr> = flows
+        .iter()
+        .map(|fr| {
+            let to = send(&mut f, fr);
+            let ack = Frame {
+                l4: L4::Tcp { flags: TCP_ACK },
+                ..fr.clone()
+            };
+            assert_eq!(send(&mut f, &ack), to, "the ACK follows its SYN");
+            to
+        })
+        .collect();
     let bypass_flows: Vec<Frame> = flows
         .iter()
         .map(|fr| Frame {
@@ -331,7 +348,7 @@ fn established_flows_keep_their_backend_when_the_table_changes() {
         .zip(&before)
         .filter(|(fr, _)| {
             let k = key(fr.src, fr.sport, fr.dst, fr.dport, PROTO_TCP);
-            let h = flow_hash(&k) % bypass.info.table_size;
+            let h = flow_hash(DEFAULT_HASH_SEED, &k) % bypass.info.table_size;
             let was = bypass.backend_ids[scattered(4)(h as usize)];
             let now = bypass.backend_ids[(scattered(4)(h as usize) + 1) % 4];
             was != now

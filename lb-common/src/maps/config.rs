@@ -2,7 +2,8 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::vlan::VlanDevice;
+use super::{icmp::DEFAULT_ICMP_RATE, vlan::VlanDevice};
+use crate::flow_hash::DEFAULT_HASH_SEED;
 
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
 pub const CONFIG_F_SRC_V4: u32 = 1 << 0;
@@ -13,6 +14,12 @@ pub const CONFIG_F_SRC_V6: u32 = 1 << 1;
 /// not copied from the client's packet: a packet that arrives with TTL 1
 /// must still cross the routers between the balancer and the backend.
 pub const DEFAULT_OUTER_TTL: u8 = 64;
+
+/// Flood mode's threshold when the config does not say: connection-table
+/// misses per second on one CPU. A CPU of a busy edge balancer sees tens of
+/// thousands of genuinely new connections per second; a spoofed flood
+/// millions.
+pub const DEFAULT_FLOOD_THRESHOLD: u32 = 100_000;
 
 /// The single entry of `XLB_CONFIG`.
 #[repr(C)]
@@ -26,10 +33,18 @@ pub struct GlobalConfig {
     /// TTL (IPv4) / hop limit (IPv6) of every outer header.
     outer_ttl: u8,
     _pad: [u8; 3],
+    /// Seed of the flow hash (`global.hash_seed`).
+    hash_seed: u32,
+    /// Connection-table misses per second on one CPU above which that CPU
+    /// stops inserting entries for unknown flows (flood mode); 0: never.
+    flood_threshold: u32,
+    /// ICMP messages of each kind (too-big errors, echo replies) the
+    /// balancer may send per second per CPU (`IcmpBucket`); 0: none.
+    icmp_rate: u32,
 }
 
 impl Default for GlobalConfig {
-    /// No outer source, the default outer TTL.
+    /// No outer source, the default outer TTL and ICMP rate.
     fn default() -> Self {
         Self::new(None, None)
     }
@@ -37,7 +52,8 @@ impl Default for GlobalConfig {
 
 impl GlobalConfig {
     /// Outer source addresses; a family without one cannot reach backends
-    /// of that family. The outer TTL is [`DEFAULT_OUTER_TTL`].
+    /// of that family. The outer TTL is [`DEFAULT_OUTER_TTL`], the ICMP rate
+    /// [`DEFAULT_ICMP_RATE`].
     pub const fn new(src_v4: Option<Ipv4Addr>, src_v6: Option<Ipv6Addr>) -> Self {
         let mut c = Self {
             src_v6: [0; 16],
@@ -45,6 +61,9 @@ impl GlobalConfig {
             flags: 0,
             outer_ttl: DEFAULT_OUTER_TTL,
             _pad: [0; 3],
+            hash_seed: DEFAULT_HASH_SEED,
+            flood_threshold: DEFAULT_FLOOD_THRESHOLD,
+            icmp_rate: DEFAULT_ICMP_RATE,
         };
         if let Some(a) = src_v4 {
             c.src_v4 = a.octets();
@@ -66,9 +85,50 @@ impl GlobalConfig {
         }
     }
 
+    /// The same settings with the flow hash seeded by `seed`.
+    pub const fn with_hash_seed(self, seed: u32) -> Self {
+        Self {
+            hash_seed: seed,
+            ..self
+        }
+    }
+
+    /// The same settings with flood mode starting above `misses_per_s`
+    /// connection-table misses per second on one CPU (0: never).
+    pub const fn with_flood_threshold(self, misses_per_s: u32) -> Self {
+        Self {
+            flood_threshold: misses_per_s,
+            ..self
+        }
+    }
+
     #[inline(always)]
     pub const fn outer_ttl(&self) -> u8 {
         self.outer_ttl
+    }
+
+    #[inline(always)]
+    pub const fn hash_seed(&self) -> u32 {
+        self.hash_seed
+    }
+
+    #[inline(always)]
+    pub const fn flood_threshold(&self) -> u32 {
+        self.flood_threshold
+    }
+
+    /// The same settings with at most `per_second` ICMP messages of each
+    /// kind per second per CPU (0: the balancer sends no ICMP).
+    pub const fn with_icmp_rate(self, per_second: u32) -> Self {
+        Self {
+            icmp_rate: per_second,
+            ..self
+        }
+    }
+
+    #[inline(always)]
+    pub const fn icmp_rate(&self) -> u32 {
+        self.icmp_rate
     }
 
     pub fn src_v4(&self) -> Option<Ipv4Addr> {
@@ -144,10 +204,26 @@ mod layout {
 
     #[test]
     fn global_config() {
-        assert_eq!(size_of::<GlobalConfig>(), 28);
+        assert_eq!(size_of::<GlobalConfig>(), 40);
         assert_eq!(offset_of!(GlobalConfig, src_v4), 16);
         assert_eq!(offset_of!(GlobalConfig, flags), 20);
         assert_eq!(offset_of!(GlobalConfig, outer_ttl), 24);
+        assert_eq!(offset_of!(GlobalConfig, hash_seed), 28);
+        assert_eq!(offset_of!(GlobalConfig, flood_threshold), 32);
+        let c = GlobalConfig::default()
+            .with_hash_seed(7)
+            .with_flood_threshold(9);
+        assert_eq!((c.hash_seed(), c.flood_threshold()), (7, 9));
+        assert_eq!(GlobalConfig::default().hash_seed(), DEFAULT_HASH_SEED);
+        assert_eq!(offset_of!(GlobalConfig, icmp_rate), 36);
+    }
+
+    #[test]
+    fn global_config_icmp_rate() {
+        assert_eq!(GlobalConfig::default().icmp_rate(), DEFAULT_ICMP_RATE);
+        let c = GlobalConfig::new(None, None).with_icmp_rate(0);
+        assert_eq!(c.icmp_rate(), 0);
+        assert_eq!(c.with_outer_ttl(3).icmp_rate(), 0);
     }
 
     #[test]

@@ -73,6 +73,12 @@ impl FlowKey {
         self.family
     }
 
+    /// The source in its 16-byte form.
+    #[inline(always)]
+    pub const fn src16(&self) -> &[u8; 16] {
+        &self.src
+    }
+
     /// The destination in its 16-byte form.
     #[inline(always)]
     pub const fn dst16(&self) -> &[u8; 16] {

@@ -10,22 +10,33 @@ mod backend;
 mod config;
 mod decap;
 mod flow;
+mod icmp;
+mod policy;
 mod stats;
 mod vip;
 mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
 pub use config::{
-    CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
+    CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_FLOOD_THRESHOLD,
+    DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
 };
 pub use decap::{
     decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
 };
 pub use flow::{FlowKey, FlowValue};
+pub use icmp::{
+    IcmpBucket, DEFAULT_ICMP_RATE, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
+};
+pub use policy::{
+    FloodState, Gcra, PolicyStats, SourceBucketKey, SourceV4, SourceV6, VipPolicy, FLOOD_WINDOW_NS,
+    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, POLICY_F_ALLOW_LIST, POLICY_F_PREFIXES,
+    POLICY_F_SOURCE_RATE, POLICY_F_VIP_RATE, PREFIX_ALLOW, PREFIX_DENY, SOURCE_KEY_VIP_BITS,
+};
 pub use stats::{BackendStats, VipStats};
 pub use vip::{
-    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE,
-    VIP_F_SOURCE_HASH,
+    VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, MARKER_F_FRAG_TCP, MARKER_F_FRAG_UDP,
+    MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
@@ -52,9 +63,17 @@ pub mod map_names {
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
     pub const VLANS: &str = "XLB_VLANS";
+    pub const POLICY: &str = "XLB_POLICY";
+    pub const SRC_V4: &str = "XLB_SRC_V4";
+    pub const SRC_V6: &str = "XLB_SRC_V6";
+    pub const RATE_VIPS: &str = "XLB_RATE_VIPS";
+    pub const RATE_SOURCES: &str = "XLB_RATE_SRCS";
+    pub const POLICY_STATS: &str = "XLB_POLICY_ST";
+    pub const FLOOD: &str = "XLB_FLOOD";
+    pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
 
     /// Every name above.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 25] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -72,6 +91,14 @@ pub mod map_names {
         NEXTHOPS,
         VLANS,
         DECAP_GUE_PORTS,
+        POLICY,
+        SRC_V4,
+        SRC_V6,
+        RATE_VIPS,
+        RATE_SOURCES,
+        POLICY_STATS,
+        FLOOD,
+        ICMP_LIMIT,
     ];
 }
 

@@ -7,9 +7,10 @@
 pub struct VipStats {
     pub packets: u64,
     pub bytes: u64,
-    /// Flow-table entries created for flows that had none (a replaced entry,
-    /// e.g. after a SYN retransmit, is not counted); for VIPs that bypass the
-    /// flow table, TCP SYNs without ACK.
+    /// New connections: TCP SYNs without ACK that were balanced (they leave
+    /// no connection-table entry: the handshake's ACK creates it), and UDP
+    /// flow-table entries created for flows that had none (a replaced entry
+    /// is not counted).
     pub new_flows: u64,
 }
 

@@ -2,7 +2,7 @@
 
 use core::net::IpAddr;
 
-use super::flow::FlowKey;
+use super::{flow::FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::{
     bytes,
     forwarding::{Forwarding, FORWARDING_IPIP},
@@ -19,6 +19,22 @@ pub const VIP_F_NO_FLOW_TABLE: u32 = 1 << 1;
 /// config.
 pub const VIP_F_FAIL_OPEN: u32 = 1 << 2;
 
+/// `VipInfo::flags`: the VIP does not ask for echo requests to its address
+/// to be answered (`ping = false`). Only address markers are read for
+/// pings ([`MARKER_F_PING`]); the flag is kept on the VIP's entry so that
+/// the installed state says what the config said. (A high bit: the low ones
+/// are the balancing flags.)
+pub const VIP_F_NO_PING: u32 = 1 << 8;
+
+/// Address markers' `VipInfo::flags`: the balancer answers echo requests to
+/// the address (at least one of its VIPs allows ping).
+pub const MARKER_F_PING: u32 = 1 << 16;
+/// Address markers' `VipInfo::flags`: TCP fragments to the address go to the
+/// VIP at (address, `frag_port_tcp`, TCP), which hashes the source address.
+pub const MARKER_F_FRAG_TCP: u32 = 1 << 17;
+/// As [`MARKER_F_FRAG_TCP`], for UDP and `frag_port_udp`.
+pub const MARKER_F_FRAG_UDP: u32 = 1 << 18;
+
 /// `VipInfo::udp_idle_timeout_ms` when the config does not say.
 pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: u32 = 30_000;
 
@@ -28,7 +44,8 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: u32 = 30_000;
 /// protocol" (the data plane looks up the exact port first, then port 0, see
 /// [`crate::decision::lookup_vip`]). Protocol 0 marks an address marker: one
 /// entry per VIP address, which lets the data plane recognise traffic to a VIP
-/// address that carries no usable ports (fragments).
+/// address that carries no usable ports (fragments, ICMP) and says what to do
+/// with it ([`VipInfo::marker`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
@@ -116,13 +133,23 @@ impl VipKey {
         self.port = [0; 2];
         self.proto = 0;
     }
+
+    /// Turns `self` (a key of the same address) into the key of the VIP at
+    /// `port` (as on the wire) and `proto`.
+    #[inline(always)]
+    pub fn set_port_proto(&mut self, port: [u8; 2], proto: u8) {
+        self.port = port;
+        self.proto = proto;
+    }
 }
 
 /// Value of `XLB_VIPS`.
 ///
 /// The VIP's Maglev table is `XLB_MAGLEV[table_offset .. table_offset + table_size]`
-/// (in slots); `table_size` 0 means the VIP has no usable backend. Address
-/// markers have an all-zero value.
+/// (in slots); `table_size` 0 means the VIP has no usable backend. An
+/// address marker's value says what the balancer does with the address's
+/// portless traffic ([`VipInfo::marker`]): `MARKER_F_*` flags and the
+/// fragment ports; its other fields are zero.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct VipInfo {
@@ -140,20 +167,41 @@ pub struct VipInfo {
     _pad: u8,
     /// GUE VIPs: the outer UDP destination port (big-endian).
     gue_port: [u8; 2],
+    /// Address markers only: the port (as on the wire) of the VIP that takes
+    /// the address's TCP fragments, valid with `MARKER_F_FRAG_TCP`.
+    pub frag_port_tcp: [u8; 2],
+    /// As `frag_port_tcp`, for UDP (`MARKER_F_FRAG_UDP`).
+    pub frag_port_udp: [u8; 2],
 }
 
 impl VipInfo {
-    /// The value of an address marker.
-    pub const MARKER: Self = Self {
-        vip_id: 0,
-        flags: 0,
-        table_offset: 0,
-        table_size: 0,
-        udp_idle_timeout_ms: 0,
-        forwarding: FORWARDING_IPIP,
-        _pad: 0,
-        gue_port: [0; 2],
-    };
+    /// The value of an address marker: whether the balancer answers echo
+    /// requests to the address, and the ports of the (source-hashed) VIPs
+    /// that take its TCP and UDP fragments, if any. (A marker forwards
+    /// nothing itself: fragments go out with their VIP's mode.)
+    pub const fn marker(ping: bool, frag_tcp: Option<u16>, frag_udp: Option<u16>) -> Self {
+        let mut m = Self {
+            vip_id: 0,
+            flags: if ping { MARKER_F_PING } else { 0 },
+            table_offset: 0,
+            table_size: 0,
+            udp_idle_timeout_ms: 0,
+            forwarding: FORWARDING_IPIP,
+            _pad: 0,
+            gue_port: [0; 2],
+            frag_port_tcp: [0; 2],
+            frag_port_udp: [0; 2],
+        };
+        if let Some(port) = frag_tcp {
+            m.flags |= MARKER_F_FRAG_TCP;
+            m.frag_port_tcp = port.to_be_bytes();
+        }
+        if let Some(port) = frag_udp {
+            m.flags |= MARKER_F_FRAG_UDP;
+            m.frag_port_udp = port.to_be_bytes();
+        }
+        m
+    }
 
     /// An IP-in-IP VIP with the default UDP idle timeout.
     pub const fn new(vip_id: u32, flags: u32, table_offset: u32, table_size: u32) -> Self {
@@ -166,6 +214,21 @@ impl VipInfo {
             forwarding: FORWARDING_IPIP,
             _pad: 0,
             gue_port: [0; 2],
+            frag_port_tcp: [0; 2],
+            frag_port_udp: [0; 2],
+        }
+    }
+
+    /// An address marker's port (as on the wire) of the VIP that takes the
+    /// address's fragments of `proto`, if one does.
+    #[inline(always)]
+    pub const fn fragment_port(&self, proto: u8) -> Option<[u8; 2]> {
+        if proto == PROTO_TCP && self.flags & MARKER_F_FRAG_TCP != 0 {
+            Some(self.frag_port_tcp)
+        } else if proto == PROTO_UDP && self.flags & MARKER_F_FRAG_UDP != 0 {
+            Some(self.frag_port_udp)
+        } else {
+            None
         }
     }
 
@@ -233,7 +296,7 @@ mod layout {
     use core::mem::{align_of, offset_of, size_of};
 
     use super::*;
-    use crate::{ip::FAMILY_V4, maps::PROTO_TCP};
+    use crate::ip::FAMILY_V4;
 
     #[test]
     fn vip_key() {
@@ -246,13 +309,16 @@ mod layout {
 
     #[test]
     fn vip_info() {
-        assert_eq!(size_of::<VipInfo>(), 24);
+        assert_eq!(size_of::<VipInfo>(), 28);
         assert_eq!(offset_of!(VipInfo, flags), 4);
         assert_eq!(offset_of!(VipInfo, table_offset), 8);
         assert_eq!(offset_of!(VipInfo, table_size), 12);
         assert_eq!(offset_of!(VipInfo, udp_idle_timeout_ms), 16);
         assert_eq!(offset_of!(VipInfo, forwarding), 20);
+        assert_eq!(offset_of!(VipInfo, _pad), 21);
         assert_eq!(offset_of!(VipInfo, gue_port), 22);
+        assert_eq!(offset_of!(VipInfo, frag_port_tcp), 24);
+        assert_eq!(offset_of!(VipInfo, frag_port_udp), 26);
         let v = VipInfo::new(1, 0, 0, 7);
         assert_eq!(v.udp_idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
         assert_eq!(v.forwarding(), Some(Forwarding::Ipip));
@@ -264,11 +330,37 @@ mod layout {
         assert_eq!(g.gue_port_be(), [0x17, 0xc0]);
         let n = g.with_forwarding(Forwarding::L2Dsr, 6080);
         assert_eq!((n.forwarding(), n.gue_port()), (Some(Forwarding::L2Dsr), 0));
-        assert_eq!(VipInfo::MARKER, VipInfo::default());
+        assert_eq!(
+            VipInfo::marker(false, None, None).forwarding(),
+            Some(Forwarding::Ipip)
+        );
         assert_eq!(
             v.with_udp_idle_timeout_ms(1500).udp_idle_timeout_ns(),
             1_500_000_000
         );
+    }
+
+    #[test]
+    fn markers() {
+        let m = VipInfo::marker(true, None, Some(53));
+        assert_eq!(m.flags, MARKER_F_PING | MARKER_F_FRAG_UDP);
+        assert_eq!(m.fragment_port(PROTO_UDP), Some([0, 53]));
+        assert_eq!(m.fragment_port(PROTO_TCP), None);
+        assert_eq!(m.fragment_port(1), None);
+        let m = VipInfo::marker(false, Some(0), None);
+        assert_eq!(m.flags, MARKER_F_FRAG_TCP);
+        assert_eq!(m.fragment_port(PROTO_TCP), Some([0, 0]), "a port-0 VIP");
+        assert_eq!((m.vip_id, m.table_size), (0, 0));
+        assert_eq!(VipInfo::marker(false, None, None), VipInfo::default());
+        // Marker flags and VIP flags do not overlap.
+        let vip_flags = VIP_F_SOURCE_HASH | VIP_F_NO_FLOW_TABLE | VIP_F_FAIL_OPEN | VIP_F_NO_PING;
+        assert_eq!(
+            vip_flags & (MARKER_F_PING | MARKER_F_FRAG_TCP | MARKER_F_FRAG_UDP),
+            0
+        );
+        let mut k = VipKey::marker(IpAddr::from([10, 0, 0, 1]));
+        k.set_port_proto([1, 187], PROTO_TCP);
+        assert_eq!(k, VipKey::new(IpAddr::from([10, 0, 0, 1]), 443, PROTO_TCP));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::{
-    output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, StatsArgs, VipAddArgs,
-    VipCommand,
+    output::OutputError, BackendCommand, ConfigCommand, ExplainArgs, PrefixArgs, StatsArgs,
+    VipAddArgs, VipCommand,
 };
 use crate::{
     api_client::ApiClient,
@@ -95,6 +95,9 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                     if v.announced { "yes" } else { "no" },
                     v.announce_reason
                 )?;
+                for line in policy_lines(&v) {
+                    outln!("    {line}")?;
+                }
                 for b in v.backends {
                     outln!(
                         "    {:<40} weight {:>5}  {:<20} {}",
@@ -116,6 +119,8 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                 ),
             )?;
         }
+        VipCommand::Allow(a) => prefixes(&c, "allow", &a).await?,
+        VipCommand::Deny(a) => prefixes(&c, "deny", &a).await?,
         VipCommand::Del { vip } => {
             let body = c
                 .request(Method::DELETE, &format!("/v1/vips/{}", seg(&vip)), None)
@@ -124,6 +129,64 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
             report(&r, &format!("removed VIP {vip}"))?;
         }
     }
+    Ok(())
+}
+
+/// The VIP's source ranges and rate limits, one line each (none: nothing).
+fn policy_lines(v: &VipStatus) -> Vec<String> {
+    let list = |p: &[crate::config::IpPrefix]| {
+        p.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = Vec::new();
+    if !v.allow.is_empty() {
+        out.push(format!("allow: {}", list(&v.allow)));
+    }
+    if !v.deny.is_empty() {
+        out.push(format!("deny: {}", list(&v.deny)));
+    }
+    if let Some(r) = v.rate_limit {
+        out.push(format!(
+            "rate limit: {} new connections/s (burst {})",
+            r.per_second, r.burst
+        ));
+    }
+    if let Some(r) = v.source_rate_limit {
+        out.push(format!(
+            "source rate limit: {} new connections/s per /{} (IPv4) or /{} (IPv6) source prefix (burst {})",
+            r.per_second, r.prefix_v4, r.prefix_v6, r.burst
+        ));
+    }
+    out
+}
+
+/// `xlb vip allow|deny VIP PREFIX... [--remove]`.
+async fn prefixes(c: &ApiClient, list: &str, a: &PrefixArgs) -> anyhow::Result<()> {
+    let mut parsed = Vec::new();
+    for p in &a.prefixes {
+        let prefix: crate::config::IpPrefix =
+            p.parse().map_err(|e: String| anyhow::anyhow!("{e}"))?;
+        parsed.push(prefix.to_string());
+    }
+    let body = if a.remove {
+        json!({ "remove": parsed })
+    } else {
+        json!({ "add": parsed })
+    };
+    let r: ChangeReport = c
+        .send(
+            Method::POST,
+            &format!("/v1/vips/{}/{list}", seg(&a.vip)),
+            &body,
+        )
+        .await?;
+    let verb = if a.remove { "removed from" } else { "added to" };
+    report(
+        &r,
+        &format!("{} {verb} the {list} list of {}", parsed.join(" "), a.vip),
+    )?;
     Ok(())
 }
 
@@ -322,6 +385,20 @@ fn render_totals(s: &StatsSnapshot) -> String {
             v.forwarding,
             if v.fail_open { "  FAIL-OPEN" } else { "" }
         );
+        let p = &v.policy;
+        let drops = [
+            ("source_denied", p.source_denied),
+            ("source_not_allowed", p.source_not_allowed),
+            ("vip_rate_limited", p.vip_rate_limited),
+            ("source_rate_limited", p.source_rate_limited),
+        ];
+        if drops.iter().any(|(_, n)| *n > 0) {
+            out += "  policy drops:";
+            for (r, n) in drops.iter().filter(|(_, n)| *n > 0) {
+                out += &format!(" {r}={n}");
+            }
+            out += "\n";
+        }
         for b in &v.backends {
             let state = if b.weight == 0 {
                 "draining"
@@ -345,6 +422,11 @@ fn render_totals(s: &StatsSnapshot) -> String {
     out += &format!(
         "flow table: {} entries ({} per CPU x {} possible CPUs; flow_table_size {})\n",
         f.entries, f.per_cpu, f.possible_cpus, f.requested
+    );
+    let fl = &s.flood;
+    out += &format!(
+        "flood mode: {} CPUs now (threshold {} misses/s per CPU); {} inserts skipped in {} windows\n",
+        fl.flooding_cpus, fl.threshold_per_cpu, fl.skipped_inserts, fl.flood_windows
     );
     let dropped: Vec<_> = s.driver.iter().filter(|d| d.value > 0).collect();
     if !dropped.is_empty() {

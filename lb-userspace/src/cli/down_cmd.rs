@@ -44,7 +44,7 @@ pub async fn run(args: DownArgs, instance: &str, socket: Option<&Path>) -> anyho
     };
     for d in &daemons {
         // The planned stop (withdraw, drain, exit); harmless after the API's.
-        nix::sys::signal::kill(Pid::from_raw(d.pid), Signal::SIGUSR1)
+        request_planned_stop(d.pid)
             .with_context(|| format!("stopping the xlb daemon (pid {})", d.pid))?;
     }
     if (asked || !daemons.is_empty()) && !drain.is_zero() {
@@ -97,6 +97,17 @@ pub async fn run(args: DownArgs, instance: &str, socket: Option<&Path>) -> anyho
         outln!("nothing pinned at {}: already down", paths.root.display())?;
     }
     Ok(())
+}
+
+/// Sends the daemon `pid` the planned-stop signal. A daemon that is already
+/// gone is stopped: it may have exited between being found by its maps and
+/// this signal, e.g. at once after the API's request when it has no drain
+/// time.
+fn request_planned_stop(pid: i32) -> nix::Result<()> {
+    match nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGUSR1) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Asks the daemon at `socket` to exit, once its config shows it runs
@@ -164,5 +175,22 @@ async fn wait_for_socket_gone(path: &Path, wait: Duration) {
     let deadline = Instant::now() + wait;
     while path.exists() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race `xlb down --socket` ran into in CI: the daemon exited after
+    /// the API's request, before the signal.
+    #[test]
+    fn a_daemon_already_gone_counts_as_stopped() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let pid = i32::try_from(child.id()).unwrap_or_else(|e| panic!("{e}"));
+        child.wait().unwrap_or_else(|e| panic!("wait: {e}"));
+        assert_eq!(request_planned_stop(pid), Ok(()));
     }
 }

@@ -254,6 +254,24 @@ pub enum VipCommand {
     Add(VipAddArgs),
     /// Remove a VIP (by name or address:port/protocol).
     Del { vip: String },
+    /// Let only these source prefixes reach a VIP (an allow list; deny
+    /// still wins), or with --remove take prefixes off it.
+    Allow(PrefixArgs),
+    /// Refuse these source prefixes at a VIP, or with --remove take prefixes
+    /// off its deny list.
+    Deny(PrefixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrefixArgs {
+    pub vip: String,
+    /// Prefixes such as 203.0.113.0/24 or 2001:db8::/32 (a bare address is
+    /// a host).
+    #[arg(required = true)]
+    pub prefixes: Vec<String>,
+    /// Remove the prefixes from the list instead of adding them.
+    #[arg(long)]
+    pub remove: bool,
 }
 
 #[derive(Debug, Args)]

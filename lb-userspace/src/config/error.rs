@@ -165,6 +165,24 @@ pub enum ConfigErrorKind {
         timeout: Duration,
         interval: Duration,
     },
+    #[error("{reason}")]
+    InvalidPrefix { reason: String },
+    #[error("prefix {prefix} is already listed at {first}")]
+    DuplicatePrefix { prefix: String, first: Place },
+    #[error(
+        "{count} {family} source prefixes in all vips exceed the {max} the data plane's trie holds"
+    )]
+    TooManyPrefixes {
+        family: IpFamily,
+        count: usize,
+        max: usize,
+    },
+    #[error("`per_second` is required: the number of new connections a second")]
+    MissingRate,
+    #[error("`{field}` only applies to source_rate_limit (the prefix that groups sources)")]
+    PrefixOnVipRateLimit { field: &'static str },
+    #[error("a udp vip without a flow table cannot tell new flows from old ones, so it cannot limit them: set flow_table = true or remove the rate limits")]
+    RateLimitWithoutFlowTable,
     #[error("udp_idle_timeout only applies to udp vips (this vip is tcp: its connections end with FIN/RST and live until evicted)")]
     UdpIdleTimeoutOnTcpVip,
     #[error("gue port 0: packets are never sent to port 0 (1 to 65535)")]

@@ -32,6 +32,10 @@ pub const MIN_OUTER_TTL: u8 = 1;
 pub const MAX_OUTER_TTL: u8 = 255;
 /// `global.gue_port` when not set (Katran's GUE port).
 pub const DEFAULT_GUE_PORT: u16 = lb_common::forwarding::gue::DEFAULT_PORT;
+/// Most ICMP messages of one kind per second per CPU (`global.icmp_rate_limit`):
+/// enough for any path-MTU or ping load, and a bound on what a flood of
+/// oversized packets can make the balancer send.
+pub const MAX_ICMP_RATE_LIMIT: u32 = 1_000_000;
 /// A backend's weight when not set.
 pub const DEFAULT_WEIGHT: u16 = 100;
 pub const DEFAULT_HTTP_PATH: &str = "/";

@@ -19,6 +19,7 @@ use super::{
         AnnounceConfig, BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind,
         HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
     },
+    policy,
     raw::{
         CheckType, RawAnnounce, RawBackend, RawBackendHealthCheck, RawConfig, RawGlobal,
         RawHealthCheck, RawVip,
@@ -86,6 +87,12 @@ fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
         outer_source_v6: raw.outer_source_v6.map(v6_source).transpose()?,
         outer_ttl: outer_ttl(raw.outer_ttl)?,
         gue_port: raw.gue_port.unwrap_or(DEFAULT_GUE_PORT),
+        icmp_rate_limit: size(
+            raw.icmp_rate_limit,
+            lb_common::DEFAULT_ICMP_RATE,
+            (0, MAX_ICMP_RATE_LIMIT),
+            "global.icmp_rate_limit",
+        )?,
         table_size,
         flow_table_size: size(
             raw.flow_table_size,
@@ -108,6 +115,27 @@ fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
         api_socket: PathBuf::from(raw.api_socket.as_deref().unwrap_or(DEFAULT_API_SOCKET)),
         metrics_address: raw.metrics_address.unwrap_or(DEFAULT_METRICS_ADDRESS),
         bpf_log: raw.bpf_log.unwrap_or_default(),
+        hash_seed: raw
+            .hash_seed
+            .map(|s| {
+                u32::try_from(s).map_err(|_| {
+                    ConfigError::new(
+                        "global.hash_seed",
+                        ConfigErrorKind::OutOfRange {
+                            value: s,
+                            min: 0,
+                            max: u64::from(u32::MAX),
+                        },
+                    )
+                })
+            })
+            .transpose()?,
+        flood_threshold: size(
+            raw.flood_threshold,
+            lb_common::DEFAULT_FLOOD_THRESHOLD,
+            (0, u32::MAX),
+            "global.flood_threshold",
+        )?,
     })
 }
 
@@ -211,6 +239,18 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
             backend_from_raw(b, health_check.as_ref(), raw.port, &at)
         })
         .collect::<Result<_, _>>()?;
+    let allow = policy::prefixes_from_raw(&raw.allow, &join(field, "allow"))?;
+    let deny = policy::prefixes_from_raw(&raw.deny, &join(field, "deny"))?;
+    let rate_limit = raw
+        .rate_limit
+        .as_ref()
+        .map(|r| policy::rate_limit_from_raw(r, &join(field, "rate_limit")))
+        .transpose()?;
+    let source_rate_limit = raw
+        .source_rate_limit
+        .as_ref()
+        .map(|r| policy::source_rate_limit_from_raw(r, &join(field, "source_rate_limit")))
+        .transpose()?;
     Ok(VipConfig {
         name: raw.name.unwrap_or_else(|| endpoint.to_string()),
         address: raw.address,
@@ -220,9 +260,14 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         flow_table: raw.flow_table.unwrap_or(true),
         forwarding: raw.forwarding.unwrap_or_default(),
         gue_port: raw.gue_port,
+        ping: raw.ping.unwrap_or(true),
         announce: raw.announce.unwrap_or_default(),
         udp_idle_timeout,
         health_check,
+        allow,
+        deny,
+        rate_limit,
+        source_rate_limit,
         backends,
     })
 }
@@ -331,6 +376,7 @@ fn raw_global(g: &GlobalConfig) -> RawGlobal {
         outer_source_v6: g.outer_source_v6.map(IpAddr::V6),
         outer_ttl: Some(u64::from(g.outer_ttl)),
         gue_port: Some(g.gue_port),
+        icmp_rate_limit: Some(u64::from(g.icmp_rate_limit)),
         table_size: Some(u64::from(g.table_size)),
         flow_table_size: Some(u64::from(g.flow_table_size)),
         max_vips: Some(u64::from(g.max_vips)),
@@ -338,6 +384,8 @@ fn raw_global(g: &GlobalConfig) -> RawGlobal {
         api_socket: Some(g.api_socket.to_string_lossy().into_owned()),
         metrics_address: Some(g.metrics_address),
         bpf_log: Some(g.bpf_log),
+        hash_seed: g.hash_seed.map(u64::from),
+        flood_threshold: Some(u64::from(g.flood_threshold)),
     }
 }
 
@@ -352,10 +400,18 @@ fn raw_vip(v: &VipConfig) -> RawVip {
         flow_table: Some(v.flow_table),
         forwarding: Some(v.forwarding),
         gue_port: v.gue_port,
+        ping: Some(v.ping),
         announce: Some(v.announce),
         udp_idle_timeout: (v.protocol == Protocol::Udp)
             .then(|| humantime::format_duration(v.udp_idle_timeout).to_string()),
         health_check: v.health_check.as_ref().map(raw_check),
+        allow: v.allow.iter().map(ToString::to_string).collect(),
+        deny: v.deny.iter().map(ToString::to_string).collect(),
+        rate_limit: v.rate_limit.as_ref().map(policy::raw_rate_limit),
+        source_rate_limit: v
+            .source_rate_limit
+            .as_ref()
+            .map(policy::raw_source_rate_limit),
         backends: v.backends.iter().map(raw_backend).collect(),
     }
 }

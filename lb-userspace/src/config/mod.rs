@@ -35,6 +35,7 @@ mod error;
 pub mod limits;
 mod lower;
 mod model;
+pub mod policy;
 pub mod raw;
 mod spans;
 mod validate;
@@ -50,8 +51,8 @@ pub use error::{line_column, AddressProblem, ConfigError, ConfigErrorKind, Locat
 pub(crate) use model::humantime_text;
 pub use model::{
     AnnounceConfig, AnnounceMode, BackendConfig, BpfLogLevel, Config, ForwardingMode, GlobalConfig,
-    Hashing, HealthCheck, HealthCheckKind, HealthCheckMode, IpFamily, Protocol, VipConfig,
-    VipEndpoint, XdpMode,
+    Hashing, HealthCheck, HealthCheckKind, HealthCheckMode, IpFamily, IpPrefix, Protocol,
+    RateLimit, SourceRateLimit, VipConfig, VipEndpoint, XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
 use serde::Deserialize;

@@ -13,6 +13,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::policy::{IpPrefix, RateLimit, SourceRateLimit};
+
 /// A validated config: what `xlb run --config FILE` applies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +47,10 @@ pub struct GlobalConfig {
     pub outer_ttl: u8,
     /// UDP destination port of GUE VIPs that do not set their own.
     pub gue_port: u16,
+    /// ICMP messages of each kind the data plane sends itself ("too big"
+    /// errors, echo replies) per second per CPU; 0 sends none.
+    #[serde(default = "default_icmp_rate_limit")]
+    pub icmp_rate_limit: u32,
     /// Maglev slots per VIP (a prime).
     pub table_size: u32,
     /// Entries of the connection table.
@@ -58,6 +64,26 @@ pub struct GlobalConfig {
     /// Where Prometheus metrics are served.
     pub metrics_address: SocketAddr,
     pub bpf_log: BpfLogLevel,
+    /// Seed of the flow hash; `None`: the public default
+    /// (`lb_common::DEFAULT_HASH_SEED`), with a warning at start. Must be
+    /// equal on every balancer of a fleet.
+    #[serde(default)]
+    pub hash_seed: Option<u32>,
+    /// Connection-table misses per second on one CPU above which it stops
+    /// inserting entries for unknown flows (flood mode); 0: never.
+    #[serde(default = "default_flood_threshold")]
+    pub flood_threshold: u32,
+}
+
+fn default_flood_threshold() -> u32 {
+    lb_common::DEFAULT_FLOOD_THRESHOLD
+}
+
+impl GlobalConfig {
+    /// The seed the data plane hashes with.
+    pub fn effective_hash_seed(&self) -> u32 {
+        self.hash_seed.unwrap_or(lb_common::DEFAULT_HASH_SEED)
+    }
 }
 
 /// The `[announce]` table: the routes by which this node asks a routing
@@ -118,6 +144,10 @@ pub struct VipConfig {
     /// GUE VIPs: the outer UDP destination port; `None` = `global.gue_port`.
     #[serde(default)]
     pub gue_port: Option<u16>,
+    /// Echo requests to the VIP's address are answered by the balancer
+    /// (an address answers when any of its VIPs says so).
+    #[serde(default = "default_ping")]
+    pub ping: bool,
     /// When this node announces the VIP's address (with `[announce]` on).
     #[serde(default)]
     pub announce: AnnounceMode,
@@ -129,6 +159,18 @@ pub struct VipConfig {
     /// The VIP's default check, which backends inherit (kept for dump and for
     /// re-resolving inheritance when it changes).
     pub health_check: Option<HealthCheck>,
+    /// Sources that may reach the VIP (empty: every source not denied).
+    #[serde(default)]
+    pub allow: Vec<IpPrefix>,
+    /// Sources that may not; deny wins over allow.
+    #[serde(default)]
+    pub deny: Vec<IpPrefix>,
+    /// New connections per second to the whole VIP.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    /// New connections per second to the VIP from each source prefix.
+    #[serde(default)]
+    pub source_rate_limit: Option<SourceRateLimit>,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -448,4 +490,12 @@ pub(crate) mod humantime_text {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(D::Error::custom)
     }
+}
+
+fn default_icmp_rate_limit() -> u32 {
+    lb_common::DEFAULT_ICMP_RATE
+}
+
+fn default_ping() -> bool {
+    true
 }

@@ -12,7 +12,10 @@ use serde::{
     Deserialize, Deserializer, Serialize, Serializer,
 };
 
-use super::model::{AnnounceMode, BpfLogLevel, ForwardingMode, Hashing, Protocol, XdpMode};
+use super::{
+    model::{AnnounceMode, BpfLogLevel, ForwardingMode, Hashing, Protocol, XdpMode},
+    policy::RawRateLimit,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,9 @@ pub struct RawGlobal {
     pub outer_ttl: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gue_port: Option<u16>,
+    /// u64 so that out-of-range values get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_rate_limit: Option<u64>,
     /// u64 so that out-of-range sizes get the range error, not a type error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_size: Option<u64>,
@@ -60,6 +66,11 @@ pub struct RawGlobal {
     pub metrics_address: Option<SocketAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bpf_log: Option<BpfLogLevel>,
+    /// u64 so that out-of-range seeds get the range error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_threshold: Option<u64>,
 }
 
 /// The `[announce]` table.
@@ -93,6 +104,8 @@ pub struct RawVip {
     pub forwarding: Option<ForwardingMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gue_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping: Option<bool>,
     /// Humantime text, parsed during conversion (UDP VIPs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_idle_timeout: Option<String>,
@@ -100,6 +113,15 @@ pub struct RawVip {
     pub announce: Option<AnnounceMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<RawHealthCheck>,
+    /// Source prefixes, parsed during conversion (`config::policy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RawRateLimit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_rate_limit: Option<RawRateLimit>,
     #[serde(default, rename = "backend", skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<RawBackend>,
 }

@@ -1703,3 +1703,32 @@ address = \"10.0.0.11\"
         "{kind}"
     );
 }
+
+#[test]
+fn icmp_rate_limit_and_ping_are_configurable() {
+    let c = parse(&with_global(UDP_VIP));
+    assert_eq!(c.global.icmp_rate_limit, lb_common::DEFAULT_ICMP_RATE);
+    assert!(c.vips[0].ping, "ping is answered by default");
+    let c = parse(&with_global(&format!(
+        "icmp_rate_limit = 0\n{UDP_VIP}ping = false\n"
+    )));
+    assert_eq!(c.global.icmp_rate_limit, 0);
+    assert!(!c.vips[0].ping);
+    assert_eq!(parse(&c.to_toml_string()), c, "round trip");
+    let kind = rejected(
+        &with_global("icmp_rate_limit = 1000001\n"),
+        5,
+        19,
+        "global.icmp_rate_limit",
+    );
+    assert!(
+        matches!(
+            kind,
+            ConfigErrorKind::OutOfRange {
+                value: 1_000_001,
+                ..
+            }
+        ),
+        "{kind}"
+    );
+}

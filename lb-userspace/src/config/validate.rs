@@ -14,8 +14,9 @@ use super::{
     limits::*,
     model::{
         AnnounceConfig, BackendConfig, Config, ForwardingMode, GlobalConfig, HealthCheck,
-        HealthCheckKind, HealthCheckMode, IpFamily, VipConfig, VipEndpoint,
+        HealthCheckKind, HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
     },
+    policy::{check_prefix_list, MAX_PREFIXES, MAX_RATE},
     spans::join,
 };
 use crate::maglev::is_prime;
@@ -36,6 +37,7 @@ pub(crate) fn check_config(c: &Config) -> Check {
     let mut names: HashMap<&str, usize> = HashMap::new();
     let backend_capacity = g.max_backends.saturating_sub(1) as usize;
     let mut backends = 0usize;
+    let mut prefixes = [0usize; 2];
     for (i, v) in c.vips.iter().enumerate() {
         let field = format!("vip[{i}]");
         if i >= g.max_vips as usize {
@@ -70,6 +72,24 @@ pub(crate) fn check_config(c: &Config) -> Check {
             }
         }
         check_vip(v, g, &field)?;
+        for (list, key) in [(&v.allow, "allow"), (&v.deny, "deny")] {
+            for (j, p) in list.iter().enumerate() {
+                let (family, n) = if p.addr.is_ipv4() {
+                    (IpFamily::V4, &mut prefixes[0])
+                } else {
+                    (IpFamily::V6, &mut prefixes[1])
+                };
+                *n += 1;
+                if *n > MAX_PREFIXES {
+                    let kind = ConfigErrorKind::TooManyPrefixes {
+                        family,
+                        count: *n,
+                        max: MAX_PREFIXES,
+                    };
+                    return fail(format!("{field}.{key}[{j}]"), kind);
+                }
+            }
+        }
         for j in 0..v.backends.len() {
             backends += 1;
             if backends > backend_capacity {
@@ -102,6 +122,12 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
     if g.gue_port == 0 {
         return fail("global.gue_port", ConfigErrorKind::GuePortZero);
     }
+    check_range(
+        g.icmp_rate_limit,
+        0,
+        MAX_ICMP_RATE_LIMIT,
+        "global.icmp_rate_limit",
+    )?;
     check_table_size(g.table_size)?;
     check_range(
         g.flow_table_size,
@@ -294,6 +320,7 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
     if let Some(hc) = &v.health_check {
         check_health_check(hc, &join(field, "health_check"))?;
     }
+    check_policy(v, field)?;
     let mut seen: HashMap<IpAddr, usize> = HashMap::new();
     for (j, b) in v.backends.iter().enumerate() {
         let backend_field = join(field, &format!("backend[{j}]"));
@@ -319,6 +346,42 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
             backends: v.backends.len(),
         };
         return fail(field, kind);
+    }
+    Ok(())
+}
+
+/// Source ranges and rate limits (their ranges are checked when read, for
+/// the file and API bodies alike; the model is checked again here).
+fn check_policy(v: &VipConfig, field: &str) -> Check {
+    check_prefix_list(&v.allow, &join(field, "allow"))?;
+    check_prefix_list(&v.deny, &join(field, "deny"))?;
+    let limited = v.rate_limit.is_some() || v.source_rate_limit.is_some();
+    if limited && v.protocol == Protocol::Udp && !v.flow_table {
+        let at = if v.rate_limit.is_some() {
+            "rate_limit"
+        } else {
+            "source_rate_limit"
+        };
+        return fail(join(field, at), ConfigErrorKind::RateLimitWithoutFlowTable);
+    }
+    let rates = [
+        v.rate_limit.map(|r| (r.per_second, r.burst, "rate_limit")),
+        v.source_rate_limit
+            .map(|r| (r.per_second, r.burst, "source_rate_limit")),
+    ];
+    for (per_second, burst, key) in rates.into_iter().flatten() {
+        check_range(
+            per_second,
+            1,
+            MAX_RATE,
+            &join(&join(field, key), "per_second"),
+        )?;
+        check_range(burst, 1, MAX_RATE, &join(&join(field, key), "burst"))?;
+    }
+    if let Some(r) = v.source_rate_limit {
+        let at = join(field, "source_rate_limit");
+        check_range(r.prefix_v4, 1, 32, &join(&at, "prefix_v4"))?;
+        check_range(r.prefix_v6, 1, 128, &join(&at, "prefix_v6"))?;
     }
     Ok(())
 }

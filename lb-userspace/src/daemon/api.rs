@@ -33,7 +33,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::controller::{ControlError, Controller};
+use super::controller::{ControlError, Controller, PrefixChange, PrefixList};
 use crate::{config, explain::FlowQuery, reconcile::ApplyReport};
 
 pub const MAX_BODY: usize = 64 * 1024;
@@ -170,6 +170,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/vips", get(list_vips).post(add_vip))
         .route("/v1/vips/{vip}", delete(remove_vip))
+        .route("/v1/vips/{vip}/allow", post(change_allow))
+        .route("/v1/vips/{vip}/deny", post(change_deny))
         .route("/v1/vips/{vip}/backends", post(add_backend))
         .route("/v1/vips/{vip}/backends/{addr}", delete(remove_backend))
         .route("/v1/vips/{vip}/backends/{addr}/weight", put(set_weight))
@@ -229,6 +231,41 @@ async fn add_backend(
     let backend = config::backend_from_json(&v, &vip_cfg).map_err(ControlError::from)?;
     let r = change(&s, move |c| c.add_backend(&vip, backend)).await?;
     Ok((StatusCode::CREATED, r).into_response())
+}
+
+async fn change_allow(
+    State(s): State<ApiState>,
+    Path(vip): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Failure> {
+    change_prefixes(s, vip, PrefixList::Allow, &body).await
+}
+
+async fn change_deny(
+    State(s): State<ApiState>,
+    Path(vip): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Failure> {
+    change_prefixes(s, vip, PrefixList::Deny, &body).await
+}
+
+/// `{"add": ["203.0.113.0/24"], "remove": [...]}` for a VIP's allow or deny
+/// list.
+async fn change_prefixes(
+    s: ApiState,
+    vip: String,
+    list: PrefixList,
+    body: &[u8],
+) -> Result<Response, Failure> {
+    let wanted: PrefixChange = serde_json::from_slice(body).map_err(|e| {
+        bad_request(
+            "body",
+            format!("expected {{\"add\": [prefixes], \"remove\": [prefixes]}}: {e}"),
+        )
+    })?;
+    Ok(change(&s, move |c| c.change_prefixes(&vip, list, &wanted))
+        .await?
+        .into_response())
 }
 
 fn parse_addr(addr: &str) -> Result<IpAddr, Failure> {

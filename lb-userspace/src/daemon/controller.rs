@@ -14,7 +14,7 @@ use std::{
 
 use lb_common::{
     FlowKey, GlobalConfig as MapGlobal, Verdict, VipKey, VlanDevice, VIP_F_NO_FLOW_TABLE,
-    VIP_F_SOURCE_HASH,
+    VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
 use thiserror::Error;
@@ -24,20 +24,24 @@ use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, BackendConfig, Config, ConfigError, ForwardingMode, Hashing,
-        HealthCheckKind, Protocol, VipConfig,
+        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, ForwardingMode, Hashing,
+        HealthCheckKind, IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
     netdev::l2_path::{L2PathError, L2Paths, OffLink, Path},
     reconcile::{
-        self, ApplyReport, DesiredBackend, DesiredState, DesiredVip, ReconcileError, Reconciler,
+        self, ApplyReport, DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, ReconcileError,
+        Reconciler,
     },
     stats::{BackendSample, ControlSample, StatsSnapshot, VipSample},
 };
 
 mod announcing;
+mod policy;
+
+pub use policy::{PrefixChange, PrefixList};
 
 /// Identifies a checked backend: the VIP it serves and its address.
 pub type BackendKey = (VipKey, IpAddr);
@@ -124,6 +128,14 @@ pub struct VipStatus {
     /// Why it is announced or not.
     #[serde(default)]
     pub announce_reason: String,
+    #[serde(default)]
+    pub allow: Vec<IpPrefix>,
+    #[serde(default)]
+    pub deny: Vec<IpPrefix>,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub source_rate_limit: Option<SourceRateLimit>,
     pub backends: Vec<BackendStatus>,
 }
 
@@ -420,8 +432,11 @@ impl Controller {
     /// The maps' desired content for `config` and the current health.
     pub fn desired(&self, config: &Config) -> DesiredState {
         let g = &config.global;
-        let global =
-            MapGlobal::new(g.outer_source_v4, g.outer_source_v6).with_outer_ttl(g.outer_ttl);
+        let global = MapGlobal::new(g.outer_source_v4, g.outer_source_v6)
+            .with_outer_ttl(g.outer_ttl)
+            .with_hash_seed(g.effective_hash_seed())
+            .with_flood_threshold(g.flood_threshold)
+            .with_icmp_rate(g.icmp_rate_limit);
         let vips = config
             .vips
             .iter()
@@ -436,6 +451,13 @@ impl Controller {
                         .unwrap_or(u32::MAX),
                     forwarding: v.forwarding.data_plane(),
                     gue_port: v.effective_gue_port(g),
+                    policy: DesiredPolicy::new(
+                        v.address,
+                        &v.allow,
+                        &v.deny,
+                        v.rate_limit.as_ref(),
+                        v.source_rate_limit.as_ref(),
+                    ),
                     backends: v
                         .backends
                         .iter()
@@ -501,6 +523,10 @@ impl Controller {
                     fail_open,
                     announced: announce.announce,
                     announce_reason: announce.reason,
+                    allow: v.allow.clone(),
+                    deny: v.deny.clone(),
+                    rate_limit: v.rate_limit,
+                    source_rate_limit: v.source_rate_limit,
                     backends: v
                         .backends
                         .iter()
@@ -564,13 +590,16 @@ impl Controller {
                     healthy: b.healthy,
                 });
             }
+            let policy = self.policy_sample(&status.name)?;
             vips.push(VipSample {
+                policy,
                 vip: status.name,
                 packets,
                 bytes,
                 new_flows,
                 fail_open: status.fail_open,
-                announced: status.announced,
+                announced: (self.announcer.is_some() && v.announce != AnnounceMode::Never)
+                    .then_some(status.announced),
                 forwarding: status.forwarding.to_string(),
                 backends,
             });
@@ -586,6 +615,7 @@ impl Controller {
             verdicts,
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
+            flood: self.flood_sample()?,
             driver: {
                 let g = &self.config.global;
                 self.driver_baseline
@@ -713,6 +743,9 @@ fn vip_flags(v: &VipConfig) -> u32 {
     }
     if !v.flow_table {
         f |= VIP_F_NO_FLOW_TABLE;
+    }
+    if !v.ping {
+        f |= VIP_F_NO_PING;
     }
     f
 }

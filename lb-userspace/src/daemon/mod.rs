@@ -142,6 +142,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     }
 
+    if g.hash_seed.is_none() {
+        warn!(
+            "global.hash_seed is not set: the flow hash uses the built-in seed, which is public; \
+             set one per deployment (the same on every node) so floods cannot be aimed at a backend"
+        );
+    }
+
     let announcer = start_announcer(&config, adopting)?;
     let mut ctl = Controller::new(
         config,
@@ -200,6 +207,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     .await?;
     let metrics = metrics_server::serve(g.metrics_address, ctl.clone()).await?;
     info!(api = %g.api_socket.display(), metrics = %g.metrics_address, "xlb is running");
+    if g.hash_seed.is_none() {
+        warn!(
+            "global.hash_seed is not set: the flow hash uses xlb's public default seed, so anyone \
+             can compute which backend a crafted flow lands on and aim a flood at one backend. \
+             Set the same random hash_seed on every balancer of the fleet (for example the \
+             output of `od -An -N4 -tu4 /dev/urandom`)"
+        );
+    }
     let status = format!(
         "balancing on {}; api {}, metrics {}",
         g.interfaces.join(", "),

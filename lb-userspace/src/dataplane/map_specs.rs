@@ -15,7 +15,7 @@
 use std::{fmt, mem::size_of, path::Path};
 
 use aya::{
-    maps::{Map, MapError, MapInfo, MapType},
+    maps::{lpm_trie::Key, Map, MapError, MapInfo, MapType},
     Ebpf, EbpfLoader,
 };
 use aya_obj::generated::{
@@ -24,9 +24,11 @@ use aya_obj::generated::{
     BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED,
 };
 use lb_common::{
-    decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FlowKey, FlowValue,
-    GlobalConfig, Verdict, VipInfo, VipKey, VipStats, VlanDevice, MAX_DECAP_ADDRS,
-    MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FloodState, FlowKey,
+    FlowValue, GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
+    VipInfo, VipKey, VipPolicy, VipStats, VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS,
+    MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES,
+    MAX_TX_PORTS, MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -90,6 +92,53 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::VLANS,
         MapType::Hash,
         Entries::Declared(MAX_VLAN_DEVICES),
+    ),
+    // Each VIP's policy record, by vip id.
+    MapSpec::of::<u32, VipPolicy>(
+        map_names::POLICY,
+        MapType::Array,
+        configured("max_vips", |s| Some(s.max_vips)),
+    ),
+    // (vip id, source prefix) -> allow/deny; the kernel requires LPM tries
+    // to be created without preallocation.
+    MapSpec::of::<Key<SourceV4>, u32>(
+        map_names::SRC_V4,
+        MapType::LpmTrie,
+        Entries::Declared(MAX_POLICY_PREFIXES),
+    )
+    .with_flags(BPF_F_NO_PREALLOC),
+    MapSpec::of::<Key<SourceV6>, u32>(
+        map_names::SRC_V6,
+        MapType::LpmTrie,
+        Entries::Declared(MAX_POLICY_PREFIXES),
+    )
+    .with_flags(BPF_F_NO_PREALLOC),
+    // Each VIP's token bucket (GCRA time), shared by all CPUs.
+    MapSpec::of::<u32, u64>(
+        map_names::RATE_VIPS,
+        MapType::Array,
+        configured("max_vips", |s| Some(s.max_vips)),
+    ),
+    // Each (VIP, source prefix)'s bucket; per-CPU LRU lists like the
+    // connection table's.
+    MapSpec::of::<SourceBucketKey, u64>(
+        map_names::RATE_SOURCES,
+        MapType::LruHash,
+        Entries::Declared(MAX_RATE_SOURCES),
+    )
+    .with_flags(BPF_F_NO_COMMON_LRU),
+    MapSpec::of::<u32, PolicyStats>(
+        map_names::POLICY_STATS,
+        MapType::PerCpuArray,
+        configured("max_vips", |s| Some(s.max_vips)),
+    ),
+    MapSpec::of::<u32, FloodState>(map_names::FLOOD, MapType::PerCpuArray, Entries::Declared(1)),
+    // Per-CPU rate limit of the ICMP the balancer sends; only the data
+    // plane writes it.
+    MapSpec::of::<u32, IcmpBucket>(
+        map_names::ICMP_LIMIT,
+        MapType::PerCpuArray,
+        Entries::Declared(ICMP_BUCKETS),
     ),
 ];
 
@@ -402,6 +451,7 @@ fn map_info(map: &Map) -> Result<MapInfo, MapError> {
         Map::Array(d)
         | Map::HashMap(d)
         | Map::LruHashMap(d)
+        | Map::LpmTrie(d)
         | Map::PerCpuArray(d)
         | Map::DevMapHash(d) => d.info(),
         _ => Err(MapError::InvalidMapType { map_type: 0 }),
@@ -499,6 +549,14 @@ mod tests {
                 map_names::NEXTHOPS,
                 map_names::VERDICTS,
                 map_names::VLANS,
+                map_names::POLICY,
+                map_names::SRC_V4,
+                map_names::SRC_V6,
+                map_names::RATE_VIPS,
+                map_names::RATE_SOURCES,
+                map_names::POLICY_STATS,
+                map_names::FLOOD,
+                map_names::ICMP_LIMIT,
             ]
         );
         assert_eq!(

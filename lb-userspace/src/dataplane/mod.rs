@@ -13,6 +13,7 @@ pub mod decap;
 mod maglev_table;
 mod map_specs;
 pub mod netns_claim;
+mod policy;
 
 use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
 
@@ -28,6 +29,7 @@ use lb_common::{
 pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
 use map_specs::MapPlan;
+pub use policy::SourcePrefix;
 use thiserror::Error;
 
 use crate::ebpf_objects;
@@ -187,6 +189,7 @@ pub struct Dataplane {
     next_hops: PerCpuArray<MapData, CachedHop>,
     verdicts: PerCpuArray<MapData, u64>,
     vlans: HashMap<MapData, u32, VlanDevice>,
+    policy: policy::PolicyMaps,
 }
 
 /// What [`Dataplane::sync_vlans`] changed.
@@ -260,6 +263,7 @@ impl Dataplane {
             next_hops: typed(&mut ebpf, map_names::NEXTHOPS)?,
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
             vlans: typed(&mut ebpf, map_names::VLANS)?,
+            policy: policy::PolicyMaps::take(&mut ebpf)?,
             sizes,
             flow_capacity,
             ebpf,

@@ -37,6 +37,13 @@ impl MapWriter for Dataplane {
             Op::ClearTable { offset, len, .. } => return Ok(self.maglev().clear(*offset, *len)),
             Op::SetVip { key, info } => self.set_vip(key, info)?,
             Op::RemoveVip { key } => self.remove_vip(key)?,
+            Op::SetPrefix { prefix, value } => self.set_source_prefix(prefix, *value)?,
+            Op::RemovePrefix { prefix } => self.remove_source_prefix(prefix)?,
+            Op::SetPolicy { vip_id, policy } => self.set_vip_policy(*vip_id, policy)?,
+            Op::ResetPolicyState { vip_id } => {
+                self.reset_policy_stats(*vip_id)?;
+                self.reset_vip_bucket(*vip_id)?;
+            }
         }
         Ok(0)
     }
@@ -93,6 +100,10 @@ impl Op {
             },
             Op::SetVip { key, info } => Op::SetVip { key, info },
             Op::RemoveVip { key } => Op::RemoveVip { key },
+            Op::SetPrefix { prefix, value } => Op::SetPrefix { prefix, value },
+            Op::RemovePrefix { prefix } => Op::RemovePrefix { prefix },
+            Op::SetPolicy { vip_id, policy } => Op::SetPolicy { vip_id, policy },
+            Op::ResetPolicyState { vip_id } => Op::ResetPolicyState { vip_id },
         })
     }
 }
@@ -110,5 +121,15 @@ fn op_name(op: &Op) -> String {
         Op::ClearTable { vip_id, .. } => format!("clear table of vip {vip_id}"),
         Op::SetVip { info, .. } => format!("set vip {}", info.vip_id),
         Op::RemoveVip { .. } => "remove vip".into(),
+        Op::SetPrefix { prefix, .. } => format!(
+            "set source prefix {}/{} of vip {}",
+            prefix.addr, prefix.len, prefix.vip_id
+        ),
+        Op::RemovePrefix { prefix } => format!(
+            "remove source prefix {}/{} of vip {}",
+            prefix.addr, prefix.len, prefix.vip_id
+        ),
+        Op::SetPolicy { vip_id, .. } => format!("set policy of vip {vip_id}"),
+        Op::ResetPolicyState { vip_id } => format!("reset policy state of vip {vip_id}"),
     }
 }

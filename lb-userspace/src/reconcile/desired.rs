@@ -5,6 +5,8 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use lb_common::{Forwarding, GlobalConfig, VipKey, VIP_F_FAIL_OPEN};
 
+use super::policy::DesiredPolicy;
+
 /// Everything the maps should hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DesiredState {
@@ -29,6 +31,8 @@ pub struct DesiredVip {
     pub forwarding: Forwarding,
     /// GUE VIPs: the outer UDP destination port (ignored otherwise).
     pub gue_port: u16,
+    /// Source ranges and rate limits.
+    pub policy: DesiredPolicy,
     pub backends: Vec<DesiredBackend>,
 }
 

@@ -7,9 +7,9 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{Backend, GlobalConfig, VipKey};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey};
 
-use super::{ids::IdPool, table_inputs, ReconcileError};
+use super::{ids::IdPool, policy::InstalledPolicy, table_inputs, ReconcileError};
 use crate::dataplane::{Dataplane, Sizes};
 
 /// The installed state: VIPs with their backends, address markers, global
@@ -17,13 +17,18 @@ use crate::dataplane::{Dataplane, Sizes};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Installed {
     pub vips: BTreeMap<VipKey, InstalledVip>,
-    /// Address markers (`proto` 0 keys): one per VIP address in use.
-    pub markers: BTreeSet<VipKey>,
+    /// Address markers (`proto` 0 keys) and their values: one per VIP
+    /// address in use.
+    pub markers: BTreeMap<VipKey, VipInfo>,
     /// `None` until written (or read back) once.
     pub global: Option<GlobalConfig>,
     pub tx_ports: BTreeSet<u32>,
     pub vip_ids: IdPool,
     pub backend_ids: IdPool,
+    /// Policies by vip id (ids without one are left out): kept apart from
+    /// the VIPs so that entries left by an interrupted apply under a free
+    /// id are found and cleared when the id is given out again.
+    pub policies: BTreeMap<u32, InstalledPolicy>,
 }
 
 /// One VIP as it is in the maps.
@@ -52,12 +57,13 @@ impl Installed {
     pub fn empty(sizes: Sizes) -> Self {
         Self {
             vips: BTreeMap::new(),
-            markers: BTreeSet::new(),
+            markers: BTreeMap::new(),
             global: None,
             tx_ports: BTreeSet::new(),
             vip_ids: IdPool::new(0, sizes.max_vips),
             // Id 0 means "no backend" in tables and flow entries.
             backend_ids: IdPool::new(1, sizes.max_backends),
+            policies: BTreeMap::new(),
         }
     }
 
@@ -77,7 +83,7 @@ impl Installed {
         }
         for (key, info) in vips {
             if key.is_marker() {
-                installed.markers.insert(key);
+                installed.markers.insert(key, info);
                 continue;
             }
             if info.vip_id >= sizes.max_vips || !installed.vip_ids.take(info.vip_id) {
@@ -120,6 +126,20 @@ impl Installed {
         for (_, orphans) in by_vip {
             for (id, _) in orphans {
                 installed.backend_ids.take(id);
+            }
+        }
+        for (prefix, value) in dp.source_prefixes().map_err(read_err)? {
+            installed
+                .policies
+                .entry(prefix.vip_id)
+                .or_default()
+                .prefixes
+                .insert((prefix.addr, prefix.len), value);
+        }
+        for vip_id in 0..sizes.max_vips {
+            let record = dp.vip_policy(vip_id).map_err(read_err)?;
+            if record != lb_common::VipPolicy::NONE {
+                installed.policies.entry(vip_id).or_default().record = record;
             }
         }
         installed.global = Some(dp.global_config().map_err(read_err)?);

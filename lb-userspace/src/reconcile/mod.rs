@@ -1,8 +1,9 @@
 //! Turns the desired balancer state into BPF map writes.
 //!
 //! [`Reconciler`] keeps what the maps hold as one `Installed` value (VIPs with
-//! their backends and table inputs, address markers, global settings, transmit
-//! ports, the id pools). [`Reconciler::plan`] (the planner, `plan.rs`) clones
+//! their backends and table inputs, address markers with their values
+//! (`markers.rs`: ping answered, which VIP takes fragments), global settings,
+//! transmit ports, the id pools). [`Reconciler::plan`] (the planner, `plan.rs`) clones
 //! it, diffs the desired state against it and produces an ordered list of
 //! [`Op`]s while editing the clone into the state those ops install. [`Reconciler::apply`] (the applier, `apply.rs`) performs the ops on
 //! a [`MapWriter`] (the real `Dataplane`, or a simulation in tests), building
@@ -39,7 +40,9 @@ mod apply;
 mod desired;
 mod ids;
 mod installed;
+pub mod markers;
 mod plan;
+mod policy;
 mod table_builder;
 
 use std::net::IpAddr;
@@ -49,6 +52,7 @@ pub use desired::{DesiredBackend, DesiredState, DesiredVip};
 use installed::Installed;
 use lb_common::VipKey;
 pub use plan::{Op, Plan};
+pub use policy::{DesiredPolicy, Prefixes};
 pub use table_builder::TableSpec;
 use thiserror::Error;
 

@@ -8,16 +8,18 @@ use std::{
     net::IpAddr,
 };
 
-use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, MAX_TX_PORTS, NO_BACKEND};
+use lb_common::{Backend, GlobalConfig, VipInfo, VipKey, VipPolicy, MAX_TX_PORTS, NO_BACKEND};
 
 use super::{
     installed::{Installed, InstalledBackend, InstalledVip},
-    DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
+    markers, DesiredBackend, DesiredState, DesiredVip, ReconcileError, TableSpec,
 };
 use crate::{
-    dataplane::Sizes,
+    dataplane::{Sizes, SourcePrefix},
     maglev::{self, MaglevError},
 };
+
+mod policy;
 
 /// One map write. `T` is what a table write carries: in a [`Plan`] the
 /// table's Maglev inputs ([`TableSpec`]), so a plan for many VIPs does not
@@ -62,6 +64,23 @@ pub enum Op<T = TableSpec> {
     },
     RemoveVip {
         key: VipKey,
+    },
+    /// Add or replace one source prefix of a VIP (`PREFIX_ALLOW`/`_DENY`).
+    SetPrefix {
+        prefix: SourcePrefix,
+        value: u32,
+    },
+    RemovePrefix {
+        prefix: SourcePrefix,
+    },
+    /// Replace a VIP id's policy record.
+    SetPolicy {
+        vip_id: u32,
+        policy: VipPolicy,
+    },
+    /// Zero a VIP id's policy counters and its rate bucket: the id is (re)used.
+    ResetPolicyState {
+        vip_id: u32,
     },
 }
 
@@ -132,10 +151,15 @@ pub(super) fn plan(
     }
     // Address markers no VIP uses any more go next: XLB_VIPS holds a VIP and
     // a marker per VIP id, so a VIP moving to a new address at max_vips needs
-    // its old marker's room. A marker only matters for fragments to an
-    // address with a VIP, and every VIP of these addresses is gone by now.
-    let want_markers: BTreeSet<VipKey> = wanted.keys().map(VipKey::to_marker).collect();
-    for m in have.markers.difference(&want_markers) {
+    // its old marker's room. A marker only matters for traffic without ports
+    // to an address with a VIP, and every VIP of these addresses is gone by
+    // now.
+    let want_markers = markers::marker_values(&wanted.values().copied().collect::<Vec<_>>());
+    for m in have
+        .markers
+        .keys()
+        .filter(|m| !want_markers.contains_key(m))
+    {
         p.push(Op::RemoveVip { key: *m });
     }
     // Backends leaving a kept VIP go before others arrive when the free
@@ -147,11 +171,16 @@ pub(super) fn plan(
             Some(installed) => p.update_vip(want, &installed)?,
         }
     }
-    for m in want_markers.difference(&have.markers) {
-        p.push(Op::SetVip {
-            key: *m,
-            info: VipInfo::MARKER,
-        });
+    // New and changed markers last: a marker naming the VIP that takes an
+    // address's fragments is written once that VIP's entry is. (A marker
+    // naming a VIP removed above drops its fragments until then.)
+    for (key, info) in &want_markers {
+        if have.markers.get(key) != Some(info) {
+            p.push(Op::SetVip {
+                key: *key,
+                info: *info,
+            });
+        }
     }
     p.plan.next.markers = want_markers;
 
@@ -193,6 +222,8 @@ impl Planner {
             self.write_table(want, vip_id, &inputs, &backends)?;
         }
         self.push(Op::ResetVipStats { vip_id });
+        self.push(Op::ResetPolicyState { vip_id });
+        self.sync_policy(vip_id, Some(&want.policy));
         let info = self.vip_info(vip_id, want, !inputs.is_empty());
         self.push(Op::SetVip {
             key: want.key,
@@ -306,6 +337,7 @@ impl Planner {
 
     fn update_vip(&mut self, want: &DesiredVip, have: &InstalledVip) -> Result<(), ReconcileError> {
         let vip_id = have.vip_id;
+        self.sync_policy(vip_id, Some(&want.policy));
         let mut backends = have.backends.clone();
         // 1. New backends get slots before any table can name them.
         for b in &want.backends {
@@ -409,6 +441,7 @@ impl Planner {
             self.push(Op::ClearBackend { id: b.id });
             self.plan.next.backend_ids.free(b.id);
         }
+        self.sync_policy(have.vip_id, None);
         self.plan.next.vip_ids.free(have.vip_id);
         self.plan.next.vips.remove(key);
         self.plan.vips_removed += 1;

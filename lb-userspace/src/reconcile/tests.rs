@@ -6,7 +6,7 @@
 //! as the kernel's does (E2BIG), so an order that needs more room than the
 //! maps have fails here too.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use lb_common::{
     map_names, Backend, GlobalConfig, VipInfo, DEFAULT_UDP_IDLE_TIMEOUT_MS, MAX_TX_PORTS,
@@ -38,8 +38,16 @@ struct SimMaps {
     /// VIP ids whose stats were reset since they were last in use: only those
     /// may appear.
     reset_vips: HashSet<u32>,
+    /// Source prefixes and policy records, as the tries and `XLB_POLICY`.
+    prefixes: BTreeMap<(u32, IpAddr, u8), u32>,
+    policies: HashMap<u32, lb_common::VipPolicy>,
+    /// Called after every write with the maps as they are then.
+    after_write: Option<WriteCheck>,
     writes: usize,
 }
+
+/// A check run after every write of the simulated maps.
+type WriteCheck = Box<dyn Fn(&SimMaps)>;
 
 impl SimMaps {
     fn new() -> Self {
@@ -202,8 +210,23 @@ impl MapWriter for SimMaps {
             Op::RemoveVip { key } => {
                 self.vips.remove(key);
             }
+            Op::SetPrefix { prefix, value } => {
+                self.prefixes
+                    .insert((prefix.vip_id, prefix.addr, prefix.len), *value);
+            }
+            Op::RemovePrefix { prefix } => {
+                self.prefixes
+                    .remove(&(prefix.vip_id, prefix.addr, prefix.len));
+            }
+            Op::SetPolicy { vip_id, policy } => {
+                self.policies.insert(*vip_id, *policy);
+            }
+            Op::ResetPolicyState { .. } => {}
         }
         self.check_invariants(op);
+        if let Some(check) = &self.after_write {
+            check(self);
+        }
         Ok(changed)
     }
 }
@@ -228,6 +251,7 @@ fn vip(n: u8, port: u16, flags: u32, backends: Vec<DesiredBackend>) -> DesiredVi
         udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
         forwarding: lb_common::Forwarding::Ipip,
         gue_port: 0,
+        policy: DesiredPolicy::default(),
         backends,
     }
 }
@@ -361,6 +385,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
             Op::SetBackend { .. } => "backend",
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
+            Op::ResetPolicyState { .. } => "pstate",
             Op::SetVip { key, .. } if key.is_marker() => "marker",
             Op::SetVip { .. } => "vip",
             other => panic!("unexpected {other:?}"),
@@ -369,8 +394,8 @@ fn new_vip_writes_backends_then_table_then_entry() {
     assert_eq!(
         kinds,
         [
-            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats", "vip",
-            "marker"
+            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats",
+            "pstate", "vip", "marker"
         ]
     );
     let mut maps = SimMaps::new();
@@ -755,6 +780,7 @@ fn arb_state() -> impl Strategy<Value = DesiredState> {
                 udp_idle_timeout_ms,
                 forwarding,
                 gue_port,
+                policy: DesiredPolicy::default(),
                 backends: bs,
             }
         });
@@ -796,6 +822,7 @@ fn vip_at(n: u8, backends: impl IntoIterator<Item = u8>) -> DesiredVip {
         udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
         forwarding: lb_common::Forwarding::Ipip,
         gue_port: 0,
+        policy: DesiredPolicy::default(),
         backends: backends
             .into_iter()
             .map(|b| DesiredBackend {
@@ -953,6 +980,7 @@ fn arb_full_state() -> impl Strategy<Value = DesiredState> {
                     udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
                     forwarding: lb_common::Forwarding::Ipip,
                     gue_port: 0,
+                    policy: DesiredPolicy::default(),
                     backends: bs,
                 });
             }
@@ -988,4 +1016,165 @@ proptest! {
             prop_assert!(r.plan(s).map(|p| p.is_empty()).unwrap_or(false), "second plan not empty");
         }
     }
+}
+
+/// What the data plane decides for `source` at vip id `vip_id` with the
+/// simulated tries: the longest matching prefix, through the same rule.
+fn sim_access(m: &SimMaps, vip_id: u32, source: IpAddr) -> lb_common::policy::SourceAccess {
+    let p = m
+        .policies
+        .get(&vip_id)
+        .copied()
+        .unwrap_or(lb_common::VipPolicy::NONE);
+    let best = m
+        .prefixes
+        .iter()
+        .filter(|((v, addr, len), _)| {
+            *v == vip_id
+                && crate::config::IpPrefix {
+                    addr: *addr,
+                    len: *len,
+                }
+                .contains_addr(source)
+        })
+        .max_by_key(|((_, _, len), _)| *len)
+        .map(|(_, value)| *value);
+    lb_common::policy::source_access(&p, if p.has_prefixes() { best } else { None })
+}
+
+/// The documented rule, straight from the lists: any deny prefix refuses;
+/// with an allow list, a source in none of it is refused.
+fn refused_by(
+    allow: &[crate::config::IpPrefix],
+    deny: &[crate::config::IpPrefix],
+    a: IpAddr,
+) -> bool {
+    deny.iter().any(|d| d.contains_addr(a))
+        || (!allow.is_empty() && !allow.iter().any(|p| p.contains_addr(a)))
+}
+
+#[test]
+fn policy_changes_never_admit_what_old_and_new_both_refuse() {
+    let p = |list: &[&str]| -> Vec<crate::config::IpPrefix> {
+        list.iter().map(|s| s.parse().expect("prefix")).collect()
+    };
+    // Overlapping prefixes both ways, an allow list that goes away, and
+    // the same prefix moving from allow to deny.
+    let policies = [
+        (
+            p(&["10.0.0.0/8", "192.0.2.0/25"]),
+            p(&["10.1.0.0/16", "192.0.2.0/24"]),
+        ),
+        (p(&[]), p(&["10.0.0.0/8", "10.1.2.0/24", "198.51.100.0/24"])),
+        (p(&["10.1.0.0/16", "198.51.100.0/24"]), p(&["10.1.2.0/24"])),
+        (p(&["0.0.0.0/0"]), p(&["10.0.0.0/8"])),
+    ];
+    let probes: Vec<IpAddr> = [
+        [10, 0, 0, 1],
+        [10, 1, 0, 1],
+        [10, 1, 2, 3],
+        [10, 200, 0, 1],
+        [192, 0, 2, 1],
+        [192, 0, 2, 200],
+        [198, 51, 100, 7],
+        [203, 0, 113, 9],
+    ]
+    .into_iter()
+    .map(IpAddr::from)
+    .collect();
+    let vip_addr = IpAddr::from([10, 100, 0, 1]);
+    let with_policy = |i: usize| {
+        let (allow, deny) = &policies[i];
+        let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
+        v.policy = DesiredPolicy::new(vip_addr, allow, deny, None, None);
+        state(vec![v])
+    };
+    for from in 0..policies.len() {
+        for to in 0..policies.len() {
+            let mut maps = SimMaps::new();
+            let mut r = Reconciler::new(SIZES);
+            let plan = r.plan(&with_policy(from)).expect("plan");
+            r.apply(plan, &mut maps).expect("apply");
+            let vip_id = r.vip_id(&vip_key(1, 80, PROTO_TCP)).expect("installed");
+            for a in &probes {
+                let refused = refused_by(&policies[from].0, &policies[from].1, *a);
+                let sim = sim_access(&maps, vip_id, *a);
+                assert_eq!(
+                    sim != lb_common::policy::SourceAccess::Allowed,
+                    refused,
+                    "policy {from}, source {a}: {sim:?}"
+                );
+            }
+            let both: Vec<IpAddr> = probes
+                .iter()
+                .copied()
+                .filter(|a| {
+                    refused_by(&policies[from].0, &policies[from].1, *a)
+                        && refused_by(&policies[to].0, &policies[to].1, *a)
+                })
+                .collect();
+            maps.after_write = Some(Box::new(move |m: &SimMaps| {
+                for a in &both {
+                    assert_ne!(
+                        sim_access(m, vip_id, *a),
+                        lb_common::policy::SourceAccess::Allowed,
+                        "policy {from} -> {to}: {a} admitted in between"
+                    );
+                }
+            }));
+            let plan = r.plan(&with_policy(to)).expect("plan");
+            r.apply(plan, &mut maps).expect("apply");
+            for a in &probes {
+                let refused = refused_by(&policies[to].0, &policies[to].1, *a);
+                assert_eq!(
+                    sim_access(&maps, vip_id, *a) != lb_common::policy::SourceAccess::Allowed,
+                    refused,
+                    "after {from} -> {to}, source {a}"
+                );
+            }
+        }
+    }
+}
+
+/// The address marker says what the data plane does with portless traffic:
+/// it follows the VIPs' `ping` flags and which VIP takes fragments, and is
+/// rewritten when they change.
+#[test]
+fn markers_follow_ping_and_the_fragment_owner() {
+    use lb_common::VIP_F_NO_PING;
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let udp = |flags| DesiredVip {
+        key: vip_key(1, 53, PROTO_UDP),
+        ..vip(1, 53, flags, vec![backend(1, 100, true)])
+    };
+    let marker = |maps: &SimMaps| maps.vips[&vip_key(1, 53, PROTO_UDP).to_marker()];
+
+    converge(&mut r, &mut maps, &state(vec![udp(VIP_F_SOURCE_HASH)]));
+    assert_eq!(marker(&maps), VipInfo::marker(true, None, Some(53)));
+
+    converge(&mut r, &mut maps, &state(vec![udp(VIP_F_NO_PING)]));
+    assert_eq!(
+        marker(&maps),
+        VipInfo::marker(false, None, None),
+        "no ping, five-tuple: fragments dropped"
+    );
+
+    // A TCP VIP on the same address that allows ping: answered again; the
+    // UDP VIP, source-hashed again, takes UDP fragments.
+    let both = state(vec![
+        udp(VIP_F_SOURCE_HASH | VIP_F_NO_PING),
+        vip(1, 80, 0, vec![backend(2, 100, true)]),
+    ]);
+    converge(&mut r, &mut maps, &both);
+    assert_eq!(marker(&maps), VipInfo::marker(true, None, Some(53)));
+    // Nothing changed: no write.
+    let plan = r.plan(&both).unwrap_or_else(|e| panic!("plan: {e}"));
+    assert!(
+        !plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::SetVip { key, .. } if key.is_marker())),
+        "an unchanged marker is not rewritten"
+    );
 }

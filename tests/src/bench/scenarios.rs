@@ -9,10 +9,21 @@
 //! - fd00:100::1 TCP 80 (`v6_tcp_flow_hit`)
 //! - 10.100.0.3 TCP 80, backends on VLAN 100 (`v4_tcp_vlan`: a tagged packet
 //!   leaves only on its own VLAN)
-//! - 10.100.0.4 TCP 80, `forwarding = "gue"` (`v4_tcp_gue`: IPv4 + UDP
+//! - 10.100.0.4 TCP 80 with a policy: 1,000 source prefixes (allow and deny)
+//!   and both rate limits, so high they never refuse (`v4_tcp_policy_hit`,
+//!   `v4_tcp_syn_policy`: the policy's cost next to `v4_tcp_flow_hit` and
+//!   `v4_tcp_syn`)
+//! - 10.100.0.5 TCP 80, `forwarding = "gue"` (`v4_tcp_gue`: IPv4 + UDP
 //!   pushed, 28 bytes)
-//! - 10.100.0.5 TCP 80, `forwarding = "l2-dsr"` (`v4_tcp_l2_dsr`: only the
+//! - 10.100.0.6 TCP 80, `forwarding = "l2-dsr"` (`v4_tcp_l2_dsr`: only the
 //!   MACs rewritten)
+//!
+//! SYN scenarios (`v4_tcp_syn`, `_policy`) cycle through 4,096 spoofed
+//! sources and ports: a bare SYN is balanced without a connection-table
+//! lookup or insert; in live mode `v4_tcp_syn` is the spoofed SYN flood
+//! one core absorbs. `v4_tcp_flow_miss` sends ACKs of connections the table
+//! has never seen (lookup miss, Maglev, LRU insert); flood mode is off in
+//! the benchmarks (`env::global_config`) so that every one inserts.
 //!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
 //! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
@@ -21,9 +32,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::{
-    program_names, Forwarding, Verdict, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE,
+    program_names, Forwarding, Gcra, Verdict, VipKey, PREFIX_ALLOW, PREFIX_DENY, PROTO_TCP,
+    PROTO_UDP, VIP_F_NO_FLOW_TABLE,
 };
-use lb_userspace::reconcile::{DesiredBackend, DesiredState, DesiredVip};
+use lb_userspace::reconcile::{DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, Prefixes};
 
 use super::{
     env::{global_config, Program},
@@ -39,9 +51,13 @@ pub const VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 1);
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
 /// The VIP whose backends are on VLAN 100.
 pub const VIP4_VLAN: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 3);
+/// The VIP with 1,000 source prefixes and rate limits.
+pub const VIP4_POLICY: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 4);
+/// Source prefixes of the policy VIP.
+pub const POLICY_PREFIXES: usize = 1_000;
 /// The GUE VIP and the l2-dsr VIP.
-pub const VIP4_GUE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 4);
-pub const VIP4_L2_DSR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 5);
+pub const VIP4_GUE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 5);
+pub const VIP4_L2_DSR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 6);
 /// An address next to the VIP that no VIP uses.
 pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const PORT_TCP: u16 = 80;
@@ -63,6 +79,9 @@ pub const ORDER: &[&str] = &[
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
     "v4_tcp_flow_miss",
+    "v4_tcp_syn",
+    "v4_tcp_syn_policy",
+    "v4_tcp_policy_hit",
     "v6_tcp_flow_hit",
     "v4_udp",
     "v4_tcp_vlan",
@@ -76,7 +95,8 @@ pub const ORDER: &[&str] = &[
 pub enum NewFlows {
     /// Not a VIP scenario.
     NotApplicable,
-    /// None: every packet hit the flow table.
+    /// None: every packet hit the flow table, or was a SYN to a VIP with a
+    /// connection table (it creates no entry, which is what is counted).
     None,
     /// One per packet: every packet was a new flow.
     Every,
@@ -116,6 +136,36 @@ pub fn vip6_tcp() -> VipKey {
 }
 pub fn vip4_vlan() -> VipKey {
     vip_key(IpAddr::V4(VIP4_VLAN), PORT_TCP, PROTO_TCP)
+}
+pub fn vip4_policy() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_POLICY), PORT_TCP, PROTO_TCP)
+}
+
+/// The policy VIP's: allow 192.0.2.0/24 (the client) and 198.18.0.0/15 (the
+/// SYN scenarios' sources) but deny 192.0.2.128/25, 499 more allow /24s and
+/// 498 deny /24s elsewhere; per-VIP and per-/24 limits of 100 million new
+/// connections per second (never reached: the rate-limit work is done, no
+/// packet refused).
+pub fn policy() -> DesiredPolicy {
+    let mut prefixes = Prefixes::new();
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    prefixes.insert((v4(192, 0, 2, 0), 24), PREFIX_ALLOW);
+    prefixes.insert((v4(198, 18, 0, 0), 15), PREFIX_ALLOW);
+    prefixes.insert((v4(192, 0, 2, 128), 25), PREFIX_DENY);
+    for i in 0..499u32 {
+        let (b, c) = ((i / 256) as u8, (i % 256) as u8);
+        prefixes.insert((v4(100, 64 + b, c, 0), 24), PREFIX_ALLOW);
+        if i < 498 {
+            prefixes.insert((v4(100, 96 + b, c, 0), 24), PREFIX_DENY);
+        }
+    }
+    let never = Gcra::new(100_000_000, 100_000_000);
+    DesiredPolicy {
+        prefixes,
+        allow_list: true,
+        vip_rate: Some(never),
+        source_rate: Some((never, 24)),
+    }
 }
 pub fn vip4_gue() -> VipKey {
     vip_key(IpAddr::V4(VIP4_GUE), PORT_TCP, PROTO_TCP)
@@ -158,6 +208,7 @@ pub fn desired_state() -> DesiredState {
                 udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
                 forwarding,
                 gue_port: lb_common::forwarding::gue::DEFAULT_PORT,
+                policy: Default::default(),
                 backends: backends
                     .into_iter()
                     .map(|addr| DesiredBackend {
@@ -183,6 +234,10 @@ pub fn desired_state() -> DesiredState {
             vip(vip4_udp(), "v4-udp", 0, v4_backends()),
             vip(vip6_tcp(), "v6-tcp", 0, v6_backends()),
             vip(vip4_vlan(), "v4-tcp-vlan", 0, vlan_backends()),
+            DesiredVip {
+                policy: policy(),
+                ..vip(vip4_policy(), "v4-tcp-policy", 0, v4_backends())
+            },
             moded(vip4_gue(), "v4-tcp-gue", 0, v4_backends(), Forwarding::Gue),
             moded(
                 vip4_l2_dsr(),
@@ -254,18 +309,30 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         .map(|i| tcp4(VIP4, 10_000 + i, PORT_TCP_NO_FLOWS, TCP_SYN, if_mac).build())
         .collect();
 
-    // Distinct clients 198.18.0.0/15 x ports: every call a connection the
-    // flow table has never seen (lookup miss, Maglev, LRU insert).
+    // Distinct clients 198.18.0.0/15 x ports: every call an ACK of a
+    // connection the flow table has never seen (lookup miss, Maglev, LRU
+    // insert).
     let flow_miss: Vec<Vec<u8>> = (0..flow_miss_frames)
         .map(|i| {
             let host = (i / 50_000) as u32;
             let port = 10_000 + (i % 50_000) as u16;
             let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 0, 1)) + host);
-            let mut f = tcp4(VIP4, port, PORT_TCP, TCP_SYN, if_mac);
+            let mut f = tcp4(VIP4, port, PORT_TCP, TCP_ACK, if_mac);
             f.src = IpAddr::V4(src);
             f.build()
         })
         .collect();
+
+    // Spoofed SYNs: 4,096 sources in 198.18.0.0/20, each its own port.
+    let syns = |dst: Ipv4Addr| -> Vec<Vec<u8>> {
+        (0..NEW_FLOW_TUPLES)
+            .map(|i| {
+                let mut f = tcp4(dst, 10_000 + i, PORT_TCP, TCP_SYN, if_mac);
+                f.src = IpAddr::V4(Ipv4Addr::new(198, 18, (i >> 8) as u8, i as u8));
+                f.build()
+            })
+            .collect()
+    };
 
     let mut v6 = Frame::tcp(
         IpAddr::V6(CLIENT6),
@@ -319,6 +386,28 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
                 20,
             )
         },
+        balancer("v4_tcp_syn", syns(VIP4), vip4_tcp(), NewFlows::None, 20),
+        balancer(
+            "v4_tcp_syn_policy",
+            syns(VIP4_POLICY),
+            vip4_policy(),
+            NewFlows::None,
+            20,
+        ),
+        balancer(
+            "v4_tcp_policy_hit",
+            vec![tcp4(
+                VIP4_POLICY,
+                CLIENT_PORT,
+                PORT_TCP,
+                TCP_ACK | TCP_PSH,
+                if_mac,
+            )
+            .build()],
+            vip4_policy(),
+            NewFlows::None,
+            20,
+        ),
         balancer(
             "v6_tcp_flow_hit",
             vec![v6.build()],
@@ -378,9 +467,10 @@ mod tests {
     }
 
     #[test]
-    fn desired_state_has_seven_vips_of_100_backends() {
+    fn desired_state_has_eight_vips_of_100_backends() {
         let d = desired_state();
-        assert_eq!(d.vips.len(), 7);
+        assert_eq!(d.vips.len(), 8);
+        assert_eq!(policy().prefixes.len(), POLICY_PREFIXES);
         assert!(d
             .vips
             .iter()

@@ -15,7 +15,8 @@
 //! The VIPs ([`VIPS`]) cover IPv4 and IPv6, TCP and UDP, exact ports and
 //! port 0 (with an exact port beside it), client affinity, no connection
 //! table, drained, unhealthy and failed-open backends, a VIP whose backends
-//! are all drained (no table), and backends of the other family. VLAN
+//! are all drained (no table), backends of the other family, and policies
+//! (allow and deny ranges, rate limits: [`policy_of`]). VLAN
 //! sub-interfaces do not exist on the kernels this runs on (no 8021q), so
 //! tagged frames only meet untagged egress interfaces. The route MTU is
 //! locked: the kernel applies an unlocked route MTU to the packets a host
@@ -33,14 +34,15 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use lb_common::{
-    GlobalConfig, Verdict, VipKey, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    Gcra, GlobalConfig, Verdict, VipKey, PREFIX_ALLOW, PREFIX_DENY, PROTO_TCP, PROTO_UDP,
+    VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use lb_userspace::{
     dataplane::Sizes,
-    reconcile::{DesiredBackend, DesiredState, DesiredVip, Reconciler},
+    reconcile::{DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, Prefixes, Reconciler},
 };
 
-use super::oracle::{BackendModel, Iface, Mode, Model, Path, VerdictSet, VipModel};
+use super::oracle::{BackendModel, Iface, Mode, Model, Path, PolicyModel, VerdictSet, VipModel};
 use crate::{
     balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
     netns::NetNs,
@@ -265,6 +267,52 @@ fn forwarding_of(mode: Mode) -> (lb_common::Forwarding, u16) {
     }
 }
 
+/// The policies of some VIPs (the generator's clients are mostly
+/// 192.0.2.0-63 and 2001:db8::0-3f, so the ranges split them): an allow
+/// list with a deny prefix inside it, a deny list alone, an allow list with
+/// a deny prefix on a client-affinity VIP, and rate limits low enough that
+/// the fuzzer's SYNs exceed them (per VIP on a VIP without connection
+/// table, per /64 source prefix on another).
+fn policy_of(v: &VipSpec) -> (DesiredPolicy, PolicyModel) {
+    let p = |s: &str| -> IpAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+    type Ranges<'a> = &'a [(&'a str, u8)];
+    let (allow, deny, vip_rate, source_rate): (Ranges, Ranges, bool, bool) =
+        match (v.v6, v.n, v.port, v.proto) {
+            (false, 2, 443, TCP) => (&[("192.0.2.0", 26)], &[("192.0.2.32", 28)], false, false),
+            (true, 1, 53, UDP) => (&[], &[("2001:db8::", 123)], false, false),
+            (true, 2, 0, TCP) => (
+                &[("2001:db8::", 32)],
+                &[("2001:db8::20", 124)],
+                false,
+                false,
+            ),
+            (false, 1, 8080, TCP) => (&[], &[], true, false),
+            (true, 1, 80, TCP) => (&[], &[], false, true),
+            _ => (&[], &[], false, false),
+        };
+    let mut prefixes = Prefixes::new();
+    for &(a, len) in deny {
+        prefixes.insert((p(a), len), PREFIX_DENY);
+    }
+    for &(a, len) in allow {
+        prefixes.insert((p(a), len), PREFIX_ALLOW);
+    }
+    let rate = Gcra::new(100, 20);
+    let desired = DesiredPolicy {
+        prefixes,
+        allow_list: !allow.is_empty(),
+        vip_rate: vip_rate.then_some(rate),
+        source_rate: source_rate.then_some((rate, if v.v6 { 64 } else { 24 })),
+    };
+    let model = PolicyModel {
+        allow: allow.iter().map(|&(a, len)| (p(a), len)).collect(),
+        deny: deny.iter().map(|&(a, len)| (p(a), len)).collect(),
+        vip_rate,
+        source_rate,
+    };
+    (desired, model)
+}
+
 /// The outer sources: the balancer's own addresses on `xlbp0`.
 fn global_config() -> GlobalConfig {
     GlobalConfig::new(
@@ -285,6 +333,7 @@ fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
             udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
             forwarding: forwarding_of(mode_of(i)).0,
             gue_port: forwarding_of(mode_of(i)).1,
+            policy: policy_of(v).0,
             backends: v
                 .backends
                 .iter()
@@ -406,6 +455,7 @@ impl World {
                     .collect();
                 VipModel::new(v.addr(), v.port, v.proto, v.flags & AFFINITY != 0, backends)
                     .with_mode(mode_of(i))
+                    .with_policy(policy_of(v).1)
             })
             .collect();
         let model = Model {

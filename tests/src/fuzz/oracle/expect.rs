@@ -18,7 +18,11 @@
 //! - VIP traffic: forwarded to one of the VIP's eligible backends, or dropped
 //!   for a reason that holds for one of them (no backend at all, no route,
 //!   too big for its path, an unresolved neighbour if the data plane drops
-//!   those, a tagged frame that cannot leave on its VLAN).
+//!   those, a tagged frame that cannot leave on its VLAN);
+//! - VIP traffic from a source the VIP's allow/deny ranges refuse: dropped
+//!   (`source_denied`, `source_not_allowed`), whatever the packet; a bare
+//!   SYN to a VIP with rate limits may also be dropped
+//!   (`vip_rate_limited`, `source_rate_limited`), no other packet.
 //!
 //! Where the documentation leaves a choice (a TCP data offset the data plane
 //! need not read, an extension chain that runs past the packet), every
@@ -32,7 +36,10 @@ use etherparse::{
 };
 use lb_common::Verdict;
 
-use super::model::{Mode, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP};
+use super::{
+    icmp,
+    model::{Mode, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP},
+};
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -43,6 +50,8 @@ const ETH_LEN: usize = 14;
 const VLAN_LEN: usize = 4;
 /// IPv6 extension headers the README promises to walk.
 const MAX_IPV6_EXT: usize = 3;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// What may happen to one frame. At least one of the three is allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +62,8 @@ pub struct Expectation {
     pub drop: VerdictSet,
     /// How it must look if it is encapsulated toward a backend.
     pub forward: Option<Forward>,
+    /// The ICMP message the balancer may answer it with itself (XDP_TX).
+    pub answer: Option<Answer>,
     /// The oracle's reading of the frame, for reports.
     pub why: &'static str,
 }
@@ -74,6 +85,20 @@ pub struct Forward {
     pub tag: Option<Tag>,
     /// What must keep reaching the same backend.
     pub flow: FlowId,
+    /// The reason it is counted under when sent (an ICMP error or a
+    /// fragment), instead of `tx` / `redirect` / `fib_no_neigh`.
+    pub counted_as: Option<Verdict>,
+}
+
+/// An ICMP message the balancer sends back out of the ingress interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// "Fragmentation needed" / "packet too big" for the packet that the
+    /// expectation's [`Forward`] describes, with the MTU of one of the VIP's
+    /// eligible backends' paths it does not fit.
+    TooBig,
+    /// The echo reply to the request at `l3_off` of `ip_len` bytes.
+    Echo { l3_off: usize, ip_len: usize },
 }
 
 /// A flow as the VIP balances it: its 5-tuple, or only its source address for
@@ -93,19 +118,21 @@ impl Expectation {
             pass: reasons,
             drop: VerdictSet::EMPTY,
             forward: None,
+            answer: None,
             why,
         }
     }
 
-    fn pass_as(v: Verdict, why: &'static str) -> Self {
+    pub(super) fn pass_as(v: Verdict, why: &'static str) -> Self {
         Self::pass(VerdictSet::of(v), why)
     }
 
-    fn drop_as(v: Verdict, why: &'static str) -> Self {
+    pub(super) fn drop_as(v: Verdict, why: &'static str) -> Self {
         Self {
             pass: VerdictSet::EMPTY,
             drop: VerdictSet::of(v),
             forward: None,
+            answer: None,
             why,
         }
     }
@@ -130,21 +157,26 @@ impl Expectation {
                 vip.describe()
             ));
         }
+        match self.answer {
+            Some(Answer::TooBig) => parts.push("answer with an ICMP too-big error".into()),
+            Some(Answer::Echo { .. }) => parts.push("answer with an echo reply".into()),
+            None => {}
+        }
         format!("{} ({})", parts.join(", or "), self.why)
     }
 }
 
 /// The frame as far as the IP layer, for everything after it.
-struct Ip {
-    l3_off: usize,
+pub(super) struct Ip {
+    pub l3_off: usize,
     /// End of the IP packet (by its own length field) in the frame.
-    end: usize,
-    l4_off: usize,
-    proto: u8,
-    src: IpAddr,
-    dst: IpAddr,
-    tos: u8,
-    v4: bool,
+    pub end: usize,
+    pub l4_off: usize,
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub tos: u8,
+    pub v4: bool,
 }
 
 /// What the documented behaviour allows for `frame`.
@@ -186,6 +218,10 @@ fn is_tpid(ether_type: u16) -> bool {
     ether_type == ETH_P_8021Q || ether_type == ETH_P_8021AD
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "one call per frame; the expectation is the oracle's answer, not an error path"
+)]
 fn ipv4(model: &Model, frame: &[u8], l3_off: usize) -> Result<Ip, Expectation> {
     let malformed = |why| Err(Expectation::pass_as(Verdict::Malformed, why));
     let avail = &frame[l3_off..];
@@ -202,15 +238,7 @@ fn ipv4(model: &Model, frame: &[u8], l3_off: usize) -> Result<Ip, Expectation> {
         return malformed("IPv4 total length beyond the frame");
     }
     let dst = IpAddr::V4(h.destination_addr());
-    if h.more_fragments() || h.fragments_offset().value() != 0 {
-        return Err(unbalanceable(
-            model,
-            dst,
-            Verdict::Fragment,
-            "IPv4 fragment",
-        ));
-    }
-    Ok(Ip {
+    let ip = Ip {
         l3_off,
         end: l3_off + total,
         l4_off: l3_off + header_len,
@@ -219,9 +247,17 @@ fn ipv4(model: &Model, frame: &[u8], l3_off: usize) -> Result<Ip, Expectation> {
         dst,
         tos: avail[1],
         v4: true,
-    })
+    };
+    if h.more_fragments() || h.fragments_offset().value() != 0 {
+        return Err(icmp::fragment(model, frame, &ip, ip.proto, "IPv4 fragment"));
+    }
+    Ok(ip)
 }
 
+#[expect(
+    clippy::result_large_err,
+    reason = "one call per frame; the expectation is the oracle's answer, not an error path"
+)]
 fn ipv6(model: &Model, frame: &[u8], l3_off: usize) -> Result<Ip, Expectation> {
     let avail = &frame[l3_off..];
     let h = match Ipv6HeaderSlice::from_slice(avail) {
@@ -251,12 +287,41 @@ fn ipv6(model: &Model, frame: &[u8], l3_off: usize) -> Result<Ip, Expectation> {
     let end = l3_off + 40 + payload;
     let (proto, l4_off) = match walk_extensions(frame, h.next_header().0, l3_off + 40, end) {
         Chain::Transport { proto, off } => (proto, off),
+        Chain::Fragment if h.next_header().0 == FRAGMENT => {
+            // Right after the IPv6 header: a source-ip VIP may take it.
+            let vcf = u16::from_be_bytes([avail[0], avail[1]]);
+            let ip = Ip {
+                l3_off,
+                end,
+                l4_off: l3_off + 40,
+                proto: FRAGMENT,
+                src: IpAddr::V6(h.source_addr()),
+                dst,
+                tos: (vcf >> 4) as u8,
+                v4: false,
+            };
+            let Some(&proto) = frame.get(l3_off + 40) else {
+                return Err(unbalanceable(
+                    model,
+                    dst,
+                    Verdict::Fragment,
+                    "IPv6 fragment header cut",
+                ));
+            };
+            let mut e = icmp::fragment(model, frame, &ip, proto, "IPv6 fragment header");
+            if l3_off + 48 > end && model.is_vip_address(dst) {
+                // A fragment header cut by the packet's end: refusing it is
+                // as documented as taking it.
+                e.drop = e.drop.with(Verdict::Fragment);
+            }
+            return Err(e);
+        }
         Chain::Fragment => {
             return Err(unbalanceable(
                 model,
                 dst,
                 Verdict::Fragment,
-                "IPv6 fragment header",
+                "IPv6 fragment header after another extension header",
             ))
         }
         Chain::Unsupported(why) => {
@@ -399,7 +464,7 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
                 usize::from(port(l4, 4)) != l4.len(),
             )
         }
-        _ => return Expectation::pass_as(Verdict::NotVip, "neither TCP nor UDP"),
+        _ => return icmp::message(model, frame, ip, tag),
     };
     let loose_pass = if loose {
         VerdictSet::of(Verdict::Malformed)
@@ -413,20 +478,82 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
         );
     };
     let vip = &model.vips[vip_index];
+    // A bare SYN opens a connection: the VIP's rate limits may refuse it
+    // (TCP packets that are not a bare SYN are never limited).
+    let opens = ip.proto == PROTO_TCP && l4[13] & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    let rate_drops = if opens {
+        vip.policy.rate_drops()
+    } else {
+        VerdictSet::EMPTY
+    };
     let why = if loose {
         "VIP traffic with an inconsistent TCP data offset or UDP length"
     } else {
         "VIP traffic"
     };
+    let source_hash = model.vips[vip_index].source_hash;
+    let flow = FlowId {
+        vip: vip_index,
+        src: ip.src,
+        rest: (!source_hash).then_some((ip.dst, sport, dport)),
+    };
+    let answerable = icmp::answers_too_big(frame, ip);
+    let mut e = balanced(model, ip, tag, flow, None, answerable, why);
+    e.pass = e.pass.union(loose_pass);
+    if e.forward.is_some() {
+        e.drop = e.drop.union(rate_drops);
+    }
+    e
+}
+
+/// A packet balanced as `flow` of VIP `flow.vip`: encapsulated toward one
+/// of its eligible backends (counted as `counted_as` when given), or dropped
+/// for a reason one of them has; when it is too big for a backend's path and
+/// `answerable`, it may instead be answered with an ICMP too-big error.
+pub(super) fn balanced(
+    model: &Model,
+    ip: &Ip,
+    tag: Option<Tag>,
+    flow: FlowId,
+    counted_as: Option<Verdict>,
+    answerable: bool,
+    why: &'static str,
+) -> Expectation {
+    let vip_index = flow.vip;
+    let vip = &model.vips[vip_index];
+    // The VIP's source ranges come first, for every packet balanced as one
+    // of its flows (an ICMP error: the flow it quotes, whose source is the
+    // client).
+    if let Some(reason) = vip.policy.refusal(flow.src) {
+        return Expectation {
+            pass: VerdictSet::EMPTY,
+            drop: VerdictSet::of(reason),
+            forward: None,
+            answer: None,
+            why: "VIP traffic from a source the VIP's ranges refuse",
+        };
+    }
     if vip.eligible.is_empty() {
         return Expectation {
-            pass: loose_pass,
+            pass: VerdictSet::EMPTY,
             drop: VerdictSet::of(Verdict::NoBackend),
             forward: None,
+            answer: None,
             why: "VIP traffic to a VIP without a backend that takes connections",
         };
     }
     let ip_len = ip.end - ip.l3_off;
+    let forward = Forward {
+        vip: vip_index,
+        l3_off: ip.l3_off,
+        ip_len,
+        inner_v4: ip.v4,
+        tos: ip.tos,
+        tag,
+        flow,
+        counted_as,
+    };
+    let mut answer = None;
     let mut drop = VerdictSet::EMPTY;
     for b in vip.eligible() {
         if vip.mode.encapsulates() && model.outer_source(b.addr).is_none() {
@@ -437,7 +564,14 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
         match b.path {
             Path::Unreachable => drop = drop.with(Verdict::FibUnreachable),
             p if p.mtu().is_some_and(|m| outer_len as u64 > u64::from(m)) => {
-                drop = drop.with(Verdict::TooBig);
+                let mtu = p.mtu().unwrap_or(0);
+                if answerable && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
+                {
+                    answer = Some(Answer::TooBig);
+                    drop = drop.with(Verdict::IcmpTooBigLimited);
+                } else {
+                    drop = drop.with(Verdict::TooBig);
+                }
             }
             // l2-dsr cannot let the kernel resolve the MAC: the kernel would
             // route the VIP packet by its own table.
@@ -463,23 +597,11 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
             }
         }
     }
-    let flow = FlowId {
-        vip: vip_index,
-        src: ip.src,
-        rest: (!vip.source_hash).then_some((ip.dst, sport, dport)),
-    };
     Expectation {
-        pass: loose_pass,
+        pass: VerdictSet::EMPTY,
         drop,
-        forward: Some(Forward {
-            vip: vip_index,
-            l3_off: ip.l3_off,
-            ip_len,
-            inner_v4: ip.v4,
-            tos: ip.tos,
-            tag,
-            flow,
-        }),
+        forward: Some(forward),
+        answer,
         why,
     }
 }

@@ -86,6 +86,10 @@ pub fn judge(
         },
         XDP_DROP if !exp.drop.is_empty() => Ok(verdicts_only(exp.drop)),
         XDP_DROP => refuse("dropped without a documented reason", "XDP_DROP"),
+        XDP_TX if super::icmp::answered(model, input, exp, output).is_some() => {
+            let a = super::icmp::answered(model, input, exp, output);
+            Ok(verdicts_only(a.unwrap_or(VerdictSet::EMPTY)))
+        }
         XDP_TX | XDP_REDIRECT => match &exp.forward {
             Some(f) => forwarded(model, input, f, action, output),
             None => refuse(
@@ -187,6 +191,7 @@ fn forwarded(
         return Err(problems);
     };
     let verdict = path(model, f, backend, action, &eth, out_tag, &mut problems);
+    let verdict = f.counted_as.unwrap_or(verdict);
     if problems.is_empty() {
         Ok(Accepted {
             verdicts: VerdictSet::of(verdict),
@@ -238,6 +243,8 @@ fn rewritten(
         return Err(problems);
     };
     let verdict = path(model, f, backend, action, eth, out_tag, &mut problems);
+    // ICMP errors and fragments leave by the VIP's mode too, counted as such.
+    let verdict = f.counted_as.unwrap_or(verdict);
     if problems.is_empty() {
         Ok(Accepted {
             verdicts: VerdictSet::of(verdict),

@@ -147,6 +147,8 @@ pub struct VipModel {
     pub eligible: Vec<usize>,
     /// How packets reach the backends.
     pub mode: Mode,
+    /// Source ranges and new-connection limits.
+    pub policy: PolicyModel,
 }
 
 /// A VIP's forwarding mode, as the README's "Choosing a forwarding mode"
@@ -180,6 +182,61 @@ impl Mode {
     }
 }
 
+/// A VIP's policy as the README states it: a source in any deny prefix is
+/// refused (deny wins); with an allow list, a source in none of its prefixes
+/// is refused; every packet is checked. Rate limits refuse only new
+/// connections (for TCP a bare SYN), never other packets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyModel {
+    pub allow: Vec<(IpAddr, u8)>,
+    pub deny: Vec<(IpAddr, u8)>,
+    pub vip_rate: bool,
+    pub source_rate: bool,
+}
+
+impl PolicyModel {
+    /// Why `src` may not reach the VIP at all, if it may not.
+    pub fn refusal(&self, src: IpAddr) -> Option<Verdict> {
+        if self.deny.iter().any(|&(p, len)| in_prefix(src, p, len)) {
+            Some(Verdict::SourceDenied)
+        } else if !self.allow.is_empty()
+            && !self.allow.iter().any(|&(p, len)| in_prefix(src, p, len))
+        {
+            Some(Verdict::SourceNotAllowed)
+        } else {
+            None
+        }
+    }
+
+    /// The drops a new connection of a source the ranges let through may
+    /// meet (its buckets may be empty).
+    pub fn rate_drops(&self) -> VerdictSet {
+        let mut v = VerdictSet::EMPTY;
+        if self.vip_rate {
+            v = v.with(Verdict::VipRateLimited);
+        }
+        if self.source_rate {
+            v = v.with(Verdict::SourceRateLimited);
+        }
+        v
+    }
+}
+
+/// Whether `addr` lies in `prefix/len` (of the same family).
+fn in_prefix(addr: IpAddr, prefix: IpAddr, len: u8) -> bool {
+    match (addr, prefix) {
+        (IpAddr::V4(a), IpAddr::V4(p)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(p) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(p)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(p) & mask
+        }
+        _ => false,
+    }
+}
+
 impl VipModel {
     pub fn new(
         addr: IpAddr,
@@ -197,12 +254,18 @@ impl VipModel {
             backends,
             eligible,
             mode: Mode::Ipip,
+            policy: PolicyModel::default(),
         }
     }
 
     /// The same VIP forwarding by `mode`.
     pub fn with_mode(self, mode: Mode) -> Self {
         Self { mode, ..self }
+    }
+
+    /// The same VIP with `policy`.
+    pub fn with_policy(self, policy: PolicyModel) -> Self {
+        Self { policy, ..self }
     }
 
     pub fn eligible(&self) -> impl Iterator<Item = &BackendModel> {
@@ -266,6 +329,24 @@ impl Model {
                 .position(|v| v.addr == addr && v.proto == proto && v.port == p)
         };
         find(port).or_else(|| find(0))
+    }
+
+    /// The VIP that takes fragments of `proto` sent to `addr`: the
+    /// address's only VIP of that protocol, when it hashes the source.
+    pub fn fragment_vip(&self, addr: IpAddr, proto: u8) -> Option<usize> {
+        let mut of_proto = self
+            .vips
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.addr == addr && v.proto == proto);
+        let (i, v) = of_proto.next()?;
+        (of_proto.next().is_none() && v.source_hash).then_some(i)
+    }
+
+    /// Whether echo requests to `addr` are answered: the fuzzer's VIPs
+    /// keep the default (`ping = true`), so every VIP address is.
+    pub fn ping(&self, addr: IpAddr) -> bool {
+        self.is_vip_address(addr)
     }
 
     pub fn outer_source(&self, backend: IpAddr) -> Option<IpAddr> {

@@ -13,7 +13,7 @@ use etherparse::{
 use lb_common::Verdict;
 
 use super::{
-    expect::{expect, Expectation},
+    expect::{expect, Answer, Expectation},
     judge::{judge, Problem},
     model::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
     BackendModel, Iface, Mode, Model, Path, VerdictSet, VipModel,
@@ -665,11 +665,94 @@ fn too_big_for_the_path() {
     assert!(e.drop.is_empty(), "{e:?}");
     let over = frame("10.100.0.1", 5, true, None, &[7; 1381 - 28]);
     let e = expect(&m, &over);
-    assert_eq!(e.drop, only(Verdict::TooBig));
+    // DF set: answered with "fragmentation needed" (or rate-limited).
+    assert_eq!(e.drop, only(Verdict::IcmpTooBigLimited));
     let out = encapsulated(&over, 14, over.len() - 14, "10.3.0.10", REDIRECT, None);
     assert_eq!(
         whats(judge(&m, &over, &e, XDP_REDIRECT, &out)),
         ["encapsulated packet larger than the path MTU sent"]
+    );
+    let answer = |mtu: u16| {
+        let mut a = Vec::new();
+        PacketBuilder::ethernet2(INGRESS.mac, CLIENT_MAC)
+            .ipv4([10, 100, 0, 1], [192, 0, 2, 7], 64)
+            .icmpv4_raw(3, 4, [0, 0, (mtu >> 8) as u8, mtu as u8])
+            .write(&mut a, &over[14..14 + 28])
+            .expect("write");
+        a[15] = 0xc0;
+        crate::frames::fix_ipv4_checksum(&mut a, 14);
+        a
+    };
+    let ok = judge(&m, &over, &e, XDP_TX, &answer(1380)).expect("the MTU 1400 - 20");
+    assert_eq!(ok.verdicts, only(Verdict::IcmpTooBigSent));
+    assert!(
+        judge(&m, &over, &e, XDP_TX, &answer(1400)).is_err(),
+        "wrong MTU"
+    );
+    // DF clear: no error may be sent.
+    let mut no_df = over.clone();
+    no_df[14 + 6] = 0;
+    crate::frames::fix_ipv4_checksum(&mut no_df, 14);
+    let e = expect(&m, &no_df);
+    assert_eq!((e.drop, e.answer), (only(Verdict::TooBig), None));
+}
+
+#[test]
+fn echo_requests_and_icmp_errors_to_vip_addresses() {
+    let m = model();
+    let mut req = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, INGRESS.mac)
+        .ipv4([192, 0, 2, 7], [10, 100, 0, 1], 9)
+        .icmpv4_echo_request(7, 1)
+        .write(&mut req, b"ping")
+        .expect("write");
+    let e = expect(&m, &req);
+    assert_eq!(e.drop, only(Verdict::IcmpEchoLimited));
+    let mut reply = Vec::new();
+    PacketBuilder::ethernet2(INGRESS.mac, CLIENT_MAC)
+        .ipv4([10, 100, 0, 1], [192, 0, 2, 7], 64)
+        .icmpv4_echo_reply(7, 1)
+        .write(&mut reply, b"ping")
+        .expect("write");
+    let ok = judge(&m, &req, &e, XDP_TX, &reply).expect("echo reply");
+    assert_eq!(ok.verdicts, only(Verdict::IcmpEchoReply));
+    assert!(
+        judge(&m, &req, &e, XDP_TX, &req).is_err(),
+        "the request back"
+    );
+
+    // An error quoting VIP 10.100.0.1:5/udp's reply to 192.0.2.7:40000.
+    let mut quote = Vec::new();
+    PacketBuilder::ipv4([10, 100, 0, 1], [192, 0, 2, 7], 60)
+        .udp(5, 40000)
+        .write(&mut quote, b"reply")
+        .expect("write");
+    let err = |q: &[u8]| {
+        let mut f = Vec::new();
+        PacketBuilder::ethernet2(CLIENT_MAC, INGRESS.mac)
+            .ipv4([198, 51, 100, 1], [10, 100, 0, 1], 9)
+            .icmpv4_raw(3, 4, [0, 0, 5, 0])
+            .write(&mut f, q)
+            .expect("write");
+        f
+    };
+    let f = err(&quote);
+    let e = expect(&m, &f);
+    let fw = e.forward.expect("to the flow's backend");
+    assert_eq!(fw.counted_as, Some(Verdict::IcmpToBackend));
+    let client = frame("10.100.0.1", 5, true, None, b"x");
+    assert_eq!(
+        Some(fw.flow),
+        expect(&m, &client).forward.map(|c| c.flow),
+        "the quoted flow, reversed"
+    );
+    let e = expect(&m, &err(&quote[..24]));
+    assert_eq!(e.drop, only(Verdict::IcmpMalformed), "cut short");
+    let mut foreign = quote.clone();
+    foreign[12] = 11;
+    assert_eq!(
+        expect(&m, &err(&foreign)).drop,
+        only(Verdict::IcmpMalformed)
     );
 }
 
@@ -771,8 +854,30 @@ fn gue_counts_eight_more_bytes_against_the_mtu() {
     let v = m.vips.remove(1).with_mode(Mode::Gue { port: 6080 });
     m.vips.insert(1, v);
     let f = frame("10.100.0.1", 5000, true, None, &vec![0; 1373 - 28]);
-    assert_eq!(expect(&m, &f).drop, only(Verdict::TooBig));
-    assert!(expect(&model(), &f).drop.is_empty());
+    // Too big: answered with a too-big error (or not, over the ICMP rate).
+    let e = expect(&m, &f);
+    assert_eq!(e.drop, only(Verdict::IcmpTooBigLimited));
+    assert_eq!(e.answer, Some(Answer::TooBig));
+    // The MTU it tells the client leaves room for GUE's 28 bytes.
+    let answer = |mtu: u16| {
+        let mut a = Vec::new();
+        PacketBuilder::ethernet2(INGRESS.mac, CLIENT_MAC)
+            .ipv4([10, 100, 0, 1], [192, 0, 2, 7], 64)
+            .icmpv4_raw(3, 4, [0, 0, (mtu >> 8) as u8, mtu as u8])
+            .write(&mut a, &f[14..14 + 28])
+            .expect("write");
+        a[15] = 0xc0;
+        crate::frames::fix_ipv4_checksum(&mut a, 14);
+        a
+    };
+    let ok = judge(&m, &f, &e, XDP_TX, &answer(1372)).expect("the MTU 1400 - 28");
+    assert_eq!(ok.verdicts, only(Verdict::IcmpTooBigSent));
+    assert!(
+        judge(&m, &f, &e, XDP_TX, &answer(1380)).is_err(),
+        "IP-in-IP's MTU for a GUE VIP"
+    );
+    let e = expect(&model(), &f);
+    assert!(e.drop.is_empty() && e.answer.is_none());
 }
 
 #[test]
