@@ -223,7 +223,9 @@ const VIPS: &[VipSpec] = &[
     VipSpec { v6: true, n: 1, port: 80, proto: TCP, flags: 0, backends: &[
         be(Ingress, true, 50), be(Ingress, true, 51), be(Ingress, false, 50),
     ] },
-    VipSpec { v6: true, n: 1, port: 53, proto: UDP, flags: 0, backends: &[
+    // Source-hashed and l2-dsr (`mode_of`): its address's UDP fragments
+    // leave as the client sent them, behind new MACs.
+    VipSpec { v6: true, n: 1, port: 53, proto: UDP, flags: AFFINITY, backends: &[
         be(Redirect, true, 60), be(Redirect, true, 61),
     ] },
     VipSpec { v6: true, n: 2, port: 0, proto: TCP, flags: AFFINITY, backends: &[
