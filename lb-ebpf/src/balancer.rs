@@ -33,12 +33,14 @@
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
-//!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
-//!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
-//!     A packet that no longer fits the egress MTU is answered with an ICMP
-//!     "fragmentation needed" / "packet too big" carrying the MTU its sender
-//!     must use. What the balancer sends itself is rate-limited per CPU
-//!     (`XLB_ICMP_LIMIT`).
+//!     hand the packet over by the VIP's forwarding mode (push an IP-in-IP
+//!     or GUE header and the next hop's MACs, or for `l2-dsr` rewrite only
+//!     the MACs; ICMP errors and fragments too), and transmit: XDP_TX out of
+//!     the ingress interface, or a redirect through `XLB_TX_PORTS`. A packet
+//!     that no longer fits the egress MTU once the mode's header is added is
+//!     answered with an ICMP "fragmentation needed" / "packet too big"
+//!     carrying the MTU its sender must use. What the balancer sends itself
+//!     is rate-limited per CPU (`XLB_ICMP_LIMIT`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
