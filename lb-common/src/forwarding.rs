@@ -113,10 +113,47 @@ pub mod gue {
     }
 }
 
+/// [`Forwarding::overhead`] for the data plane: the bytes the mode of a
+/// `FORWARDING_*` byte puts in front of the client's IP packet toward a
+/// backend of `family` (`FAMILY_V4`/`_V6`; anything but a mode's byte is
+/// refused before this matters). Arithmetic only, no branch: the verifier
+/// then holds one range rather than a constant per mode and family, and
+/// checks the code that follows once.
+#[inline(always)]
+pub const fn overhead_of(forwarding: u8, family: u8) -> usize {
+    const _: () = assert!(
+        crate::ip::FAMILY_V4 & 2 == 0
+            && crate::ip::FAMILY_V6 & 2 == 2
+            && FORWARDING_IPIP & 3 == 0
+            && FORWARDING_GUE & 3 == 1
+            && FORWARDING_L2_DSR & 2 == 2
+            && gue::UDP_HEADER_LEN == 8
+    );
+    // 20 or 40 bytes of IP header, 8 more for GUE (bit 0 of its byte).
+    let encap = 20 + (family & 2) as usize * 10 + (((forwarding & 1) as usize) << 3);
+    // l2-dsr (bit 1): shifted right by 8 bits, which leaves 0 of a value
+    // under 64.
+    (encap >> (((forwarding & 2) as usize) << 2)) & 0x3f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ip::{FAMILY_V4, FAMILY_V6};
+
+    #[test]
+    fn the_data_planes_overhead_is_each_modes() {
+        for mode in Forwarding::ALL {
+            for (family, v4) in [(FAMILY_V4, true), (FAMILY_V6, false)] {
+                assert_eq!(
+                    overhead_of(mode.to_wire(), family),
+                    mode.overhead(v4),
+                    "{mode:?} toward IPv{}",
+                    if v4 { 4 } else { 6 }
+                );
+            }
+        }
+    }
 
     #[test]
     fn wire_bytes_round_trip_and_unknown_bytes_are_none() {

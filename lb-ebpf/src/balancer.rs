@@ -65,7 +65,7 @@ use lb_common::{
         is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
         Egress, PacketFacts,
     },
-    forwarding::{gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
+    forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     icmp::{self, Role},
     policy::SourceAccess,
     Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
@@ -630,8 +630,11 @@ fn forward(
     // SAFETY: a byte array: all-zero is valid.
     let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
     // The bytes the mode puts in front of the client's IP packet: what the
-    // FIB's MTU check and a too-big answer must count.
-    let overhead = match mode {
+    // FIB's MTU check and a too-big answer must count. Computed without a
+    // branch (`forwarding::overhead_of`), so the verifier walks the rest of
+    // `forward` once for every mode and family instead of once per length.
+    let overhead = forwarding::overhead_of(mode, family);
+    match mode {
         // Encapsulated: from the outer source, the outer header added.
         FORWARDING_IPIP | FORWARDING_GUE => {
             if family == FAMILY_V4 {
@@ -639,7 +642,6 @@ fn forward(
             } else {
                 bytes::copy(src, cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?);
             }
-            encap::header_len(family, encap::udp_len_of(mode))
         }
         // The client's own packet. The config keeps l2-dsr backends in
         // their VIP's family. The FIB is asked from the unspecified source:
@@ -650,10 +652,9 @@ fn forward(
             if family != ip.family {
                 return Err(Verdict::Internal);
             }
-            0
         }
         _ => return Err(Verdict::Internal),
-    };
+    }
     let len = ip.ip_len + overhead;
     if len > u16::MAX as usize {
         return Err(Verdict::TooBig);
