@@ -13,6 +13,7 @@ pub mod checksum;
 pub mod decision;
 pub mod ecn;
 pub mod flow_hash;
+pub mod forwarding;
 pub mod gen_frame;
 pub mod icmp;
 pub mod ip;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod verdict;
 
 pub use flow_hash::{flow_hash, source_hash, DEFAULT_HASH_SEED};
+pub use forwarding::Forwarding;
 pub use ip::{FamilyMismatch, FAMILY_V4, FAMILY_V6};
 pub use maps::*;
 pub use verdict::Verdict;

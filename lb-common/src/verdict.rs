@@ -96,10 +96,18 @@ pub enum Verdict {
     /// packets would: XDP_TX, or XDP_REDIRECT / XDP_PASS where those are
     /// counted `redirect` / `fib_no_neigh`.
     FragmentToBackend = 25,
+    /// An `l2-dsr` VIP's backend is not on-link: the FIB routes to it
+    /// through a gateway, so rewriting the MACs would hand the packet to
+    /// the gateway: XDP_DROP.
+    L2OffLink = 26,
+    /// An `l2-dsr` VIP's backend has no neighbour entry yet: XDP_DROP (the
+    /// kernel would route the VIP packet by its own table; the daemon keeps
+    /// `l2-dsr` backends' neighbours resolved).
+    L2NoNeigh = 27,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 26;
+    pub const COUNT: u32 = 28;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -128,6 +136,8 @@ impl Verdict {
         Verdict::IcmpToBackend,
         Verdict::IcmpMalformed,
         Verdict::FragmentToBackend,
+        Verdict::L2OffLink,
+        Verdict::L2NoNeigh,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -159,6 +169,8 @@ impl Verdict {
             Verdict::IcmpToBackend => "icmp_to_backend",
             Verdict::IcmpMalformed => "icmp_malformed",
             Verdict::FragmentToBackend => "fragment_to_backend",
+            Verdict::L2OffLink => "l2_off_link",
+            Verdict::L2NoNeigh => "l2_no_neigh",
         }
     }
 
@@ -195,7 +207,9 @@ impl Verdict {
             | Verdict::SourceRateLimited
             | Verdict::IcmpTooBigLimited
             | Verdict::IcmpEchoLimited
-            | Verdict::IcmpMalformed => XDP_DROP,
+            | Verdict::IcmpMalformed
+            | Verdict::L2OffLink
+            | Verdict::L2NoNeigh => XDP_DROP,
         }
     }
 }

@@ -33,12 +33,14 @@
 //!  4. Find the next hop toward the backend (this CPU's `XLB_NEXTHOPS` cache of
 //!     kernel FIB answers, refreshed every 100 ms), check the egress keeps the
 //!     packet on its VLAN (`XLB_VLANS`), trim anything beyond the IP packet,
-//!     push an IP-in-IP header and the next hop's MACs, and transmit: XDP_TX
-//!     out of the ingress interface, or a redirect through `XLB_TX_PORTS`.
-//!     A packet that no longer fits the egress MTU is answered with an ICMP
-//!     "fragmentation needed" / "packet too big" carrying the MTU its sender
-//!     must use. What the balancer sends itself is rate-limited per CPU
-//!     (`XLB_ICMP_LIMIT`).
+//!     hand the packet over by the VIP's forwarding mode (push an IP-in-IP
+//!     or GUE header and the next hop's MACs, or for `l2-dsr` rewrite only
+//!     the MACs; ICMP errors and fragments too), and transmit: XDP_TX out of
+//!     the ingress interface, or a redirect through `XLB_TX_PORTS`. A packet
+//!     that no longer fits the egress MTU once the mode's header is added is
+//!     answered with an ICMP "fragmentation needed" / "packet too big"
+//!     carrying the MTU its sender must use. What the balancer sends itself
+//!     is rate-limited per CPU (`XLB_ICMP_LIMIT`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -63,6 +65,7 @@ use lb_common::{
         is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
         Egress, PacketFacts,
     },
+    forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     icmp::{self, Role},
     policy::SourceAccess,
     Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
@@ -73,8 +76,8 @@ use lb_common::{
     NO_BACKEND,
 };
 use lb_ebpf::{
-    encap::{self, fib_rc, NextHop, Outer},
-    icmp as icmp_packet, mem,
+    encap::{self, fib_rc, NextHop, Outer, Route},
+    icmp as icmp_packet, l2_dsr, mem,
     packet::ref_at,
     parse::{self, Ip, L4Status, ParseError, L2},
     policy,
@@ -304,7 +307,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         hash,
         now_ns,
     };
-    forward(ctx, cfg, &p, backend_id, backend)
+    forward(ctx, cfg, &p, vip, backend_id, backend)
 }
 
 /// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
@@ -581,14 +584,15 @@ struct Balanced<'a> {
     now_ns: u64,
 }
 
-/// The verdict of the packet whose (encapsulated) IP header is at `l3_off`,
-/// of family `family`, sent toward its backend, where a packet of the flow
-/// itself counts as `flow` (`tx`, `redirect`, `fib_no_neigh`): an ICMP
-/// error (the only ICMP forwarded) as `icmp_to_backend`, a fragment as
-/// `fragment_to_backend`. Read from the packet rather than carried from
-/// `try_balance`'s `Carrier`: a kind the verifier knows would make it walk
-/// all of `forward` once per kind of packet, while bytes read from the
-/// packet are the same unknown to it in every walk, so the kinds share one.
+/// The verdict of the packet whose IP header (the client's, behind any
+/// outer header) is at `l3_off`, of family `family`, sent toward its
+/// backend, where a packet of the flow itself counts as `flow` (`tx`,
+/// `redirect`, `fib_no_neigh`): an ICMP error (the only ICMP forwarded) as
+/// `icmp_to_backend`, a fragment as `fragment_to_backend`. Read from the
+/// packet rather than carried from `try_balance`'s `Carrier`: a kind the
+/// verifier knows would make it walk all of `forward` once per kind of
+/// packet, while bytes read from the packet are the same unknown to it in
+/// every walk, so the kinds share one.
 #[inline(always)]
 fn sent_verdict(ctx: &XdpContext, l3_off: usize, family: u8, flow: Verdict) -> Verdict {
     let (proto, fragment) = parse::proto_and_fragment(ctx, l3_off, family);
@@ -601,94 +605,219 @@ fn sent_verdict(ctx: &XdpContext, l3_off: usize, family: u8, flow: Verdict) -> V
     }
 }
 
-/// Encapsulates toward `backend` and picks the transmit action from the FIB.
+/// Step 4: hands the packet to `backend` the way its VIP's forwarding mode
+/// says, in two halves shared by every mode: the route toward the backend
+/// (whose source and length depend on the mode) and its exit from the FIB,
+/// then the mode's own packet work (each in its own module). The halves are
+/// joined by values the verifier need not tell apart (the route's source is
+/// copied into one stack buffer, the mode's overhead is a length), so the
+/// FIB, next-hop, too-big and transmit code is verified once, not once per
+/// mode. Flows, ICMP errors and fragments all leave by their VIP's mode.
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
     cfg: &GlobalConfig,
     p: &Balanced,
+    vip: &VipInfo,
     backend_id: u32,
     backend: &Backend,
 ) -> Result<(Verdict, u32), Verdict> {
     let (l2, ip) = (p.l2, p.ip);
-    // IPv4 sources live in the first 4 bytes of a 16-byte buffer so both
-    // families share one `Outer`; only the used bytes are read.
+    let mode = vip.forwarding_byte();
+    let family = backend.family();
+    // IPv4 addresses live in the first 4 bytes of the 16-byte buffer.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
-    let src_v4: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
-    let src = if backend.family() == FAMILY_V4 {
-        let v4 = cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?;
-        bytes::copy_v4(src_v4, v4);
-        &*src_v4
-    } else {
-        cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?
-    };
-    let outer = Outer {
-        family: backend.family(),
+    let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
+    // The bytes the mode puts in front of the client's IP packet: what the
+    // FIB's MTU check and a too-big answer must count. Computed without a
+    // branch (`forwarding::overhead_of`), so the verifier walks the rest of
+    // `forward` once for every mode and family instead of once per length.
+    let overhead = forwarding::overhead_of(mode, family);
+    match mode {
+        // Encapsulated: from the outer source, the outer header added.
+        FORWARDING_IPIP | FORWARDING_GUE => {
+            if family == FAMILY_V4 {
+                bytes::copy_v4(src, cfg.src_v4_octets().ok_or(Verdict::NoOuterSource)?);
+            } else {
+                bytes::copy(src, cfg.src_v6_octets().ok_or(Verdict::NoOuterSource)?);
+            }
+        }
+        // The client's own packet. The config keeps l2-dsr backends in
+        // their VIP's family. The FIB is asked from the unspecified source:
+        // the question is only the backend's next hop, and the kernel
+        // refuses lookups from some sources a client may send (an IPv6
+        // multicast source makes it answer "not forwarded").
+        FORWARDING_L2_DSR => {
+            if family != ip.family {
+                return Err(Verdict::Internal);
+            }
+        }
+        _ => return Err(Verdict::Internal),
+    }
+    let len = ip.ip_len + overhead;
+    if len > u16::MAX as usize {
+        return Err(Verdict::TooBig);
+    }
+    let route = Route {
+        family,
         src,
         dst: backend.addr16(),
+        tos: ip.tos,
+        len,
+    };
+    let ingress = ctx.ingress_ifindex() as u32;
+    let (rc, hop) = next_hop(ctx, &route, backend_id, ingress, p.now_ns);
+    if rc == fib_rc::FRAG_NEEDED {
+        return too_big(ctx, p, hop.mtu, overhead);
+    }
+    let exit = exit_of(ctx, l2, rc, &hop, ingress)?;
+
+    // What leaves is exactly the client's IP packet (no Ethernet padding
+    // or trailing bytes), with whatever the mode puts in front.
+    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
+        return Err(Verdict::Internal);
+    }
+    match mode {
+        FORWARDING_IPIP | FORWARDING_GUE => encapsulate(ctx, cfg, p, &route, vip, &exit)?,
+        // FORWARDING_L2_DSR (the only other mode that got here).
+        _ => {
+            // Handed to the kernel, the packet would be routed toward the
+            // VIP by the host's own table, not to the backend.
+            if exit.how.is_none() {
+                return Err(Verdict::L2NoNeigh);
+            }
+            if exit.off_link != 0 {
+                return Err(Verdict::L2OffLink);
+            }
+            if !l2_dsr::set_macs(ctx, &exit.smac, &exit.dmac) {
+                return Err(Verdict::Internal);
+            }
+        }
+    }
+    transmit(ctx, &exit, l2.l3_off + overhead, ip.family)
+}
+
+/// IP-in-IP or GUE along `route` (`encap`), the frame already trimmed to
+/// the IP packet.
+#[inline(always)]
+fn encapsulate(
+    ctx: &XdpContext,
+    cfg: &GlobalConfig,
+    p: &Balanced,
+    route: &Route,
+    vip: &VipInfo,
+    exit: &Exit,
+) -> Result<(), Verdict> {
+    let ip = p.ip;
+    let outer = Outer {
+        family: route.family,
+        src: route.src,
+        dst: route.dst,
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
         flow_label: p.hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
+        // GUE: a UDP header to the VIP's GUE port, its source port from
+        // the VIP's flow hash like the IPv6 flow label (receive-side
+        // scaling and ECMP see distinct flows; with client affinity the
+        // hash, and so the port, is the client's).
+        udp_len: encap::udp_len_of(vip.forwarding_byte()),
+        udp_dport: vip.gue_port_be(),
+        udp_sport: gue::source_port(p.hash),
     };
-    let outer_len = outer.header_len() + outer.inner_len;
-    if outer_len > u16::MAX as usize {
-        return Err(Verdict::TooBig);
+    if encap::push_outer(ctx, p.l2, &outer, &exit.smac, &exit.dmac) {
+        Ok(())
+    } else {
+        Err(Verdict::Internal)
     }
+}
 
-    let ingress = ctx.ingress_ifindex() as u32;
-    let (rc, hop) = next_hop(ctx, &outer, backend_id, outer_len as u16, ingress, p.now_ns);
-    let (smac, dmac, how) = match rc {
-        // The frame keeps its VLAN tag: `decision::egress` lets it leave only
-        // on the VLAN it came in on, before anything is written.
+/// Where a frame toward a backend leaves: the next hop's MACs and how.
+struct Exit {
+    smac: [u8; 6],
+    dmac: [u8; 6],
+    ifindex: u32,
+    /// `None`: handed to the kernel, which resolves the next hop's MAC.
+    how: Option<Egress>,
+    /// 0 when the destination itself is the next hop (no gateway).
+    off_link: u8,
+}
+
+/// Turns a FIB answer (other than FRAG_NEEDED, which `forward` answers)
+/// into an exit, or the verdict of a frame that cannot leave. The frame
+/// keeps its VLAN tag: `decision::egress` lets it leave only on the VLAN it
+/// came in on, before anything is written.
+#[inline(always)]
+fn exit_of(
+    ctx: &XdpContext,
+    l2: &L2,
+    rc: i64,
+    hop: &NextHop,
+    ingress: u32,
+) -> Result<Exit, Verdict> {
+    match rc {
         fib_rc::SUCCESS => {
             let how = decision::egress(ingress, l2.vlan_tpid, l2.vlan_tci, hop.ifindex, &hop.vlan);
             if how == Egress::VlanMismatch {
                 return Err(Verdict::VlanMismatch);
             }
-            (hop.smac, hop.dmac, Some(how))
+            Ok(Exit {
+                smac: hop.smac,
+                dmac: hop.dmac,
+                ifindex: hop.ifindex,
+                how: Some(how),
+                off_link: hop.off_link,
+            })
         }
-        // Hand the encapsulated packet to the kernel: it forwards it and, on the
-        // way, resolves the neighbour the next packets will use. The frame keeps
+        // Hand the packet to the kernel: it forwards it and, on the way,
+        // resolves the neighbour the next packets will use. The frame keeps
         // its original MACs: its destination is this host's own MAC, so the
         // stack accepts it instead of dropping it as OTHERHOST.
         fib_rc::NO_NEIGH => {
             let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
-            (smac, dmac, None)
+            Ok(Exit {
+                smac,
+                dmac,
+                ifindex: ingress,
+                how: None,
+                off_link: 0,
+            })
         }
-        fib_rc::FRAG_NEEDED => return too_big(ctx, p, hop.mtu, outer.header_len()),
         _ => {
             debug!(ctx, "xlb: fib lookup toward backend failed: rc {}", rc);
-            return Err(Verdict::FibUnreachable);
+            Err(Verdict::FibUnreachable)
         }
-    };
+    }
+}
 
-    // What leaves is the outer header and exactly the IP packet.
-    if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
-        return Err(Verdict::Internal);
-    }
-    if !encap::push_outer(ctx, l2, &outer, &smac, &dmac) {
-        return Err(Verdict::Internal);
-    }
-    let inner = l2.l3_off + outer.header_len();
-    let sent = |flow| sent_verdict(ctx, inner, ip.family, flow);
-    match how {
+/// The verdict and XDP action of a frame written for `exit`, whose client
+/// IP packet (of `family`) starts at `inner` (`sent_verdict`).
+#[inline(always)]
+fn transmit(
+    ctx: &XdpContext,
+    exit: &Exit,
+    inner: usize,
+    family: u8,
+) -> Result<(Verdict, u32), Verdict> {
+    let sent = |flow| sent_verdict(ctx, inner, family, flow);
+    match exit.how {
         None => Ok((sent(Verdict::FibNoNeigh), xdp_action::XDP_PASS)),
         Some(Egress::Tx) => Ok((sent(Verdict::Tx), xdp_action::XDP_TX)),
         // Only an ordinary device in `XLB_TX_PORTS` (never a VLAN device,
         // which has no XDP transmit): the kernel may still fail the
         // redirect after we return, see `Verdict::Redirect`.
-        Some(_) => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+        Some(_) => match XLB_TX_PORTS.redirect(exit.ifindex, 0) {
             Ok(action) => Ok((sent(Verdict::Redirect), action)),
             Err(_) => Err(Verdict::RedirectFailed),
         },
     }
 }
 
-/// A packet too big for the path to its backend once encapsulated
-/// (`egress_mtu` with `outer_len` bytes of outer header). Its sender learns
+/// A packet too big for the path to its backend once its VIP's mode has
+/// put `overhead` bytes in front of it (the outer header of `ipip`/`gue`,
+/// nothing for `l2-dsr`), on an egress of `egress_mtu`. Its sender learns
 /// the MTU to use from an ICMP error sent back the way the packet came,
 /// within this CPU's rate limit; a packet that may get no error (an ICMP
 /// error itself, IPv4 without DF or a later IPv4 fragment, a source that is
@@ -699,9 +828,9 @@ fn too_big(
     ctx: &XdpContext,
     p: &Balanced,
     egress_mtu: u32,
-    outer_len: usize,
+    overhead: usize,
 ) -> Result<(Verdict, u32), Verdict> {
-    let mtu = icmp::too_big_mtu(p.ip.family, egress_mtu, outer_len as u32);
+    let mtu = icmp::too_big_mtu(p.ip.family, egress_mtu, overhead as u32);
     let mtu = mtu.ok_or(Verdict::TooBig)?;
     if !icmp::may_answer(p.key.family(), p.key.src16()) || !icmp_packet::wants_too_big(ctx, p.ip) {
         return Err(Verdict::TooBig);
@@ -721,19 +850,13 @@ fn too_big(
 /// the largest single cost of the fast path; routes and neighbours change
 /// rarely, and a change takes effect within `NEXTHOP_TTL_NS`.
 #[inline(always)]
-fn next_hop(
-    ctx: &XdpContext,
-    outer: &Outer,
-    id: u32,
-    outer_len: u16,
-    ingress: u32,
-    now: u64,
-) -> (i64, NextHop) {
+fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) -> (i64, NextHop) {
+    let len = route.len as u16;
     let cached = XLB_NEXTHOPS.get_ptr_mut(id);
     if let Some(c) = cached {
         // SAFETY: this CPU's own slot; nothing else writes it while we run.
         let c = unsafe { &*c };
-        if now < c.expires_ns && outer_len <= c.checked_len {
+        if now < c.expires_ns && len <= c.checked_len {
             return (
                 fib_rc::SUCCESS,
                 NextHop {
@@ -741,29 +864,40 @@ fn next_hop(
                     smac: c.smac,
                     dmac: c.dmac,
                     vlan: c.egress_vlan,
+                    off_link: c.off_link,
                     mtu: 0,
                 },
             );
         }
     }
-    let (rc, mut hop) = encap::fib_lookup(ctx, outer, ingress);
+    let (rc, hop) = fib_hop(ctx, route, ingress);
     if rc == fib_rc::SUCCESS {
-        // The FIB says nothing of VLANs: whether the egress is a VLAN device
-        // (and which) comes from the daemon's `XLB_VLANS`, cached with it.
-        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
-            // SAFETY: a map value, replaced whole by the daemon.
-            hop.vlan = unsafe { *v };
-        }
         if let Some(c) = cached {
             // SAFETY: this CPU's own slot.
             unsafe {
                 (*c).egress_vlan = hop.vlan;
                 (*c).expires_ns = now + NEXTHOP_TTL_NS;
                 (*c).ifindex = hop.ifindex;
-                (*c).checked_len = outer_len;
+                (*c).checked_len = len;
+                (*c).off_link = hop.off_link;
                 bytes::copy(&mut (*c).smac, &hop.smac);
                 bytes::copy(&mut (*c).dmac, &hop.dmac);
             }
+        }
+    }
+    (rc, hop)
+}
+
+/// The FIB's answer along `route`, with the egress device's VLAN: the FIB
+/// says nothing of VLANs, whether the egress is a VLAN device (and which)
+/// comes from the daemon's `XLB_VLANS`.
+#[inline(always)]
+fn fib_hop(ctx: &XdpContext, route: &Route, ingress: u32) -> (i64, NextHop) {
+    let (rc, mut hop) = encap::fib_lookup_route(ctx, route, ingress);
+    if rc == fib_rc::SUCCESS {
+        if let Some(v) = XLB_VLANS.get_ptr(hop.ifindex) {
+            // SAFETY: a map value, replaced whole by the daemon.
+            hop.vlan = unsafe { *v };
         }
     }
     (rc, hop)

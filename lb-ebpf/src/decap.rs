@@ -2,7 +2,11 @@
 //! (IPv4 or IPv6 outer, IPv4 or IPv6 inner) addressed to one of this host's
 //! tunnel addresses in `XLB_DECAP_ADDRS` and passes the inner packet up the
 //! stack, as the kernel's ipip/ip6_tunnel/sit modules would, propagating a
-//! Congestion Experienced mark from the outer header (RFC 6040).
+//! Congestion Experienced mark from the outer header (RFC 6040). GUE packets
+//! (variant 1: UDP to one of the ports in `XLB_DECAP_GUE`, the inner IP
+//! packet right after the UDP header, see `lb_common::forwarding::gue`) lose
+//! their outer IP and UDP headers the same way, as the kernel's `fou` module
+//! in `gue` mode would strip them.
 //!
 //! It is not an open relay: a tunnel packet is stripped only when its outer
 //! source is one of the balancers in `XLB_DECAP_SRCS` and its inner
@@ -26,7 +30,9 @@ use aya_ebpf::{
 use lb_common::{
     bytes, checksum, decap_stat,
     ecn::{self, DecapEcn},
-    DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
+    forwarding::gue,
+    DecapKey, FAMILY_V4, FAMILY_V6, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES,
+    MAX_DECAP_VIPS, PROTO_UDP,
 };
 use lb_ebpf::{
     mem,
@@ -36,6 +42,7 @@ use lb_ebpf::{
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
     vlan::VlanHdr,
 };
 
@@ -50,6 +57,11 @@ static XLB_DECAP_SRCS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DE
 /// Inner destinations (the VIPs this host serves) a tunnel may carry.
 #[map]
 static XLB_DECAP_VIPS: HashMap<DecapKey, u32> = HashMap::with_max_entries(MAX_DECAP_VIPS, 0);
+
+/// UDP destination ports (host order) this host takes GUE on; empty: GUE
+/// is not decapsulated.
+#[map]
+static XLB_DECAP_GUE: HashMap<u16, u32> = HashMap::with_max_entries(MAX_DECAP_GUE_PORTS, 0);
 
 /// Per-CPU packet counters, slots in `lb_common::decap_stat`.
 #[map]
@@ -159,7 +171,7 @@ fn has_v6(set: &HashMap<DecapKey, u32>, addr: &[u8; 16]) -> bool {
 fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     // SAFETY: Ipv4Hdr is byte arrays (alignment 1), shared references only.
     let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, off) }.ok()?;
-    let inner_family = inner_family(ip.proto)?;
+    let proto = ip.proto;
     // A fragmented tunnel packet cannot be stripped piecewise; the kernel
     // reassembles it (and, without an ipip module, drops it).
     if ip.vihl >> 4 != 4 || u16::from_be_bytes(ip.frags) & 0x3fff != 0 {
@@ -169,30 +181,62 @@ fn outer_ipv4(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     if ihl < Ipv4Hdr::LEN {
         return None;
     }
+    // The protocol (and a GUE port) first: the host's other traffic pays
+    // no map lookup. (`ip` stays a shared reference into the packet.)
+    let (outer_len, inner_family) = tunnel_after_ip(ctx, proto, off + ihl)?;
     if !has_v4(&XLB_DECAP_ADDRS, &ip.dst_addr) {
         return None;
     }
+    let from_balancer = has_v4(&XLB_DECAP_SRCS, &ip.src_addr);
+    let ecn = ip.tos & ecn::ECN_MASK;
     Some(Tunnel {
-        outer_len: ihl,
+        outer_len: ihl + outer_len,
         inner_family,
-        from_balancer: has_v4(&XLB_DECAP_SRCS, &ip.src_addr),
-        ecn: ip.tos & ecn::ECN_MASK,
+        from_balancer,
+        ecn,
     })
+}
+
+/// What follows an outer IP header at `off` whose protocol is `proto`,
+/// when it is a tunnel xlb strips: the bytes to strip after the IP header
+/// (0 for IP-in-IP, the UDP header for GUE) and the inner family.
+#[inline(always)]
+fn tunnel_after_ip(ctx: &XdpContext, proto: u8, off: usize) -> Option<(usize, u8)> {
+    if proto != PROTO_UDP {
+        return inner_family(proto).map(|f| (0, f));
+    }
+    // SAFETY: UdpHdr is byte arrays (alignment 1), shared references only.
+    let udp = unsafe { ref_at::<UdpHdr>(ctx, off) }.ok()?;
+    let port = u16::from_be_bytes(udp.dst);
+    // SAFETY: u32 values, replaced whole by updates; only presence is read.
+    unsafe { XLB_DECAP_GUE.get(port) }?;
+    // Variant 1: the inner packet's version nibble follows the UDP header.
+    // Anything else (a GUE variant 0 header) is left to the kernel.
+    // SAFETY: one plain byte, shared references only.
+    let first = *unsafe { ref_at::<u8>(ctx, off + gue::UDP_HEADER_LEN) }.ok()?;
+    gue::inner_family(first).map(|f| (gue::UDP_HEADER_LEN, f))
 }
 
 #[inline(always)]
 fn outer_ipv6(ctx: &XdpContext, off: usize) -> Option<Tunnel> {
     // SAFETY: Ipv6Hdr is byte arrays (alignment 1), shared references only.
     let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, off) }.ok()?;
-    let inner_family = inner_family(ip.next_hdr)?;
-    if ip.vcf[0] >> 4 != 6 || !has_v6(&XLB_DECAP_ADDRS, &ip.dst_addr) {
+    if ip.vcf[0] >> 4 != 6 {
         return None;
     }
+    // The protocol (and a GUE port) first: the host's other traffic pays
+    // no map lookup. (`ip` stays a shared reference into the packet.)
+    let (outer_len, inner_family) = tunnel_after_ip(ctx, ip.next_hdr, off + Ipv6Hdr::LEN)?;
+    if !has_v6(&XLB_DECAP_ADDRS, &ip.dst_addr) {
+        return None;
+    }
+    let from_balancer = has_v6(&XLB_DECAP_SRCS, &ip.src_addr);
+    let ecn = ipv6_ecn(ip);
     Some(Tunnel {
-        outer_len: Ipv6Hdr::LEN,
+        outer_len: Ipv6Hdr::LEN + outer_len,
         inner_family,
-        from_balancer: has_v6(&XLB_DECAP_SRCS, &ip.src_addr),
-        ecn: ipv6_ecn(ip),
+        from_balancer,
+        ecn,
     })
 }
 

@@ -1,7 +1,9 @@
-//! IP-in-IP encapsulation toward a backend (direct server return): the outer
-//! header family follows the backend (IPv4 or IPv6), the inner packet is left
-//! byte-for-byte as the client sent it, and the new Ethernet header carries the
-//! next hop's MAC from the kernel FIB.
+//! Encapsulation toward a backend (direct server return), IP-in-IP or GUE:
+//! the outer header family follows the backend (IPv4 or IPv6), the inner
+//! packet is left byte-for-byte as the client sent it, and the new Ethernet
+//! header carries the next hop's MAC from the kernel FIB. GUE (variant 1,
+//! see `lb_common::forwarding::gue`) is the IP-in-IP frame with a UDP header
+//! between the outer IP header and the inner packet.
 //!
 //! Headers are written field by field straight into the packet: the BPF stack
 //! is 512 bytes and the verifier counts every temporary array.
@@ -12,10 +14,15 @@ use aya_ebpf::{
     programs::XdpContext,
     EbpfContext,
 };
-use lb_common::{bytes, checksum, VlanDevice, FAMILY_V4};
+use lb_common::{
+    bytes, checksum,
+    forwarding::{gue, FORWARDING_GUE, FORWARDING_IPIP},
+    VlanDevice, FAMILY_V4, PROTO_UDP,
+};
 use network_types::{
     eth::EthHdr,
     ip::{Ipv4Hdr, Ipv6Hdr},
+    udp::UdpHdr,
     vlan::VlanHdr,
 };
 
@@ -64,25 +71,63 @@ pub struct Outer<'a> {
     pub inner_family: u8,
     /// Length of the inner IP packet (header + payload, no L2 padding).
     pub inner_len: usize,
+    /// The UDP header's length: 8 for GUE, 0 for IP-in-IP. A length rather
+    /// than a flag: the header lengths stay one value range for the
+    /// verifier, so the FIB, the cache and the push are verified once for
+    /// both modes instead of once per mode (see [`udp_len_of`]).
+    pub udp_len: usize,
+    /// GUE: the outer UDP destination port as on the wire.
+    pub udp_dport: [u8; 2],
+    /// GUE: the outer UDP source port (the flow's entropy).
+    pub udp_sport: u16,
+}
+
+/// The UDP header length of an encapsulating mode's `FORWARDING_*` byte,
+/// computed without a branch: GUE is the encapsulating mode with bit 0 set.
+#[inline(always)]
+pub fn udp_len_of(forwarding: u8) -> usize {
+    const _: () =
+        assert!(FORWARDING_GUE & 1 == 1 && FORWARDING_IPIP & 1 == 0 && gue::UDP_HEADER_LEN == 8);
+    usize::from(forwarding & 1) << 3
+}
+
+/// The outer header's length toward a backend of `family`: the IP header
+/// plus `udp_len` (GUE).
+#[inline(always)]
+pub fn header_len(family: u8, udp_len: usize) -> usize {
+    let ip = if family == FAMILY_V4 {
+        IPV4_HDR_LEN
+    } else {
+        IPV6_HDR_LEN
+    };
+    ip + udp_len
 }
 
 impl Outer<'_> {
+    /// The outer IP header plus, for GUE, the UDP header.
     #[inline(always)]
     pub fn header_len(&self) -> usize {
-        if self.family == FAMILY_V4 {
-            IPV4_HDR_LEN
-        } else {
-            IPV6_HDR_LEN
-        }
+        header_len(self.family, self.udp_len)
     }
 
+    /// What follows the outer IP header: UDP for GUE, else the inner
+    /// packet itself (IPIP or IPv6).
     #[inline(always)]
     fn next_proto(&self) -> u8 {
-        if self.inner_family == FAMILY_V4 {
+        if self.udp_len != 0 {
+            PROTO_UDP
+        } else if self.inner_family == FAMILY_V4 {
             IPPROTO_IPIP
         } else {
             IPPROTO_IPV6
         }
+    }
+
+    /// Bytes after the outer IP header: the UDP header (GUE) and the inner
+    /// packet.
+    #[inline(always)]
+    fn ip_payload_len(&self) -> usize {
+        self.udp_len + self.inner_len
     }
 }
 
@@ -93,7 +138,7 @@ fn addr_words(a: &[u8; 16]) -> [u32; 4] {
     [w(0), w(4), w(8), w(12)]
 }
 
-/// Result of a FIB lookup: where the encapsulated frame goes.
+/// Result of a FIB lookup: where the frame goes.
 #[derive(Clone, Copy)]
 pub struct NextHop {
     pub ifindex: u32,
@@ -102,9 +147,40 @@ pub struct NextHop {
     /// The egress device's VLAN, if it is a VLAN device (the FIB does not
     /// say: [`fib_lookup`] leaves it `NONE`, the caller fills it in).
     pub vlan: VlanDevice,
+    /// 0 when the destination itself is the next hop (no gateway on the
+    /// route: what layer-2 forwarding needs), non-zero when the route goes
+    /// through a gateway. A byte rather than a bool: computed and cached
+    /// without a branch, so only the mode that asks pays a verifier path.
+    pub off_link: u8,
     /// On `FRAG_NEEDED`: the egress MTU the packet did not fit (the
     /// kernel's `mtu_result`); 0 otherwise.
     pub mtu: u32,
+}
+
+/// One question for the FIB: the route from `src` to `dst` for a packet of
+/// `len` bytes (the kernel checks the egress MTU against it). Addresses are
+/// references into map values or the stack (valid for the program run).
+#[derive(Clone, Copy)]
+pub struct Route<'a> {
+    pub family: u8,
+    pub src: &'a [u8; 16],
+    pub dst: &'a [u8; 16],
+    pub tos: u8,
+    pub len: usize,
+}
+
+impl Outer<'_> {
+    /// The route the encapsulated packet takes.
+    #[inline(always)]
+    pub fn route(&self) -> Route<'_> {
+        Route {
+            family: self.family,
+            src: self.src,
+            dst: self.dst,
+            tos: self.tos,
+            len: self.header_len() + self.inner_len,
+        }
+    }
 }
 
 /// Asks the kernel FIB for the route and neighbour toward the outer destination.
@@ -113,26 +189,48 @@ pub struct NextHop {
 /// FRAG_NEEDED, its `mtu`).
 #[inline(always)]
 pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64, NextHop) {
+    fib_lookup_route(ctx, &outer.route(), ingress_ifindex)
+}
+
+/// Asks the kernel FIB for the route and neighbour toward `r.dst`, as if the
+/// packet arrived on `ingress_ifindex`. Returns the raw return code and the
+/// next hop (filled on SUCCESS only).
+#[inline(always)]
+pub fn fib_lookup_route(ctx: &XdpContext, r: &Route, ingress_ifindex: u32) -> (i64, NextHop) {
     let mut buf = core::mem::MaybeUninit::<mem::Aligned<FibParams>>::uninit();
     // SAFETY: bpf_fib_lookup is a plain C struct of integers and unions of
     // integers, for which all-zero is a valid value.
     let p: &mut FibParams = unsafe { mem::zeroed(&mut buf) };
-    p.__bindgen_anon_1.tot_len = (outer.header_len() + outer.inner_len) as u16;
+    p.__bindgen_anon_1.tot_len = r.len as u16;
     p.ifindex = ingress_ifindex;
-    let (s, d) = (outer.src, outer.dst);
-    if outer.family == FAMILY_V4 {
+    let (s, d) = (r.src, r.dst);
+    let (dst4, dst6) = (u32::from_ne_bytes([d[0], d[1], d[2], d[3]]), addr_words(d));
+    if r.family == FAMILY_V4 {
         p.family = AF_INET;
-        p.__bindgen_anon_2.tos = outer.tos;
+        p.__bindgen_anon_2.tos = r.tos;
         p.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-        p.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+        p.__bindgen_anon_4.ipv4_dst = dst4;
     } else {
         p.family = AF_INET6;
         p.__bindgen_anon_3.ipv6_src = addr_words(s);
-        p.__bindgen_anon_4.ipv6_dst = addr_words(d);
+        p.__bindgen_anon_4.ipv6_dst = dst6;
     }
     // SAFETY: the helper reads and writes only `p`, whose size we pass.
     let rc =
         unsafe { bpf_fib_lookup(ctx.as_ptr(), p, core::mem::size_of::<FibParams>() as i32, 0) };
+    // On success the kernel replaces the destination with the route's
+    // gateway, if it has one: the destination is on-link when it is kept.
+    // SAFETY: reading the union members the family wrote (plain integers).
+    let diff = unsafe {
+        if r.family == FAMILY_V4 {
+            p.__bindgen_anon_4.ipv4_dst ^ dst4
+        } else {
+            let w = p.__bindgen_anon_4.ipv6_dst;
+            (w[0] ^ dst6[0]) | (w[1] ^ dst6[1]) | (w[2] ^ dst6[2]) | (w[3] ^ dst6[3])
+        }
+    };
+    // Any bit of the difference survives the fold into one byte.
+    let off_link = (diff | diff >> 8 | diff >> 16 | diff >> 24) as u8;
     let mtu = if rc == fib_rc::FRAG_NEEDED {
         // SAFETY: on FRAG_NEEDED the kernel stores the MTU in this union
         // (`mtu_result` shares its bytes with `tot_len`); a u16 either way.
@@ -147,6 +245,7 @@ pub fn fib_lookup(ctx: &XdpContext, outer: &Outer, ingress_ifindex: u32) -> (i64
             smac: p.smac,
             dmac: p.dmac,
             vlan: VlanDevice::NONE,
+            off_link,
             mtu,
         },
     )
@@ -189,11 +288,15 @@ pub fn push_outer(
     if !write_l2(ctx, l2, smac, dmac, outer.family) {
         return false;
     }
-    if outer.family == FAMILY_V4 {
-        write_ipv4(ctx, l2.l3_off, outer)
+    let (ip_written, ip_len) = if outer.family == FAMILY_V4 {
+        (write_ipv4(ctx, l2.l3_off, outer), IPV4_HDR_LEN)
     } else {
-        write_ipv6(ctx, l2.l3_off, outer)
+        (write_ipv6(ctx, l2.l3_off, outer), IPV6_HDR_LEN)
+    };
+    if !ip_written {
+        return false;
     }
+    outer.udp_len == 0 || write_udp(ctx, l2.l3_off + ip_len, outer)
 }
 
 /// Writes the link-layer header at the front of the frame: `dmac`, `smac`,
@@ -232,6 +335,25 @@ pub fn write_l2(ctx: &XdpContext, l2: &L2, smac: &[u8; 6], dmac: &[u8; 6], famil
     true
 }
 
+/// The GUE UDP header. Checksum 0: for IPv4 "no checksum"; for IPv6 the
+/// zero checksum RFC 6935/6936 allow for tunnel protocols (the inner packet
+/// carries its own checksums; Linux's fou sockets accept it by default, and
+/// `xlb decap` never checks it). Computing a real one would mean summing the
+/// whole packet in XDP.
+#[inline(always)]
+fn write_udp(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
+    // SAFETY: UdpHdr is byte arrays (alignment 1); the only reference into
+    // the packet while it lives.
+    let Ok(u) = (unsafe { mut_at::<UdpHdr>(ctx, off) }) else {
+        return false;
+    };
+    u.src = o.udp_sport.to_be_bytes();
+    u.dst = o.udp_dport;
+    u.len = ((gue::UDP_HEADER_LEN + o.inner_len) as u16).to_be_bytes();
+    u.check = [0, 0];
+    true
+}
+
 #[inline(always)]
 fn write_ipv4(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
     // SAFETY: Ipv4Hdr is byte arrays (alignment 1); the only reference into
@@ -239,7 +361,7 @@ fn write_ipv4(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
     let Ok(h) = (unsafe { mut_at::<Ipv4Hdr>(ctx, off) }) else {
         return false;
     };
-    let tot_len = (IPV4_HDR_LEN + o.inner_len) as u16;
+    let tot_len = (IPV4_HDR_LEN + o.ip_payload_len()) as u16;
     let proto = o.next_proto();
     let (s, d) = (o.src, o.dst);
     // The checksum is the folded sum of the header's 16-bit words, computed from
@@ -282,7 +404,7 @@ fn write_ipv6(ctx: &XdpContext, off: usize, o: &Outer) -> bool {
         (fl >> 8) as u8,
         fl as u8,
     ];
-    h.payload_len = (o.inner_len as u16).to_be_bytes();
+    h.payload_len = (o.ip_payload_len() as u16).to_be_bytes();
     h.next_hdr = o.next_proto();
     h.hop_limit = o.ttl;
     bytes::copy(&mut h.src_addr, o.src);

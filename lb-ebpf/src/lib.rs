@@ -16,6 +16,7 @@
 
 pub mod encap;
 pub mod icmp;
+pub mod l2_dsr;
 pub mod mem;
 pub mod packet;
 pub mod parse;

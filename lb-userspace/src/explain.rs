@@ -11,8 +11,9 @@ use lb_common::{
         self, flow_entry_use, is_live_backend, maglev_slot, uses_flow_table, FlowEntryUse,
         PacketFacts, TCP_FLAG_ACK, TCP_FLAG_SYN,
     },
+    forwarding::gue,
     policy::{gcra, SourceAccess},
-    Backend, FlowKey, SourceBucketKey, Verdict, VipInfo, VipKey, NO_BACKEND, PROTO_TCP,
+    Backend, FlowKey, Forwarding, SourceBucketKey, Verdict, VipInfo, VipKey, NO_BACKEND, PROTO_TCP,
     VIP_F_SOURCE_HASH,
 };
 use serde::Serialize;
@@ -58,6 +59,9 @@ pub struct Trace {
     pub slot: Option<u32>,
     /// The chosen backend slot and its content.
     pub backend: Option<(u32, Backend)>,
+    /// The VIP's flow hash, computed whatever the path: encapsulations draw
+    /// their entropy from it (GUE source port, IPv6 flow label).
+    pub vip_hash: u32,
     /// What the VIP's source ranges say, and the value of the longest
     /// matching prefix (`PREFIX_ALLOW`/`PREFIX_DENY`).
     pub source: Option<(SourceAccess, Option<u32>)>,
@@ -78,6 +82,7 @@ impl Trace {
             hash: None,
             slot: None,
             backend: None,
+            vip_hash: 0,
             source: None,
             new_connection: false,
             flooding_cpus: 0,
@@ -175,6 +180,7 @@ pub fn trace(
         }
     }
     let global = dp.global_config()?;
+    t.vip_hash = decision::vip_hash(global.hash_seed(), info.flags, flow);
     t.flooding_cpus = dp
         .flood_states()?
         .iter()
@@ -209,7 +215,7 @@ pub fn trace(
         }
     }
 
-    let hash = decision::vip_hash(global.hash_seed(), info.flags, flow);
+    let hash = t.vip_hash;
     t.hash = Some(hash);
     let Some(slot) = maglev_slot(&info, hash) else {
         t.path = Path::NoBackend;
@@ -290,6 +296,10 @@ pub struct Explanation {
     pub hash: Option<u32>,
     pub slot: Option<u32>,
     pub detail: String,
+    /// How the packet reaches the backend (the VIP's forwarding mode and
+    /// what it puts on the wire).
+    #[serde(default)]
+    pub forwarding: Option<String>,
 }
 
 impl Explanation {
@@ -377,8 +387,33 @@ impl Explanation {
             hash: t.hash,
             slot: t.slot,
             detail,
+            forwarding: forwarding_words(t),
         }
     }
+}
+
+/// The forwarding mode of the trace's VIP toward its backend, in words.
+fn forwarding_words(t: &Trace) -> Option<String> {
+    let (_, info) = t.vip?;
+    let (_, backend) = t.backend?;
+    let words = match info.forwarding() {
+        Some(Forwarding::Ipip) => format!("ipip: IP-in-IP to {}", backend.addr()),
+        Some(Forwarding::Gue) => format!(
+            "gue: UDP from source port {} (the flow hash) to {}:{}",
+            gue::source_port(t.vip_hash),
+            backend.addr(),
+            info.gue_port()
+        ),
+        Some(Forwarding::L2Dsr) => format!(
+            "l2-dsr: the client's packet itself, only its MACs rewritten toward {}",
+            backend.addr()
+        ),
+        None => format!(
+            "unknown mode {} (packets are dropped as internal)",
+            info.forwarding_byte()
+        ),
+    };
+    Some(words)
 }
 
 /// The decision and detail of a packet the VIP's policy drops.

@@ -143,6 +143,21 @@ impl Collector for SnapshotCollector {
             MetricType::Gauge,
             &announced,
         )?;
+        let forwarding: Vec<(Labels, ConstGauge<f64>)> = s
+            .vips
+            .iter()
+            .map(|v| {
+                let l: Labels = vec![("vip", v.vip.as_str()), ("mode", v.forwarding.as_str())];
+                (l, gauge(1.0))
+            })
+            .collect();
+        family(
+            &mut enc,
+            "xlb_vip_forwarding",
+            "1 for the VIP's forwarding mode (ipip, gue, l2-dsr).",
+            MetricType::Gauge,
+            &forwarding,
+        )?;
 
         let mut be_packets = Vec::new();
         let mut be_bytes = Vec::new();
@@ -348,6 +363,7 @@ mod tests {
                 new_flows: 3,
                 fail_open: false,
                 announced: Some(true),
+                forwarding: "gue".into(),
                 policy: PolicySample {
                     source_denied: 4,
                     source_rate_limited: 9,
@@ -412,6 +428,7 @@ mod tests {
             "xlb_flood_skipped_inserts_total 77",
             "xlb_flood_windows_total 3",
             "xlb_vip_announced{vip=\"web\"} 1",
+            "xlb_vip_forwarding{vip=\"web\",mode=\"gue\"} 1",
             "xlb_backend_packets_total{vip=\"web\",backend=\"10.0.0.11\"} 7",
             "xlb_backend_healthy{vip=\"web\",backend=\"10.0.0.12\"} 0",
             "xlb_backend_weight{vip=\"web\",backend=\"10.0.0.11\"} 100",

@@ -103,6 +103,9 @@ pub struct VipSample {
     /// Drops by the VIP's source ranges and rate limits.
     #[serde(default)]
     pub policy: PolicySample,
+    /// The VIP's forwarding mode (`ipip`, `gue`, `l2-dsr`).
+    #[serde(default)]
+    pub forwarding: String,
     pub backends: Vec<BackendSample>,
 }
 

@@ -161,6 +161,20 @@ impl BalancerFixture {
         }
     }
 
+    /// Switches a VIP's forwarding mode (and GUE port) with one update of
+    /// its entry, as the control plane does.
+    pub fn set_forwarding(
+        &mut self,
+        vip: &mut TestVip,
+        mode: lb_common::Forwarding,
+        gue_port: u16,
+    ) {
+        vip.info = vip.info.with_forwarding(mode, gue_port);
+        self.dp
+            .set_vip(&vip.key, &vip.info)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Writes the marker of `addr`: echo requests answered when `ping`;
     /// each protocol's fragments to the address's only VIP of it, when that
     /// VIP hashes the source address (`reconcile::markers`' rule).

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice};
+use etherparse::{IpNumber, Ipv4HeaderSlice, Ipv6HeaderSlice, UdpHeaderSlice};
 
 use crate::{
     balancer_fixture::{backend_mac, BalancerFixture, RunResult, BALANCER_V4, BALANCER_V6},
@@ -43,6 +43,12 @@ pub struct Encapsulated<'a> {
     /// TTL/hop limit the outer header must carry (the configured outer TTL,
     /// whatever the inner packet's).
     pub ttl: u8,
+    /// GUE: the UDP header between the outer IP header and the inner packet
+    /// must go to this port, from the source port in `gue_sport`; `None`:
+    /// IP-in-IP.
+    pub gue_dport: Option<u16>,
+    /// GUE: the UDP source port (`None`: any, checked by the caller).
+    pub gue_sport: Option<u16>,
 }
 
 impl<'a> Encapsulated<'a> {
@@ -69,6 +75,17 @@ impl<'a> Encapsulated<'a> {
             outer_dst: backend,
             tos: frame.tos,
             ttl: lb_common::DEFAULT_OUTER_TTL,
+            gue_dport: None,
+            gue_sport: None,
+        }
+    }
+
+    /// The same expectation for GUE to `dport`, from source port `sport`.
+    pub fn gue(self, dport: u16, sport: u16) -> Self {
+        Self {
+            gue_dport: Some(dport),
+            gue_sport: Some(sport),
+            ..self
         }
     }
 }
@@ -104,7 +121,10 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
         );
     }
     let l3 = e.l2_len;
-    let expected_next = if inner_v4 {
+    let udp_len = if e.gue_dport.is_some() { 8 } else { 0 };
+    let expected_next = if e.gue_dport.is_some() {
+        IpNumber::UDP
+    } else if inner_v4 {
         IpNumber::IPV4
     } else {
         IpNumber::IPV6
@@ -122,7 +142,7 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
             );
             assert_eq!(
                 usize::from(h.total_len),
-                20 + e.inner_len,
+                20 + udp_len + e.inner_len,
                 "{what}: outer total length"
             );
             assert_eq!(h.protocol, expected_next, "{what}: outer protocol");
@@ -151,7 +171,7 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
                 .to_header();
             assert_eq!(
                 usize::from(h.payload_length),
-                e.inner_len,
+                udp_len + e.inner_len,
                 "{what}: outer payload length"
             );
             assert_eq!(h.next_header, expected_next, "{what}: outer next header");
@@ -163,6 +183,30 @@ pub fn assert_encapsulated(out: &[u8], e: &Encapsulated, what: &str) -> usize {
         }
         _ => panic!("{what}: outer source and destination families differ"),
     };
+    if let Some(dport) = e.gue_dport {
+        let udp = UdpHeaderSlice::from_slice(&out[l3 + outer_len..])
+            .unwrap_or_else(|err| panic!("{what}: GUE UDP header does not parse: {err}"));
+        assert_eq!(
+            udp.destination_port(),
+            dport,
+            "{what}: GUE destination port"
+        );
+        if let Some(sport) = e.gue_sport {
+            assert_eq!(udp.source_port(), sport, "{what}: GUE source port");
+        }
+        assert!(
+            udp.source_port() >= 49152,
+            "{what}: GUE source port {} outside the dynamic range",
+            udp.source_port()
+        );
+        assert_eq!(
+            usize::from(udp.length()),
+            8 + e.inner_len,
+            "{what}: UDP length"
+        );
+        assert_eq!(udp.checksum(), 0, "{what}: UDP checksum (zero: none)");
+    }
+    let outer_len = outer_len + udp_len;
     assert_eq!(
         out.len(),
         l3 + outer_len + e.inner_len,

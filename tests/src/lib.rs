@@ -13,6 +13,7 @@ pub mod flood;
 pub mod frames;
 pub mod fuzz;
 pub mod http;
+pub mod l7;
 pub mod leftovers;
 pub mod netns;
 pub mod privileged;

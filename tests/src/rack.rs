@@ -157,6 +157,9 @@ pub struct RackOptions {
     pub warm_neighbours: bool,
     /// How the daemon is started (wrapper, options, environment).
     pub launch: Launch,
+    /// `(vip name, forwarding)`: VIPs forwarded otherwise than by the
+    /// default `ipip`.
+    pub forwarding: Vec<(&'static str, &'static str)>,
     /// Backend hosts in the topology.
     pub backends: usize,
     /// Applied to the config text before it is written (settings the
@@ -171,6 +174,7 @@ impl Default for RackOptions {
             flow_table_size: 65536,
             warm_neighbours: true,
             launch: Launch::default(),
+            forwarding: Vec::new(),
             backends: 3,
             edit_config: |c| c,
         }
@@ -221,9 +225,15 @@ impl Rack {
         });
         let config_path = topo.file("xlb.toml");
         let standard = RackOptions::default();
+        let mut text = config_text(&topo, &vips);
+        for (vip, mode) in &opts.forwarding {
+            let line = format!("name = \"{vip}\"\n");
+            assert!(text.contains(&line), "no VIP {vip} in this rack");
+            text = text.replace(&line, &format!("{line}forwarding = \"{mode}\"\n"));
+        }
         std::fs::write(
             &config_path,
-            (opts.edit_config)(config_text(&topo, &vips))
+            (opts.edit_config)(text)
                 .replace(
                     &format!("bpf_log = \"{}\"", standard.bpf_log),
                     &format!("bpf_log = \"{}\"", opts.bpf_log),

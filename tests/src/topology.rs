@@ -90,6 +90,15 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The counters of this backend's decapsulator.
+    pub fn decap_stats(&self) -> decap::DecapStats {
+        decap::Decap::load_pinned(Some(&self.decap_pins.0))
+            .and_then(|d| d.stats())
+            .unwrap_or_else(|e| panic!("{}'s decapsulator stats: {e:#}", self.host.name))
+    }
+}
+
 /// Removes an instance's bpffs pins when dropped (also during a panic in
 /// `Topology::build`, before the topology exists to clean up).
 pub struct PinGuard(pub InstancePaths);
@@ -193,6 +202,7 @@ impl Topology {
                         // The balancer's outer sources (`rack::config_text`).
                         allowed_sources: vec![IpAddr::V4(BALANCER_V4), IpAddr::V6(BALANCER_V6)],
                         vips: opts.vips.clone(),
+                        gue_ports: vec![lb_common::forwarding::gue::DEFAULT_PORT],
                     },
                     Mode::Native,
                     &decap_pins.0,

@@ -27,6 +27,8 @@ fn vip(addr: IpAddr, port: u16, proto: u8, backends: &[(IpAddr, u16)]) -> Desire
         name: format!("{addr}:{port}"),
         flags: 0,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         policy: Default::default(),
         backends: backends
             .iter()

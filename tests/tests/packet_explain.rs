@@ -36,6 +36,8 @@ fn vip(addr: &str, port: u16, proto: u8, flags: u32, backends: &[(&str, u16)]) -
         name: format!("{addr}:{port}/{proto}"),
         flags,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         policy: Default::default(),
         backends: backends
             .iter()

@@ -115,14 +115,9 @@ fn a_failed_backend_loses_its_flows_unless_the_vip_fails_open() {
     // Every backend fails: the VIP fails open and follows its flows again,
     // wherever the table points.
     set_backend(&mut f, &tcp, 1, 100, false);
-    set_vip(
-        &mut f,
-        &tcp,
-        VipInfo {
-            flags: VIP_F_FAIL_OPEN,
-            ..tcp.info
-        },
-    );
+    let mut failing_open = tcp.info;
+    failing_open.flags = VIP_F_FAIL_OPEN;
+    set_vip(&mut f, &tcp, failing_open);
     assert_sent_to(
         &mut f,
         &with_flags(&b, TCP_ACK),

@@ -2,14 +2,15 @@
 //! big" generated for packets too big once encapsulated (quote, MTU,
 //! checksums, rate limit), ICMP errors balanced as the flow they quote
 //! (flow table, Maglev, a flow whose backend changed, unreadable quotes),
-//! echo requests answered for VIP addresses, fragments of source-ip VIPs.
+//! echo requests answered for VIP addresses, fragments of source-ip VIPs;
+//! errors and fragments leave by their VIP's forwarding mode.
 //! Expected frames are built independently with etherparse.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::PacketBuilder;
 use lb_common::{
-    GlobalConfig, Verdict, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
+    Forwarding, GlobalConfig, Verdict, PROTO_TCP, PROTO_UDP, VIP_F_NO_FLOW_TABLE, VIP_F_SOURCE_HASH,
 };
 use xlb_tests::{
     balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
@@ -88,6 +89,8 @@ fn toward<'a>(f: &BalancerFixture, input: &'a [u8], backend: IpAddr) -> Encapsul
         outer_dst: backend,
         tos: tos_of(input),
         ttl: lb_common::DEFAULT_OUTER_TTL,
+        gue_dport: None,
+        gue_sport: None,
     }
 }
 
@@ -623,4 +626,67 @@ fn fragments_of_source_ip_vips_go_to_the_sources_backend() {
     assert_eq!(f.run(&fr.build()).action, XDP_DROP);
     assert_eq!(verdict_count(&f, Verdict::Fragment), 1);
     let _ = XDP_PASS;
+}
+
+#[test]
+fn icmp_errors_and_fragments_leave_by_their_vips_mode() {
+    let Some(mut f) = BalancerFixture::new("icmp_modes") else {
+        return;
+    };
+    let bes = backends(&B4);
+    let mut tcp = f.add_vip(IpAddr::from(VIP4), 80, PROTO_TCP, 0, &bes);
+    f.set_forwarding(&mut tcp, Forwarding::Gue, 6080);
+    let mut udp = f.add_vip(IpAddr::from(VIP4), 5000, PROTO_UDP, VIP_F_SOURCE_HASH, &bes);
+    f.set_forwarding(&mut udp, Forwarding::L2Dsr, 0);
+
+    // GUE: an error quoting a TCP flow reaches the flow's backend inside
+    // outer IPv4 + UDP to the VIP's GUE port, like the flow's packets.
+    let fr = Frame::tcp(
+        IpAddr::from(CLIENT4),
+        41000,
+        IpAddr::from(VIP4),
+        80,
+        f.if_mac,
+    );
+    let to = forward_backend(&mut f, &fr);
+    let quote = quoted_reply_v4(PROTO_TCP, 41000, 80, 8);
+    let input = icmp4_error(&f, 3, 4, [0, 0, 0x05, 0x00], &quote);
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    let want = Encapsulated {
+        gue_dport: Some(6080),
+        ..toward(&f, &input, to)
+    };
+    assert_encapsulated(&r.out, &want, "ICMP error by GUE");
+    assert_eq!(verdict_count(&f, Verdict::IcmpToBackend), 1);
+
+    // l2-dsr: a source-ip VIP's fragments are the client's own fragments
+    // behind the MAC of the source's backend.
+    let whole = Frame::udp(
+        IpAddr::from(CLIENT4),
+        6000,
+        IpAddr::from(VIP4),
+        5000,
+        f.if_mac,
+    );
+    let r = f.run(&whole.build());
+    assert_eq!(r.action, XDP_TX);
+    let dmac: [u8; 6] = r.out[..6].try_into().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        bes.iter().any(|&b| backend_mac(b) == dmac),
+        "to a backend's MAC"
+    );
+    for frag in [(true, 0), (false, 185)] {
+        let mut fr = whole.clone();
+        fr.payload = vec![0x77; 400];
+        fr.fragment = Some(frag);
+        let input = fr.build();
+        let r = f.run(&input);
+        assert_eq!(r.action, XDP_TX, "fragment {frag:?}");
+        let mut want = input.clone();
+        want[..6].copy_from_slice(&dmac);
+        want[6..12].copy_from_slice(&f.if_mac);
+        assert_eq!(r.out, want, "fragment {frag:?} by l2-dsr");
+    }
+    assert_eq!(verdict_count(&f, Verdict::FragmentToBackend), 2);
 }

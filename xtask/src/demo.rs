@@ -1,4 +1,4 @@
-//! `cargo xtask demo [--keep | --fleet]`: installs what is missing, builds xlb
+//! `cargo xtask demo [--keep | --fleet | --l7]`: installs what is missing, builds xlb
 //! in release mode, and runs the demo driver (`xlb-demo`, in the tests crate)
 //! as root.
 
@@ -16,6 +16,10 @@ pub struct Args {
     /// under 150 live TCP streams, and the demo counts broken connections.
     #[arg(long)]
     pub fleet: bool,
+    /// The L4 -> L7 architecture: xlb (l2-dsr) in front of two real nginx
+    /// nodes routing /api/ and /static/ to their pools; one node killed.
+    #[arg(long, conflicts_with_all = ["fleet", "keep"])]
+    pub l7: bool,
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -25,6 +29,9 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if args.fleet {
         extra.push("--fleet".into());
+    }
+    if args.l7 {
+        extra.push("--l7".into());
     }
     release_tool::build_and_run("xlb-demo", "the demo", &extra)
 }

@@ -179,7 +179,10 @@ pub struct CachedHop {
     _pad: [u8; 2],
     pub smac: [u8; 6],
     pub dmac: [u8; 6],
-    _pad2: [u8; 4],
+    /// 0 when the backend itself is the next hop, non-zero when the route
+    /// goes through a gateway (layer-2 forwarding, `l2-dsr`, needs 0).
+    pub off_link: u8,
+    _pad2: [u8; 3],
     /// The egress device's `XLB_VLANS` entry, looked up with the FIB
     /// answer; `VlanDevice::NONE` for an ordinary device.
     pub egress_vlan: VlanDevice,
@@ -253,5 +256,6 @@ mod layout {
         assert_eq!(offset_of!(CachedHop, checked_len), 12);
         assert_eq!(offset_of!(CachedHop, smac), 16);
         assert_eq!(offset_of!(CachedHop, dmac), 22);
+        assert_eq!(offset_of!(CachedHop, off_link), 28);
     }
 }

@@ -1,7 +1,8 @@
 //! The backend-side decapsulator's maps: its tunnel addresses
 //! (`XLB_DECAP_ADDRS`), the balancers it accepts tunnels from
 //! (`XLB_DECAP_SRCS`), the VIPs inner packets may be addressed to
-//! (`XLB_DECAP_VIPS`) and its counters (`XLB_DECAP_STATS`).
+//! (`XLB_DECAP_VIPS`), the GUE ports it takes (`XLB_DECAP_GUE`) and
+//! its counters (`XLB_DECAP_STATS`).
 
 use core::net::IpAddr;
 
@@ -15,6 +16,9 @@ pub const MAX_DECAP_ADDRS: u32 = 64;
 pub const MAX_DECAP_SOURCES: u32 = 256;
 /// VIP addresses one backend serves.
 pub const MAX_DECAP_VIPS: u32 = 1024;
+/// GUE ports one backend takes (`XLB_DECAP_GUE`, keyed by the port in
+/// host order).
+pub const MAX_DECAP_GUE_PORTS: u32 = 16;
 
 /// Key of the decap address sets (`XLB_DECAP_ADDRS`: outer destinations,
 /// `XLB_DECAP_SRCS`: allowed outer sources, `XLB_DECAP_VIPS`: allowed inner
@@ -78,7 +82,7 @@ impl DecapKey {
 pub mod decap_stat {
     /// Outer header stripped, inner packet passed up.
     pub const DECAPSULATED: u32 = 0;
-    /// Not IP-in-IP for one of our addresses: passed unchanged.
+    /// Not IP-in-IP or GUE for one of our addresses: passed unchanged.
     pub const PASSED: u32 = 1;
     /// IP-in-IP to us, but the inner packet is truncated or not IP: dropped.
     pub const MALFORMED: u32 = 2;

@@ -21,7 +21,9 @@ pub use config::{
     CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_FLOOD_THRESHOLD,
     DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
 };
-pub use decap::{decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS};
+pub use decap::{
+    decap_stat, DecapKey, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
+};
 pub use flow::{FlowKey, FlowValue};
 pub use icmp::{
     IcmpBucket, DEFAULT_ICMP_RATE, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
@@ -56,6 +58,7 @@ pub mod map_names {
     pub const DECAP_STATS: &str = "XLB_DECAP_STATS";
     pub const DECAP_SOURCES: &str = "XLB_DECAP_SRCS";
     pub const DECAP_VIPS: &str = "XLB_DECAP_VIPS";
+    pub const DECAP_GUE_PORTS: &str = "XLB_DECAP_GUE";
     /// Packet counter of the benchmark sink program.
     pub const SINK_COUNT: &str = "XLB_SINK_COUNT";
     pub const NEXTHOPS: &str = "XLB_NEXTHOPS";
@@ -70,7 +73,7 @@ pub mod map_names {
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
 
     /// Every name above.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -87,6 +90,7 @@ pub mod map_names {
         SINK_COUNT,
         NEXTHOPS,
         VLANS,
+        DECAP_GUE_PORTS,
         POLICY,
         SRC_V4,
         SRC_V6,

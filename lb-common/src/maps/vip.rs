@@ -5,6 +5,7 @@ use core::net::IpAddr;
 use super::{flow::FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::{
     bytes,
+    forwarding::{Forwarding, FORWARDING_IPIP},
     ip::{from_addr16, to_addr16},
 };
 
@@ -161,6 +162,11 @@ pub struct VipInfo {
     /// A UDP connection-table entry idle longer than this is expired (the
     /// next packet of the flow goes through the table again).
     pub udp_idle_timeout_ms: u32,
+    /// How packets reach the backends: a `FORWARDING_*` byte.
+    forwarding: u8,
+    _pad: u8,
+    /// GUE VIPs: the outer UDP destination port (big-endian).
+    gue_port: [u8; 2],
     /// Address markers only: the port (as on the wire) of the VIP that takes
     /// the address's TCP fragments, valid with `MARKER_F_FRAG_TCP`.
     pub frag_port_tcp: [u8; 2],
@@ -171,7 +177,8 @@ pub struct VipInfo {
 impl VipInfo {
     /// The value of an address marker: whether the balancer answers echo
     /// requests to the address, and the ports of the (source-hashed) VIPs
-    /// that take its TCP and UDP fragments, if any.
+    /// that take its TCP and UDP fragments, if any. (A marker forwards
+    /// nothing itself: fragments go out with their VIP's mode.)
     pub const fn marker(ping: bool, frag_tcp: Option<u16>, frag_udp: Option<u16>) -> Self {
         let mut m = Self {
             vip_id: 0,
@@ -179,6 +186,9 @@ impl VipInfo {
             table_offset: 0,
             table_size: 0,
             udp_idle_timeout_ms: 0,
+            forwarding: FORWARDING_IPIP,
+            _pad: 0,
+            gue_port: [0; 2],
             frag_port_tcp: [0; 2],
             frag_port_udp: [0; 2],
         };
@@ -193,7 +203,7 @@ impl VipInfo {
         m
     }
 
-    /// A VIP with the default UDP idle timeout.
+    /// An IP-in-IP VIP with the default UDP idle timeout.
     pub const fn new(vip_id: u32, flags: u32, table_offset: u32, table_size: u32) -> Self {
         Self {
             vip_id,
@@ -201,6 +211,9 @@ impl VipInfo {
             table_offset,
             table_size,
             udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
+            forwarding: FORWARDING_IPIP,
+            _pad: 0,
+            gue_port: [0; 2],
             frag_port_tcp: [0; 2],
             frag_port_udp: [0; 2],
         }
@@ -217,6 +230,42 @@ impl VipInfo {
         } else {
             None
         }
+    }
+
+    /// The same VIP forwarding its packets by `mode`; `gue_port` is the
+    /// outer UDP destination port of a GUE VIP (ignored by other modes,
+    /// stored as 0).
+    pub const fn with_forwarding(self, mode: Forwarding, gue_port: u16) -> Self {
+        let gue_port = match mode {
+            Forwarding::Gue => gue_port.to_be_bytes(),
+            _ => [0; 2],
+        };
+        Self {
+            forwarding: mode.to_wire(),
+            gue_port,
+            ..self
+        }
+    }
+
+    /// The `FORWARDING_*` byte (the data plane matches on it).
+    #[inline(always)]
+    pub const fn forwarding_byte(&self) -> u8 {
+        self.forwarding
+    }
+
+    /// The forwarding mode; `None` for a byte no mode has.
+    pub const fn forwarding(&self) -> Option<Forwarding> {
+        Forwarding::from_wire(self.forwarding)
+    }
+
+    /// A GUE VIP's outer UDP destination port as on the wire.
+    #[inline(always)]
+    pub const fn gue_port_be(&self) -> [u8; 2] {
+        self.gue_port
+    }
+
+    pub const fn gue_port(&self) -> u16 {
+        u16::from_be_bytes(self.gue_port)
     }
 
     /// The same VIP with UDP flows expiring after `ms` of silence.
@@ -260,15 +309,31 @@ mod layout {
 
     #[test]
     fn vip_info() {
-        assert_eq!(size_of::<VipInfo>(), 24);
+        assert_eq!(size_of::<VipInfo>(), 28);
         assert_eq!(offset_of!(VipInfo, flags), 4);
         assert_eq!(offset_of!(VipInfo, table_offset), 8);
         assert_eq!(offset_of!(VipInfo, table_size), 12);
         assert_eq!(offset_of!(VipInfo, udp_idle_timeout_ms), 16);
-        assert_eq!(offset_of!(VipInfo, frag_port_tcp), 20);
-        assert_eq!(offset_of!(VipInfo, frag_port_udp), 22);
+        assert_eq!(offset_of!(VipInfo, forwarding), 20);
+        assert_eq!(offset_of!(VipInfo, _pad), 21);
+        assert_eq!(offset_of!(VipInfo, gue_port), 22);
+        assert_eq!(offset_of!(VipInfo, frag_port_tcp), 24);
+        assert_eq!(offset_of!(VipInfo, frag_port_udp), 26);
         let v = VipInfo::new(1, 0, 0, 7);
         assert_eq!(v.udp_idle_timeout_ms, DEFAULT_UDP_IDLE_TIMEOUT_MS);
+        assert_eq!(v.forwarding(), Some(Forwarding::Ipip));
+        let g = v.with_forwarding(Forwarding::Gue, 6080);
+        assert_eq!(
+            (g.forwarding(), g.gue_port()),
+            (Some(Forwarding::Gue), 6080)
+        );
+        assert_eq!(g.gue_port_be(), [0x17, 0xc0]);
+        let n = g.with_forwarding(Forwarding::L2Dsr, 6080);
+        assert_eq!((n.forwarding(), n.gue_port()), (Some(Forwarding::L2Dsr), 0));
+        assert_eq!(
+            VipInfo::marker(false, None, None).forwarding(),
+            Some(Forwarding::Ipip)
+        );
         assert_eq!(
             v.with_udp_idle_timeout_ms(1500).udp_idle_timeout_ns(),
             1_500_000_000

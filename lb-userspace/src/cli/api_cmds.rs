@@ -72,8 +72,12 @@ pub async fn vip(socket: &Path, cmd: VipCommand) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 };
+                let forwarding = match v.gue_port {
+                    Some(port) => format!("{} (port {port})", v.forwarding),
+                    None => v.forwarding.to_string(),
+                };
                 outln!(
-                    "{}  {}:{}/{}  hashing={}  flow-table={}{udp_timeout}{}",
+                    "{}  {}:{}/{}  forwarding={forwarding}  hashing={}  flow-table={}{udp_timeout}{}",
                     v.name,
                     v.address,
                     v.port,
@@ -206,6 +210,12 @@ fn vip_body(a: &VipAddArgs) -> anyhow::Result<Value> {
     if let Some(t) = &a.udp_idle_timeout {
         v["udp_idle_timeout"] = json!(t);
     }
+    if let Some(f) = &a.forwarding {
+        v["forwarding"] = json!(f);
+    }
+    if let Some(p) = a.gue_port {
+        v["gue_port"] = json!(p);
+    }
     Ok(v)
 }
 
@@ -332,6 +342,9 @@ pub async fn explain(socket: &Path, a: ExplainArgs) -> anyhow::Result<()> {
         )?,
         (Some(v), None) => outln!("VIP {v}: {}: {}", e.decision, e.detail)?,
     }
+    if let Some(f) = &e.forwarding {
+        outln!("forwarding {f}")?;
+    }
     Ok(())
 }
 
@@ -359,16 +372,17 @@ pub async fn stats(socket: &Path, a: StatsArgs) -> anyhow::Result<()> {
 
 fn render_totals(s: &StatsSnapshot) -> String {
     let mut out = format!(
-        "{:<28} {:>14} {:>16} {:>12}\n",
-        "VIP / backend", "packets", "bytes", "new flows"
+        "{:<28} {:>14} {:>16} {:>12}  {}\n",
+        "VIP / backend", "packets", "bytes", "new flows", "forwarding"
     );
     for v in &s.vips {
         out += &format!(
-            "{:<28} {:>14} {:>16} {:>12}{}\n",
+            "{:<28} {:>14} {:>16} {:>12}  {}{}\n",
             v.vip,
             v.packets,
             v.bytes,
             v.new_flows,
+            v.forwarding,
             if v.fail_open { "  FAIL-OPEN" } else { "" }
         );
         let p = &v.policy;

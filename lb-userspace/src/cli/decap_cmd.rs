@@ -21,6 +21,7 @@ pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
             addresses,
             allow_sources,
             vips,
+            gue_ports,
             xdp_mode,
         } => {
             let mode = match xdp_mode {
@@ -32,6 +33,7 @@ pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
                 addresses,
                 allowed_sources: allow_sources,
                 vips,
+                gue_ports,
             };
             let outcome = attach_host(&interface, &lists, mode, &pins)
                 .with_context(|| format!("attaching xlb_decap to {interface}"))?;
@@ -44,8 +46,14 @@ pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
                     outln!("attached xlb_decap to {interface} in generic mode: native mode failed: {reason}")?
                 }
             }
+            let gue = if lists.gue_ports.is_empty() {
+                String::new()
+            } else {
+                let ports: Vec<String> = lists.gue_ports.iter().map(u16::to_string).collect();
+                format!(" and GUE on UDP port {}", ports.join(", "))
+            };
             outln!(
-                "accepting IP-in-IP to {} from {} for VIPs {}; pinned under {}",
+                "accepting IP-in-IP{gue} to {} from {} for VIPs {}; pinned under {}",
                 joined(&lists.addresses),
                 joined(&lists.allowed_sources),
                 joined(&lists.vips),
@@ -79,6 +87,11 @@ pub fn run(cmd: DecapCommand, instance: &str) -> anyhow::Result<()> {
                 )
             })?;
             let s = d.stats()?;
+            let ports = d.gue_ports()?;
+            if !ports.is_empty() {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                outln!("gue ports         {}", ports.join(", "))?;
+            }
             outln!(
                 "decapsulated      {}\npassed            {}\nmalformed         {}\n\
                  refused_source    {}\nrefused_inner_dst {}\necn_dropped       {}",

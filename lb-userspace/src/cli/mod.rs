@@ -219,6 +219,12 @@ pub enum DecapCommand {
         /// (repeat for more).
         #[arg(long = "vip", value_name = "ADDR", required = true)]
         vips: Vec<IpAddr>,
+        /// Also strip GUE (xlb's `forwarding = "gue"`: UDP to this port,
+        /// the inner IP packet right after the UDP header) sent to this
+        /// port; the balancer's `gue_port` (repeat for more; none: IP-in-IP
+        /// only).
+        #[arg(long = "gue-port", value_name = "PORT")]
+        gue_ports: Vec<u16>,
         #[arg(long, value_enum, default_value = "native")]
         xdp_mode: XdpModeArg,
     },
@@ -289,6 +295,13 @@ pub struct VipAddArgs {
     /// default 30s).
     #[arg(long, value_name = "DURATION")]
     pub udp_idle_timeout: Option<String>,
+    /// How packets reach the backends (see the README's "Choosing a
+    /// forwarding mode"; default ipip).
+    #[arg(long, value_parser = ["ipip", "gue", "l2-dsr"])]
+    pub forwarding: Option<String>,
+    /// GUE VIPs: the outer UDP destination port (default: global.gue_port).
+    #[arg(long, value_name = "PORT")]
+    pub gue_port: Option<u16>,
     /// A backend, `ADDR` or `ADDR=WEIGHT` (repeatable).
     #[arg(long = "backend")]
     pub backends: Vec<String>,

@@ -6,7 +6,7 @@ use std::{fmt, io, net::IpAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use thiserror::Error;
 
-use super::model::{IpFamily, VipEndpoint};
+use super::model::{ForwardingMode, IpFamily, VipEndpoint};
 
 /// A rejected config, file or API request. Nothing of it was applied.
 #[derive(Clone, Debug)]
@@ -138,6 +138,13 @@ pub enum ConfigErrorKind {
         family: IpFamily,
         setting: &'static str,
     },
+    #[error("backend {address} is {backend_family}, but the vip is {vip_family}: {forwarding} forwarding sends the client's own packet, so every backend must be of the vip's family (use ipip or gue to reach backends of the other family)")]
+    BackendFamilyMismatch {
+        address: IpAddr,
+        backend_family: IpFamily,
+        vip_family: IpFamily,
+        forwarding: ForwardingMode,
+    },
     #[error("{count} backends in all exceed max_backends {max_backends} (slot 0 is reserved, so {} fit)", max_backends.saturating_sub(1))]
     TooManyBackends { count: usize, max_backends: u32 },
     #[error("health_check_mode is {mode} but health_check does not match it (for inherit it must equal the vip's health check; use VipConfig::set_health_check)")]
@@ -178,6 +185,10 @@ pub enum ConfigErrorKind {
     RateLimitWithoutFlowTable,
     #[error("udp_idle_timeout only applies to udp vips (this vip is tcp: its connections end with FIN/RST and live until evicted)")]
     UdpIdleTimeoutOnTcpVip,
+    #[error("gue port 0: packets are never sent to port 0 (1 to 65535)")]
+    GuePortZero,
+    #[error("gue_port only applies to gue vips (this vip forwards by {forwarding}; set forwarding = \"gue\")")]
+    GuePortOnNonGueVip { forwarding: ForwardingMode },
     #[error("health check port is 0: set `port` (it is required when the vip port is 0, i.e. every port)")]
     HealthCheckPortZero,
     #[error(

@@ -30,6 +30,8 @@ pub const MAX_DRAIN_ON_STOP: Duration = Duration::from_secs(600);
 /// 0 would be dropped by the first router; 255 is the field's maximum.
 pub const MIN_OUTER_TTL: u8 = 1;
 pub const MAX_OUTER_TTL: u8 = 255;
+/// `global.gue_port` when not set (Katran's GUE port).
+pub const DEFAULT_GUE_PORT: u16 = lb_common::forwarding::gue::DEFAULT_PORT;
 /// Most ICMP messages of one kind per second per CPU (`global.icmp_rate_limit`):
 /// enough for any path-MTU or ping load, and a bound on what a flood of
 /// oversized packets can make the balancer send.

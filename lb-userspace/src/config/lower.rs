@@ -86,6 +86,7 @@ fn global_from_raw(raw: RawGlobal) -> Result<GlobalConfig, ConfigError> {
         outer_source_v4: raw.outer_source_v4.map(v4_source).transpose()?,
         outer_source_v6: raw.outer_source_v6.map(v6_source).transpose()?,
         outer_ttl: outer_ttl(raw.outer_ttl)?,
+        gue_port: raw.gue_port.unwrap_or(DEFAULT_GUE_PORT),
         icmp_rate_limit: size(
             raw.icmp_rate_limit,
             lb_common::DEFAULT_ICMP_RATE,
@@ -257,6 +258,8 @@ pub(crate) fn vip_from_raw(raw: RawVip, field: &str) -> Result<VipConfig, Config
         protocol,
         hashing: raw.hashing.unwrap_or_default(),
         flow_table: raw.flow_table.unwrap_or(true),
+        forwarding: raw.forwarding.unwrap_or_default(),
+        gue_port: raw.gue_port,
         ping: raw.ping.unwrap_or(true),
         announce: raw.announce.unwrap_or_default(),
         udp_idle_timeout,
@@ -372,6 +375,7 @@ fn raw_global(g: &GlobalConfig) -> RawGlobal {
         outer_source_v4: g.outer_source_v4.map(IpAddr::V4),
         outer_source_v6: g.outer_source_v6.map(IpAddr::V6),
         outer_ttl: Some(u64::from(g.outer_ttl)),
+        gue_port: Some(g.gue_port),
         icmp_rate_limit: Some(u64::from(g.icmp_rate_limit)),
         table_size: Some(u64::from(g.table_size)),
         flow_table_size: Some(u64::from(g.flow_table_size)),
@@ -394,6 +398,8 @@ fn raw_vip(v: &VipConfig) -> RawVip {
         protocol: Some(v.protocol),
         hashing: Some(v.hashing),
         flow_table: Some(v.flow_table),
+        forwarding: Some(v.forwarding),
+        gue_port: v.gue_port,
         ping: Some(v.ping),
         announce: Some(v.announce),
         udp_idle_timeout: (v.protocol == Protocol::Udp)

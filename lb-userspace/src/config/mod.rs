@@ -19,9 +19,11 @@
 //!   VIP before its backends. A VIP whose backends all have weight 0 is not:
 //!   that is almost always a mistake, and removing the backends says "drop"
 //!   explicitly.
-//! - backends may be of the other family than their VIP (IPv6 VIP, IPv4
-//!   backends): the outer header follows the backend, so only the backend's
-//!   family needs an `outer_source_*`.
+//! - backends of an encapsulating VIP (`ipip`, `gue`) may be of the other
+//!   family than their VIP (IPv6 VIP, IPv4 backends): the outer header
+//!   follows the backend, so only the backend's family needs an
+//!   `outer_source_*`. An `l2-dsr` VIP sends the client's own packet, so its
+//!   backends must be of its family (and need no outer source).
 //! - a backend's `health_check` is absent (inherit the VIP's), `false`
 //!   (never checked) or its own table; the model keeps both the effective
 //!   check and that mode ([`HealthCheckMode`]) so dumps reproduce the file.
@@ -48,9 +50,9 @@ use std::path::Path;
 pub use error::{line_column, AddressProblem, ConfigError, ConfigErrorKind, Location, Place};
 pub(crate) use model::humantime_text;
 pub use model::{
-    AnnounceConfig, AnnounceMode, BackendConfig, BpfLogLevel, Config, GlobalConfig, Hashing,
-    HealthCheck, HealthCheckKind, HealthCheckMode, IpFamily, IpPrefix, Protocol, RateLimit,
-    SourceRateLimit, VipConfig, VipEndpoint, XdpMode,
+    AnnounceConfig, AnnounceMode, BackendConfig, BpfLogLevel, Config, ForwardingMode, GlobalConfig,
+    Hashing, HealthCheck, HealthCheckKind, HealthCheckMode, IpFamily, IpPrefix, Protocol,
+    RateLimit, SourceRateLimit, VipConfig, VipEndpoint, XdpMode,
 };
 use raw::{RawBackend, RawConfig, RawVip};
 use serde::Deserialize;

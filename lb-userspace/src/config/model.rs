@@ -45,6 +45,8 @@ pub struct GlobalConfig {
     pub outer_source_v6: Option<Ipv6Addr>,
     /// TTL / hop limit of every outer header (1..=255).
     pub outer_ttl: u8,
+    /// UDP destination port of GUE VIPs that do not set their own.
+    pub gue_port: u16,
     /// ICMP messages of each kind the data plane sends itself ("too big"
     /// errors, echo replies) per second per CPU; 0 sends none.
     #[serde(default = "default_icmp_rate_limit")]
@@ -136,6 +138,12 @@ pub struct VipConfig {
     pub hashing: Hashing,
     /// false = every packet follows the Maglev table (no connection tracking).
     pub flow_table: bool,
+    /// How packets reach the backends.
+    #[serde(default)]
+    pub forwarding: ForwardingMode,
+    /// GUE VIPs: the outer UDP destination port; `None` = `global.gue_port`.
+    #[serde(default)]
+    pub gue_port: Option<u16>,
     /// Echo requests to the VIP's address are answered by the balancer
     /// (an address answers when any of its VIPs says so).
     #[serde(default = "default_ping")]
@@ -230,6 +238,24 @@ pub enum HealthCheckKind {
 pub enum Protocol {
     Tcp,
     Udp,
+}
+
+/// A VIP's `forwarding`: how its packets reach the backends (the README's
+/// "Choosing a forwarding mode"; the data plane's side is
+/// `lb_common::forwarding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingMode {
+    /// IP-in-IP to the backend, which decapsulates (direct server return).
+    #[default]
+    Ipip,
+    /// GUE (UDP) to the backend's GUE port, which decapsulates (direct
+    /// server return).
+    Gue,
+    /// Only the MACs rewritten: the backend is on the balancer's segment
+    /// and holds the VIP (direct server return).
+    #[serde(rename = "l2-dsr")]
+    L2Dsr,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -330,6 +356,34 @@ impl Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
         }
+    }
+}
+
+impl ForwardingMode {
+    /// The data plane's mode.
+    pub fn data_plane(self) -> lb_common::Forwarding {
+        match self {
+            ForwardingMode::Ipip => lb_common::Forwarding::Ipip,
+            ForwardingMode::Gue => lb_common::Forwarding::Gue,
+            ForwardingMode::L2Dsr => lb_common::Forwarding::L2Dsr,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.data_plane().as_str()
+    }
+}
+
+impl fmt::Display for ForwardingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl VipConfig {
+    /// The GUE port this VIP's packets go to (its own, else the global one).
+    pub fn effective_gue_port(&self, global: &GlobalConfig) -> u16 {
+        self.gue_port.unwrap_or(global.gue_port)
     }
 }
 

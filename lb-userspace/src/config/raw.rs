@@ -13,7 +13,7 @@ use serde::{
 };
 
 use super::{
-    model::{AnnounceMode, BpfLogLevel, Hashing, Protocol, XdpMode},
+    model::{AnnounceMode, BpfLogLevel, ForwardingMode, Hashing, Protocol, XdpMode},
     policy::RawRateLimit,
 };
 
@@ -46,6 +46,8 @@ pub struct RawGlobal {
     /// u64 so that out-of-range values get the range error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outer_ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gue_port: Option<u16>,
     /// u64 so that out-of-range values get the range error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_rate_limit: Option<u64>,
@@ -98,6 +100,10 @@ pub struct RawVip {
     pub hashing: Option<Hashing>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_table: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gue_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ping: Option<bool>,
     /// Humantime text, parsed during conversion (UDP VIPs only).

@@ -142,6 +142,12 @@ fn example_parses_with_every_field() {
         (quic.protocol, quic.udp_idle_timeout),
         (Protocol::Udp, Duration::from_secs(30))
     );
+    assert_eq!(c.global.gue_port, 6080);
+    assert_eq!(web.forwarding, ForwardingMode::Ipip);
+    assert_eq!(
+        (quic.forwarding, quic.gue_port),
+        (ForwardingMode::Gue, Some(6081))
+    );
 }
 
 #[test]
@@ -1531,6 +1537,171 @@ fn find_vip_by_name_or_endpoint() {
     assert_eq!(c.find_vip("10.100.0.1:80/tcp"), Some(0));
     assert_eq!(c.find_vip("[2001:db8::53]:53/udp"), Some(1));
     assert_eq!(c.find_vip("nope"), None);
+}
+
+// ---------------------------------------------------------------------------
+// Forwarding modes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn forwarding_modes_parse_with_their_defaults_and_dump_back() {
+    let text = with_global(
+        "gue_port = 7000
+[[vip]]
+name = \"a\"
+address = \"10.100.0.1\"
+port = 80
+[[vip]]
+name = \"b\"
+address = \"10.100.0.2\"
+port = 80
+forwarding = \"gue\"
+[[vip]]
+name = \"c\"
+address = \"fd00:100::3\"
+port = 80
+forwarding = \"gue\"
+gue_port = 6081
+[[vip]]
+name = \"d\"
+address = \"10.100.0.4\"
+port = 80
+forwarding = \"l2-dsr\"
+[[vip.backend]]
+address = \"10.0.0.11\"
+",
+    );
+    let c = parse(&text);
+    assert_eq!(c.global.gue_port, 7000);
+    let modes: Vec<(ForwardingMode, Option<u16>, u16)> = c
+        .vips
+        .iter()
+        .map(|v| (v.forwarding, v.gue_port, v.effective_gue_port(&c.global)))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            (ForwardingMode::Ipip, None, 7000),
+            (ForwardingMode::Gue, None, 7000),
+            (ForwardingMode::Gue, Some(6081), 6081),
+            (ForwardingMode::L2Dsr, None, 7000),
+        ]
+    );
+    assert_eq!(parse(&c.to_toml_string()), c, "the dump reads back");
+    let defaults = parse(&with_global(""));
+    assert_eq!(defaults.global.gue_port, 6080, "Katran's port by default");
+}
+
+#[test]
+fn an_unknown_forwarding_mode_is_a_schema_error_at_its_value() {
+    let e = Config::from_toml_str(
+        &with_global("[[vip]]\naddress = \"10.100.0.1\"\nport = 80\nforwarding = \"dsr\"\n"),
+        None,
+    )
+    .expect_err("unknown mode");
+    assert_eq!((e.line(), e.column()), (Some(8), Some(14)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("unknown variant `dsr`") && msg.contains("l2-dsr"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn gue_ports_are_refused_where_they_mean_nothing() {
+    // Lines 5-7 are the VIP; the key is line 8 (value at column 12).
+    let vip = "[[vip]]\naddress = \"10.100.0.1\"\nport = 80\n";
+    let kind = rejected(
+        &with_global(&format!("{vip}gue_port = 6081\n")),
+        8,
+        12,
+        "vip[0].gue_port",
+    );
+    assert!(
+        matches!(
+            kind,
+            ConfigErrorKind::GuePortOnNonGueVip {
+                forwarding: ForwardingMode::Ipip
+            }
+        ),
+        "{kind}"
+    );
+    assert!(kind.to_string().contains("forwarding = \"gue\""), "{kind}");
+    let kind = rejected(
+        &with_global(&format!("{vip}forwarding = \"gue\"\ngue_port = 0\n")),
+        9,
+        12,
+        "vip[0].gue_port",
+    );
+    assert!(matches!(kind, ConfigErrorKind::GuePortZero), "{kind}");
+    let kind = rejected(&with_global("gue_port = 0\n"), 5, 12, "global.gue_port");
+    assert!(matches!(kind, ConfigErrorKind::GuePortZero), "{kind}");
+}
+
+#[test]
+fn l2_dsr_backends_must_be_of_the_vips_family() {
+    // An IPv6 VIP with an IPv4 backend: fine for ipip and gue, refused for
+    // l2-dsr (no outer header: the client's IPv6 packet cannot go to an
+    // IPv4 address).
+    let text = |mode: &str| {
+        with_global(&format!(
+            "[[vip]]
+address = \"fd00:100::1\"
+port = 80
+forwarding = \"{mode}\"
+[[vip.backend]]
+address = \"fd00::11\"
+[[vip.backend]]
+address = \"10.0.0.11\"
+"
+        ))
+    };
+    parse(&text("ipip"));
+    parse(&text("gue"));
+    let kind = rejected(&text("l2-dsr"), 12, 11, "vip[0].backend[1].address");
+    assert!(
+        matches!(
+            kind,
+            ConfigErrorKind::BackendFamilyMismatch {
+                backend_family: IpFamily::V4,
+                vip_family: IpFamily::V6,
+                forwarding: ForwardingMode::L2Dsr,
+                ..
+            }
+        ),
+        "{kind}"
+    );
+    let msg = kind.to_string();
+    assert!(
+        msg.contains("10.0.0.11 is IPv4, but the vip is IPv6") && msg.contains("l2-dsr"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn l2_dsr_needs_no_outer_source() {
+    let text = "[global]
+interfaces = [\"eth0\"]
+[[vip]]
+address = \"10.100.0.1\"
+port = 80
+forwarding = \"l2-dsr\"
+[[vip.backend]]
+address = \"10.0.0.11\"
+";
+    let c = parse(text);
+    assert_eq!(c.vips[0].forwarding, ForwardingMode::L2Dsr);
+    // The same backends by IP-in-IP need one.
+    let kind = rejected(
+        &text.replace("l2-dsr", "ipip"),
+        8,
+        11,
+        "vip[0].backend[0].address",
+    );
+    assert!(
+        matches!(kind, ConfigErrorKind::MissingOuterSource { .. }),
+        "{kind}"
+    );
 }
 
 #[test]

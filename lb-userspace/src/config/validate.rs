@@ -13,8 +13,8 @@ use super::{
     error::{AddressProblem, ConfigError, ConfigErrorKind, Place},
     limits::*,
     model::{
-        AnnounceConfig, BackendConfig, Config, GlobalConfig, HealthCheck, HealthCheckKind,
-        HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
+        AnnounceConfig, BackendConfig, Config, ForwardingMode, GlobalConfig, HealthCheck,
+        HealthCheckKind, HealthCheckMode, IpFamily, Protocol, VipConfig, VipEndpoint,
     },
     policy::{check_prefix_list, MAX_PREFIXES, MAX_RATE},
     spans::join,
@@ -119,6 +119,9 @@ pub(crate) fn check_global(g: &GlobalConfig) -> Check {
         MAX_OUTER_TTL,
         "global.outer_ttl",
     )?;
+    if g.gue_port == 0 {
+        return fail("global.gue_port", ConfigErrorKind::GuePortZero);
+    }
     check_range(
         g.icmp_rate_limit,
         0,
@@ -313,6 +316,7 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
         MAX_UDP_IDLE_TIMEOUT,
         &join(field, "udp_idle_timeout"),
     )?;
+    check_forwarding(v, &join(field, "gue_port"))?;
     if let Some(hc) = &v.health_check {
         check_health_check(hc, &join(field, "health_check"))?;
     }
@@ -335,7 +339,7 @@ pub(crate) fn check_vip(v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
             };
             return fail(join(&backend_field, "address"), kind);
         }
-        check_backend_family(b, g, &backend_field)?;
+        check_backend_family(b, v, g, &backend_field)?;
     }
     if !v.backends.is_empty() && v.backends.iter().all(|b| b.weight == 0) {
         let kind = ConfigErrorKind::AllBackendsDrained {
@@ -441,10 +445,37 @@ pub(crate) fn check_backend(
     }
 }
 
-/// The data plane encapsulates towards the backend, so it needs an outer
-/// source of the backend's family (the VIP's family does not matter).
-fn check_backend_family(b: &BackendConfig, g: &GlobalConfig, field: &str) -> Check {
+/// The mode's own settings: a GUE port only on a GUE VIP, and never 0.
+fn check_forwarding(v: &VipConfig, gue_port_field: &str) -> Check {
+    match (v.forwarding, v.gue_port) {
+        (ForwardingMode::Gue, Some(0)) => fail(gue_port_field, ConfigErrorKind::GuePortZero),
+        (ForwardingMode::Gue, _) | (_, None) => Ok(()),
+        (forwarding, Some(_)) => fail(
+            gue_port_field,
+            ConfigErrorKind::GuePortOnNonGueVip { forwarding },
+        ),
+    }
+}
+
+/// An encapsulating VIP (`ipip`, `gue`) builds outer headers toward the
+/// backend, so it needs an outer source of the backend's family (the VIP's
+/// family does not matter). An `l2-dsr` VIP sends the client's own packet:
+/// the backend must be of the VIP's family.
+fn check_backend_family(b: &BackendConfig, v: &VipConfig, g: &GlobalConfig, field: &str) -> Check {
     let address_field = join(field, "address");
+    let (backend_family, vip_family) = (IpFamily::of(b.address), IpFamily::of(v.address));
+    if !v.forwarding.data_plane().encapsulates() {
+        if backend_family != vip_family {
+            let kind = ConfigErrorKind::BackendFamilyMismatch {
+                address: b.address,
+                backend_family,
+                vip_family,
+                forwarding: v.forwarding,
+            };
+            return fail(address_field, kind);
+        }
+        return check_not_outer_source(b.address, g, &address_field);
+    }
     let missing = match b.address {
         IpAddr::V4(_) if g.outer_source_v4.is_none() => Some("outer_source_v4"),
         IpAddr::V6(_) if g.outer_source_v6.is_none() => Some("outer_source_v6"),

@@ -18,17 +18,19 @@ use lb_common::{
 };
 use serde::Serialize;
 use thiserror::Error;
+use tracing::{info, warn};
 
 use super::{driver_watch::DriverBaseline, overrides::Overrides};
 use crate::{
     announce::Announcer,
     config::{
-        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, Hashing, HealthCheckKind,
-        IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
+        humantime_text, AnnounceMode, BackendConfig, Config, ConfigError, ForwardingMode, Hashing,
+        HealthCheckKind, IpPrefix, Protocol, RateLimit, SourceRateLimit, VipConfig,
     },
     dataplane::{Dataplane, DataplaneError, VlanSync},
     explain::{self, Explanation, FlowQuery},
     health::{CheckKind, CheckSpec},
+    netdev::l2_path::{L2PathError, L2Paths, OffLink, Path},
     reconcile::{
         self, ApplyReport, DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, ReconcileError,
         Reconciler,
@@ -56,6 +58,15 @@ pub enum ControlError {
     NoSuchBackend { vip: String, backend: IpAddr },
     #[error("{what} cannot change while running (it sizes the pinned maps or the attachment); restart after `xlb down`")]
     NeedsRestart { what: String },
+    #[error("{field}: backend {address} of l2-dsr vip {vip} is not on-link: {problem}; l2-dsr sends frames straight to the backend's MAC, so its backends must be on this host's segment (ipip or gue reach others)")]
+    OffLinkBackend {
+        field: String,
+        vip: String,
+        address: IpAddr,
+        problem: OffLink,
+    },
+    #[error("checking the layer-2 path of the l2-dsr backends")]
+    L2Path(#[from] L2PathError),
     #[error(transparent)]
     Reconcile(#[from] ReconcileError),
     #[error(transparent)]
@@ -72,6 +83,7 @@ impl ControlError {
                 | ControlError::NoSuchVip(_)
                 | ControlError::NoSuchBackend { .. }
                 | ControlError::NeedsRestart { .. }
+                | ControlError::OffLinkBackend { .. }
                 | ControlError::Reconcile(
                     ReconcileError::VipsExhausted { .. } | ReconcileError::BackendsExhausted { .. }
                 )
@@ -81,7 +93,9 @@ impl ControlError {
     /// The config field the error is about, when known.
     pub fn field(&self) -> Option<String> {
         match self {
-            ControlError::Invalid { field, .. } => Some(field.clone()),
+            ControlError::Invalid { field, .. } | ControlError::OffLinkBackend { field, .. } => {
+                Some(field.clone())
+            }
             ControlError::Config(e) => e.field_path(),
             _ => None,
         }
@@ -97,6 +111,12 @@ pub struct VipStatus {
     pub protocol: Protocol,
     pub hashing: Hashing,
     pub flow_table: bool,
+    /// How packets reach the backends.
+    #[serde(default)]
+    pub forwarding: ForwardingMode,
+    /// GUE VIPs: the outer UDP destination port in effect.
+    #[serde(default)]
+    pub gue_port: Option<u16>,
     /// How long a silent UDP flow keeps its backend (UDP VIPs).
     #[serde(with = "humantime_text")]
     pub udp_idle_timeout: std::time::Duration,
@@ -144,6 +164,8 @@ pub struct Controller {
     driver_baseline: DriverBaseline,
     /// `None` while announcing is off.
     announcer: Option<Announcer>,
+    /// `l2-dsr` backends the last periodic check found off-link.
+    off_link: BTreeSet<IpAddr>,
 }
 
 impl Controller {
@@ -170,6 +192,7 @@ impl Controller {
             overrides: Overrides::default(),
             driver_baseline,
             announcer: None,
+            off_link: BTreeSet::new(),
         }
     }
 
@@ -197,6 +220,7 @@ impl Controller {
 
     /// Installs the current desired state (startup, after adoption).
     pub fn reconcile(&mut self) -> Result<ApplyReport, ControlError> {
+        check_l2_paths(&self.config)?;
         let desired = self.desired(&self.config);
         let report = self.apply_desired(&desired)?;
         self.announce_sync();
@@ -208,6 +232,7 @@ impl Controller {
     pub fn replace_config(&mut self, new: Config) -> Result<ApplyReport, ControlError> {
         new.validate()?;
         self.check_compatible(&new)?;
+        check_l2_paths(&new)?;
         let desired = self.desired(&new);
         let report = self.apply_desired(&desired)?;
         // Health of backends that are gone is forgotten.
@@ -424,6 +449,8 @@ impl Controller {
                     // Validated to at most a day.
                     udp_idle_timeout_ms: u32::try_from(v.udp_idle_timeout.as_millis())
                         .unwrap_or(u32::MAX),
+                    forwarding: v.forwarding.data_plane(),
+                    gue_port: v.effective_gue_port(g),
                     policy: DesiredPolicy::new(
                         v.address,
                         &v.allow,
@@ -489,6 +516,9 @@ impl Controller {
                     protocol: v.protocol,
                     hashing: v.hashing,
                     flow_table: v.flow_table,
+                    forwarding: v.forwarding,
+                    gue_port: (v.forwarding == ForwardingMode::Gue)
+                        .then(|| v.effective_gue_port(&self.config.global)),
                     udp_idle_timeout: v.udp_idle_timeout,
                     fail_open,
                     announced: announce.announce,
@@ -570,6 +600,7 @@ impl Controller {
                 fail_open: status.fail_open,
                 announced: (self.announcer.is_some() && v.announce != AnnounceMode::Never)
                     .then_some(status.announced),
+                forwarding: status.forwarding.to_string(),
                 backends,
             });
         }
@@ -607,6 +638,97 @@ impl Controller {
         let t = explain::trace(&self.dp, &flow, &explain::packet_now(&flow, q.syn))?;
         let vip_name = t.vip.map(|(key, _)| self.vip_name(&key));
         Ok(Explanation::new(&t, vip_name))
+    }
+}
+
+/// Refuses an `l2-dsr` backend the kernel does not route to directly (a
+/// gateway, no route, a local address), and asks the kernel to resolve the
+/// others' MACs: the data plane finds them in the neighbour table and drops
+/// (`l2_no_neigh`) while they are unknown.
+fn check_l2_paths(config: &Config) -> Result<(), ControlError> {
+    let backends = l2_dsr_backends(config);
+    if backends.is_empty() {
+        return Ok(());
+    }
+    let mut paths = L2Paths::open()?;
+    for (field, vip, address) in backends {
+        match paths.path_to(address)? {
+            Path::OnLink { oif } => {
+                if let Err(e) = paths.resolve(address, oif) {
+                    warn!(%vip, backend = %address, error = %crate::dataplane::attach::error_chain(&e), "cannot ask the kernel to resolve the backend's MAC");
+                }
+            }
+            Path::OffLink(problem) => {
+                return Err(ControlError::OffLinkBackend {
+                    field,
+                    vip,
+                    address,
+                    problem,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (field path, VIP name, address) of every `l2-dsr` backend.
+fn l2_dsr_backends(config: &Config) -> Vec<(String, String, IpAddr)> {
+    let mut out = Vec::new();
+    for (i, v) in config.vips.iter().enumerate() {
+        if v.forwarding != ForwardingMode::L2Dsr {
+            continue;
+        }
+        for (j, b) in v.backends.iter().enumerate() {
+            out.push((
+                format!("vip[{i}].backend[{j}].address"),
+                v.name.clone(),
+                b.address,
+            ));
+        }
+    }
+    out
+}
+
+impl Controller {
+    /// Keeps the `l2-dsr` backends' neighbour entries resolved (the data
+    /// plane's FIB lookups do not refresh them) and says when a route
+    /// change made one off-link (its packets are then dropped as
+    /// `l2_off_link` until the route comes back). Called periodically.
+    pub fn refresh_l2_neighbours(&mut self) {
+        let backends = l2_dsr_backends(&self.config);
+        if backends.is_empty() {
+            return;
+        }
+        let mut paths = match L2Paths::open() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %crate::dataplane::attach::error_chain(&e), "cannot check the l2-dsr backends' paths");
+                return;
+            }
+        };
+        let mut off_link = BTreeSet::new();
+        for (_, vip, address) in backends {
+            match paths.path_to(address) {
+                Ok(Path::OnLink { oif }) => {
+                    if let Err(e) = paths.resolve(address, oif) {
+                        warn!(%vip, backend = %address, error = %crate::dataplane::attach::error_chain(&e), "cannot ask the kernel to resolve the backend's MAC");
+                    }
+                }
+                Ok(Path::OffLink(problem)) => {
+                    if !self.off_link.contains(&address) {
+                        warn!(%vip, backend = %address, "l2-dsr backend is no longer on-link: {problem}; its packets are dropped (l2_off_link)");
+                    }
+                    off_link.insert(address);
+                }
+                Err(e) => {
+                    warn!(%vip, backend = %address, error = %crate::dataplane::attach::error_chain(&e), "cannot check the l2-dsr backend's path")
+                }
+            }
+        }
+        for address in self.off_link.difference(&off_link) {
+            info!(backend = %address, "l2-dsr backend is on-link again");
+        }
+        self.off_link = off_link;
     }
 }
 

@@ -244,7 +244,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // announce.drain_on_stop while routers move flows away, then exit.
     let mut usr1 = signal(SignalKind::user_defined1())?;
     // Repairs the announce table if something else changed it, and retries
-    // route changes that failed.
+    // route changes that failed; keeps l2-dsr backends' MACs resolved.
     let mut announce_check = tokio::time::interval(ANNOUNCE_CHECK_INTERVAL);
     announce_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -280,7 +280,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             },
             _ = announce_check.tick() => {
                 let c = ctl.clone();
-                tokio::task::spawn_blocking(move || lock(&c).announce_sync()).await?;
+                tokio::task::spawn_blocking(move || {
+                    let mut c = lock(&c);
+                    c.announce_sync();
+                    c.refresh_l2_neighbours();
+                }).await?;
             }
             changed = link_changed(&mut links) => match changed {
                 Some(()) => refresh_vlan_devices(&ctl).await,

@@ -1,6 +1,7 @@
 //! The backend-side decapsulator (`xlb_decap`) and its address sets: the
-//! tunnel addresses it terminates, the balancers it accepts tunnels from and
-//! the VIPs inner packets may be addressed to.
+//! tunnel addresses it terminates, the balancers it accepts tunnels from,
+//! the VIPs inner packets may be addressed to, and the UDP ports it takes
+//! GUE on.
 
 use std::net::IpAddr;
 
@@ -26,6 +27,7 @@ pub struct Decap {
     addrs: HashMap<MapData, DecapKey, u32>,
     sources: HashMap<MapData, DecapKey, u32>,
     vips: HashMap<MapData, DecapKey, u32>,
+    gue_ports: HashMap<MapData, u16, u32>,
     stats: PerCpuArray<MapData, u64>,
 }
 
@@ -68,6 +70,7 @@ impl Decap {
             addrs: typed(&mut ebpf, map_names::DECAP_ADDRS)?,
             sources: typed(&mut ebpf, map_names::DECAP_SOURCES)?,
             vips: typed(&mut ebpf, map_names::DECAP_VIPS)?,
+            gue_ports: typed(&mut ebpf, map_names::DECAP_GUE_PORTS)?,
             stats: typed(&mut ebpf, map_names::DECAP_STATS)?,
             ebpf,
         })
@@ -103,6 +106,31 @@ impl Decap {
 
     pub fn remove_vip(&mut self, addr: IpAddr) -> Result<(), DataplaneError> {
         remove(&mut self.vips, map_names::DECAP_VIPS, addr)
+    }
+
+    /// Decapsulate GUE (variant 1) sent to UDP port `port`.
+    pub fn add_gue_port(&mut self, port: u16) -> Result<(), DataplaneError> {
+        self.gue_ports
+            .insert(port, 1, 0)
+            .map_err(|e| map_err(map_names::DECAP_GUE_PORTS, e))
+    }
+
+    pub fn remove_gue_port(&mut self, port: u16) -> Result<(), DataplaneError> {
+        match self.gue_ports.remove(&port) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(map_names::DECAP_GUE_PORTS, e)),
+        }
+    }
+
+    /// The GUE ports taken, sorted.
+    pub fn gue_ports(&self) -> Result<Vec<u16>, DataplaneError> {
+        let mut ports = self
+            .gue_ports
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_err(map_names::DECAP_GUE_PORTS, e))?;
+        ports.sort_unstable();
+        Ok(ports)
     }
 
     pub fn stats(&self) -> Result<DecapStats, DataplaneError> {
@@ -147,11 +175,13 @@ fn remove(
 /// What a backend host decapsulates: tunnels to one of `addresses` (its own
 /// addresses), sent by one of `allowed_sources` (the balancers' outer source
 /// addresses), carrying a packet for one of `vips`. None may be empty.
+/// IP-in-IP always; GUE to the `gue_ports` too (none: no GUE).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DecapLists {
     pub addresses: Vec<IpAddr>,
     pub allowed_sources: Vec<IpAddr>,
     pub vips: Vec<IpAddr>,
+    pub gue_ports: Vec<u16>,
 }
 
 impl DecapLists {
@@ -174,6 +204,15 @@ impl DecapLists {
                     });
                 }
             }
+        }
+        if self.gue_ports.contains(&0) {
+            return Err(DecapHostError::GuePortZero);
+        }
+        if self.gue_ports.len() > lb_common::MAX_DECAP_GUE_PORTS as usize {
+            return Err(DecapHostError::TooManyGuePorts {
+                count: self.gue_ports.len(),
+                max: lb_common::MAX_DECAP_GUE_PORTS,
+            });
         }
         Ok(())
     }
@@ -231,6 +270,10 @@ impl ListKind {
 pub enum DecapHostError {
     #[error("no {what} given: {}", what.why_needed())]
     EmptyList { what: ListKind },
+    #[error("GUE port 0 is refused: packets are never sent to port 0")]
+    GuePortZero,
+    #[error("{count} GUE ports exceed the {max} xlb_decap takes")]
+    TooManyGuePorts { count: usize, max: u32 },
     #[error("{what} {address} is refused: {reason}")]
     UnusableAddress {
         address: IpAddr,
@@ -287,6 +330,9 @@ pub fn attach_host(
     for a in &lists.vips {
         d.add_vip(*a)?;
     }
+    for p in &lists.gue_ports {
+        d.add_gue_port(*p)?;
+    }
     let program = d.program()?;
     Ok(attach_pinned(program, ifname, mode, &pins.link(ifname))?)
 }
@@ -304,7 +350,28 @@ mod tests {
             addresses: vec![ip("10.0.0.11")],
             allowed_sources: vec![ip("10.0.0.2"), ip("fd00::2")],
             vips: vec![ip("10.100.0.1")],
+            gue_ports: vec![6080],
         }
+    }
+
+    #[test]
+    fn gue_ports_are_optional_but_never_zero() {
+        let none = DecapLists {
+            gue_ports: vec![],
+            ..lists()
+        };
+        assert!(none.validate().is_ok(), "IP-in-IP only");
+        let zero = DecapLists {
+            gue_ports: vec![6080, 0],
+            ..lists()
+        };
+        assert!(matches!(zero.validate(), Err(DecapHostError::GuePortZero)));
+        let many = DecapLists {
+            gue_ports: (1..=17).collect(),
+            ..lists()
+        };
+        let msg = many.validate().expect_err("17 ports").to_string();
+        assert!(msg.contains("17 GUE ports exceed the 16"), "{msg}");
     }
 
     #[test]

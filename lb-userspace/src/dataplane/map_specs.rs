@@ -27,8 +27,8 @@ use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FloodState, FlowKey,
     FlowValue, GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
     VipInfo, VipKey, VipPolicy, VipStats, VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS,
-    MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS,
-    MAX_VLAN_DEVICES,
+    MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES,
+    MAX_TX_PORTS, MAX_VLAN_DEVICES,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -163,6 +163,12 @@ pub(super) static DECAP: &[MapSpec<()>] = &[
         map_names::DECAP_STATS,
         MapType::PerCpuArray,
         Entries::Declared(decap_stat::COUNT),
+    ),
+    // GUE port (host order) -> 1.
+    MapSpec::of::<u16, u32>(
+        map_names::DECAP_GUE_PORTS,
+        MapType::Hash,
+        Entries::Declared(MAX_DECAP_GUE_PORTS),
     ),
 ];
 
@@ -559,7 +565,8 @@ mod tests {
                 map_names::DECAP_ADDRS,
                 map_names::DECAP_SOURCES,
                 map_names::DECAP_VIPS,
-                map_names::DECAP_STATS
+                map_names::DECAP_STATS,
+                map_names::DECAP_GUE_PORTS
             ]
         );
     }

@@ -5,6 +5,7 @@
 //! counters, which see drops that happen after the program said "tx".
 
 pub mod driver_stats;
+pub mod l2_path;
 pub mod link;
 pub mod netns;
 pub mod veth;

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use lb_common::{GlobalConfig, VipKey, VIP_F_FAIL_OPEN};
+use lb_common::{Forwarding, GlobalConfig, VipKey, VIP_F_FAIL_OPEN};
 
 use super::policy::DesiredPolicy;
 
@@ -27,6 +27,10 @@ pub struct DesiredVip {
     pub flags: u32,
     /// UDP connection-table entries idle longer than this expire.
     pub udp_idle_timeout_ms: u32,
+    /// How packets reach the backends.
+    pub forwarding: Forwarding,
+    /// GUE VIPs: the outer UDP destination port (ignored otherwise).
+    pub gue_port: u16,
     /// Source ranges and rate limits.
     pub policy: DesiredPolicy,
     pub backends: Vec<DesiredBackend>,

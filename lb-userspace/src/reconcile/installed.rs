@@ -38,6 +38,8 @@ pub(super) struct InstalledVip {
     /// The entry's flags, `VIP_F_FAIL_OPEN` included.
     pub flags: u32,
     pub udp_idle_timeout_ms: u32,
+    /// The entry's `FORWARDING_*` byte and GUE port.
+    pub forwarding: (u8, u16),
     pub backends: BTreeMap<IpAddr, InstalledBackend>,
     /// (address, weight) of the backends in the table, sorted: the Maglev input.
     pub table_inputs: Vec<(IpAddr, u16)>,
@@ -113,6 +115,7 @@ impl Installed {
                     vip_id: info.vip_id,
                     flags: info.flags,
                     udp_idle_timeout_ms: info.udp_idle_timeout_ms,
+                    forwarding: (info.forwarding_byte(), info.gue_port()),
                     backends: vip_backends,
                     table_inputs,
                 },

@@ -86,6 +86,8 @@ mod tests {
             name: format!("{addr}:{port}"),
             flags,
             udp_idle_timeout_ms: 30_000,
+            forwarding: lb_common::Forwarding::Ipip,
+            gue_port: 0,
             backends: Vec::new(),
             policy: crate::reconcile::DesiredPolicy::default(),
         }

@@ -235,6 +235,7 @@ impl Planner {
                 vip_id,
                 flags: info.flags,
                 udp_idle_timeout_ms: info.udp_idle_timeout_ms,
+                forwarding: (info.forwarding_byte(), info.gue_port()),
                 backends,
                 table_inputs: inputs,
             },
@@ -400,13 +401,15 @@ impl Planner {
                 self.plan.next.backend_ids.free(b.id);
             }
         }
-        // 5. Flags (hashing, flow-table bypass, fail open) and the UDP idle
-        //    timeout switch atomically. Fail open is switched after the
-        //    table and health flags: in between, flows to unhealthy backends
-        //    fall back to the table, which always names live backends.
+        // 5. Flags (hashing, flow-table bypass, fail open), the UDP idle
+        //    timeout and the forwarding mode switch atomically. Fail open is
+        //    switched after the table and health flags: in between, flows to
+        //    unhealthy backends fall back to the table, which always names
+        //    live backends.
         let info = self.vip_info(vip_id, want, has_table);
-        let entry_changed =
-            (info.flags, info.udp_idle_timeout_ms) != (have.flags, have.udp_idle_timeout_ms);
+        let forwarding = (info.forwarding_byte(), info.gue_port());
+        let entry_changed = (info.flags, info.udp_idle_timeout_ms, forwarding)
+            != (have.flags, have.udp_idle_timeout_ms, have.forwarding);
         if entry_changed && !entry_written {
             self.push(Op::SetVip {
                 key: want.key,
@@ -419,6 +422,7 @@ impl Planner {
                 vip_id,
                 flags: info.flags,
                 udp_idle_timeout_ms: info.udp_idle_timeout_ms,
+                forwarding,
                 backends,
                 table_inputs: inputs,
             },
@@ -453,6 +457,7 @@ impl Planner {
             if has_table { self.sizes.table_size } else { 0 },
         )
         .with_udp_idle_timeout_ms(want.udp_idle_timeout_ms)
+        .with_forwarding(want.forwarding, want.gue_port)
     }
 
     /// Schedules writing VIP `vip_id`'s table from `inputs` (not empty).

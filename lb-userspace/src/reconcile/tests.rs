@@ -249,6 +249,8 @@ fn vip(n: u8, port: u16, flags: u32, backends: Vec<DesiredBackend>) -> DesiredVi
         name: format!("vip{n}:{port}"),
         flags,
         udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         policy: DesiredPolicy::default(),
         backends,
     }
@@ -296,6 +298,19 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
         assert_eq!(
             info.udp_idle_timeout_ms, want.udp_idle_timeout_ms,
             "{} udp idle timeout",
+            want.name
+        );
+        assert_eq!(
+            (info.forwarding(), info.gue_port()),
+            (
+                Some(want.forwarding),
+                if want.forwarding == lb_common::Forwarding::Gue {
+                    want.gue_port
+                } else {
+                    0
+                }
+            ),
+            "{} forwarding",
             want.name
         );
         assert!(
@@ -563,6 +578,44 @@ fn all_unhealthy_fails_open() {
 }
 
 #[test]
+fn the_forwarding_mode_and_gue_port_are_written_and_changed_in_place() {
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    let with_mode = |forwarding, gue_port| {
+        let mut v = vip(1, 80, 0, vec![backend(11, 1, true)]);
+        v.forwarding = forwarding;
+        v.gue_port = gue_port;
+        state(vec![v])
+    };
+    converge(
+        &mut r,
+        &mut maps,
+        &with_mode(lb_common::Forwarding::Ipip, 0),
+    );
+    for (mode, port) in [
+        (lb_common::Forwarding::Gue, 6080),
+        (lb_common::Forwarding::Gue, 7000),
+        (lb_common::Forwarding::L2Dsr, 0),
+        (lb_common::Forwarding::Ipip, 0),
+    ] {
+        let plan = r
+            .plan(&with_mode(mode, port))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(&plan.ops[..], [Op::SetVip { info, .. }]
+                if info.forwarding() == Some(mode) && info.gue_port() == port),
+            "{mode:?} {port}: one entry update: {:?}",
+            plan.ops
+        );
+        converge(&mut r, &mut maps, &with_mode(mode, port));
+        assert!(r
+            .plan(&with_mode(mode, port))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty());
+    }
+}
+
+#[test]
 fn the_udp_idle_timeout_is_written_and_changed_in_place() {
     let mut r = Reconciler::new(SIZES);
     let mut maps = SimMaps::new();
@@ -700,7 +753,7 @@ fn arb_state() -> impl Strategy<Value = DesiredState> {
     let one_vip = (
         1u8..4,
         prop_oneof![Just(80u16), Just(0u16)],
-        0u32..4,
+        0u32..8,
         prop_oneof![
             Just(DEFAULT_UDP_IDLE_TIMEOUT_MS),
             Just(1_000u32),
@@ -714,11 +767,19 @@ fn arb_state() -> impl Strategy<Value = DesiredState> {
             let proto = if flags & 1 == 0 { PROTO_TCP } else { PROTO_UDP };
             let f = (if flags & 2 != 0 { VIP_F_SOURCE_HASH } else { 0 })
                 | (if n == 3 { VIP_F_NO_FLOW_TABLE } else { 0 });
+            // Bit 2: a GUE VIP (its mode and port switch in place).
+            let (forwarding, gue_port) = if flags & 4 != 0 {
+                (lb_common::Forwarding::Gue, 6080 + u16::from(n))
+            } else {
+                (lb_common::Forwarding::Ipip, 0)
+            };
             DesiredVip {
                 key: vip_key(n, port, proto),
                 name: format!("v{n}"),
                 flags: f,
                 udp_idle_timeout_ms,
+                forwarding,
+                gue_port,
                 policy: DesiredPolicy::default(),
                 backends: bs,
             }
@@ -759,6 +820,8 @@ fn vip_at(n: u8, backends: impl IntoIterator<Item = u8>) -> DesiredVip {
         name: format!("at{n}"),
         flags: 0,
         udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         policy: DesiredPolicy::default(),
         backends: backends
             .into_iter()
@@ -915,6 +978,8 @@ fn arb_full_state() -> impl Strategy<Value = DesiredState> {
                     name: format!("full{addr}:{port}/{proto}"),
                     flags: if flags & 2 != 0 { VIP_F_SOURCE_HASH } else { 0 },
                     udp_idle_timeout_ms: DEFAULT_UDP_IDLE_TIMEOUT_MS,
+                    forwarding: lb_common::Forwarding::Ipip,
+                    gue_port: 0,
                     policy: DesiredPolicy::default(),
                     backends: bs,
                 });

@@ -13,6 +13,10 @@
 //!   and both rate limits, so high they never refuse (`v4_tcp_policy_hit`,
 //!   `v4_tcp_syn_policy`: the policy's cost next to `v4_tcp_flow_hit` and
 //!   `v4_tcp_syn`)
+//! - 10.100.0.5 TCP 80, `forwarding = "gue"` (`v4_tcp_gue`: IPv4 + UDP
+//!   pushed, 28 bytes)
+//! - 10.100.0.6 TCP 80, `forwarding = "l2-dsr"` (`v4_tcp_l2_dsr`: only the
+//!   MACs rewritten)
 //!
 //! SYN scenarios (`v4_tcp_syn`, `_policy`) cycle through 4,096 spoofed
 //! sources and ports: a bare SYN is balanced without a connection-table
@@ -28,8 +32,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::{
-    program_names, Gcra, Verdict, VipKey, PREFIX_ALLOW, PREFIX_DENY, PROTO_TCP, PROTO_UDP,
-    VIP_F_NO_FLOW_TABLE,
+    program_names, Forwarding, Gcra, Verdict, VipKey, PREFIX_ALLOW, PREFIX_DENY, PROTO_TCP,
+    PROTO_UDP, VIP_F_NO_FLOW_TABLE,
 };
 use lb_userspace::reconcile::{DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, Prefixes};
 
@@ -51,6 +55,9 @@ pub const VIP4_VLAN: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 3);
 pub const VIP4_POLICY: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 4);
 /// Source prefixes of the policy VIP.
 pub const POLICY_PREFIXES: usize = 1_000;
+/// The GUE VIP and the l2-dsr VIP.
+pub const VIP4_GUE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 5);
+pub const VIP4_L2_DSR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 6);
 /// An address next to the VIP that no VIP uses.
 pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const PORT_TCP: u16 = 80;
@@ -78,6 +85,8 @@ pub const ORDER: &[&str] = &[
     "v6_tcp_flow_hit",
     "v4_udp",
     "v4_tcp_vlan",
+    "v4_tcp_gue",
+    "v4_tcp_l2_dsr",
 ];
 
 /// What the connection-table counters of the scenario's VIP must show over the
@@ -158,6 +167,12 @@ pub fn policy() -> DesiredPolicy {
         source_rate: Some((never, 24)),
     }
 }
+pub fn vip4_gue() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_GUE), PORT_TCP, PROTO_TCP)
+}
+pub fn vip4_l2_dsr() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_L2_DSR), PORT_TCP, PROTO_TCP)
+}
 
 fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     VipKey::new(addr, port, proto)
@@ -184,21 +199,27 @@ pub fn v6_backends() -> Vec<IpAddr> {
 
 /// The state the control plane would install for these scenarios.
 pub fn desired_state() -> DesiredState {
-    let vip = |key: VipKey, name: &str, flags: u32, backends: Vec<IpAddr>| DesiredVip {
-        key,
-        name: name.to_string(),
-        flags,
-        udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
-        policy: Default::default(),
-        backends: backends
-            .into_iter()
-            .map(|addr| DesiredBackend {
-                addr,
-                weight: 100,
-                healthy: true,
-            })
-            .collect(),
-    };
+    let moded =
+        |key: VipKey, name: &str, flags: u32, backends: Vec<IpAddr>, forwarding: Forwarding| {
+            DesiredVip {
+                key,
+                name: name.to_string(),
+                flags,
+                udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+                forwarding,
+                gue_port: lb_common::forwarding::gue::DEFAULT_PORT,
+                policy: Default::default(),
+                backends: backends
+                    .into_iter()
+                    .map(|addr| DesiredBackend {
+                        addr,
+                        weight: 100,
+                        healthy: true,
+                    })
+                    .collect(),
+            }
+        };
+    let vip = |key, name, flags, backends| moded(key, name, flags, backends, Forwarding::Ipip);
     DesiredState {
         global: global_config(),
         tx_ports: Default::default(),
@@ -217,6 +238,14 @@ pub fn desired_state() -> DesiredState {
                 policy: policy(),
                 ..vip(vip4_policy(), "v4-tcp-policy", 0, v4_backends())
             },
+            moded(vip4_gue(), "v4-tcp-gue", 0, v4_backends(), Forwarding::Gue),
+            moded(
+                vip4_l2_dsr(),
+                "v4-tcp-l2-dsr",
+                0,
+                v4_backends(),
+                Forwarding::L2Dsr,
+            ),
         ],
     }
 }
@@ -394,6 +423,27 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
             NewFlows::None,
             20,
         ),
+        balancer(
+            "v4_tcp_gue",
+            vec![tcp4(VIP4_GUE, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac).build()],
+            vip4_gue(),
+            NewFlows::None,
+            28,
+        ),
+        balancer(
+            "v4_tcp_l2_dsr",
+            vec![tcp4(
+                VIP4_L2_DSR,
+                CLIENT_PORT,
+                PORT_TCP,
+                TCP_ACK | TCP_PSH,
+                if_mac,
+            )
+            .build()],
+            vip4_l2_dsr(),
+            NewFlows::None,
+            0,
+        ),
     ]
 }
 
@@ -417,9 +467,9 @@ mod tests {
     }
 
     #[test]
-    fn desired_state_has_six_vips_of_100_backends() {
+    fn desired_state_has_eight_vips_of_100_backends() {
         let d = desired_state();
-        assert_eq!(d.vips.len(), 6);
+        assert_eq!(d.vips.len(), 8);
         assert_eq!(policy().prefixes.len(), POLICY_PREFIXES);
         assert!(d
             .vips

@@ -2,7 +2,8 @@
 //! namespaces, with a built-in config (one IPv4 VIP, three weighted backends),
 //! and a report a person can read at a glance. `--fleet`: three xlb nodes
 //! behind a BGP router instead, one of them killed under live streams
-//! (`xlb_tests::fleet::demo`). Everything it creates is named
+//! (`xlb_tests::fleet::demo`). `--l7`: xlb in front of two nginx nodes
+//! routing by path (`xlb_tests::l7::demo`). Everything it creates is named
 //! `xlb-demo-*` and removed at the end, on Ctrl-C, and before the next run.
 
 use std::{
@@ -64,6 +65,9 @@ fn run() -> anyhow::Result<()> {
     }
     if std::env::args().any(|a| a == "--fleet") {
         return xlb_tests::fleet::demo::run(&interrupted);
+    }
+    if std::env::args().any(|a| a == "--l7") {
+        return xlb_tests::l7::demo(&interrupted);
     }
 
     say!("xlb demo: building a rack of network namespaces (xlb-demo-*): 2 clients, a balancer, 3 backends...");

@@ -91,6 +91,7 @@ pub(super) fn backend(
                 // Every node's outer source (its fabric address).
                 allowed_sources: sources.to_vec(),
                 vips: vips.to_vec(),
+                gue_ports: Vec::new(),
             },
             Mode::Native,
             &pins.0,

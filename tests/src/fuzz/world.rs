@@ -42,7 +42,7 @@ use lb_userspace::{
     reconcile::{DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, Prefixes, Reconciler},
 };
 
-use super::oracle::{BackendModel, Iface, Model, Path, PolicyModel, VerdictSet, VipModel};
+use super::oracle::{BackendModel, Iface, Mode, Model, Path, PolicyModel, VerdictSet, VipModel};
 use crate::{
     balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
     netns::NetNs,
@@ -223,7 +223,9 @@ const VIPS: &[VipSpec] = &[
     VipSpec { v6: true, n: 1, port: 80, proto: TCP, flags: 0, backends: &[
         be(Ingress, true, 50), be(Ingress, true, 51), be(Ingress, false, 50),
     ] },
-    VipSpec { v6: true, n: 1, port: 53, proto: UDP, flags: 0, backends: &[
+    // Source-hashed and l2-dsr (`mode_of`): its address's UDP fragments
+    // leave as the client sent them, behind new MACs.
+    VipSpec { v6: true, n: 1, port: 53, proto: UDP, flags: AFFINITY, backends: &[
         be(Redirect, true, 60), be(Redirect, true, 61),
     ] },
     VipSpec { v6: true, n: 2, port: 0, proto: TCP, flags: AFFINITY, backends: &[
@@ -238,7 +240,34 @@ const VIPS: &[VipSpec] = &[
     VipSpec { v6: true, n: 3, port: 7000, proto: UDP, flags: 0, backends: &[
         be(Blackhole, true, 9), be(Unresolved, true, 0), be(NotPort, true, 10),
     ] },
+    VipSpec { v6: false, n: 6, port: 80, proto: TCP, flags: 0, backends: &[
+        be(Gateway, false, 20), be(Ingress, false, 70),
+    ] },
 ];
+
+/// The forwarding mode of `VIPS[i]`: GUE on two ports for a redirected
+/// VIP, one behind blackholes / unresolved / non-port paths and one of
+/// mixed families on low-MTU and gateway paths; `l2-dsr` for three VIPs
+/// whose backends are all of their family (as the config demands), on
+/// ingress, low-MTU, redirect, blackhole, unresolved and non-port paths,
+/// and one with a backend behind a gateway (`l2_off_link`);
+/// `ipip` for the others.
+fn mode_of(i: usize) -> Mode {
+    match i {
+        3 | 7 => Mode::Gue { port: 6080 },
+        11 => Mode::Gue { port: 6081 },
+        1 | 10 | 14 | 15 => Mode::L2Dsr,
+        _ => Mode::Ipip,
+    }
+}
+
+fn forwarding_of(mode: Mode) -> (lb_common::Forwarding, u16) {
+    match mode {
+        Mode::Ipip => (lb_common::Forwarding::Ipip, 0),
+        Mode::Gue { port } => (lb_common::Forwarding::Gue, port),
+        Mode::L2Dsr => (lb_common::Forwarding::L2Dsr, 0),
+    }
+}
 
 /// The policies of some VIPs (the generator's clients are mostly
 /// 192.0.2.0-63 and 2001:db8::0-3f, so the ranges split them): an allow
@@ -298,11 +327,14 @@ fn global_config() -> GlobalConfig {
 fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
     let vips = VIPS
         .iter()
-        .map(|v| DesiredVip {
+        .enumerate()
+        .map(|(i, v)| DesiredVip {
             key: VipKey::new(v.addr(), v.port, v.proto),
             name: format!("fuzz{}", v.n),
             flags: v.flags,
             udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+            forwarding: forwarding_of(mode_of(i)).0,
+            gue_port: forwarding_of(mode_of(i)).1,
             policy: policy_of(v).0,
             backends: v
                 .backends
@@ -410,7 +442,8 @@ impl World {
 
         let vips = VIPS
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 let backends = v
                     .backends
                     .iter()
@@ -419,9 +452,11 @@ impl World {
                         weight: b.weight,
                         healthy: b.healthy,
                         path: path_of(b),
+                        on_link: b.net != Gateway,
                     })
                     .collect();
                 VipModel::new(v.addr(), v.port, v.proto, v.flags & AFFINITY != 0, backends)
+                    .with_mode(mode_of(i))
                     .with_policy(policy_of(v).1)
             })
             .collect();

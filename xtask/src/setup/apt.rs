@@ -32,6 +32,9 @@ pub const PACKAGES: &[&str] = &[
     // man pages (tests/tests/package.rs).
     "systemd",
     "man-db",
+    // The L7 tier behind xlb in the L4 -> L7 test and `demo --l7`: the
+    // tests start their own instances with generated configs.
+    "nginx",
 ];
 
 pub fn ensure() -> Result<Outcome> {

@@ -69,6 +69,8 @@ pub fn desired_state(lbout_ifindex: u32) -> DesiredState {
         name: format!("e2e-{}", proto.name()),
         flags: 0,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
+        forwarding: lb_common::Forwarding::Ipip,
+        gue_port: 0,
         policy: Default::default(),
         backends: BACKENDS
             .iter()

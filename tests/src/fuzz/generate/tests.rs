@@ -25,6 +25,7 @@ fn model() -> Model {
             next_hop_mac: [2; 6],
             mtu: 1500,
         },
+        on_link: true,
     };
     Model {
         ingress,

@@ -38,7 +38,7 @@ use lb_common::Verdict;
 
 use super::{
     icmp,
-    model::{outer_header_len, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP},
+    model::{Mode, Model, Path, Tag, VerdictSet, PROTO_TCP, PROTO_UDP},
 };
 
 pub const ETH_P_IPV4: u16 = 0x0800;
@@ -556,23 +556,34 @@ pub(super) fn balanced(
     let mut answer = None;
     let mut drop = VerdictSet::EMPTY;
     for b in vip.eligible() {
-        if model.outer_source(b.addr).is_none() {
+        if vip.mode.encapsulates() && model.outer_source(b.addr).is_none() {
             drop = drop.with(Verdict::NoOuterSource);
             continue;
         }
-        let outer_len = outer_header_len(b.addr) + ip_len;
+        let outer_len = vip.mode.overhead(b.addr) + ip_len;
         match b.path {
             Path::Unreachable => drop = drop.with(Verdict::FibUnreachable),
             p if p.mtu().is_some_and(|m| outer_len as u64 > u64::from(m)) => {
                 let mtu = p.mtu().unwrap_or(0);
-                if answerable && icmp::too_big_mtu(ip.v4, mtu, outer_header_len(b.addr)).is_some() {
+                if answerable && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
+                {
                     answer = Some(Answer::TooBig);
                     drop = drop.with(Verdict::IcmpTooBigLimited);
                 } else {
                     drop = drop.with(Verdict::TooBig);
                 }
             }
+            // l2-dsr cannot let the kernel resolve the MAC: the kernel would
+            // route the VIP packet by its own table.
+            Path::Unresolved { .. } if vip.mode == Mode::L2Dsr => {
+                drop = drop.with(Verdict::L2NoNeigh);
+            }
             Path::Unresolved { .. } => drop = drop.union(model.no_neigh_drop),
+            // The VLAN rule comes first (the frame may not leave at all),
+            // then l2-dsr's own: no MAC rewrite toward a gateway.
+            Path::Direct { .. } if vip.mode == Mode::L2Dsr && !b.on_link && tag.is_none() => {
+                drop = drop.with(Verdict::L2OffLink);
+            }
             Path::Direct { iface, .. } => {
                 if tag.is_some() {
                     // A tagged packet may leave only on its own VLAN, through

@@ -212,8 +212,9 @@ pub(super) fn answered(
             let vip = &model.vips[f.vip];
             vip.eligible()
                 .filter_map(|b| {
-                    let outer = super::model::outer_header_len(b.addr);
-                    too_big_mtu(f.inner_v4, b.path.mtu()?, outer)
+                    // The answer's MTU leaves room for what the VIP's mode
+                    // puts in front (nothing for l2-dsr).
+                    too_big_mtu(f.inner_v4, b.path.mtu()?, vip.mode.overhead(b.addr))
                 })
                 .any(|mtu| out == too_big(input, &f, mtu))
                 .then(|| VerdictSet::of(Verdict::IcmpTooBigSent))

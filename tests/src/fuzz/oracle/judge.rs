@@ -12,13 +12,14 @@ use super::{
     super::wire::{finish, sum},
     expect::{Expectation, Forward, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6},
     model::{
-        outer_header_len, BackendModel, Model, Path, Tag, VerdictSet, XDP_ABORTED, XDP_DROP,
+        outer_header_len, BackendModel, Mode, Model, Path, Tag, VerdictSet, XDP_ABORTED, XDP_DROP,
         XDP_PASS, XDP_REDIRECT, XDP_TX,
     },
 };
 
 const IPPROTO_IPIP: u8 = 4;
 const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_UDP: u8 = 17;
 
 /// One thing wrong with a result. `what` is a fixed category (reports count
 /// and group by it); `detail` says what was expected and what was found.
@@ -146,6 +147,12 @@ fn forwarded(
         off += 4;
     }
     let rest = &out[off..];
+    let mode = model.vips[f.vip].mode;
+    if mode == Mode::L2Dsr {
+        return rewritten(
+            model, input, f, action, out, &eth, out_tag, ether_type, rest,
+        );
+    }
     let outer = match ether_type {
         ETH_P_IPV4 => outer_v4(model, input, f, rest, &mut problems),
         ETH_P_IPV6 => outer_v6(model, input, f, rest, &mut problems),
@@ -160,12 +167,15 @@ fn forwarded(
     let Some(dst) = outer else {
         return Err(problems);
     };
-    inner_packet(
-        input,
-        f,
-        &rest[outer_header_len(dst).min(rest.len())..],
-        &mut problems,
-    );
+    let after_ip = &rest[outer_header_len(dst).min(rest.len())..];
+    let inner = match mode {
+        Mode::Gue { port } => {
+            gue_header(f, port, after_ip, &mut problems);
+            &after_ip[8.min(after_ip.len())..]
+        }
+        _ => after_ip,
+    };
+    inner_packet(input, f, inner, &mut problems);
 
     let vip = &model.vips[f.vip];
     let Some(backend) = vip.eligible().find(|b| b.addr == dst) else {
@@ -189,6 +199,97 @@ fn forwarded(
         })
     } else {
         Err(problems)
+    }
+}
+
+/// An `l2-dsr` frame: the client's packet behind new MACs; the backend is
+/// the eligible one whose next hop has the destination MAC.
+#[expect(clippy::too_many_arguments, reason = "the parsed pieces of one frame")]
+fn rewritten(
+    model: &Model,
+    input: &[u8],
+    f: &Forward,
+    action: u32,
+    out: &[u8],
+    eth: &Ethernet2HeaderSlice,
+    out_tag: Option<Tag>,
+    ether_type: u16,
+    rest: &[u8],
+) -> Result<Accepted, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let want_type = if f.inner_v4 { ETH_P_IPV4 } else { ETH_P_IPV6 };
+    if ether_type != want_type {
+        problems.push(Problem::new(
+            "l2-dsr frame's EtherType is not the client packet's",
+            format!("EtherType {ether_type:#06x}, expected {want_type:#06x}"),
+        ));
+    }
+    inner_packet(input, f, rest, &mut problems);
+    let vip = &model.vips[f.vip];
+    let dmac = eth.destination();
+    let Some(backend) = vip.eligible().find(|b| match b.path {
+        Path::Direct { next_hop_mac, .. } => next_hop_mac == dmac,
+        _ => false,
+    }) else {
+        problems.push(Problem::new(
+            "l2-dsr frame not addressed to an eligible backend's MAC",
+            format!(
+                "destination MAC {} ({} bytes), VIP {}",
+                mac(&dmac),
+                out.len(),
+                vip.describe()
+            ),
+        ));
+        return Err(problems);
+    };
+    let verdict = path(model, f, backend, action, eth, out_tag, &mut problems);
+    // ICMP errors and fragments leave by the VIP's mode too, counted as such.
+    let verdict = f.counted_as.unwrap_or(verdict);
+    if problems.is_empty() {
+        Ok(Accepted {
+            verdicts: VerdictSet::of(verdict),
+            backend: Some(backend.addr),
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Checks a GUE UDP header (the bytes after the outer IP header).
+fn gue_header(f: &Forward, port: u16, udp: &[u8], problems: &mut Vec<Problem>) {
+    if udp.len() < 8 {
+        problems.push(Problem::new(
+            "GUE frame cut inside its UDP header",
+            format!("{} bytes after the outer IP header", udp.len()),
+        ));
+        return;
+    }
+    let word = |at: usize| u16::from_be_bytes([udp[at], udp[at + 1]]);
+    let (sport, dport, len, check) = (word(0), word(2), word(4), word(6));
+    let mut bad = |what, detail: String| problems.push(Problem::new(what, detail));
+    if dport != port {
+        bad(
+            "GUE destination port is not the VIP's",
+            format!("port {dport}, configured {port}"),
+        );
+    }
+    if sport < 0xc000 {
+        bad(
+            "GUE source port outside the dynamic range",
+            format!("source port {sport}"),
+        );
+    }
+    if usize::from(len) != 8 + f.ip_len {
+        bad(
+            "GUE UDP length is not the UDP header plus the client's packet",
+            format!("UDP length {len}, client packet {} bytes", f.ip_len),
+        );
+    }
+    if check != 0 {
+        bad(
+            "GUE UDP checksum is not zero",
+            format!("checksum {check:#06x}"),
+        );
     }
 }
 
@@ -236,11 +337,7 @@ fn outer_v4(
             format!("flags and fragment offset {flags:#06x}, expected DF alone (0x4000)"),
         );
     }
-    let proto = if f.inner_v4 {
-        IPPROTO_IPIP
-    } else {
-        IPPROTO_IPV6
-    };
+    let proto = next_protocol(model, f);
     if h.protocol().0 != proto {
         bad(
             "outer protocol does not match the inner family",
@@ -300,11 +397,7 @@ fn outer_v6(
             ),
         );
     }
-    let next = if f.inner_v4 {
-        IPPROTO_IPIP
-    } else {
-        IPPROTO_IPV6
-    };
+    let next = next_protocol(model, f);
     if h.next_header().0 != next {
         bad(
             "outer protocol does not match the inner family",
@@ -336,6 +429,15 @@ fn outer_v6(
         );
     }
     Some(IpAddr::V6(h.destination_addr()))
+}
+
+/// What the outer IP header must say follows it.
+fn next_protocol(model: &Model, f: &Forward) -> u8 {
+    match model.vips[f.vip].mode {
+        Mode::Gue { .. } => IPPROTO_UDP,
+        _ if f.inner_v4 => IPPROTO_IPIP,
+        _ => IPPROTO_IPV6,
+    }
 }
 
 fn inner_ttl(input: &[u8], f: &Forward) -> u8 {
@@ -388,7 +490,8 @@ fn path(
     out_tag: Option<Tag>,
     problems: &mut Vec<Problem>,
 ) -> Verdict {
-    let outer_len = outer_header_len(backend.addr) + f.ip_len;
+    let mode = model.vips[f.vip].mode;
+    let outer_len = mode.overhead(backend.addr) + f.ip_len;
     if let Some(mtu) = backend.path.mtu() {
         if outer_len as u64 > u64::from(mtu) {
             problems.push(Problem::new(
@@ -409,6 +512,17 @@ fn path(
             );
             Verdict::FibUnreachable
         }
+        Path::Unresolved { .. } if mode == Mode::L2Dsr => {
+            bad(
+                "l2-dsr frame sent toward an unresolved neighbour",
+                format!(
+                    "{} toward {}, which has no neighbour entry: expected an l2_no_neigh drop",
+                    action_name(action),
+                    backend.addr
+                ),
+            );
+            Verdict::L2NoNeigh
+        }
         Path::Unresolved { .. } => {
             if action != XDP_PASS {
                 bad(
@@ -421,6 +535,18 @@ fn path(
                 );
             }
             Verdict::FibNoNeigh
+        }
+        Path::Direct { .. } if mode == Mode::L2Dsr && !backend.on_link => {
+            bad(
+                "l2-dsr frame sent toward a backend behind a gateway",
+                format!(
+                    "{} toward {}, whose route goes through a gateway: expected an l2_off_link \
+                     drop",
+                    action_name(action),
+                    backend.addr
+                ),
+            );
+            Verdict::L2OffLink
         }
         Path::Direct {
             iface,

@@ -19,7 +19,7 @@ pub mod model;
 pub use expect::{expect, Answer, Expectation, FlowId, Forward};
 pub use flows::FlowMemory;
 pub use judge::{judge, Accepted, Problem};
-pub use model::{BackendModel, Iface, Model, Path, PolicyModel, Tag, VerdictSet, VipModel};
+pub use model::{BackendModel, Iface, Mode, Model, Path, PolicyModel, Tag, VerdictSet, VipModel};
 
 #[cfg(test)]
 mod tests;

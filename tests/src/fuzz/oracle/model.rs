@@ -129,6 +129,9 @@ pub struct BackendModel {
     pub weight: u16,
     pub healthy: bool,
     pub path: Path,
+    /// Whether the route to it has no gateway (the backend itself is the
+    /// next hop): what `l2-dsr` needs, else it drops (`l2_off_link`).
+    pub on_link: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,8 +145,41 @@ pub struct VipModel {
     pub backends: Vec<BackendModel>,
     /// Indexes into `backends` of those new connections may go to.
     pub eligible: Vec<usize>,
+    /// How packets reach the backends.
+    pub mode: Mode,
     /// Source ranges and new-connection limits.
     pub policy: PolicyModel,
+}
+
+/// A VIP's forwarding mode, as the README's "Choosing a forwarding mode"
+/// describes what each puts on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Outer IP header, protocol 4 / 41.
+    Ipip,
+    /// Outer IP header, a UDP header to `port` (source port from the
+    /// dynamic range, checksum 0), then the client's packet.
+    Gue { port: u16 },
+    /// The client's packet, only the MACs rewritten; unresolved backends
+    /// are dropped (`l2_no_neigh`), never handed to the kernel.
+    L2Dsr,
+}
+
+impl Mode {
+    /// Bytes the mode puts in front of the client's IP packet toward
+    /// `backend`.
+    pub fn overhead(self, backend: IpAddr) -> usize {
+        match self {
+            Mode::Ipip => outer_header_len(backend),
+            Mode::Gue { .. } => outer_header_len(backend) + 8,
+            Mode::L2Dsr => 0,
+        }
+    }
+
+    /// Whether the mode builds an outer header (and needs an outer source).
+    pub fn encapsulates(self) -> bool {
+        !matches!(self, Mode::L2Dsr)
+    }
 }
 
 /// A VIP's policy as the README states it: a source in any deny prefix is
@@ -217,8 +253,14 @@ impl VipModel {
             source_hash,
             backends,
             eligible,
+            mode: Mode::Ipip,
             policy: PolicyModel::default(),
         }
+    }
+
+    /// The same VIP forwarding by `mode`.
+    pub fn with_mode(self, mode: Mode) -> Self {
+        Self { mode, ..self }
     }
 
     /// The same VIP with `policy`.
@@ -333,6 +375,7 @@ mod tests {
             weight,
             healthy,
             path: Path::Unreachable,
+            on_link: true,
         }
     }
 

@@ -13,10 +13,10 @@ use etherparse::{
 use lb_common::Verdict;
 
 use super::{
-    expect::{expect, Expectation},
+    expect::{expect, Answer, Expectation},
     judge::{judge, Problem},
     model::{XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX},
-    BackendModel, Iface, Model, Path, VerdictSet, VipModel,
+    BackendModel, Iface, Mode, Model, Path, VerdictSet, VipModel,
 };
 
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0xc1];
@@ -52,6 +52,7 @@ fn backend(addr: &str, weight: u16, path: Path) -> BackendModel {
         weight,
         healthy: true,
         path,
+        on_link: true,
     }
 }
 
@@ -776,4 +777,189 @@ fn unreachable_and_unresolved_backends() {
         whats(judge(&m, &f, &e, XDP_TX, &blackholed)),
         ["encapsulated toward a backend without a route"]
     );
+}
+
+/// The model with VIP 0 forwarded by `mode`.
+fn model_with(mode: Mode) -> Model {
+    let mut m = model();
+    let v = m.vips.remove(0).with_mode(mode);
+    m.vips.insert(0, v);
+    m
+}
+
+/// `encapsulated` made GUE: a UDP header (to `port`, from `sport`, checksum
+/// 0) between the outer IPv4 header and the inner packet.
+fn gue_v4(input: &[u8], backend: &str, port: u16, sport: u16) -> Vec<u8> {
+    let ip_len = input.len() - 14;
+    let mut out = encapsulated(input, 14, ip_len, backend, INGRESS, None);
+    let udp_len = (8 + ip_len) as u16;
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&port.to_be_bytes());
+    udp.extend_from_slice(&udp_len.to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    out.splice(34..34, udp);
+    out[14 + 9] = 17;
+    let total = (20 + 8 + ip_len) as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    fix_outer_checksum(&mut out);
+    out
+}
+
+#[test]
+fn gue_frames_are_judged_by_their_udp_header() {
+    let m = model_with(Mode::Gue { port: 6080 });
+    let f = frame("10.100.0.1", 80, false, None, b"hello");
+    let e = expect(&m, &f);
+    let good = gue_v4(&f, "10.0.0.10", 6080, 0xc123);
+    let ok = judge(&m, &f, &e, XDP_TX, &good).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(ok.backend, Some(ip("10.0.0.10")));
+    assert_eq!(
+        whats(judge(
+            &m,
+            &f,
+            &e,
+            XDP_TX,
+            &gue_v4(&f, "10.0.0.10", 6081, 0xc123)
+        )),
+        ["GUE destination port is not the VIP's"]
+    );
+    assert_eq!(
+        whats(judge(
+            &m,
+            &f,
+            &e,
+            XDP_TX,
+            &gue_v4(&f, "10.0.0.10", 6080, 1234)
+        )),
+        ["GUE source port outside the dynamic range"]
+    );
+    let mut summed = good.clone();
+    summed[40] = 0x12;
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &summed)),
+        ["GUE UDP checksum is not zero"]
+    );
+    // Plain IP-in-IP where GUE is configured.
+    let ipip = encapsulated(&f, 14, f.len() - 14, "10.0.0.10", INGRESS, None);
+    assert!(whats(judge(&m, &f, &e, XDP_TX, &ipip))
+        .contains(&"outer protocol does not match the inner family"));
+}
+
+#[test]
+fn gue_counts_eight_more_bytes_against_the_mtu() {
+    // VIP 1 is behind a 1400-byte path: a 1373-byte packet fits with
+    // IP-in-IP's 20 bytes but not with GUE's 28.
+    let mut m = model();
+    let v = m.vips.remove(1).with_mode(Mode::Gue { port: 6080 });
+    m.vips.insert(1, v);
+    let f = frame("10.100.0.1", 5000, true, None, &vec![0; 1373 - 28]);
+    // Too big: answered with a too-big error (or not, over the ICMP rate).
+    let e = expect(&m, &f);
+    assert_eq!(e.drop, only(Verdict::IcmpTooBigLimited));
+    assert_eq!(e.answer, Some(Answer::TooBig));
+    // The MTU it tells the client leaves room for GUE's 28 bytes.
+    let answer = |mtu: u16| {
+        let mut a = Vec::new();
+        PacketBuilder::ethernet2(INGRESS.mac, CLIENT_MAC)
+            .ipv4([10, 100, 0, 1], [192, 0, 2, 7], 64)
+            .icmpv4_raw(3, 4, [0, 0, (mtu >> 8) as u8, mtu as u8])
+            .write(&mut a, &f[14..14 + 28])
+            .expect("write");
+        a[15] = 0xc0;
+        crate::frames::fix_ipv4_checksum(&mut a, 14);
+        a
+    };
+    let ok = judge(&m, &f, &e, XDP_TX, &answer(1372)).expect("the MTU 1400 - 28");
+    assert_eq!(ok.verdicts, only(Verdict::IcmpTooBigSent));
+    assert!(
+        judge(&m, &f, &e, XDP_TX, &answer(1380)).is_err(),
+        "IP-in-IP's MTU for a GUE VIP"
+    );
+    let e = expect(&model(), &f);
+    assert!(e.drop.is_empty() && e.answer.is_none());
+}
+
+#[test]
+fn l2_dsr_frames_are_the_clients_packet_behind_new_macs() {
+    let m = model_with(Mode::L2Dsr);
+    let f = frame("10.100.0.1", 80, false, None, b"hello");
+    let e = expect(&m, &f);
+    let rewrite = |dmac: [u8; 6], smac: [u8; 6]| {
+        let mut out = f.clone();
+        out[..6].copy_from_slice(&dmac);
+        out[6..12].copy_from_slice(&smac);
+        out
+    };
+    let good = rewrite(mac_of(ip("10.0.0.11")), INGRESS.mac);
+    let ok = judge(&m, &f, &e, XDP_TX, &good).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(
+        (ok.backend, ok.verdicts),
+        (Some(ip("10.0.0.11")), only(Verdict::Tx))
+    );
+    // The drained backend's MAC, a stranger's, the wrong source MAC.
+    assert_eq!(
+        whats(judge(
+            &m,
+            &f,
+            &e,
+            XDP_TX,
+            &rewrite(mac_of(ip("10.0.0.13")), INGRESS.mac)
+        )),
+        ["l2-dsr frame not addressed to an eligible backend's MAC"]
+    );
+    assert_eq!(
+        whats(judge(
+            &m,
+            &f,
+            &e,
+            XDP_TX,
+            &rewrite(mac_of(ip("10.0.0.11")), CLIENT_MAC)
+        )),
+        ["wrong MAC addresses on the encapsulated frame"]
+    );
+    // An outer header where none belongs.
+    let ipip = encapsulated(&f, 14, f.len() - 14, "10.0.0.11", INGRESS, None);
+    assert!(judge(&m, &f, &e, XDP_TX, &ipip).is_err());
+    // A full-size packet fits: no overhead.
+    let big = frame("10.100.0.1", 80, false, None, &vec![0; 1500 - 40]);
+    assert!(expect(&m, &big).drop.is_empty());
+}
+
+#[test]
+fn l2_dsr_drops_unresolved_backends() {
+    let mut m = model();
+    let v = m.vips.remove(4).with_mode(Mode::L2Dsr);
+    m.vips.insert(4, v);
+    let f = frame("10.100.0.4", 7000, true, None, b"dns");
+    let e = expect(&m, &f);
+    assert_eq!(
+        e.drop,
+        VerdictSet::of(Verdict::FibUnreachable).with(Verdict::L2NoNeigh)
+    );
+    // Handing it to the kernel is wrong for l2-dsr.
+    let mut out = f.clone();
+    out[..6].copy_from_slice(&mac_of(ip("10.0.0.250")));
+    assert!(judge(&m, &f, &e, XDP_PASS, &out).is_err());
+}
+
+#[test]
+fn l2_dsr_drops_backends_behind_a_gateway() {
+    let mut m = model_with(Mode::L2Dsr);
+    for b in &mut m.vips[0].backends {
+        b.on_link = false;
+    }
+    let f = frame("10.100.0.1", 80, false, None, b"hello");
+    let e = expect(&m, &f);
+    assert_eq!(e.drop, only(Verdict::L2OffLink));
+    let mut out = f.clone();
+    out[..6].copy_from_slice(&mac_of(ip("10.0.0.10")));
+    out[6..12].copy_from_slice(&INGRESS.mac);
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &out)),
+        ["l2-dsr frame sent toward a backend behind a gateway"]
+    );
+    // Tagged: the VLAN rule decides first.
+    let tagged = frame("10.100.0.1", 80, false, Some(7), b"hello");
+    assert!(!expect(&m, &tagged).drop.contains(Verdict::L2OffLink));
 }
