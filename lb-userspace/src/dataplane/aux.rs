@@ -12,7 +12,7 @@ use lb_common::map_names;
 
 use super::{
     attach::{attach_pinned, detach_pinned, AttachError, Attached, Mode},
-    map_err, program_error, typed, xdp_program, DataplaneError,
+    load_program, map_err, typed, xdp_program, DataplaneError,
 };
 use crate::ebpf_objects;
 
@@ -38,7 +38,7 @@ impl AuxPrograms {
     pub fn program(&mut self, name: &'static str) -> Result<&mut Xdp, DataplaneError> {
         let p = xdp_program(&mut self.ebpf, name)?;
         if p.fd().is_err() {
-            p.load().map_err(|e| program_error(name, e))?;
+            load_program(p, name)?;
         }
         Ok(p)
     }

@@ -15,10 +15,10 @@ use lb_common::{decap_stat, map_names, program_names, DecapKey};
 use super::{
     attach::{attach_pinned, AttachError, Attached, InstancePaths, Mode},
     bpffs_reach::{bpffs_reach, BpffsReach},
-    map_err,
+    load_program, map_err,
     map_specs::{self, MapPlan},
     netns_claim::{self, NetnsClaimError},
-    program_error, typed, xdp_program, DataplaneError,
+    typed, xdp_program, DataplaneError,
 };
 use crate::ebpf_objects;
 
@@ -63,9 +63,7 @@ impl Decap {
             maps.check_adopted(&ebpf)?;
         }
         let program = xdp_program(&mut ebpf, program_names::DECAP)?;
-        program
-            .load()
-            .map_err(|e| program_error(program_names::DECAP, e))?;
+        load_program(program, program_names::DECAP)?;
         Ok(Self {
             addrs: typed(&mut ebpf, map_names::DECAP_ADDRS)?,
             sources: typed(&mut ebpf, map_names::DECAP_SOURCES)?,

@@ -14,6 +14,7 @@ mod maglev_table;
 mod map_specs;
 pub mod netns_claim;
 mod policy;
+mod program_load;
 
 use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
 
@@ -30,6 +31,7 @@ pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
 use map_specs::MapPlan;
 pub use policy::SourcePrefix;
+pub(crate) use program_load::load_program;
 use thiserror::Error;
 
 use crate::ebpf_objects;
@@ -219,9 +221,7 @@ impl Dataplane {
         }
 
         let program = xdp_program(&mut ebpf, program_names::BALANCER)?;
-        program
-            .load()
-            .map_err(|e| program_error(program_names::BALANCER, e))?;
+        load_program(program, program_names::BALANCER)?;
 
         let maglev_entries = maps.entries(map_names::MAGLEV)?;
         let maglev_map = take(&mut ebpf, map_names::MAGLEV)?;
@@ -579,7 +579,7 @@ fn map_err(name: &'static str, source: MapError) -> DataplaneError {
     }
 }
 
-fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
+pub(super) fn program_error(name: &'static str, e: ProgramError) -> DataplaneError {
     match e {
         ProgramError::LoadError {
             io_error,
