@@ -240,3 +240,21 @@ pub fn lldp_frame(src_mac: [u8; 6]) -> Vec<u8> {
     f.resize(60, 0);
     f
 }
+
+/// The connection-table key of `fr` as the data plane builds it.
+pub fn key_of(fr: &Frame) -> lb_common::FlowKey {
+    let proto = match fr.l4 {
+        L4::Tcp { .. } => lb_common::PROTO_TCP,
+        L4::Udp => lb_common::PROTO_UDP,
+    };
+    lb_common::FlowKey::new(fr.src, fr.sport, fr.dst, fr.dport, proto)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `fr` as a TCP segment with `flags`.
+pub fn with_flags(fr: &Frame, flags: u8) -> Frame {
+    Frame {
+        l4: L4::Tcp { flags },
+        ..fr.clone()
+    }
+}

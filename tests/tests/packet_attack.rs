@@ -13,14 +13,14 @@
 use std::{net::IpAddr, thread::sleep, time::Duration};
 
 use lb_common::{
-    FloodState, FlowKey, FlowValue, Gcra, PolicyStats, VipPolicy, FLOOD_WINDOW_NS, PREFIX_ALLOW,
+    FloodState, FlowValue, Gcra, PolicyStats, VipPolicy, FLOOD_WINDOW_NS, PREFIX_ALLOW,
     PREFIX_DENY, PROTO_TCP, PROTO_UDP,
 };
 use lb_userspace::{dataplane::SourcePrefix, explain::coarse_now_ns};
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, TestVip},
     expect::{assert_encapsulated, Encapsulated, XDP_DROP, XDP_TX},
-    frames::{Frame, L4, TCP_ACK, TCP_RST},
+    frames::{key_of, with_flags, Frame, TCP_ACK, TCP_RST},
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -33,21 +33,6 @@ const B0: &str = "10.0.0.20";
 const B1: &str = "10.0.0.21";
 const B0_6: &str = "fd00::20";
 const B1_6: &str = "fd00::21";
-
-fn key_of(fr: &Frame) -> FlowKey {
-    let proto = match fr.l4 {
-        L4::Tcp { .. } => PROTO_TCP,
-        L4::Udp => PROTO_UDP,
-    };
-    FlowKey::new(fr.src, fr.sport, fr.dst, fr.dport, proto).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn with_flags(fr: &Frame, flags: u8) -> Frame {
-    Frame {
-        l4: L4::Tcp { flags },
-        ..fr.clone()
-    }
-}
 
 fn entry(f: &BalancerFixture, fr: &Frame) -> Option<FlowValue> {
     f.dp.flow(&key_of(fr)).unwrap_or_else(|e| panic!("{e}"))

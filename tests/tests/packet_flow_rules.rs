@@ -8,12 +8,12 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use lb_common::{Backend, FlowKey, FlowValue, VipInfo, PROTO_TCP, PROTO_UDP, VIP_F_FAIL_OPEN};
+use lb_common::{Backend, FlowValue, VipInfo, PROTO_TCP, PROTO_UDP, VIP_F_FAIL_OPEN};
 use lb_userspace::explain::coarse_now_ns;
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, TestVip},
     expect::{assert_encapsulated, Encapsulated, XDP_TX},
-    frames::{Frame, L4, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN},
+    frames::{key_of, with_flags, Frame, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN},
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -24,21 +24,6 @@ const CLIENT: &str = "192.0.2.7";
 const VIP: &str = "10.100.0.1";
 const B0: &str = "10.0.0.20";
 const B1: &str = "10.0.0.21";
-
-fn key_of(fr: &Frame) -> FlowKey {
-    let proto = match fr.l4 {
-        L4::Tcp { .. } => PROTO_TCP,
-        L4::Udp => PROTO_UDP,
-    };
-    FlowKey::new(fr.src, fr.sport, fr.dst, fr.dport, proto).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn with_flags(fr: &Frame, flags: u8) -> Frame {
-    Frame {
-        l4: L4::Tcp { flags },
-        ..fr.clone()
-    }
-}
 
 /// Sends `fr`, checks it left encapsulated toward `backend`, byte for byte.
 fn assert_sent_to(f: &mut BalancerFixture, fr: &Frame, backend: IpAddr, what: &str) {

@@ -54,3 +54,30 @@ pub fn connect() -> Result<rtnetlink::Handle, NetdevError> {
     tokio::spawn(conn);
     Ok(handle)
 }
+
+/// Bounds how long a netlink request waits for the kernel's reply.
+pub(crate) fn set_receive_timeout(
+    socket: &netlink_sys::Socket,
+    timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: SO_RCVTIMEO reads a `timeval` of the given size from a valid
+    // pointer; the descriptor is the open socket owned by `socket`.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            std::ptr::from_ref(&tv).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
