@@ -460,7 +460,11 @@ fn a_planned_stop_withdraws_first_and_breaks_no_stream() {
     assert!(node.announced().is_empty(), "routes left in n0's table");
     let log = node.daemon().log_text();
     let withdrew = log.find("withdrawing 10.200.0.1: planned stop");
-    let exited = log.find("planned stop requested through the API");
+    // `xlb down` both asks the API and signals the daemon; whichever the
+    // daemon sees first is the one it logs.
+    let exited = log
+        .find("planned stop requested through the API")
+        .or_else(|| log.find("planned stop (SIGUSR1, sent by `xlb down`)"));
     assert!(
         withdrew.is_some() && exited.is_some() && withdrew < exited,
         "the daemon's log must show the withdrawal, then the exit:\n{log}"
