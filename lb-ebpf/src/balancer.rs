@@ -67,7 +67,7 @@ use lb_common::{
     },
     forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     icmp::{self, Role},
-    policy::SourceAccess,
+    policy::{source_access_current, SourceAccess},
     Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
     PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy,
     VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
@@ -271,15 +271,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    // Who may reach the VIP at all: every packet, established or not, so a
-    // deny added at run time also cuts existing connections.
     let policy = XLB_POLICY.get(vip.vip_id).ok_or(Verdict::Internal)?;
-    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip.vip_id, policy, key) {
-        SourceAccess::Allowed => {}
-        SourceAccess::Denied => return Err(policy_drop(vip.vip_id, Verdict::SourceDenied)),
-        SourceAccess::NotAllowed => return Err(policy_drop(vip.vip_id, Verdict::SourceNotAllowed)),
-    }
-
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // The one clock read of a VIP packet: flow-entry ages, token buckets,
     // flood windows and the next-hop cache all use it.
@@ -308,6 +300,19 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         now_ns,
     };
     forward(ctx, cfg, &p, vip, backend_id, backend)
+}
+
+/// Who may reach the VIP at all, asked of every packet, established or not,
+/// so that a deny added at run time also cuts existing connections (an
+/// established flow asks its connection-table entry first:
+/// `lb_common::policy::source_access_current`).
+#[inline(always)]
+fn check_source(vip_id: u32, policy: &VipPolicy, key: &FlowKey) -> Result<(), Verdict> {
+    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip_id, policy, key) {
+        SourceAccess::Allowed => Ok(()),
+        SourceAccess::Denied => Err(policy_drop(vip_id, Verdict::SourceDenied)),
+        SourceAccess::NotAllowed => Err(policy_drop(vip_id, Verdict::SourceNotAllowed)),
+    }
 }
 
 /// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
@@ -441,7 +446,10 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// The backend for this packet: the connection table's answer while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot. A new connection of the flow itself
+/// Maglev slot. Every packet's source is checked against the VIP's prefixes
+/// (`check_source`), an established flow's only when its entry was not
+/// checked under the VIP's current access generation. A new connection of
+/// the flow itself
 /// (`decision::is_new_connection`) must first fit the VIP's rate limits;
 /// established flows are never limited, nor are ICMP errors and fragments,
 /// which open no connection. The slot is remembered in the connection table
@@ -469,13 +477,24 @@ fn pick_backend(
     if carrier != Carrier::Fragment && consults_flow_table(vip.flags, packet) {
         if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
             // SAFETY: a map value, valid for the whole run. Other CPUs write
-            // only `last_seen_ns` in place (an aligned 8-byte store, never
-            // torn); replacements swap the whole element (hash map RCU).
+            // only `last_seen_ns` and `access_generation` in place (aligned
+            // 8- and 4-byte stores, never torn); replacements swap the whole
+            // element (hash map RCU).
             let entry = unsafe { &*flow };
             let id = entry.backend_id;
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
                     if follows_flow_entry(id, b, vip, entry, packet) {
+                        // An established flow pays the trie lookup once per
+                        // change of the VIP's prefixes, not once per packet.
+                        if !source_access_current(policy, entry) {
+                            check_source(vip.vip_id, policy, key)?;
+                            if carrier == Carrier::Flow {
+                                // SAFETY: as above; a racing CPU stamps the
+                                // same generation or a newer one it checked.
+                                unsafe { (*flow).access_generation = policy.access_generation };
+                            }
+                        }
                         if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
                             // SAFETY: as above; a racing refresh by another
                             // CPU writes an equally recent time.
@@ -487,6 +506,7 @@ fn pick_backend(
             }
         }
     }
+    check_source(vip.vip_id, policy, key)?;
 
     let new_connection = carrier == Carrier::Flow && is_new_connection(vip.flags, packet);
     if new_connection {
@@ -525,13 +545,14 @@ fn pick_backend(
                 if (*flow).backend_id != id {
                     (*flow).backend_id = id;
                     (*flow).last_seen_ns = packet.now_ns;
+                    (*flow).access_generation = policy.access_generation;
                 }
             }
         }
     }
     let inserted = creates_flow_entry(vip.flags, packet)
         && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
-        && remember_flow(key, id, packet.now_ns);
+        && remember_flow(key, id, packet.now_ns, policy.access_generation);
     // New flows: on a VIP with a connection table, the entries created (a
     // TCP connection once, by its handshake's ACK: spoofed SYNs and SYN
     // retransmits are not counted); without one, the bare SYNs balanced.
@@ -554,8 +575,9 @@ fn pick_backend(
 /// entry replaced (a re-used 5-tuple, a flow moved off a failed backend, an
 /// expired UDP flow) is not a new flow.
 #[inline(always)]
-fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
-    let value = FlowValue::new(id, now_ns);
+fn remember_flow(key: &FlowKey, id: u32, now_ns: u64, access_generation: u32) -> bool {
+    // The source passed `check_source` under this generation just now.
+    let value = FlowValue::new(id, now_ns).with_access_generation(access_generation);
     if XLB_FLOWS.insert(key, value, BPF_NOEXIST as u64).is_ok() {
         return true;
     }

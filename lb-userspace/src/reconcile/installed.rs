@@ -29,6 +29,11 @@ pub(super) struct Installed {
     /// the VIPs so that entries left by an interrupted apply under a free
     /// id are found and cleared when the id is given out again.
     pub policies: BTreeMap<u32, InstalledPolicy>,
+    /// The last access generation given out (`VipPolicy::access_generation`).
+    /// Starts at the clock's seconds (or at the highest one an adopted
+    /// record holds, if higher) so that a restarted daemon does not hand out
+    /// again a generation an old connection-table entry may still hold.
+    pub access_generation: u32,
 }
 
 /// One VIP as it is in the maps.
@@ -64,6 +69,7 @@ impl Installed {
             // Id 0 means "no backend" in tables and flow entries.
             backend_ids: IdPool::new(1, sizes.max_backends),
             policies: BTreeMap::new(),
+            access_generation: clock_generation(),
         }
     }
 
@@ -139,6 +145,8 @@ impl Installed {
         for vip_id in 0..sizes.max_vips {
             let record = dp.vip_policy(vip_id).map_err(read_err)?;
             if record != lb_common::VipPolicy::NONE {
+                installed.access_generation =
+                    installed.access_generation.max(record.access_generation);
                 installed.policies.entry(vip_id).or_default().record = record;
             }
         }
@@ -146,4 +154,13 @@ impl Installed {
         installed.tx_ports = dp.tx_ports().map_err(read_err)?.into_iter().collect();
         Ok(installed)
     }
+}
+
+/// The seconds since the Unix epoch as a generation: it grows between two
+/// runs of the daemon as long as it gives out less than one generation a
+/// second on average (one per change of a VIP's source prefixes).
+fn clock_generation() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }
