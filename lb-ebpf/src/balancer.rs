@@ -1,7 +1,9 @@
 //! xlb's XDP fast path: one program, `xlb_balancer`, read top to bottom.
 //!
 //!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
-//!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
+//!  2. A destination whose bit in `XLB_VIP_FILTER` is clear is no VIP
+//!     address: XDP_PASS after one array read. Else look the destination up
+//!     in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
 //!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
@@ -68,12 +70,12 @@ use lb_common::{
     forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     icmp::{self, Role},
     policy::{source_access_current, SourceAccess},
-    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
-    PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy,
-    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
-    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
-    NO_BACKEND,
+    vip_filter_slot, Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue,
+    GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
+    VipKey, VipPolicy, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
+    DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO,
+    ICMP_BUCKET_TOO_BIG, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer, Route},
@@ -89,6 +91,12 @@ use lb_ebpf::{
 /// what to do with it (answer pings; which VIP takes fragments).
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
+
+/// One bit per hashed VIP address (`lb_common::vip_filter_slot`): a clear
+/// bit answers "not a VIP address" for most of the host's other traffic
+/// with one array read instead of two hash lookups of the VIP key.
+#[map]
+static XLB_VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_WORDS, 0);
 
 /// Backends by id (id 0 is never used: a zero slot means "none").
 #[map]
@@ -225,16 +233,22 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     // SAFETY: FlowKey is integers and byte arrays: all-zero is valid.
     let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
     let ip = parse::parse_ip(ctx, &l2, key).map_err(parse_verdict)?;
+    // Ports first: a TCP/UDP header too short is malformed whoever it is for.
+    let tcp_flags = if ip.l4 == L4Status::TcpUdp {
+        parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?
+    } else {
+        0
+    };
+    if !may_be_vip_address(key) {
+        return Err(Verdict::NotVip);
+    }
 
     let (carrier, tcp_flags, vip) = match ip.l4 {
-        L4Status::TcpUdp => {
-            let flags = parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?;
-            (
-                Carrier::Flow,
-                flags,
-                lookup_vip(key).ok_or(Verdict::NotVip)?,
-            )
-        }
+        L4Status::TcpUdp => (
+            Carrier::Flow,
+            tcp_flags,
+            lookup_vip(key).ok_or(Verdict::NotVip)?,
+        ),
         // No usable ports: a source-hashed VIP may take it, else it is
         // dropped if it is addressed to a VIP address.
         L4Status::Fragment if parse::bare_header(&ip) => {
@@ -351,6 +365,20 @@ fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
         reason
     } else {
         Verdict::NotVip
+    }
+}
+
+/// False when the destination's bit in `XLB_VIP_FILTER` is clear: no VIP
+/// has this address (userspace sets a VIP address's bit before the VIP
+/// appears and clears it after the last VIP of the address is gone).
+#[inline(always)]
+fn may_be_vip_address(key: &FlowKey) -> bool {
+    let (word, mask) = vip_filter_slot(key.dst16());
+    match XLB_VIP_FILTER.get(word) {
+        Some(w) => *w & mask != 0,
+        // Never expected (the index is below the map's size): decide by
+        // the VIP lookups, as without the filter.
+        None => true,
     }
 }
 

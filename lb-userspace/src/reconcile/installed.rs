@@ -34,6 +34,8 @@ pub(super) struct Installed {
     /// record holds, if higher) so that a restarted daemon does not hand out
     /// again a generation an old connection-table entry may still hold.
     pub access_generation: u32,
+    /// The non-zero words of `XLB_VIP_FILTER`, by index.
+    pub vip_filter: BTreeMap<u32, u64>,
 }
 
 /// One VIP as it is in the maps.
@@ -70,6 +72,7 @@ impl Installed {
             backend_ids: IdPool::new(1, sizes.max_backends),
             policies: BTreeMap::new(),
             access_generation: clock_generation(),
+            vip_filter: BTreeMap::new(),
         }
     }
 
@@ -150,6 +153,9 @@ impl Installed {
                 installed.policies.entry(vip_id).or_default().record = record;
             }
         }
+        // As the map holds it (a map created empty by an upgrade included:
+        // the first plan sets every VIP address's bit).
+        installed.vip_filter = dp.vip_filter_words().map_err(read_err)?;
         installed.global = Some(dp.global_config().map_err(read_err)?);
         installed.tx_ports = dp.tx_ports().map_err(read_err)?.into_iter().collect();
         Ok(installed)

@@ -41,6 +41,8 @@ struct SimMaps {
     /// Source prefixes and policy records, as the tries and `XLB_POLICY`.
     prefixes: BTreeMap<(u32, IpAddr, u8), u32>,
     policies: HashMap<u32, lb_common::VipPolicy>,
+    /// `XLB_VIP_FILTER`'s words.
+    vip_filter: HashMap<u32, u64>,
     /// Called after every write with the maps as they are then.
     after_write: Option<WriteCheck>,
     writes: usize,
@@ -59,6 +61,17 @@ impl SimMaps {
 
     /// What the data plane relies on, checked after every write.
     fn check_invariants(&self, after: &dyn std::fmt::Debug) {
+        // The data plane passes traffic to an address whose filter bit is
+        // clear before looking for its VIPs.
+        for key in self.vips.keys() {
+            let (index, mask) = lb_common::vip_filter_slot_of(key.addr());
+            assert_ne!(
+                self.vip_filter.get(&index).copied().unwrap_or(0) & mask,
+                0,
+                "after {after:?}: {} has a VIP entry but no filter bit",
+                key.addr()
+            );
+        }
         for (key, info) in &self.vips {
             if key.is_marker() || info.table_size == 0 {
                 continue;
@@ -222,6 +235,9 @@ impl MapWriter for SimMaps {
                 self.policies.insert(*vip_id, *policy);
             }
             Op::ResetPolicyState { .. } => {}
+            Op::SetFilterWord { index, word } => {
+                self.vip_filter.insert(*index, *word);
+            }
         }
         self.check_invariants(op);
         if let Some(check) = &self.after_write {
@@ -275,6 +291,18 @@ fn converge(r: &mut Reconciler, maps: &mut SimMaps, desired: &DesiredState) -> A
 fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState) {
     assert_eq!(maps.global, Some(desired.global));
     assert_eq!(maps.tx_ports, desired.tx_ports);
+    // No bit of an address without VIPs is left set.
+    let filter: BTreeMap<u32, u64> = maps
+        .vip_filter
+        .iter()
+        .filter(|(_, w)| **w != 0)
+        .map(|(i, w)| (*i, *w))
+        .collect();
+    assert_eq!(
+        filter,
+        super::plan::filter_words(desired.vips.iter().map(|v| v.key.addr())),
+        "the VIP-address filter"
+    );
     let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| !k.is_marker()).collect();
     assert_eq!(real_vips.len(), desired.vips.len(), "number of VIP entries");
     let mut live_backends = 0;
@@ -386,6 +414,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
             Op::ResetPolicyState { .. } => "pstate",
+            Op::SetFilterWord { .. } => "filter",
             Op::SetVip { key, .. } if key.is_marker() => "marker",
             Op::SetVip { .. } => "vip",
             other => panic!("unexpected {other:?}"),
@@ -394,8 +423,8 @@ fn new_vip_writes_backends_then_table_then_entry() {
     assert_eq!(
         kinds,
         [
-            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats",
-            "pstate", "vip", "marker"
+            "global", "txport", "filter", "bstats", "backend", "bstats", "backend", "table",
+            "vstats", "pstate", "vip", "marker"
         ]
     );
     let mut maps = SimMaps::new();
