@@ -79,22 +79,33 @@ pub const SECTION: &str = "e2e";
 /// Distinct source ports (flows) per protocol.
 pub const FLOWS: u32 = 16_384;
 
-/// The three cases, in the order they run and print.
+/// The cases, in the order they run and print. `Xlb` is xlb's default
+/// mode (`ipip`); the other forwarding modes follow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Case {
     Ceiling,
     Nftables,
     Xlb,
+    XlbGue,
+    XlbL2Dsr,
 }
 
 impl Case {
-    pub const ALL: [Case; 3] = [Case::Ceiling, Case::Nftables, Case::Xlb];
+    pub const ALL: [Case; 5] = [
+        Case::Ceiling,
+        Case::Nftables,
+        Case::Xlb,
+        Case::XlbGue,
+        Case::XlbL2Dsr,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Case::Ceiling => "ceiling",
             Case::Nftables => "nftables",
             Case::Xlb => "xlb",
+            Case::XlbGue => "xlb_gue",
+            Case::XlbL2Dsr => "xlb_l2_dsr",
         }
     }
 
@@ -103,14 +114,31 @@ impl Case {
             Case::Ceiling => "kernel forwarding, no balancer",
             Case::Nftables => "nftables DNAT, jhash mod 3",
             Case::Xlb => "XDP, IPIP encap, redirect",
+            Case::XlbGue => "XDP, GUE encap, redirect",
+            Case::XlbL2Dsr => "XDP, l2-dsr MAC rewrite, redirect",
         }
+    }
+
+    /// The VIPs' forwarding mode in an xlb case (`None`: not xlb).
+    pub fn forwarding(self) -> Option<lb_common::Forwarding> {
+        match self {
+            Case::Xlb => Some(lb_common::Forwarding::Ipip),
+            Case::XlbGue => Some(lb_common::Forwarding::Gue),
+            Case::XlbL2Dsr => Some(lb_common::Forwarding::L2Dsr),
+            Case::Ceiling | Case::Nftables => None,
+        }
+    }
+
+    /// Whether the balancer runs in this case.
+    pub fn is_xlb(self) -> bool {
+        self.forwarding().is_some()
     }
 
     /// Where the generator sends.
     fn destination(self) -> Ipv4Addr {
         match self {
             Case::Ceiling => BACKENDS[0],
-            Case::Nftables | Case::Xlb => VIP,
+            _ => VIP,
         }
     }
 }
