@@ -436,7 +436,8 @@ impl Controller {
             .with_outer_ttl(g.outer_ttl)
             .with_hash_seed(g.effective_hash_seed())
             .with_flood_threshold(g.flood_threshold)
-            .with_icmp_rate(g.icmp_rate_limit);
+            .with_icmp_rate(g.icmp_rate_limit)
+            .with_nat(config.nat.data_plane());
         let vips = config
             .vips
             .iter()

@@ -27,7 +27,8 @@ mod policy;
 /// ([`super::MapWrite`]) the built table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op<T = TableSpec> {
-    SetGlobal(GlobalConfig),
+    /// Boxed: with full NAT's settings it is ten times any other op.
+    SetGlobal(Box<GlobalConfig>),
     AddTxPort(u32),
     RemoveTxPort(u32),
     /// Fill (or update) a backend slot.
@@ -120,7 +121,7 @@ pub(super) fn plan(
 
     // Global settings first: new VIPs may need the new outer source.
     if have.global != Some(desired.global) {
-        p.push(Op::SetGlobal(desired.global));
+        p.push(Op::SetGlobal(Box::new(desired.global)));
         p.plan.next.global = Some(desired.global);
     }
     // New transmit ports before the backends they lead to; when the map

@@ -22,6 +22,7 @@ const SIZES: Sizes = Sizes {
     max_backends: 40,
     table_size: 251,
     flow_table_size: 1024,
+    nat_table_size: 1024,
 };
 
 /// The maps, as far as the reconciler writes them.
@@ -148,7 +149,7 @@ impl MapWriter for SimMaps {
         self.check_capacity(op)?;
         let mut changed = 0;
         match op {
-            Op::SetGlobal(g) => self.global = Some(*g),
+            Op::SetGlobal(g) => self.global = Some(**g),
             Op::AddTxPort(i) => {
                 self.tx_ports.insert(*i);
             }

@@ -50,6 +50,7 @@ pub const SIZES: Sizes = Sizes {
     max_backends: 1024,
     table_size: 65537,
     flow_table_size: 262_144,
+    nat_table_size: 65536,
 };
 
 /// Outer source addresses: the balancer's own addresses on `xlbl0`.

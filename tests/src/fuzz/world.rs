@@ -54,6 +54,7 @@ pub const SIZES: Sizes = Sizes {
     // A small prime: tables build in no time; the fuzzer tests packets.
     table_size: 1021,
     flow_table_size: 65536,
+    nat_table_size: 4096,
 };
 
 /// The outer TTL the fuzzed balancer is configured with: not the default
