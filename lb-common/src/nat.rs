@@ -27,7 +27,7 @@ pub const STATE_TCP_CLOSING: u8 = 2;
 pub const STATE_UDP: u8 = 3;
 
 /// NAT ports a new session tries before it is dropped as `nat_exhausted`.
-pub const PORT_TRIES: u32 = 1;
+pub const PORT_TRIES: u32 = 8;
 
 /// Distance between a session's successive port candidates: a prime, so
 /// the candidates of one flow are distinct in any range that is not a

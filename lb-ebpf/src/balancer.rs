@@ -855,13 +855,12 @@ fn nat_forward(
         // The config keeps nat backends in their VIP's family.
         return Err(Verdict::Internal);
     }
-    let r = nat_session(
-        key,
-        backend_id,
-        u32::from(tcp_flags),
-        send.now_ns,
-        &mut send.src,
-    );
+    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    // Only a new session uses the hash, but its subprogram's frame must
+    // not stack on the session's (`nat::flow_hash`).
+    let hash = nat::flow_hash(cfg.hash_seed(), key);
+    let flags_hash = (u64::from(hash) << 8) | u64::from(tcp_flags);
+    let r = nat_session(key, backend_id, flags_hash, send.now_ns, &mut send.src);
     if r & nat::SESSION_FAILED != 0 {
         return Err(if r & 0xff == Verdict::NatExhausted as u32 {
             Verdict::NatExhausted
@@ -881,12 +880,14 @@ fn nat_forward(
 
 /// `nat::session` in a BPF subprogram: inlined, its keys and entries would
 /// not fit in `xlb_nat`'s stack frame. It looks the config and the backend
-/// up itself (two array lookups) rather than receive map-value pointers.
+/// up itself (two array lookups) rather than receive map-value pointers;
+/// the flow's hash comes in the top of `flags_hash`, its TCP flags in the
+/// low byte (a subprogram takes five arguments).
 #[inline(never)]
 fn nat_session(
     flow: &FlowKey,
     backend_id: u32,
-    tcp_flags: u32,
+    flags_hash: u64,
     now_ns: u64,
     nat_addr: &mut [u8; 16],
 ) -> u32 {
@@ -896,11 +897,11 @@ fn nat_session(
     nat::session(
         &nat_maps(),
         cfg.nat(),
-        cfg.hash_seed(),
+        (flags_hash >> 8) as u32,
         flow,
         backend_id,
         backend,
-        tcp_flags as u8,
+        flags_hash as u8,
         now_ns,
         nat_addr,
     )

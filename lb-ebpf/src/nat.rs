@@ -60,8 +60,8 @@ pub const SESSION_FAILED: u32 = 1 << 31;
 /// [`SESSION_FAILED`] with a verdict. An existing session is refreshed
 /// (`nat::refreshes`); a flow without one (or whose port another session
 /// reclaimed, or that moved to another backend) gets one: up to
-/// `PORT_TRIES` candidate ports from the flow's own 5-tuple hash (never the
-/// VIP's hash, which with `source-ip` hashing is the same for all of a
+/// `PORT_TRIES` candidate ports from `hash`, the flow's own 5-tuple hash
+/// ([`flow_hash`]; never the VIP's hash, which with `source-ip` hashing is the same for all of a
 /// client's connections), each tried with a BPF_NOEXIST insert of the
 /// reverse entry; a taken port whose session has expired is reclaimed.
 #[inline(always)]
@@ -76,7 +76,7 @@ pub const SESSION_FAILED: u32 = 1 << 31;
 pub fn session(
     m: &Maps,
     cfg: &NatConfig,
-    seed: u32,
+    hash: u32,
     flow: &FlowKey,
     backend_id: u32,
     backend: &Backend,
@@ -119,7 +119,6 @@ pub fn session(
         }
     }
 
-    let hash = flow_hash(seed, flow);
     let Some(source) = cfg.source_for(family, hash) else {
         return SESSION_FAILED | Verdict::NoOuterSource as u32;
     };
@@ -172,11 +171,13 @@ pub fn session(
     SESSION_FAILED | Verdict::NatExhausted as u32
 }
 
-/// `lb_common::flow_hash` in a BPF subprogram: inlined, the key's 40
-/// bytes, loaded once for the hash and again for the new entry, stay live
-/// across both (spilled byte by byte, hundreds of bytes of stack).
+/// `lb_common::flow_hash` of a flow, for [`session`]'s candidate ports and
+/// NAT address, in a BPF subprogram: inlined into the session's, the key's
+/// 40 bytes, loaded once for the hash and again for the new entry, would
+/// stay live across both (spilled byte by byte); called from the session's
+/// own subprogram, its frame would add to the session's.
 #[inline(never)]
-fn flow_hash(seed: u32, flow: &FlowKey) -> u32 {
+pub fn flow_hash(seed: u32, flow: &FlowKey) -> u32 {
     lb_common::flow_hash(seed, flow)
 }
 
