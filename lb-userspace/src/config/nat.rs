@@ -290,6 +290,101 @@ pub(crate) fn check_nat_vip(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "[global]
+interfaces = [\"eth0\"]
+
+[[vip]]
+address = \"10.100.0.1\"
+port = 80
+forwarding = \"nat\"
+[[vip.backend]]
+address = \"10.0.0.11\"
+
+[[vip]]
+address = \"fd00:100::1\"
+port = 80
+forwarding = \"nat\"
+[[vip.backend]]
+address = \"fd00::11\"
+";
+
+    fn config(nat: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str(&format!("{BASE}\n[nat]\n{nat}"), None)
+    }
+
+    fn refused(nat: &str) -> (String, String) {
+        match config(nat) {
+            Ok(_) => panic!("accepted: {nat}"),
+            Err(e) => (e.field.clone(), e.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_full_nat_table_is_read_and_dumped_back() {
+        let c = config(
+            "sources = [\"10.0.0.2\", \"fd00::2\"]\nports = \"2000-3000\"\ntcp_syn = \"5s\"\n\
+             tcp_established = \"1h\"\ntcp_closing = \"20s\"\nudp = \"45s\"\ntable_size = 8192\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let n = &c.nat;
+        assert_eq!((n.port_min, n.port_max, n.table_size), (2000, 3000, 8192));
+        assert_eq!(n.tcp_syn, Duration::from_secs(5));
+        assert_eq!(n.tcp_established, Duration::from_secs(3600));
+        assert_eq!(n.tcp_closing, Duration::from_secs(20));
+        assert_eq!(n.udp, Duration::from_secs(45));
+        assert_eq!(c.vips[0].forwarding.as_str(), "nat");
+        let dumped = c.to_toml_string();
+        let again = Config::from_toml_str(&dumped, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.nat, c.nat);
+    }
+
+    #[test]
+    fn a_nat_vip_needs_a_source_of_its_family() {
+        let (field, msg) = refused("sources = [\"10.0.0.2\"]\n");
+        assert_eq!(field, "vip[1].forwarding");
+        assert!(msg.contains("no IPv6 address"), "{msg}");
+        let (field, msg) = refused("sources = [\"fd00::2\"]\n");
+        assert_eq!(field, "vip[0].forwarding");
+        assert!(msg.contains("no IPv4 address"), "{msg}");
+        let (field, _) = match Config::from_toml_str(BASE, None) {
+            Ok(_) => panic!("nat vips without [nat] accepted"),
+            Err(e) => (e.field.clone(), e.to_string()),
+        };
+        assert_eq!(field, "vip[0].forwarding");
+    }
+
+    #[test]
+    fn bad_nat_values_are_refused_naming_the_field() {
+        let ok = "sources = [\"10.0.0.2\", \"fd00::2\"]\n";
+        for (extra, field, words) in [
+            ("ports = \"2000-1000\"\n", "nat.ports", "above the second"),
+            ("ports = \"0-1000\"\n", "nat.ports", "port 0"),
+            ("ports = \"http\"\n", "nat.ports", "port number"),
+            ("tcp_syn = \"soon\"\n", "nat.tcp_syn", "not a duration"),
+            ("udp = \"0s\"\n", "nat.udp", "outside"),
+            (
+                "tcp_established = \"2days\"\n",
+                "nat.tcp_established",
+                "outside",
+            ),
+            ("table_size = 10\n", "nat.table_size", "outside"),
+        ] {
+            let (f, msg) = refused(&format!("{ok}{extra}"));
+            assert_eq!(f, field, "{extra}");
+            assert!(msg.contains(words), "{extra}: {msg}");
+        }
+        let (f, msg) = refused("sources = [\"10.0.0.2\", \"fd00::2\", \"10.0.0.2\"]\n");
+        assert_eq!(f, "nat.sources[2]");
+        assert!(msg.contains("twice"), "{msg}");
+        let (f, _) = refused("sources = [\"10.0.0.2\", \"fd00::2\", \"224.0.0.1\"]\n");
+        assert_eq!(f, "nat.sources[2]");
+        let nine: Vec<String> = (1..=9).map(|i| format!("\"10.0.1.{i}\"")).collect();
+        let (f, msg) = refused(&format!("sources = [\"fd00::2\", {}]\n", nine.join(", ")));
+        assert_eq!(f, "nat.sources");
+        assert!(msg.contains("9 IPv4 nat sources exceed the 8"), "{msg}");
+    }
 
     #[test]
     fn ports_parse_with_clear_errors() {

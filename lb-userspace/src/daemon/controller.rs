@@ -617,6 +617,7 @@ impl Controller {
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
             flood: self.flood_sample()?,
+            nat: self.dp.nat_stats()?.into(),
             driver: {
                 let g = &self.config.global;
                 self.driver_baseline
