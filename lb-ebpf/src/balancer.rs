@@ -44,8 +44,8 @@
 //!     A `nat` VIP's packet is handed to the program `xlb_nat` instead (a
 //!     tail call, its backend id in `XLB_NAT_HANDOFF`): it gets a NAT
 //!     address and port of its session (`lb_ebpf::nat`: `XLB_NAT_FWD`,
-//!     `XLB_NAT_REV`) and is rewritten to the backend from there. While NAT
-//!     is configured, TCP/UDP packets to no VIP go to `xlb_nat` too: the
+//!     `XLB_NAT_REV`) and is rewritten to the backend from there. TCP/UDP
+//!     packets to a NAT address (`[nat] sources`) go to `xlb_nat` too: the
 //!     backends' replies to NAT sessions are translated back and sent
 //!     toward the client (`nat_reply`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
@@ -282,7 +282,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         L4Status::TcpUdp => {
             let flags = parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?;
             let Some(vip) = lookup_vip(key) else {
-                return Err(maybe_nat_reply(ctx));
+                return Err(maybe_nat_reply(ctx, key));
             };
             (Carrier::Flow, flags, vip)
         }
@@ -775,12 +775,16 @@ fn hand_to_nat(ctx: &XdpContext, backend_id: u32) -> Verdict {
     tail_call_nat(ctx, backend_id)
 }
 
-/// A TCP/UDP packet to no VIP: not ours unless NAT is configured, in which
-/// case it may be a NAT session's reply, for `xlb_nat` to find out.
+/// A TCP/UDP packet to no VIP: not ours unless it is sent to one of the
+/// NAT addresses, in which case it may be a NAT session's reply, for
+/// `xlb_nat` to find out. Other traffic pays a comparison with the NAT
+/// addresses (none without `[nat]`), no tail call.
 #[inline(always)]
-fn maybe_nat_reply(ctx: &XdpContext) -> Verdict {
+fn maybe_nat_reply(ctx: &XdpContext, key: &FlowKey) -> Verdict {
     match XLB_CONFIG.get(0) {
-        Some(cfg) if cfg.nat().enabled() => tail_call_nat(ctx, NO_BACKEND),
+        Some(cfg) if cfg.nat().is_source(key.family(), key.dst16()) => {
+            tail_call_nat(ctx, NO_BACKEND)
+        }
         _ => Verdict::NotVip,
     }
 }
@@ -911,17 +915,12 @@ fn nat_session(
 /// session (backend -> NAT address and port, `XLB_NAT_REV`), it is
 /// translated back (from the VIP's address and port to the client's) and
 /// sent toward the client (`nat_send`). Sent to a NAT address but no
-/// session's: passed to the kernel as `nat_reply_unknown`; anything else
-/// is not ours.
+/// session's: passed to the kernel as `nat_reply_unknown`.
 #[inline(always)]
 fn nat_reply(key: &FlowKey, tcp_flags: u8, send: &mut NatSend) -> Result<(), Verdict> {
-    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+    // `xlb_balancer` sends only packets to a NAT address.
     let Some(entry) = nat::reply_entry(&nat_maps(), key, tcp_flags, send.now_ns) else {
-        return Err(if cfg.nat().is_source(key.family(), key.dst16()) {
-            Verdict::NatReplyUnknown
-        } else {
-            Verdict::NotVip
-        });
+        return Err(Verdict::NatReplyUnknown);
     };
     bytes::copy(&mut send.src, entry.vip16());
     send.sport = entry.vip_port_be();
