@@ -55,15 +55,21 @@ pub struct Tuple<'a> {
 /// refuses (an undefined payload register masked on the error path).
 pub const SESSION_FAILED: u32 = 1 << 31;
 
+/// What [`session`] returns when asked for an existing session only
+/// (`hash` `None`) and the flow has none.
+pub const SESSION_MISS: u32 = 1 << 30;
+
 /// The NAT port (host order, in the low 16 bits) of `flow`'s session toward
 /// backend `backend_id`, its NAT address written to `nat_addr`; or
 /// [`SESSION_FAILED`] with a verdict. An existing session is refreshed
 /// (`nat::refreshes`); a flow without one (or whose port another session
 /// reclaimed, or that moved to another backend) gets one: up to
 /// `PORT_TRIES` candidate ports from `hash`, the flow's own 5-tuple hash
-/// ([`flow_hash`]; never the VIP's hash, which with `source-ip` hashing is the same for all of a
-/// client's connections), each tried with a BPF_NOEXIST insert of the
-/// reverse entry; a taken port whose session has expired is reclaimed.
+/// ([`flow_hash`]; never the VIP's hash, which with `source-ip` hashing is
+/// the same for all of a client's connections), each tried with a
+/// BPF_NOEXIST insert of the reverse entry; a taken port whose session has
+/// expired is reclaimed. Without `hash`, only an existing session is
+/// looked for ([`SESSION_MISS`] if there is none).
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
@@ -76,7 +82,7 @@ pub const SESSION_FAILED: u32 = 1 << 31;
 pub fn session(
     m: &Maps,
     cfg: &NatConfig,
-    hash: u32,
+    hash: Option<u32>,
     flow: &FlowKey,
     backend_id: u32,
     backend: &Backend,
@@ -119,6 +125,10 @@ pub fn session(
         }
     }
 
+    // The hash costs every packet; only a new session needs it.
+    let Some(hash) = hash else {
+        return SESSION_MISS;
+    };
     let Some(source) = cfg.source_for(family, hash) else {
         return SESSION_FAILED | Verdict::NoOuterSource as u32;
     };

@@ -181,14 +181,26 @@ fn nat_forward(
         // The config keeps nat backends in their VIP's family.
         return Err(Verdict::Internal);
     }
-    let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
-    // Only a new session uses the hash, but its subprogram's frame must
-    // not stack on the session's (`nat::flow_hash`).
-    let hash = nat::flow_hash(cfg.hash_seed(), key);
-    let flags_hash = (u64::from(hash) << 8) | u64::from(tcp_flags);
-    let r = nat_session(key, backend_id, flags_hash, send.now_ns, &mut send.src);
-    if r & nat::SESSION_FAILED != 0 {
-        return Err(if r & 0xff == Verdict::NatExhausted as u32 {
+    // An established session first; for a new one, the flow's hash (its
+    // subprogram's frame must not stack on the session's: `nat::flow_hash`)
+    // and the session call again, allowed to allocate.
+    let mut r = nat_session(
+        key,
+        backend_id,
+        u64::from(tcp_flags),
+        send.now_ns,
+        &mut send.src,
+    );
+    if r == nat::SESSION_MISS {
+        let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
+        let hash = nat::flow_hash(cfg.hash_seed(), key);
+        let flags_hash = WITH_HASH | (u64::from(hash) << 8) | u64::from(tcp_flags);
+        r = nat_session(key, backend_id, flags_hash, send.now_ns, &mut send.src);
+    }
+    if r & (nat::SESSION_FAILED | nat::SESSION_MISS) != 0 {
+        return Err(if r & nat::SESSION_MISS != 0 {
+            Verdict::Internal
+        } else if r & 0xff == Verdict::NatExhausted as u32 {
             Verdict::NatExhausted
         } else if r & 0xff == Verdict::NoOuterSource as u32 {
             Verdict::NoOuterSource
@@ -207,8 +219,9 @@ fn nat_forward(
 /// `nat::session` in a BPF subprogram: inlined, its keys and entries would
 /// not fit in `xlb_nat`'s stack frame. It looks the config and the backend
 /// up itself (two array lookups) rather than receive map-value pointers;
-/// the flow's hash comes in the top of `flags_hash`, its TCP flags in the
-/// low byte (a subprogram takes five arguments).
+/// the flow's TCP flags come in the low byte of `flags_hash`, with
+/// [`WITH_HASH`] its hash in bits 8-39 (a subprogram takes five
+/// arguments); without, only an existing session is looked for.
 #[inline(never)]
 fn nat_session(
     flow: &FlowKey,
@@ -223,7 +236,7 @@ fn nat_session(
     nat::session(
         &nat_maps(),
         cfg.nat(),
-        (flags_hash >> 8) as u32,
+        (flags_hash & WITH_HASH != 0).then_some((flags_hash >> 8) as u32),
         flow,
         backend_id,
         backend,
@@ -232,6 +245,9 @@ fn nat_session(
         nat_addr,
     )
 }
+
+/// `nat_session`'s `flags_hash` carries a hash: a new session may be made.
+const WITH_HASH: u64 = 1 << 63;
 
 /// A TCP/UDP packet to no VIP while NAT is on: if it is the reply of a NAT
 /// session (backend -> NAT address and port, `XLB_NAT_REV`), it is
