@@ -29,8 +29,34 @@ pub fn copy_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
     }
 }
 
+/// Whether two 16-byte addresses are equal: four 32-bit words XORed and
+/// ORed together, no early exit (the verifier walks one path, and LLVM
+/// cannot turn it into a `memcmp` call).
+#[inline(always)]
+pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let mut diff = 0u32;
+    let mut i = 0;
+    while i < 16 {
+        diff |= u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]])
+            ^ u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        i += 4;
+    }
+    diff == 0
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eq16_compares_every_byte() {
+        let a: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert!(super::eq16(&a, &a));
+        for i in 0..16 {
+            let mut b = a;
+            b[i] ^= 0x80;
+            assert!(!super::eq16(&a, &b), "byte {i}");
+        }
+    }
+
     #[test]
     fn copies_every_byte() {
         let src: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);

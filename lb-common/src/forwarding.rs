@@ -6,6 +6,7 @@
 //! | `ipip` | outer IPv4/IPv6 header, protocol 4 / 41 | decapsulation, the VIP on `lo` |
 //! | `gue` | outer IP + UDP (GUE variant 1: the inner IP packet right after the UDP header) | decapsulation on the GUE port, the VIP on `lo` |
 //! | `l2-dsr` | the client's packet, only the MACs rewritten | to be on-link, the VIP on `lo` (ARP silenced) |
+//! | `nat` | the client's packet to the backend's address, from a NAT address and port of the balancer (`crate::nat`) | nothing: replies come back through the balancer |
 //!
 //! The data plane reads the mode from `VipInfo::forwarding` as one of the
 //! `FORWARDING_*` bytes; userspace speaks [`Forwarding`].
@@ -16,6 +17,10 @@ pub const FORWARDING_IPIP: u8 = 0;
 pub const FORWARDING_GUE: u8 = 1;
 /// Layer-2 direct server return: only the MACs change.
 pub const FORWARDING_L2_DSR: u8 = 2;
+/// Full NAT: destination rewritten to the backend, source to one of the
+/// balancer's NAT addresses and a port it allocates; replies are
+/// translated back (`crate::nat`).
+pub const FORWARDING_NAT: u8 = 3;
 
 /// A VIP's forwarding mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,10 +29,16 @@ pub enum Forwarding {
     Ipip,
     Gue,
     L2Dsr,
+    Nat,
 }
 
 impl Forwarding {
-    pub const ALL: [Forwarding; 3] = [Forwarding::Ipip, Forwarding::Gue, Forwarding::L2Dsr];
+    pub const ALL: [Forwarding; 4] = [
+        Forwarding::Ipip,
+        Forwarding::Gue,
+        Forwarding::L2Dsr,
+        Forwarding::Nat,
+    ];
 
     /// The byte `VipInfo::forwarding` holds.
     pub const fn to_wire(self) -> u8 {
@@ -35,6 +46,7 @@ impl Forwarding {
             Forwarding::Ipip => FORWARDING_IPIP,
             Forwarding::Gue => FORWARDING_GUE,
             Forwarding::L2Dsr => FORWARDING_L2_DSR,
+            Forwarding::Nat => FORWARDING_NAT,
         }
     }
 
@@ -45,6 +57,7 @@ impl Forwarding {
             FORWARDING_IPIP => Some(Forwarding::Ipip),
             FORWARDING_GUE => Some(Forwarding::Gue),
             FORWARDING_L2_DSR => Some(Forwarding::L2Dsr),
+            FORWARDING_NAT => Some(Forwarding::Nat),
             _ => None,
         }
     }
@@ -55,6 +68,7 @@ impl Forwarding {
             Forwarding::Ipip => "ipip",
             Forwarding::Gue => "gue",
             Forwarding::L2Dsr => "l2-dsr",
+            Forwarding::Nat => "nat",
         }
     }
 
@@ -71,8 +85,14 @@ impl Forwarding {
         match self {
             Forwarding::Ipip => ip,
             Forwarding::Gue => ip + gue::UDP_HEADER_LEN,
-            Forwarding::L2Dsr => 0,
+            Forwarding::L2Dsr | Forwarding::Nat => 0,
         }
+    }
+
+    /// Whether the backend sees the client's address as the packet's
+    /// source (every mode but `nat`, whose backends see a NAT address).
+    pub const fn keeps_client_address(self) -> bool {
+        !matches!(self, Forwarding::Nat)
     }
 }
 
@@ -127,11 +147,12 @@ pub const fn overhead_of(forwarding: u8, family: u8) -> usize {
             && FORWARDING_IPIP & 3 == 0
             && FORWARDING_GUE & 3 == 1
             && FORWARDING_L2_DSR & 2 == 2
+            && FORWARDING_NAT & 2 == 2
             && gue::UDP_HEADER_LEN == 8
     );
     // 20 or 40 bytes of IP header, 8 more for GUE (bit 0 of its byte).
     let encap = 20 + (family & 2) as usize * 10 + (((forwarding & 1) as usize) << 3);
-    // l2-dsr (bit 1): shifted right by 8 bits, which leaves 0 of a value
+    // l2-dsr and nat (bit 1): shifted right by 8 bits, which leaves 0 of a value
     // under 64.
     (encap >> (((forwarding & 2) as usize) << 2)) & 0x3f
 }
@@ -160,11 +181,11 @@ mod tests {
         for f in Forwarding::ALL {
             assert_eq!(Forwarding::from_wire(f.to_wire()), Some(f));
         }
-        assert_eq!(Forwarding::from_wire(3), None);
+        assert_eq!(Forwarding::from_wire(4), None);
         assert_eq!(Forwarding::default().to_wire(), 0, "ipip is the zero byte");
         assert_eq!(
             Forwarding::ALL.map(Forwarding::as_str),
-            ["ipip", "gue", "l2-dsr"]
+            ["ipip", "gue", "l2-dsr", "nat"]
         );
     }
 
@@ -176,6 +197,9 @@ mod tests {
         assert_eq!(Forwarding::Gue.overhead(false), 48);
         assert_eq!(Forwarding::L2Dsr.overhead(true), 0);
         assert_eq!(Forwarding::L2Dsr.overhead(false), 0);
+        assert_eq!(Forwarding::Nat.overhead(true), 0);
+        assert_eq!(Forwarding::Nat.overhead(false), 0);
+        assert!(!Forwarding::Nat.keeps_client_address() && Forwarding::Gue.keeps_client_address());
         assert!(Forwarding::Gue.encapsulates() && !Forwarding::L2Dsr.encapsulates());
     }
 

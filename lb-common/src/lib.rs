@@ -18,6 +18,7 @@ pub mod gen_frame;
 pub mod icmp;
 pub mod ip;
 pub mod maps;
+pub mod nat;
 pub mod policy;
 pub mod verdict;
 

@@ -104,10 +104,20 @@ pub enum Verdict {
     /// kernel would route the VIP packet by its own table; the daemon keeps
     /// `l2-dsr` backends' neighbours resolved).
     L2NoNeigh = 27,
+    /// A new `nat` session found no free NAT port: every candidate port
+    /// (`lb_common::nat::PORT_TRIES` of them) of its NAT address toward its
+    /// backend is held by a live session: XDP_DROP.
+    NatExhausted = 28,
+    /// Sent to one of the NAT addresses but no NAT session's reply: XDP_PASS
+    /// to the kernel (it may be the host's own traffic).
+    NatReplyUnknown = 29,
+    /// An ICMP error or a fragment to a `nat` VIP: the NAT translates only
+    /// the TCP/UDP packets of a session: XDP_DROP.
+    NatUntranslatable = 30,
 }
 
 impl Verdict {
-    pub const COUNT: u32 = 28;
+    pub const COUNT: u32 = 31;
 
     pub const ALL: [Verdict; Self::COUNT as usize] = [
         Verdict::NotIp,
@@ -138,6 +148,9 @@ impl Verdict {
         Verdict::FragmentToBackend,
         Verdict::L2OffLink,
         Verdict::L2NoNeigh,
+        Verdict::NatExhausted,
+        Verdict::NatReplyUnknown,
+        Verdict::NatUntranslatable,
     ];
 
     /// Stable snake_case name, used as the `reason` label in metrics and the CLI.
@@ -171,6 +184,9 @@ impl Verdict {
             Verdict::FragmentToBackend => "fragment_to_backend",
             Verdict::L2OffLink => "l2_off_link",
             Verdict::L2NoNeigh => "l2_no_neigh",
+            Verdict::NatExhausted => "nat_exhausted",
+            Verdict::NatReplyUnknown => "nat_reply_unknown",
+            Verdict::NatUntranslatable => "nat_untranslatable",
         }
     }
 
@@ -185,7 +201,11 @@ impl Verdict {
         const XDP_TX: u32 = 3;
         const XDP_REDIRECT: u32 = 4;
         match self {
-            Verdict::NotIp | Verdict::NotVip | Verdict::Malformed | Verdict::FibNoNeigh => XDP_PASS,
+            Verdict::NotIp
+            | Verdict::NotVip
+            | Verdict::Malformed
+            | Verdict::FibNoNeigh
+            | Verdict::NatReplyUnknown => XDP_PASS,
             Verdict::Tx
             | Verdict::IcmpTooBigSent
             | Verdict::IcmpEchoReply
@@ -209,7 +229,9 @@ impl Verdict {
             | Verdict::IcmpEchoLimited
             | Verdict::IcmpMalformed
             | Verdict::L2OffLink
-            | Verdict::L2NoNeigh => XDP_DROP,
+            | Verdict::L2NoNeigh
+            | Verdict::NatExhausted
+            | Verdict::NatUntranslatable => XDP_DROP,
         }
     }
 }

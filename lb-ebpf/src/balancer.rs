@@ -43,6 +43,13 @@
 //!     answered with an ICMP "fragmentation needed" / "packet too big"
 //!     carrying the MTU its sender must use. What the balancer sends itself
 //!     is rate-limited per CPU (`XLB_ICMP_LIMIT`).
+//!     A `nat` VIP's packet is handed to the program `xlb_nat` instead (a
+//!     tail call, its backend id in `XLB_NAT_HANDOFF`): it gets a NAT
+//!     address and port of its session (`lb_ebpf::nat`: `XLB_NAT_FWD`,
+//!     `XLB_NAT_REV`) and is rewritten to the backend from there. TCP/UDP
+//!     packets to a NAT address (`[nat] sources`) go to `xlb_nat` too: the
+//!     backends' replies to NAT sessions are translated back and sent
+//!     toward the client (`nat_reply`).
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
@@ -67,7 +74,7 @@ use lb_common::{
         is_new_connection, maglev_slot, refreshes_flow_entry, repins_flow_entry, uses_flow_table,
         Egress, PacketFacts,
     },
-    forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
+    forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR, FORWARDING_NAT},
     icmp::{self, Role},
     policy::{source_access_current, SourceAccess},
     vip_filter_slot, Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue,
@@ -84,6 +91,8 @@ use lb_ebpf::{
     parse::{self, Ip, L4Status, ParseError, L2},
     policy,
 };
+
+mod nat_program;
 
 /// Virtual services: (address, port, protocol, family) -> VIP. Port 0 matches
 /// every port. Entries with protocol 0 are address markers (one per VIP
@@ -244,11 +253,14 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     }
 
     let (carrier, tcp_flags, vip) = match ip.l4 {
-        L4Status::TcpUdp => (
-            Carrier::Flow,
-            tcp_flags,
-            lookup_vip(key).ok_or(Verdict::NotVip)?,
-        ),
+        L4Status::TcpUdp => {
+            // A destination that passed the filter but is no VIP may be a
+            // NAT address (the filter holds those too): a reply, perhaps.
+            let Some(vip) = lookup_vip(key) else {
+                return Err(nat_program::maybe_nat_reply(ctx, key));
+            };
+            (Carrier::Flow, tcp_flags, vip)
+        }
         // No usable ports: a source-hashed VIP may take it, else it is
         // dropped if it is addressed to a VIP address.
         L4Status::Fragment if parse::bare_header(&ip) => {
@@ -674,6 +686,9 @@ fn forward(
 ) -> Result<(Verdict, u32), Verdict> {
     let (l2, ip) = (p.l2, p.ip);
     let mode = vip.forwarding_byte();
+    if mode == FORWARDING_NAT {
+        return Err(nat_program::hand_to_nat(ctx, backend_id));
+    }
     let family = backend.family();
     // IPv4 addresses live in the first 4 bytes of the 16-byte buffer.
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();

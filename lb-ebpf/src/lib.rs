@@ -18,6 +18,7 @@ pub mod encap;
 pub mod icmp;
 pub mod l2_dsr;
 pub mod mem;
+pub mod nat;
 pub mod packet;
 pub mod parse;
 pub mod policy;

@@ -413,6 +413,12 @@ fn forwarding_words(t: &Trace) -> Option<String> {
             "l2-dsr: the client's packet itself, only its MACs rewritten toward {}",
             backend.addr()
         ),
+        Some(Forwarding::Nat) => format!(
+            "nat: rewritten to {} (port kept) from a NAT address and a NAT port \
+             allocated for the flow's session (nat.sources, nat.ports); the backend \
+             sees the NAT address, not the client's, and its replies are translated back",
+            backend.addr()
+        ),
         None => format!(
             "unknown mode {} (packets are dropped as internal)",
             info.forwarding_byte()

@@ -251,6 +251,26 @@ impl Collector for SnapshotCollector {
             counter(s.flood.flood_windows),
         )?;
 
+        for (name, help, value) in [
+            (
+                "xlb_nat_sessions_created",
+                "Full NAT sessions created (a NAT port allocated).",
+                s.nat.sessions_created,
+            ),
+            (
+                "xlb_nat_replies",
+                "Backend replies full NAT translated back toward their client.",
+                s.nat.replies,
+            ),
+            (
+                "xlb_nat_ports_reclaimed",
+                "NAT ports taken over from expired sessions.",
+                s.nat.ports_reclaimed,
+            ),
+        ] {
+            single(&mut enc, name, help, MetricType::Counter, counter(value))?;
+        }
+
         let driver: Vec<(Labels, ConstCounter<u64>)> = s
             .driver
             .iter()
@@ -411,6 +431,11 @@ mod tests {
                 skipped_inserts: 77,
                 flood_windows: 3,
             },
+            nat: crate::stats::NatSample {
+                sessions_created: 5,
+                replies: 9,
+                ports_reclaimed: 1,
+            },
         }
     }
 
@@ -436,6 +461,9 @@ mod tests {
             "xlb_table_rebuilds_total 2",
             "xlb_reconciles_total{result=\"ok\"} 4",
             "xlb_flow_table_entries 1026",
+            "xlb_nat_sessions_created_total 5",
+            "xlb_nat_replies_total 9",
+            "xlb_nat_ports_reclaimed_total 1",
             "xlb_flow_table_cpu_entries 513",
             "xlb_interface_xdp_errors_total{interface=\"eth0\",counter=\"xdp_tx_errors\"} 42",
             "# TYPE xlb_vip_packets counter",

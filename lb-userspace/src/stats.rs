@@ -23,6 +23,31 @@ pub struct StatsSnapshot {
     /// Flood mode of the connection table.
     #[serde(default)]
     pub flood: FloodSample,
+    /// Full NAT (`forwarding = "nat"`); port exhaustion and unknown
+    /// replies are verdicts (`nat_exhausted`, `nat_reply_unknown`).
+    #[serde(default)]
+    pub nat: NatSample,
+}
+
+/// Full NAT's counters since load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSample {
+    /// Sessions created (a NAT port allocated).
+    pub sessions_created: u64,
+    /// Backend replies translated back toward their client.
+    pub replies: u64,
+    /// Ports taken over from expired sessions.
+    pub ports_reclaimed: u64,
+}
+
+impl From<lb_common::NatStats> for NatSample {
+    fn from(s: lb_common::NatStats) -> Self {
+        Self {
+            sessions_created: s.sessions,
+            replies: s.replies,
+            ports_reclaimed: s.reclaimed,
+        }
+    }
 }
 
 /// Flood mode (`global.flood_threshold`): CPUs that see more

@@ -31,6 +31,7 @@ pub const TEST_SIZES: Sizes = Sizes {
     max_backends: 256,
     table_size: 65537,
     flow_table_size: 262_144,
+    nat_table_size: 4096,
 };
 
 /// The result of one BPF_PROG_TEST_RUN.

@@ -165,6 +165,9 @@ pub struct RackOptions {
     /// Applied to the config text before it is written (settings the
     /// generator does not write: policy, flood threshold).
     pub edit_config: fn(String) -> String,
+    /// Backends with no VIP on loopback and no decapsulator
+    /// (`TopologyOptions::plain_backends`).
+    pub plain_backends: bool,
 }
 
 impl Default for RackOptions {
@@ -177,6 +180,7 @@ impl Default for RackOptions {
             forwarding: Vec::new(),
             backends: 3,
             edit_config: |c| c,
+            plain_backends: false,
         }
     }
 }
@@ -222,6 +226,7 @@ impl Rack {
             vips: addrs,
             ports: ServerPorts::default(),
             warm_neighbours: opts.warm_neighbours,
+            plain_backends: opts.plain_backends,
         });
         let config_path = topo.file("xlb.toml");
         let standard = RackOptions::default();

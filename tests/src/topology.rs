@@ -55,6 +55,10 @@ pub struct TopologyOptions {
     /// works and filling the balancer's neighbour table); off, the first
     /// packets toward each backend meet an unresolved neighbour.
     pub warm_neighbours: bool,
+    /// Backends as they are before anyone sets them up for xlb: no VIP on
+    /// loopback, no decapsulator, UDP servers on their own addresses (what
+    /// `forwarding = "nat"` serves).
+    pub plain_backends: bool,
 }
 
 /// One namespace attached to the switch.
@@ -179,7 +183,8 @@ impl Topology {
             );
             // The VIPs are local on every backend (so it accepts the inner
             // packets and answers from the VIP), but never announced.
-            for vip in &opts.vips {
+            let vips: &[IpAddr] = if opts.plain_backends { &[] } else { &opts.vips };
+            for vip in vips {
                 let plen = if vip.is_ipv4() { 32 } else { 128 };
                 h.ns.ip(&format!("addr add {vip}/{plen} dev lo"));
             }
@@ -193,7 +198,7 @@ impl Topology {
                 h.ns.sysctl(&format!("{k}={v}"));
             }
             let decap_pins = PinGuard(InstancePaths::new(&format!("decap-{}", h.name)));
-            {
+            if !opts.plain_backends {
                 let _in = h.ns.enter();
                 decap::attach_host(
                     IFACE,
@@ -210,7 +215,11 @@ impl Topology {
                 .unwrap_or_else(|e| panic!("attaching xlb_decap in {}: {e:#}", h.name));
             }
             let mut ports = opts.ports.clone();
-            ports.udp_addrs = opts.vips.clone();
+            ports.udp_addrs = if opts.plain_backends {
+                vec![IpAddr::V4(v4), IpAddr::V6(v6)]
+            } else {
+                opts.vips.clone()
+            };
             let servers = BackendServers::start_in(&h.ns, &format!("backend-{i}"), ports);
             backends.push(Backend {
                 host: h,

@@ -55,6 +55,7 @@ fn tcp_and_udp_flow_through_the_data_plane_with_direct_return() {
         vips: vec![vip4, vip6],
         ports: ServerPorts::default(),
         warm_neighbours: true,
+        plain_backends: false,
     });
     let ifindex = topo.balancer.ns.ifindex(IFACE);
     let sizes = Sizes {
@@ -62,6 +63,7 @@ fn tcp_and_udp_flow_through_the_data_plane_with_direct_return() {
         max_backends: 64,
         table_size: 65537,
         flow_table_size: 65536,
+        nat_table_size: 4096,
     };
     let _in = topo.balancer.ns.enter();
     let mut dp = Dataplane::load(&LoadOptions {

@@ -129,3 +129,74 @@ fn nginx_behind_xlb_routes_by_path_sees_clients_and_survives_a_node() {
         assert_eq!(a.body, format!("api-pool {path}\n"));
     }
 }
+
+/// The same tier with `forwarding = "nat"` and the nginx nodes completely
+/// unconfigured for xlb: no VIP on their loopback, no decapsulator. The
+/// requests still spread over both nodes and reach their pools; nginx sees
+/// the balancer's NAT address, not the client's.
+#[test]
+fn nginx_behind_xlb_nat_needs_no_setup_and_sees_the_nat_address() {
+    if !require_root("nginx_behind_xlb_nat") {
+        return;
+    }
+    let _l = rack_lock();
+    let vip: IpAddr = VIP4.parse().unwrap_or_else(|e| panic!("{e}"));
+    let nat_v4 = xlb_tests::topology::BALANCER_V4;
+    let rack = Rack::start_options(
+        &unique_name("l7nat"),
+        1,
+        vec![l7_vip(vip)],
+        RackOptions {
+            forwarding: vec![("l7", "nat")],
+            plain_backends: true,
+            edit_config: |c| {
+                format!(
+                    "{c}\n[nat]\nsources = [\"{}\"]\nports = \"20000-30000\"\n",
+                    xlb_tests::topology::BALANCER_V4
+                )
+            },
+            ..RackOptions::default()
+        },
+    );
+    let b = &rack.topo.backends;
+    for node in &b[..2] {
+        let lo = node.host.ns.ip("-o addr show dev lo");
+        assert!(!lo.contains(VIP4), "{}: {lo}", node.host.name);
+    }
+    let tier = L7Tier::start(
+        [&b[0].host, &b[1].host, &b[2].host],
+        &rack.topo.file("nginx").display().to_string(),
+    );
+    wait_health(&rack, IpAddr::V4(b[0].host.v4), true);
+    wait_health(&rack, IpAddr::V4(b[1].host.v4), true);
+
+    let client = &rack.topo.clients[0];
+    let target = rack.vip("l7").target();
+    let mut per_node = BTreeMap::new();
+    for i in 0..120 {
+        let (path, pool) = if i % 2 == 0 {
+            (format!("/api/users/{i}"), "api-pool")
+        } else {
+            (format!("/static/app-{i}.js"), "static-pool")
+        };
+        let a = get(client, target, &path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(a.status, 200, "{path}: {a:?}");
+        assert_eq!(a.body, format!("{pool} {path}\n"), "{path}: wrong pool");
+        *per_node.entry(a.node).or_insert(0usize) += 1;
+    }
+    println!("requests per nginx node: {per_node:?}");
+    assert_eq!(per_node.len(), 2, "both nginx nodes serve: {per_node:?}");
+    assert!(per_node.values().all(|n| *n >= 20), "{per_node:?}");
+
+    // NAT: every request nginx logged came from the balancer's NAT address.
+    for node in &tier.nodes[..2] {
+        let log = node.access_log();
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(!lines.is_empty(), "{}: empty access log", node.name);
+        assert!(
+            lines.iter().all(|l| l.starts_with(&format!("{nat_v4} "))),
+            "{}: access log lines not from the NAT address {nat_v4}:\n{log}",
+            node.name
+        );
+    }
+}

@@ -224,3 +224,62 @@ fn l2_dsr_vips_carry_tcp_and_udp_in_both_families() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+/// The rack's `[nat]` table: the balancer's own addresses, ports outside
+/// the kernel's ephemeral range (the balancer's own connections, its
+/// health checks among them, use that address too).
+fn with_nat_table(config: String) -> String {
+    format!(
+        "{config}\n[nat]\nsources = [\"{}\", \"{}\"]\nports = \"20000-30000\"\n",
+        xlb_tests::topology::BALANCER_V4,
+        xlb_tests::topology::BALANCER_V6
+    )
+}
+
+#[test]
+fn nat_vips_carry_tcp_and_udp_in_both_families_to_unprepared_backends() {
+    if !require_root("nat_modes") {
+        return;
+    }
+    let _lock = rack_lock();
+    let rack = Rack::start_options(
+        &unique_name("natmod"),
+        1,
+        standard_vips(),
+        RackOptions {
+            forwarding: vec![("web", "nat"), ("web6", "nat"), ("dns", "nat")],
+            edit_config: with_nat_table,
+            plain_backends: true,
+            ..RackOptions::default()
+        },
+    );
+    // The backends hold no VIP and decapsulate nothing: only NAT can reach
+    // them (an ipip VIP of the same rack could not).
+    for b in &rack.topo.backends {
+        let lo = b.host.ns.ip("-o addr show dev lo");
+        assert!(!lo.contains("10.200.0.") && !lo.contains("fd20::"), "{lo}");
+    }
+    for vip in ["web", "web6"] {
+        let r = many_connections(&rack.topo.clients[0], rack.vip(vip).target(), 150, 4);
+        all_served_and_spread(vip, &r);
+    }
+    udp_served_and_spread(&rack, "dns");
+
+    let s = stats(&rack.daemon);
+    // 300 TCP connections and 90 UDP flows, each a session.
+    assert!(s.nat.sessions_created >= 390, "{:?}", s.nat);
+    assert!(s.nat.replies > 0, "{:?}", s.nat);
+    assert_eq!(verdict(&s, Verdict::NatExhausted), 0);
+    assert_eq!(vip_status(&rack, "web").forwarding.as_str(), "nat");
+    let list = rack.daemon.cli(&["vip", "list"]);
+    assert!(list.contains("forwarding=nat"), "{list}");
+    let text = rack.daemon.cli(&["stats"]);
+    assert!(text.contains("nat: "), "{text}");
+    let explained = rack
+        .daemon
+        .cli(&["explain", "10.10.0.10", "40000", "10.200.0.1", "80", "tcp"]);
+    assert!(
+        explained.contains("nat:") && explained.contains("NAT port"),
+        "{explained}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::{icmp::DEFAULT_ICMP_RATE, vlan::VlanDevice};
+use super::{icmp::DEFAULT_ICMP_RATE, nat::NatConfig, vlan::VlanDevice};
 use crate::flow_hash::DEFAULT_HASH_SEED;
 
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
@@ -41,6 +41,8 @@ pub struct GlobalConfig {
     /// ICMP messages of each kind (too-big errors, echo replies) the
     /// balancer may send per second per CPU (`IcmpBucket`); 0: none.
     icmp_rate: u32,
+    /// Full NAT's addresses, ports and timeouts (`forwarding = "nat"`).
+    nat: NatConfig,
 }
 
 impl Default for GlobalConfig {
@@ -64,6 +66,7 @@ impl GlobalConfig {
             hash_seed: DEFAULT_HASH_SEED,
             flood_threshold: DEFAULT_FLOOD_THRESHOLD,
             icmp_rate: DEFAULT_ICMP_RATE,
+            nat: NatConfig::DEFAULT,
         };
         if let Some(a) = src_v4 {
             c.src_v4 = a.octets();
@@ -129,6 +132,16 @@ impl GlobalConfig {
     #[inline(always)]
     pub const fn icmp_rate(&self) -> u32 {
         self.icmp_rate
+    }
+
+    /// The same settings with full NAT's `nat`.
+    pub const fn with_nat(self, nat: NatConfig) -> Self {
+        Self { nat, ..self }
+    }
+
+    #[inline(always)]
+    pub const fn nat(&self) -> &NatConfig {
+        &self.nat
     }
 
     pub fn src_v4(&self) -> Option<Ipv4Addr> {
@@ -204,7 +217,6 @@ mod layout {
 
     #[test]
     fn global_config() {
-        assert_eq!(size_of::<GlobalConfig>(), 40);
         assert_eq!(offset_of!(GlobalConfig, src_v4), 16);
         assert_eq!(offset_of!(GlobalConfig, flags), 20);
         assert_eq!(offset_of!(GlobalConfig, outer_ttl), 24);
@@ -216,6 +228,9 @@ mod layout {
         assert_eq!((c.hash_seed(), c.flood_threshold()), (7, 9));
         assert_eq!(GlobalConfig::default().hash_seed(), DEFAULT_HASH_SEED);
         assert_eq!(offset_of!(GlobalConfig, icmp_rate), 36);
+        assert_eq!(offset_of!(GlobalConfig, nat), 40);
+        assert_eq!(size_of::<GlobalConfig>(), 40 + size_of::<NatConfig>());
+        assert_eq!(GlobalConfig::default().nat(), &NatConfig::default());
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod config;
 mod decap;
 mod flow;
 mod icmp;
+mod nat;
 mod policy;
 mod stats;
 mod vip;
@@ -28,6 +29,10 @@ pub use decap::{
 pub use flow::{FlowKey, FlowValue};
 pub use icmp::{
     IcmpBucket, DEFAULT_ICMP_RATE, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
+};
+pub use nat::{
+    InvalidNatConfig, NatConfig, NatEntry, NatSession, NatStats, NatTimeouts, DEFAULT_NAT_PORT_MAX,
+    DEFAULT_NAT_PORT_MIN, DEFAULT_NAT_TABLE_SIZE, MAX_NAT_SOURCES,
 };
 pub use policy::{
     FloodState, Gcra, PolicyStats, SourceBucketKey, SourceV4, SourceV6, VipPolicy, FLOOD_WINDOW_NS,
@@ -74,9 +79,14 @@ pub mod map_names {
     pub const FLOOD: &str = "XLB_FLOOD";
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
     pub const VIP_FILTER: &str = "XLB_VIP_FILTER";
+    pub const NAT_FWD: &str = "XLB_NAT_FWD";
+    pub const NAT_REV: &str = "XLB_NAT_REV";
+    pub const NAT_STATS: &str = "XLB_NAT_STATS";
+    pub const NAT_PROG: &str = "XLB_NAT_PROG";
+    pub const NAT_HANDOFF: &str = "XLB_NAT_HANDOFF";
 
     /// Every name above.
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 31] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -103,6 +113,11 @@ pub mod map_names {
         FLOOD,
         ICMP_LIMIT,
         VIP_FILTER,
+        NAT_FWD,
+        NAT_REV,
+        NAT_STATS,
+        NAT_PROG,
+        NAT_HANDOFF,
     ];
 }
 
@@ -120,6 +135,8 @@ pub mod program_names {
     /// Writes a template frame with the next source port of a cycle and
     /// XDP_TXes it: the end-to-end benchmark's live-frames traffic generator.
     pub const GEN: &str = "xlb_gen";
+    /// Full NAT, both directions: `xlb_balancer` tail-calls it.
+    pub const NAT: &str = "xlb_nat";
 }
 
 /// Default sizes; the daemon overrides them at load time from its config.

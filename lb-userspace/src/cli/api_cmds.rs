@@ -423,6 +423,13 @@ fn render_totals(s: &StatsSnapshot) -> String {
         "flow table: {} entries ({} per CPU x {} possible CPUs; flow_table_size {})\n",
         f.entries, f.per_cpu, f.possible_cpus, f.requested
     );
+    let n = &s.nat;
+    if n.sessions_created != 0 {
+        out += &format!(
+            "nat: {} sessions created, {} replies translated, {} ports reclaimed\n",
+            n.sessions_created, n.replies, n.ports_reclaimed
+        );
+    }
     let fl = &s.flood;
     out += &format!(
         "flood mode: {} CPUs now (threshold {} misses/s per CPU); {} inserts skipped in {} windows\n",

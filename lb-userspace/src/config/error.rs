@@ -185,6 +185,18 @@ pub enum ConfigErrorKind {
     RateLimitWithoutFlowTable,
     #[error("udp_idle_timeout only applies to udp vips (this vip is tcp: its connections end with FIN/RST and live until evicted)")]
     UdpIdleTimeoutOnTcpVip,
+    #[error("this vip forwards by nat but nat.sources has no {family} address: add one of the balancer's own {family} addresses to [nat] sources (the backends' replies come back to it)")]
+    MissingNatSource { family: IpFamily },
+    #[error("{count} {family} nat sources exceed the {max} the data plane holds")]
+    TooManyNatSources {
+        family: IpFamily,
+        count: usize,
+        max: usize,
+    },
+    #[error("nat source {address} is listed twice")]
+    DuplicateNatSource { address: IpAddr },
+    #[error("{value:?} is not a port range such as \"1024-65535\": {reason}")]
+    InvalidNatPorts { value: String, reason: &'static str },
     #[error("gue port 0: packets are never sent to port 0 (1 to 65535)")]
     GuePortZero,
     #[error("gue_port only applies to gue vips (this vip forwards by {forwarding}; set forwarding = \"gue\")")]

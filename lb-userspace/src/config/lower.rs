@@ -30,6 +30,7 @@ use super::{
 pub(crate) fn config_from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     let global = global_from_raw(raw.global)?;
     let announce = announce_from_raw(raw.announce.unwrap_or_default())?;
+    let nat = super::nat::nat_from_raw(raw.nat.unwrap_or_default())?;
     let vips = raw
         .vips
         .into_iter()
@@ -39,6 +40,7 @@ pub(crate) fn config_from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
     Ok(Config {
         global,
         announce,
+        nat,
         vips,
     })
 }
@@ -332,7 +334,11 @@ fn check_from_raw(
     })
 }
 
-fn duration(text: Option<String>, default: Duration, field: &str) -> Result<Duration, ConfigError> {
+pub(crate) fn duration(
+    text: Option<String>,
+    default: Duration,
+    field: &str,
+) -> Result<Duration, ConfigError> {
     let Some(text) = text else {
         return Ok(default);
     };
@@ -361,6 +367,7 @@ impl From<&Config> for RawConfig {
                     humantime::format_duration(c.announce.drain_on_stop).to_string(),
                 ),
             }),
+            nat: (c.nat != super::nat::NatConfig::default()).then(|| super::nat::raw_nat(&c.nat)),
             vips: c.vips.iter().map(raw_vip).collect(),
         }
     }

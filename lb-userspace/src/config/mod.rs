@@ -35,6 +35,7 @@ mod error;
 pub mod limits;
 mod lower;
 mod model;
+pub mod nat;
 pub mod policy;
 pub mod raw;
 mod spans;

@@ -23,6 +23,9 @@ pub struct Config {
     /// The `[announce]` table (absent: announcing is off).
     #[serde(default)]
     pub announce: AnnounceConfig,
+    /// The `[nat]` table (`forwarding = "nat"` VIPs).
+    #[serde(default)]
+    pub nat: super::nat::NatConfig,
     pub vips: Vec<VipConfig>,
 }
 
@@ -256,6 +259,10 @@ pub enum ForwardingMode {
     /// and holds the VIP (direct server return).
     #[serde(rename = "l2-dsr")]
     L2Dsr,
+    /// Full NAT: rewritten to the backend's address from one of the
+    /// balancer's NAT addresses (`[nat]`); the backend needs nothing and
+    /// replies through the balancer.
+    Nat,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -366,6 +373,7 @@ impl ForwardingMode {
             ForwardingMode::Ipip => lb_common::Forwarding::Ipip,
             ForwardingMode::Gue => lb_common::Forwarding::Gue,
             ForwardingMode::L2Dsr => lb_common::Forwarding::L2Dsr,
+            ForwardingMode::Nat => lb_common::Forwarding::Nat,
         }
     }
 

@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub global: RawGlobal,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announce: Option<RawAnnounce>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<super::nat::RawNat>,
     #[serde(default, rename = "vip", skip_serializing_if = "Vec::is_empty")]
     pub vips: Vec<RawVip>,
 }

@@ -33,6 +33,7 @@ pub(crate) fn check_config(c: &Config) -> Check {
     let g = &c.global;
     check_global(g)?;
     check_announce(&c.announce)?;
+    super::nat::check_nat(&c.nat)?;
     let mut endpoints: HashMap<VipEndpoint, usize> = HashMap::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let backend_capacity = g.max_backends.saturating_sub(1) as usize;
@@ -72,6 +73,9 @@ pub(crate) fn check_config(c: &Config) -> Check {
             }
         }
         check_vip(v, g, &field)?;
+        if v.forwarding == ForwardingMode::Nat {
+            super::nat::check_nat_vip(v.address, &c.nat, &field)?;
+        }
         for (list, key) in [(&v.allow, "allow"), (&v.deny, "deny")] {
             for (j, p) in list.iter().enumerate() {
                 let (family, n) = if p.addr.is_ipv4() {
@@ -504,7 +508,7 @@ fn check_not_outer_source(address: IpAddr, g: &GlobalConfig, field: &str) -> Che
 }
 
 /// Addresses no packet from the wire is sent to or can be sent to.
-fn check_usable(address: IpAddr, field: &str) -> Check {
+pub(crate) fn check_usable(address: IpAddr, field: &str) -> Check {
     let problem = if address.is_unspecified() {
         Some(AddressProblem::Unspecified)
     } else if address.is_multicast() {

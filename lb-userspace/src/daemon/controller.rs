@@ -436,7 +436,8 @@ impl Controller {
             .with_outer_ttl(g.outer_ttl)
             .with_hash_seed(g.effective_hash_seed())
             .with_flood_threshold(g.flood_threshold)
-            .with_icmp_rate(g.icmp_rate_limit);
+            .with_icmp_rate(g.icmp_rate_limit)
+            .with_nat(config.nat.data_plane());
         let vips = config
             .vips
             .iter()
@@ -616,6 +617,7 @@ impl Controller {
             control: self.counters.clone(),
             flow_table: self.dp.flow_capacity().into(),
             flood: self.flood_sample()?,
+            nat: self.dp.nat_stats()?.into(),
             driver: {
                 let g = &self.config.global;
                 self.driver_baseline

@@ -106,6 +106,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         max_backends: g.max_backends,
         table_size: g.table_size,
         flow_table_size: g.flow_table_size,
+        nat_table_size: config.nat.table_size,
     };
     let adopting = paths.maps().exists();
     let dp = Dataplane::load(&LoadOptions {

@@ -25,10 +25,10 @@ use aya_obj::generated::{
 };
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FloodState, FlowKey,
-    FlowValue, GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
-    VipInfo, VipKey, VipPolicy, VipStats, VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS,
-    MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES,
-    MAX_TX_PORTS, MAX_VLAN_DEVICES, VIP_FILTER_WORDS,
+    FlowValue, GlobalConfig, IcmpBucket, NatEntry, NatSession, NatStats, PolicyStats,
+    SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
+    ICMP_BUCKETS, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
+    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, VIP_FILTER_WORDS,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -145,6 +145,39 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::ICMP_LIMIT,
         MapType::PerCpuArray,
         Entries::Declared(ICMP_BUCKETS),
+    ),
+    // Full NAT's sessions by the client's flow and by the backend's reply
+    // flow; shared by all CPUs with per-CPU LRU lists, like the
+    // connection table.
+    MapSpec::of::<FlowKey, NatSession>(
+        map_names::NAT_FWD,
+        MapType::LruHash,
+        configured("nat.table_size", |s| Some(s.nat_table_size)),
+    )
+    .with_flags(BPF_F_NO_COMMON_LRU),
+    MapSpec::of::<FlowKey, NatEntry>(
+        map_names::NAT_REV,
+        MapType::LruHash,
+        configured("nat.table_size", |s| Some(s.nat_table_size)),
+    )
+    .with_flags(BPF_F_NO_COMMON_LRU),
+    MapSpec::of::<u32, NatStats>(
+        map_names::NAT_STATS,
+        MapType::PerCpuArray,
+        Entries::Declared(1),
+    ),
+    // `xlb_nat`, which `xlb_balancer` tail-calls; the daemon installs it
+    // on every load.
+    MapSpec::of::<u32, u32>(
+        map_names::NAT_PROG,
+        MapType::ProgramArray,
+        Entries::Declared(1),
+    ),
+    // The backend id `xlb_balancer` hands `xlb_nat` (per CPU).
+    MapSpec::of::<u32, u32>(
+        map_names::NAT_HANDOFF,
+        MapType::PerCpuArray,
+        Entries::Declared(1),
     ),
 ];
 
@@ -459,7 +492,8 @@ fn map_info(map: &Map) -> Result<MapInfo, MapError> {
         | Map::LruHashMap(d)
         | Map::LpmTrie(d)
         | Map::PerCpuArray(d)
-        | Map::DevMapHash(d) => d.info(),
+        | Map::DevMapHash(d)
+        | Map::ProgramArray(d) => d.info(),
         _ => Err(MapError::InvalidMapType { map_type: 0 }),
     }
 }
@@ -564,6 +598,11 @@ mod tests {
                 map_names::POLICY_STATS,
                 map_names::FLOOD,
                 map_names::ICMP_LIMIT,
+                map_names::NAT_FWD,
+                map_names::NAT_REV,
+                map_names::NAT_STATS,
+                map_names::NAT_PROG,
+                map_names::NAT_HANDOFF,
             ]
         );
         assert_eq!(
@@ -600,6 +639,7 @@ mod tests {
             max_backends: 256,
             table_size: 65537,
             flow_table_size: 1025,
+            nat_table_size: 1024,
         };
         let plan = MapPlan::resolve_for(BALANCER, &sizes, 2).expect("sizes fit");
         let entries = |name| plan.entries(name).expect("a balancer map");
@@ -684,6 +724,7 @@ mod tests {
             max_backends: 1025,
             table_size: 65537,
             flow_table_size: 1025,
+            nat_table_size: 1024,
         };
         let plan = MapPlan::resolve_for(BALANCER, &sizes, 6).expect("sizes fit");
         let expected = |name| {

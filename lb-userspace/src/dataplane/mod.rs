@@ -12,6 +12,7 @@ pub mod bpffs_reach;
 pub mod decap;
 mod maglev_table;
 mod map_specs;
+mod nat;
 pub mod netns_claim;
 mod policy;
 mod program_load;
@@ -44,6 +45,9 @@ pub struct Sizes {
     /// Slots per VIP table (a prime); VIP `i`'s table starts at `i * table_size`.
     pub table_size: u32,
     pub flow_table_size: u32,
+    /// Entries of each of full NAT's session maps (`XLB_NAT_FWD`,
+    /// `XLB_NAT_REV`).
+    pub nat_table_size: u32,
 }
 
 impl Default for Sizes {
@@ -53,6 +57,7 @@ impl Default for Sizes {
             max_backends: lb_common::DEFAULT_MAX_BACKENDS,
             table_size: lb_common::DEFAULT_TABLE_SIZE,
             flow_table_size: lb_common::DEFAULT_FLOW_TABLE_SIZE,
+            nat_table_size: lb_common::DEFAULT_NAT_TABLE_SIZE,
         }
     }
 }
@@ -193,6 +198,7 @@ pub struct Dataplane {
     verdicts: PerCpuArray<MapData, u64>,
     vlans: HashMap<MapData, u32, VlanDevice>,
     policy: policy::PolicyMaps,
+    nat: nat::NatMaps,
 }
 
 /// What [`Dataplane::sync_vlans`] changed.
@@ -266,6 +272,7 @@ impl Dataplane {
             verdicts: typed(&mut ebpf, map_names::VERDICTS)?,
             vlans: typed(&mut ebpf, map_names::VLANS)?,
             policy: policy::PolicyMaps::take(&mut ebpf)?,
+            nat: nat::NatMaps::load(&mut ebpf)?,
             sizes,
             flow_capacity,
             ebpf,

@@ -78,7 +78,7 @@ impl Op {
         table: impl FnOnce() -> Result<Vec<u32>, ReconcileError>,
     ) -> Result<MapWrite, ReconcileError> {
         Ok(match *self {
-            Op::SetGlobal(g) => Op::SetGlobal(g),
+            Op::SetGlobal(ref g) => Op::SetGlobal(g.clone()),
             Op::AddTxPort(i) => Op::AddTxPort(i),
             Op::RemoveTxPort(i) => Op::RemoveTxPort(i),
             Op::SetBackend { id, backend } => Op::SetBackend { id, backend },

@@ -30,7 +30,8 @@ pub(crate) use vip_filter::filter_words;
 /// ([`super::MapWrite`]) the built table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op<T = TableSpec> {
-    SetGlobal(GlobalConfig),
+    /// Boxed: with full NAT's settings it is ten times any other op.
+    SetGlobal(Box<GlobalConfig>),
     AddTxPort(u32),
     RemoveTxPort(u32),
     /// Fill (or update) a backend slot.
@@ -126,9 +127,23 @@ pub(super) fn plan(
         },
     };
 
+    let wanted: BTreeMap<VipKey, &DesiredVip> = desired.vips.iter().map(|v| (v.key, v)).collect();
+    // The filter bits of new VIP addresses and NAT addresses (the data plane
+    // looks for NAT replies only among destinations the filter lets on)
+    // before any of their VIPs appears and before the NAT config names them.
+    let nat = desired.global.nat();
+    let filter = filter_words(
+        wanted
+            .keys()
+            .map(VipKey::addr)
+            .chain(nat.sources_v4().map(IpAddr::V4))
+            .chain(nat.sources_v6().map(IpAddr::V6)),
+    );
+    p.widen_vip_filter(&filter);
+
     // Global settings first: new VIPs may need the new outer source.
     if have.global != Some(desired.global) {
-        p.push(Op::SetGlobal(desired.global));
+        p.push(Op::SetGlobal(Box::new(desired.global)));
         p.plan.next.global = Some(desired.global);
     }
     // New transmit ports before the backends they lead to; when the map
@@ -148,11 +163,6 @@ pub(super) fn plan(
     for port in desired.tx_ports.difference(&have.tx_ports) {
         p.push(Op::AddTxPort(*port));
     }
-
-    let wanted: BTreeMap<VipKey, &DesiredVip> = desired.vips.iter().map(|v| (v.key, v)).collect();
-    // The new addresses' filter bits before any of their VIPs appears.
-    let filter = filter_words(wanted.keys().map(VipKey::addr));
-    p.widen_vip_filter(&filter);
 
     // Removed VIPs go first: they free ids and slots for added ones.
     for (key, vip) in &have.vips {
@@ -201,7 +211,7 @@ pub(super) fn plan(
             .for_each(|port| p.push(Op::RemoveTxPort(*port)));
     }
     p.plan.next.tx_ports = desired.tx_ports.clone();
-    // Old addresses' bits once their VIPs and markers are gone.
+    // Old addresses' bits once their VIPs, markers and NAT config are gone.
     p.narrow_vip_filter(&filter);
     Ok(p.plan)
 }

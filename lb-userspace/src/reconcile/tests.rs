@@ -22,6 +22,7 @@ const SIZES: Sizes = Sizes {
     max_backends: 40,
     table_size: 251,
     flow_table_size: 1024,
+    nat_table_size: 1024,
 };
 
 /// The maps, as far as the reconciler writes them.
@@ -63,13 +64,19 @@ impl SimMaps {
     fn check_invariants(&self, after: &dyn std::fmt::Debug) {
         // The data plane passes traffic to an address whose filter bit is
         // clear before looking for its VIPs.
-        for key in self.vips.keys() {
-            let (index, mask) = lb_common::vip_filter_slot_of(key.addr());
+        let nat_sources: Vec<IpAddr> = self.global.map_or_else(Vec::new, |g| {
+            let nat = g.nat();
+            nat.sources_v4()
+                .map(IpAddr::V4)
+                .chain(nat.sources_v6().map(IpAddr::V6))
+                .collect()
+        });
+        for addr in self.vips.keys().map(VipKey::addr).chain(nat_sources) {
+            let (index, mask) = lb_common::vip_filter_slot_of(addr);
             assert_ne!(
                 self.vip_filter.get(&index).copied().unwrap_or(0) & mask,
                 0,
-                "after {after:?}: {} has a VIP entry but no filter bit",
-                key.addr()
+                "after {after:?}: {addr} is a VIP or NAT address without a filter bit",
             );
         }
         for (key, info) in &self.vips {
@@ -161,7 +168,7 @@ impl MapWriter for SimMaps {
         self.check_capacity(op)?;
         let mut changed = 0;
         match op {
-            Op::SetGlobal(g) => self.global = Some(*g),
+            Op::SetGlobal(g) => self.global = Some(**g),
             Op::AddTxPort(i) => {
                 self.tx_ports.insert(*i);
             }
@@ -300,7 +307,14 @@ fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState
         .collect();
     assert_eq!(
         filter,
-        super::plan::filter_words(desired.vips.iter().map(|v| v.key.addr())),
+        super::plan::filter_words(
+            desired
+                .vips
+                .iter()
+                .map(|v| v.key.addr())
+                .chain(desired.global.nat().sources_v4().map(IpAddr::V4))
+                .chain(desired.global.nat().sources_v6().map(IpAddr::V6))
+        ),
         "the VIP-address filter"
     );
     let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| !k.is_marker()).collect();
@@ -423,7 +437,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
     assert_eq!(
         kinds,
         [
-            "global", "txport", "filter", "bstats", "backend", "bstats", "backend", "table",
+            "filter", "global", "txport", "bstats", "backend", "bstats", "backend", "table",
             "vstats", "pstate", "vip", "marker"
         ]
     );
@@ -1339,4 +1353,35 @@ fn markers_follow_ping_and_the_fragment_owner() {
             .any(|o| matches!(o, Op::SetVip { key, .. } if key.is_marker())),
         "an unchanged marker is not rewritten"
     );
+}
+
+/// NAT addresses are in the VIP-address filter while the NAT config names
+/// them (the data plane looks for NAT replies only among destinations the
+/// filter lets on): set before the config names a new one, cleared after
+/// it no longer does (checked after every write), and the filter ends as
+/// the VIP and NAT addresses of the desired state.
+#[test]
+fn nat_addresses_hold_their_filter_bit_while_configured() {
+    let nat = |v4: &[[u8; 4]], v6: &[u16]| {
+        let v4: Vec<std::net::Ipv4Addr> = v4.iter().map(|a| (*a).into()).collect();
+        let v6: Vec<std::net::Ipv6Addr> = v6
+            .iter()
+            .map(|x| std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, *x))
+            .collect();
+        lb_common::NatConfig::new(&v4, &v6, (1024, 65535)).expect("valid NAT config")
+    };
+    let with = |n: lb_common::NatConfig| {
+        let mut s = state(vec![vip(1, 80, 0, vec![backend(1, 100, true)])]);
+        s.global = s.global.with_nat(n);
+        s
+    };
+    let mut r = Reconciler::new(SIZES);
+    let mut maps = SimMaps::new();
+    converge(&mut r, &mut maps, &with(nat(&[[10, 0, 9, 1]], &[1])));
+    converge(
+        &mut r,
+        &mut maps,
+        &with(nat(&[[10, 0, 9, 2], [10, 0, 9, 3]], &[2])),
+    );
+    converge(&mut r, &mut maps, &with(lb_common::NatConfig::DEFAULT));
 }

@@ -46,13 +46,18 @@ const NS_TAG: &str = "bench";
 /// Map sizes of the benchmarked balancer: production table size, room for
 /// several VIPs of 100 backends each.
 pub const SIZES: Sizes = Sizes {
-    max_vips: 8,
+    max_vips: 10,
     max_backends: 1024,
     table_size: 65537,
     flow_table_size: 262_144,
+    nat_table_size: 65536,
 };
 
-/// Outer source addresses: the balancer's own addresses on `xlbl0`.
+/// The NAT ports of the benchmark's `nat` VIP.
+pub const NAT_PORTS: (u16, u16) = (20000, 30000);
+
+/// Outer source addresses and NAT addresses: the balancer's own addresses
+/// on `xlbl0`.
 pub fn global_config() -> GlobalConfig {
     // Flood mode off: at benchmark rates every CPU would be "flooding", and
     // `v4_tcp_flow_miss` must measure the insert it names.
@@ -61,6 +66,14 @@ pub fn global_config() -> GlobalConfig {
         Some(Ipv6Addr::from(BALANCER_V6)),
     )
     .with_flood_threshold(0)
+    .with_nat(
+        lb_common::NatConfig::new(
+            &[Ipv4Addr::from(BALANCER_V4)],
+            &[Ipv6Addr::from(BALANCER_V6)],
+            NAT_PORTS,
+        )
+        .unwrap_or_default(),
+    )
 }
 
 /// Which program a scenario runs.
@@ -139,6 +152,15 @@ impl BenchEnv {
             .iter()
             .flat_map(|v| v.backends.iter().map(|b| b.addr))
             .collect();
+        // The clients' network, through a router with a known MAC: where
+        // the nat VIP's replies go back to.
+        let gw = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 254));
+        let gw_mac = backend_mac(gw).map(|b| format!("{b:02x}")).join(":");
+        self.ns.ip(&format!(
+            "neigh replace {gw} lladdr {gw_mac} dev {IFACE} nud permanent"
+        ));
+        self.ns
+            .ip(&format!("route replace 192.0.2.0/24 via {gw} dev {IFACE}"));
         for addr in addrs {
             let mac = backend_mac(addr).map(|b| format!("{b:02x}")).join(":");
             let on_vlan = matches!(addr, IpAddr::V4(a) if a.octets()[..3] == VLAN_NET);

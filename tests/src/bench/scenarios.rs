@@ -17,6 +17,12 @@
 //!   pushed, 28 bytes)
 //! - 10.100.0.6 TCP 80, `forwarding = "l2-dsr"` (`v4_tcp_l2_dsr`: only the
 //!   MACs rewritten)
+//! - 10.100.0.7 TCP 80, `forwarding = "nat"`, one backend (10.0.0.10):
+//!   `v4_tcp_nat` (an established session: tail call, session lookup,
+//!   rewrite with checksums) and `v4_tcp_nat_reply` (the backend's reply to
+//!   that session, from 10.0.0.10:80 to the NAT address and port: tail
+//!   call, reverse lookup, uncached FIB lookup toward the client, rewrite);
+//!   the reply scenario runs after the forward one, which made the session
 //!
 //! SYN scenarios (`v4_tcp_syn`, `_policy`) cycle through 4,096 spoofed
 //! sources and ports: a bare SYN is balanced without a connection-table
@@ -58,6 +64,8 @@ pub const POLICY_PREFIXES: usize = 1_000;
 /// The GUE VIP and the l2-dsr VIP.
 pub const VIP4_GUE: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 5);
 pub const VIP4_L2_DSR: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 6);
+/// The nat VIP (one backend, so the reply's source is known).
+pub const VIP4_NAT: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 7);
 /// An address next to the VIP that no VIP uses.
 pub const NON_VIP4: Ipv4Addr = Ipv4Addr::new(10, 100, 0, 2);
 pub const PORT_TCP: u16 = 80;
@@ -87,6 +95,8 @@ pub const ORDER: &[&str] = &[
     "v4_tcp_vlan",
     "v4_tcp_gue",
     "v4_tcp_l2_dsr",
+    "v4_tcp_nat",
+    "v4_tcp_nat_reply",
 ];
 
 /// What the connection-table counters of the scenario's VIP must show over the
@@ -173,6 +183,14 @@ pub fn vip4_gue() -> VipKey {
 pub fn vip4_l2_dsr() -> VipKey {
     vip_key(IpAddr::V4(VIP4_L2_DSR), PORT_TCP, PROTO_TCP)
 }
+pub fn vip4_nat() -> VipKey {
+    vip_key(IpAddr::V4(VIP4_NAT), PORT_TCP, PROTO_TCP)
+}
+
+/// The nat VIP's one backend.
+pub fn nat_backend() -> IpAddr {
+    v4_backends()[0]
+}
 
 fn vip_key(addr: IpAddr, port: u16, proto: u8) -> VipKey {
     VipKey::new(addr, port, proto)
@@ -245,6 +263,13 @@ pub fn desired_state() -> DesiredState {
                 0,
                 v4_backends(),
                 Forwarding::L2Dsr,
+            ),
+            moded(
+                vip4_nat(),
+                "v4-tcp-nat",
+                0,
+                vec![nat_backend()],
+                Forwarding::Nat,
             ),
         ],
     }
@@ -354,6 +379,27 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         if_mac,
     );
 
+    // The nat VIP's established flow, and its backend's reply to the NAT
+    // address and the port the session gets (the first candidate of a
+    // fresh map: `lb_common::nat`).
+    let nat_frame = tcp4(VIP4_NAT, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac);
+    let nat_port = {
+        let cfg = global_config();
+        let key = lb_common::FlowKey::new(
+            IpAddr::V4(CLIENT4),
+            CLIENT_PORT,
+            IpAddr::V4(VIP4_NAT),
+            PORT_TCP,
+            PROTO_TCP,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (min, max) = cfg.nat().port_range();
+        lb_common::nat::port_candidate(lb_common::flow_hash(cfg.hash_seed(), &key), 0, min, max)
+    };
+    let mut nat_reply = tcp4(VIP4_NAT, PORT_TCP, nat_port, TCP_ACK | TCP_PSH, if_mac);
+    nat_reply.src = nat_backend();
+    nat_reply.dst = IpAddr::V4(Ipv4Addr::from(crate::balancer_fixture::BALANCER_V4));
+
     let mut vlan = tcp4(VIP4_VLAN, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac);
     vlan.vlan = Some(super::env::VLAN_ID);
 
@@ -444,6 +490,28 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
             NewFlows::None,
             0,
         ),
+        Scenario {
+            live: false,
+            ..balancer(
+                "v4_tcp_nat",
+                vec![nat_frame.build()],
+                vip4_nat(),
+                NewFlows::None,
+                0,
+            )
+        },
+        Scenario {
+            name: "v4_tcp_nat_reply",
+            program: Program::Balancer,
+            frames: vec![nat_reply.build()],
+            unique_frames: false,
+            action: XDP_TX,
+            verdict: Some(Verdict::Tx),
+            vip: None,
+            new_flows: NewFlows::NotApplicable,
+            growth: 0,
+            live: false,
+        },
     ]
 }
 
@@ -467,13 +535,14 @@ mod tests {
     }
 
     #[test]
-    fn desired_state_has_eight_vips_of_100_backends() {
+    fn desired_state_has_nine_vips_of_100_backends_but_nat() {
         let d = desired_state();
-        assert_eq!(d.vips.len(), 8);
+        assert_eq!(d.vips.len(), 9);
         assert_eq!(policy().prefixes.len(), POLICY_PREFIXES);
         assert!(d
             .vips
             .iter()
+            .filter(|v| v.forwarding != Forwarding::Nat)
             .all(|v| v.backends.len() == BACKENDS_PER_VIP as usize));
     }
 }

@@ -42,18 +42,21 @@ use lb_userspace::{
     reconcile::{DesiredBackend, DesiredPolicy, DesiredState, DesiredVip, Prefixes, Reconciler},
 };
 
-use super::oracle::{BackendModel, Iface, Mode, Model, Path, PolicyModel, VerdictSet, VipModel};
+use super::oracle::{
+    BackendModel, Iface, Mode, Model, NatModel, Path, PolicyModel, VerdictSet, VipModel,
+};
 use crate::{
     balancer_fixture::{backend_mac, BalancerFixture, BALANCER_V4, BALANCER_V6, IFACE},
     netns::NetNs,
 };
 
 pub const SIZES: Sizes = Sizes {
-    max_vips: 16,
+    max_vips: 20,
     max_backends: 64,
     // A small prime: tables build in no time; the fuzzer tests packets.
     table_size: 1021,
     flow_table_size: 65536,
+    nat_table_size: 4096,
 };
 
 /// The outer TTL the fuzzed balancer is configured with: not the default
@@ -243,6 +246,15 @@ const VIPS: &[VipSpec] = &[
     VipSpec { v6: false, n: 6, port: 80, proto: TCP, flags: 0, backends: &[
         be(Gateway, false, 20), be(Ingress, false, 70),
     ] },
+    // nat (`mode_of`): TCP to on-link, gateway and low-MTU backends; UDP
+    // hashed by source (its address's fragments reach it, untranslatable)
+    // to on-link, redirected and unresolved backends.
+    VipSpec { v6: false, n: 7, port: 8443, proto: TCP, flags: 0, backends: &[
+        be(Ingress, false, 25), be(Gateway, false, 25), be(LowMtu, false, 25),
+    ] },
+    VipSpec { v6: true, n: 4, port: 5353, proto: UDP, flags: AFFINITY, backends: &[
+        be(Ingress, true, 25), be(Redirect, true, 25), be(Unresolved, true, 0),
+    ] },
 ];
 
 /// The forwarding mode of `VIPS[i]`: GUE on two ports for a redirected
@@ -257,6 +269,7 @@ fn mode_of(i: usize) -> Mode {
         3 | 7 => Mode::Gue { port: 6080 },
         11 => Mode::Gue { port: 6081 },
         1 | 10 | 14 | 15 => Mode::L2Dsr,
+        16 | 17 => Mode::Nat,
         _ => Mode::Ipip,
     }
 }
@@ -266,6 +279,7 @@ fn forwarding_of(mode: Mode) -> (lb_common::Forwarding, u16) {
         Mode::Ipip => (lb_common::Forwarding::Ipip, 0),
         Mode::Gue { port } => (lb_common::Forwarding::Gue, port),
         Mode::L2Dsr => (lb_common::Forwarding::L2Dsr, 0),
+        Mode::Nat => (lb_common::Forwarding::Nat, 0),
     }
 }
 
@@ -322,7 +336,18 @@ fn global_config() -> GlobalConfig {
         Some(Ipv6Addr::from(BALANCER_V6)),
     )
     .with_outer_ttl(FUZZ_OUTER_TTL)
+    .with_nat(
+        lb_common::NatConfig::new(
+            &[Ipv4Addr::from(BALANCER_V4)],
+            &[Ipv6Addr::from(BALANCER_V6)],
+            FUZZ_NAT_PORTS,
+        )
+        .unwrap_or_default(),
+    )
 }
+
+/// The NAT ports of the nat VIPs.
+const FUZZ_NAT_PORTS: (u16, u16) = (20000, 30000);
 
 fn desired_state(tx_ports: BTreeSet<u32>) -> DesiredState {
     let vips = VIPS
@@ -468,6 +493,15 @@ impl World {
             outer_ttl: configured_outer_ttl(&installed),
             vlan_error: VerdictSet::drops_named_like("vlan"),
             no_neigh_drop: VerdictSet::drops_named_like("neigh"),
+            nat: NatModel {
+                sources: installed
+                    .nat()
+                    .sources_v4()
+                    .map(IpAddr::V4)
+                    .chain(installed.nat().sources_v6().map(IpAddr::V6))
+                    .collect(),
+                ports: installed.nat().port_range(),
+            },
         };
         Ok(Self { fixture, model })
     }

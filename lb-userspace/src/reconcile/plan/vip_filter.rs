@@ -1,6 +1,7 @@
-//! The planner's steps for `XLB_VIP_FILTER`, the bitmap of VIP addresses the
-//! data plane reads before any VIP lookup (a clear bit: not a VIP address,
-//! passed at once). The bitmap is a function of the set of VIP addresses;
+//! The planner's steps for `XLB_VIP_FILTER`, the bitmap of VIP addresses
+//! (and NAT addresses, whose replies the data plane looks for among what
+//! the filter lets on) the data plane reads before any VIP lookup (a clear
+//! bit: not ours, passed at once). The bitmap is a function of that set;
 //! it changes in two steps around everything else a plan writes, so that at
 //! every write each address with a VIP entry or marker has its bit set:
 //! first the words gain the new addresses' bits (the union of old and new),

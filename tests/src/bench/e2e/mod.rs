@@ -88,15 +88,17 @@ pub enum Case {
     Xlb,
     XlbGue,
     XlbL2Dsr,
+    XlbNat,
 }
 
 impl Case {
-    pub const ALL: [Case; 5] = [
+    pub const ALL: [Case; 6] = [
         Case::Ceiling,
         Case::Nftables,
         Case::Xlb,
         Case::XlbGue,
         Case::XlbL2Dsr,
+        Case::XlbNat,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +108,7 @@ impl Case {
             Case::Xlb => "xlb",
             Case::XlbGue => "xlb_gue",
             Case::XlbL2Dsr => "xlb_l2_dsr",
+            Case::XlbNat => "xlb_nat",
         }
     }
 
@@ -116,6 +119,7 @@ impl Case {
             Case::Xlb => "XDP, IPIP encap, redirect",
             Case::XlbGue => "XDP, GUE encap, redirect",
             Case::XlbL2Dsr => "XDP, l2-dsr MAC rewrite, redirect",
+            Case::XlbNat => "XDP, full NAT, redirect",
         }
     }
 
@@ -125,6 +129,7 @@ impl Case {
             Case::Xlb => Some(lb_common::Forwarding::Ipip),
             Case::XlbGue => Some(lb_common::Forwarding::Gue),
             Case::XlbL2Dsr => Some(lb_common::Forwarding::L2Dsr),
+            Case::XlbNat => Some(lb_common::Forwarding::Nat),
             Case::Ceiling | Case::Nftables => None,
         }
     }

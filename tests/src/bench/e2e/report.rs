@@ -112,7 +112,7 @@ impl Results {
         }
         for (proto, suffix) in [(Proto::Udp, ""), (Proto::TcpSyn, "_tcp_syn")] {
             // Each other forwarding mode against ipip, paired by round.
-            for mode in [Case::XlbGue, Case::XlbL2Dsr] {
+            for mode in [Case::XlbGue, Case::XlbL2Dsr, Case::XlbNat] {
                 if let Some(r) = self.paired_cases(proto, mode, Case::Xlb, |w| Some(w.pps())) {
                     report.insert(
                         &format!("{SECTION}.{}_vs_xlb{suffix}", mode.name()),

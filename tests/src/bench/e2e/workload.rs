@@ -88,8 +88,12 @@ pub fn desired_state(lbout_ifindex: u32, forwarding: lb_common::Forwarding) -> D
             })
             .collect(),
     };
+    // `xlbe-lbout`'s address is also the NAT address (every mode has it:
+    // switching modes then rewrites only the VIP entries).
+    let nat = lb_common::NatConfig::new(&[LB_OUT_ADDR], &[], (1024, 65535))
+        .expect("one NAT address and a valid port range");
     DesiredState {
-        global: GlobalConfig::new(Some(LB_OUT_ADDR), None),
+        global: GlobalConfig::new(Some(LB_OUT_ADDR), None).with_nat(nat),
         tx_ports: BTreeSet::from([lbout_ifindex]),
         vips: vec![vip(Proto::Udp), vip(Proto::TcpSyn)],
     }

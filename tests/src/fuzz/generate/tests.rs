@@ -50,6 +50,7 @@ fn model() -> Model {
         outer_ttl: 64,
         vlan_error: VerdictSet::EMPTY,
         no_neigh_drop: VerdictSet::EMPTY,
+        nat: Default::default(),
     }
 }
 

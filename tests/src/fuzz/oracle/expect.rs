@@ -88,6 +88,10 @@ pub struct Forward {
     /// The reason it is counted under when sent (an ICMP error or a
     /// fragment), instead of `tx` / `redirect` / `fib_no_neigh`.
     pub counted_as: Option<Verdict>,
+    /// Where its transport header starts in the input frame, and its
+    /// protocol (what `nat` rewrites).
+    pub l4_off: usize,
+    pub proto: u8,
 }
 
 /// An ICMP message the balancer sends back out of the ingress interface.
@@ -472,6 +476,13 @@ fn transport(model: &Model, frame: &[u8], ip: &Ip, tag: Option<Tag>) -> Expectat
         VerdictSet::EMPTY
     };
     let Some(vip_index) = model.vip_for(ip.dst, dport, ip.proto) else {
+        if model.nat.is_source(ip.dst) {
+            // To a NAT address: a NAT session's reply, or the kernel's.
+            return Expectation::pass(
+                loose_pass.with(Verdict::NatReplyUnknown),
+                "TCP/UDP to a NAT address that is no session's reply",
+            );
+        }
         return Expectation::pass(
             loose_pass.with(Verdict::NotVip),
             "TCP/UDP not to a VIP (address, port, protocol)",
@@ -542,6 +553,15 @@ pub(super) fn balanced(
             why: "VIP traffic to a VIP without a backend that takes connections",
         };
     }
+    if vip.mode == Mode::Nat && counted_as.is_some() {
+        return Expectation {
+            pass: VerdictSet::EMPTY,
+            drop: VerdictSet::of(Verdict::NatUntranslatable),
+            forward: None,
+            answer: None,
+            why: "an ICMP error or a fragment of a nat VIP's flow: not translated",
+        };
+    }
     let ip_len = ip.end - ip.l3_off;
     let forward = Forward {
         vip: vip_index,
@@ -552,9 +572,15 @@ pub(super) fn balanced(
         tag,
         flow,
         counted_as,
+        l4_off: ip.l4_off,
+        proto: ip.proto,
     };
     let mut answer = None;
     let mut drop = VerdictSet::EMPTY;
+    if vip.mode == Mode::Nat {
+        // A new connection may find every candidate port taken.
+        drop = drop.with(Verdict::NatExhausted);
+    }
     for b in vip.eligible() {
         if vip.mode.encapsulates() && model.outer_source(b.addr).is_none() {
             drop = drop.with(Verdict::NoOuterSource);
@@ -565,7 +591,10 @@ pub(super) fn balanced(
             Path::Unreachable => drop = drop.with(Verdict::FibUnreachable),
             p if p.mtu().is_some_and(|m| outer_len as u64 > u64::from(m)) => {
                 let mtu = p.mtu().unwrap_or(0);
-                if answerable && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
+                // nat drops what is too big, unanswered.
+                if answerable
+                    && vip.mode != Mode::Nat
+                    && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
                 {
                     answer = Some(Answer::TooBig);
                     drop = drop.with(Verdict::IcmpTooBigLimited);

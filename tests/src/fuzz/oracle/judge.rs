@@ -148,6 +148,9 @@ fn forwarded(
     }
     let rest = &out[off..];
     let mode = model.vips[f.vip].mode;
+    if mode == Mode::Nat {
+        return translated(model, input, f, action, &eth, out_tag, ether_type, rest);
+    }
     if mode == Mode::L2Dsr {
         return rewritten(
             model, input, f, action, out, &eth, out_tag, ether_type, rest,
@@ -254,6 +257,148 @@ fn rewritten(
         Err(problems)
     }
 }
+
+/// The one's-complement sum of `bytes` folded to 16 bits, 0xffff read as 0
+/// (both are zero in one's complement).
+fn residue(bytes: &[&[u8]]) -> u16 {
+    let s = !finish(bytes.iter().fold(0, |acc, b| sum(acc, b)));
+    if s == 0xffff {
+        0
+    } else {
+        s
+    }
+}
+
+/// A `nat` frame: the client's IP packet with its destination the backend's
+/// address, its source a NAT address and a port of the NAT range, the
+/// destination port kept, every other byte unchanged but the checksums;
+/// each checksum updated so that what it covers still sums as before (an
+/// input checksum that was wrong stays as wrong; a UDP checksum of 0 over
+/// IPv4 stays 0).
+#[expect(clippy::too_many_arguments, reason = "the parsed pieces of one frame")]
+fn translated(
+    model: &Model,
+    input: &[u8],
+    f: &Forward,
+    action: u32,
+    eth: &Ethernet2HeaderSlice,
+    out_tag: Option<Tag>,
+    ether_type: u16,
+    rest: &[u8],
+) -> Result<Accepted, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut bad = |what, detail: String| problems.push(Problem::new(what, detail));
+    let want_type = if f.inner_v4 { ETH_P_IPV4 } else { ETH_P_IPV6 };
+    let inp = &input[f.l3_off..f.l3_off + f.ip_len];
+    if ether_type != want_type || rest.len() != inp.len() {
+        bad(
+            "nat frame is not the client's IP packet",
+            format!(
+                "EtherType {ether_type:#06x} (expected {want_type:#06x}), {} bytes (expected {})",
+                rest.len(),
+                inp.len()
+            ),
+        );
+        return Err(problems);
+    }
+    let out = rest;
+    // (source, destination) address ranges, IP header checksum, where the
+    // transport header starts.
+    let (src_r, dst_r) = if f.inner_v4 {
+        (12..16, 16..20)
+    } else {
+        (8..24, 24..40)
+    };
+    let l4 = f.l4_off - f.l3_off;
+    let addr = |b: &[u8]| -> IpAddr {
+        if f.inner_v4 {
+            IpAddr::from(<[u8; 4]>::try_from(b).unwrap_or_default())
+        } else {
+            IpAddr::from(<[u8; 16]>::try_from(b).unwrap_or_default())
+        }
+    };
+    let (src, dst) = (addr(&out[src_r.clone()]), addr(&out[dst_r.clone()]));
+    if !model.nat.is_source(src) {
+        bad(
+            "nat frame's source is not a NAT address",
+            format!("source {src}, NAT addresses {:?}", model.nat.sources),
+        );
+    }
+    // Everything but the addresses, the ports and the checksums as sent.
+    let check_at = l4 + if f.proto == PROTO_UDP_ORACLE { 6 } else { 16 };
+    let v4_check = 10..12;
+    for i in 0..out.len() {
+        let changes = src_r.contains(&i)
+            || dst_r.contains(&i)
+            || (l4..l4 + 2).contains(&i)
+            || (check_at..check_at + 2).contains(&i)
+            || (f.inner_v4 && v4_check.contains(&i));
+        if !changes && out[i] != inp[i] {
+            bad(
+                "nat frame altered beyond addresses, source port and checksums",
+                format!("first difference at IP packet offset {i}"),
+            );
+            break;
+        }
+    }
+    let sport = u16::from_be_bytes([out[l4], out[l4 + 1]]);
+    let (lo, hi) = model.nat.ports;
+    if !(lo..=hi).contains(&sport) {
+        bad(
+            "nat source port outside the NAT range",
+            format!("source port {sport}, range {lo}-{hi}"),
+        );
+    }
+    if f.inner_v4 {
+        let hl = l4;
+        if residue(&[&out[..hl]]) != residue(&[&inp[..hl]]) {
+            bad(
+                "nat IPv4 header checksum not updated for the new addresses",
+                format!("header sums differ ({} bytes)", hl),
+            );
+        }
+    }
+    let (in_check, out_check) = (
+        u16::from_be_bytes([inp[check_at], inp[check_at + 1]]),
+        u16::from_be_bytes([out[check_at], out[check_at + 1]]),
+    );
+    let udp_none = f.proto == PROTO_UDP_ORACLE && f.inner_v4 && in_check == 0;
+    if udp_none {
+        if out_check != 0 {
+            bad(
+                "nat UDP checksum 0 over IPv4 not kept",
+                format!("checksum {out_check:#06x}"),
+            );
+        }
+    } else {
+        let covered = |p: &[u8]| residue(&[&p[src_r.clone()], &p[dst_r.clone()], &p[l4..]]);
+        if covered(out) != covered(inp) {
+            bad(
+                "nat transport checksum not updated for the new addresses and port",
+                format!("checksum {in_check:#06x} -> {out_check:#06x}"),
+            );
+        }
+    }
+    let vip = &model.vips[f.vip];
+    let Some(backend) = vip.eligible().find(|b| b.addr == dst) else {
+        problems.push(Problem::new(
+            "nat destination is not an eligible backend of the VIP",
+            format!("destination {dst}, VIP {}", vip.describe()),
+        ));
+        return Err(problems);
+    };
+    let verdict = path(model, f, backend, action, eth, out_tag, &mut problems);
+    if problems.is_empty() {
+        Ok(Accepted {
+            verdicts: VerdictSet::of(verdict),
+            backend: Some(dst),
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+const PROTO_UDP_ORACLE: u8 = 17;
 
 /// Checks a GUE UDP header (the bytes after the outer IP header).
 fn gue_header(f: &Forward, port: u16, udp: &[u8], problems: &mut Vec<Problem>) {

@@ -19,7 +19,9 @@ pub mod model;
 pub use expect::{expect, Answer, Expectation, FlowId, Forward};
 pub use flows::FlowMemory;
 pub use judge::{judge, Accepted, Problem};
-pub use model::{BackendModel, Iface, Mode, Model, Path, PolicyModel, Tag, VerdictSet, VipModel};
+pub use model::{
+    BackendModel, Iface, Mode, Model, NatModel, Path, PolicyModel, Tag, VerdictSet, VipModel,
+};
 
 #[cfg(test)]
 mod tests;

@@ -163,6 +163,24 @@ pub enum Mode {
     /// The client's packet, only the MACs rewritten; unresolved backends
     /// are dropped (`l2_no_neigh`), never handed to the kernel.
     L2Dsr,
+    /// Full NAT: the client's packet to the backend's address from a NAT
+    /// address ([`NatModel`]) and a port of its range, the rest unchanged,
+    /// checksums updated; ICMP errors and fragments are not translated.
+    Nat,
+}
+
+/// Full NAT's settings (`[nat]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatModel {
+    pub sources: Vec<IpAddr>,
+    /// NAT ports, both ends included.
+    pub ports: (u16, u16),
+}
+
+impl NatModel {
+    pub fn is_source(&self, addr: IpAddr) -> bool {
+        self.sources.contains(&addr)
+    }
 }
 
 impl Mode {
@@ -172,13 +190,13 @@ impl Mode {
         match self {
             Mode::Ipip => outer_header_len(backend),
             Mode::Gue { .. } => outer_header_len(backend) + 8,
-            Mode::L2Dsr => 0,
+            Mode::L2Dsr | Mode::Nat => 0,
         }
     }
 
     /// Whether the mode builds an outer header (and needs an outer source).
     pub fn encapsulates(self) -> bool {
-        !matches!(self, Mode::L2Dsr)
+        !matches!(self, Mode::L2Dsr | Mode::Nat)
     }
 }
 
@@ -312,6 +330,8 @@ pub struct Model {
     /// Drop reasons accepted for a backend whose neighbour is unresolved (the
     /// issue allows dropping "only if nothing else works").
     pub no_neigh_drop: VerdictSet,
+    /// Full NAT's addresses and ports.
+    pub nat: NatModel,
 }
 
 impl Model {
@@ -423,6 +443,7 @@ mod tests {
             outer_ttl: 64,
             vlan_error: VerdictSet::EMPTY,
             no_neigh_drop: VerdictSet::EMPTY,
+            nat: Default::default(),
         };
         assert_eq!(m.vip_for(a, 80, PROTO_TCP), Some(1));
         assert_eq!(m.vip_for(a, 81, PROTO_TCP), Some(0));

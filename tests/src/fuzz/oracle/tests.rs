@@ -141,6 +141,7 @@ fn model() -> Model {
         outer_ttl: 64,
         vlan_error: VerdictSet::EMPTY,
         no_neigh_drop: VerdictSet::EMPTY,
+        nat: Default::default(),
     }
 }
 
@@ -962,4 +963,78 @@ fn l2_dsr_drops_backends_behind_a_gateway() {
     // Tagged: the VLAN rule decides first.
     let tagged = frame("10.100.0.1", 80, false, Some(7), b"hello");
     assert!(!expect(&m, &tagged).drop.contains(Verdict::L2OffLink));
+}
+
+/// `input` (an IPv4 TCP frame) as `nat` sends it: from `src:sport` to
+/// `dst`, checksums computed from scratch, the MACs of `dst` on the ingress.
+fn nat_translated(input: &[u8], src: &str, sport: u16, dst: &str) -> Vec<u8> {
+    let mut out = input.to_vec();
+    out[0..6].copy_from_slice(&mac_of(ip(dst)));
+    out[6..12].copy_from_slice(&INGRESS.mac);
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
+        unreachable!("IPv4 only")
+    };
+    out[26..30].copy_from_slice(&s.octets());
+    out[30..34].copy_from_slice(&d.octets());
+    out[34..36].copy_from_slice(&sport.to_be_bytes());
+    let h = etherparse::Ipv4HeaderSlice::from_slice(&out[14..])
+        .expect("IPv4")
+        .to_header();
+    out[24..26].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+    let tcp = etherparse::TcpHeaderSlice::from_slice(&out[34..])
+        .expect("TCP")
+        .to_header();
+    let payload = out[34 + tcp.header_len()..].to_vec();
+    let c = tcp.calc_checksum_ipv4(&h, &payload).expect("checksum");
+    out[50..52].copy_from_slice(&c.to_be_bytes());
+    out
+}
+
+#[test]
+fn nat_frames_need_a_nat_source_a_range_port_and_updated_checksums() {
+    let mut m = model_with(Mode::Nat);
+    m.nat = super::NatModel {
+        sources: vec![ip("10.0.0.1")],
+        ports: (20000, 30000),
+    };
+    let f = frame("10.100.0.1", 80, false, None, b"nat payload");
+    let e = expect(&m, &f);
+    assert!(
+        e.forward.is_some() && e.drop.contains(Verdict::NatExhausted),
+        "{e:?}"
+    );
+    let good = nat_translated(&f, "10.0.0.1", 25000, "10.0.0.10");
+    assert_eq!(
+        judge(&m, &f, &e, XDP_TX, &good).map(|a| a.verdicts),
+        Ok(only(Verdict::Tx))
+    );
+    let mut bad = good.clone();
+    bad[51] ^= 1;
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &bad)),
+        ["nat transport checksum not updated for the new addresses and port"]
+    );
+    let mut bad = good.clone();
+    bad[25] ^= 1;
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &bad)),
+        ["nat IPv4 header checksum not updated for the new addresses"]
+    );
+    let other = nat_translated(&f, "10.0.0.99", 25000, "10.0.0.10");
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &other)),
+        ["nat frame's source is not a NAT address"]
+    );
+    let low = nat_translated(&f, "10.0.0.1", 5000, "10.0.0.10");
+    assert_eq!(
+        whats(judge(&m, &f, &e, XDP_TX, &low)),
+        ["nat source port outside the NAT range"]
+    );
+    let mut ttl = good.clone();
+    ttl[22] = 1;
+    assert!(whats(judge(&m, &f, &e, XDP_TX, &ttl))
+        .contains(&"nat frame altered beyond addresses, source port and checksums"));
+    // To a NAT address, not a VIP: a reply without session passes.
+    let reply = frame("10.0.0.1", 25000, false, None, b"r");
+    assert_eq!(expect(&m, &reply).pass, only(Verdict::NatReplyUnknown));
 }
