@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::release_tool;
+use crate::{paths, release_tool};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -47,6 +47,9 @@ pub fn run(args: &Args) -> Result<()> {
     if args.check_keys {
         extra.push("--check-keys".into());
     }
+    // The plots go next to the build: target/bench/{per_packet,scale}.svg.
+    extra.push("--plot-dir".into());
+    extra.push(paths::workspace_root()?.join("target").join("bench").into());
     release_tool::build_and_run("xlb-bench", "the benchmark", &extra)
 }
 

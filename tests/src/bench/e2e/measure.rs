@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::{
     cpu, panic_text,
     results::Window,
-    topology::{LbProgram, Napi, Topology},
+    topology::{Napi, Topology},
     workload::{vip_key, Proto, BACKENDS, FRAME_LEN, NFT_TABLE, VIP},
     Case, Config, Cpus, FLOWS,
 };
@@ -148,7 +148,7 @@ fn new_connections(case: Case, first: &Snapshot, last: &Snapshot) -> u64 {
     match case {
         Case::Xlb => last.new_flows - first.new_flows,
         Case::Nftables => last.conntrack.saturating_sub(first.conntrack),
-        Case::Ceiling => 0,
+        Case::Ceiling | Case::XdpFloor => 0,
     }
 }
 
@@ -222,11 +222,7 @@ pub(super) fn measure(
     case: Case,
     proto: Proto,
 ) -> Result<Window> {
-    topo.set_lb_program(if case == Case::Xlb {
-        LbProgram::Balancer
-    } else {
-        LbProgram::Pass
-    })?;
+    topo.set_lb_program(case.program())?;
     topo.set_nftables(case == Case::Nftables)?;
     let frame = topo.set_frame(proto, case.destination(), FLOWS)?.frame();
     let lost_before = topo.lost_at_sink()?;
@@ -300,7 +296,7 @@ pub(super) fn measure(
     let mut checks = match case {
         Case::Xlb => check_xlb(&first, &last)?,
         Case::Nftables => check_nftables(topo, &last)?,
-        Case::Ceiling => json!({}),
+        Case::Ceiling | Case::XdpFloor => json!({}),
     };
     checks["new_connections_in_window"] = json!(new_conns);
     checks["lost_at_sink"] = json!(lost);

@@ -3,6 +3,14 @@
 //! with jhash over the 5-tuple), and for plain kernel forwarding (the
 //! ceiling of what the kernel path can do without any balancer).
 //!
+//! A fourth case, `xdp_floor`, is the floor of XDP forwarding in the same
+//! topology: `xlb_fwd_floor` on the ingress veth writes the sink's MACs and
+//! redirects to the egress veth, nothing else. xlb does the same redirect
+//! plus its balancing and encapsulation, so xlb / xdp_floor is the share of
+//! the XDP forwarding rate xlb keeps. Its frames go to the VIP, which the
+//! balancer namespace has no route for: kernel forwarding could not deliver
+//! them, only the program can.
+//!
 //! Method (see [`topology`] for the wiring, [`workload`] for what is sent
 //! and how the balancers are configured):
 //! - The generator (`xlb_gen`, live-frames test runs on `xlbe-gen0`, alone on
@@ -79,21 +87,24 @@ pub const SECTION: &str = "e2e";
 /// Distinct source ports (flows) per protocol.
 pub const FLOWS: u32 = 16_384;
 
-/// The three cases, in the order they run and print.
+/// The cases, in the order they run and print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Case {
     Ceiling,
     Nftables,
+    /// `xlb_fwd_floor`: MACs rewritten, redirect; the XDP forwarding floor.
+    XdpFloor,
     Xlb,
 }
 
 impl Case {
-    pub const ALL: [Case; 3] = [Case::Ceiling, Case::Nftables, Case::Xlb];
+    pub const ALL: [Case; 4] = [Case::Ceiling, Case::Nftables, Case::XdpFloor, Case::Xlb];
 
     pub fn name(self) -> &'static str {
         match self {
             Case::Ceiling => "ceiling",
             Case::Nftables => "nftables",
+            Case::XdpFloor => "xdp_floor",
             Case::Xlb => "xlb",
         }
     }
@@ -102,6 +113,7 @@ impl Case {
         match self {
             Case::Ceiling => "kernel forwarding, no balancer",
             Case::Nftables => "nftables DNAT, jhash mod 3",
+            Case::XdpFloor => "XDP, MACs rewritten, redirect",
             Case::Xlb => "XDP, IPIP encap, redirect",
         }
     }
@@ -110,7 +122,16 @@ impl Case {
     fn destination(self) -> Ipv4Addr {
         match self {
             Case::Ceiling => BACKENDS[0],
-            Case::Nftables | Case::Xlb => VIP,
+            Case::Nftables | Case::XdpFloor | Case::Xlb => VIP,
+        }
+    }
+
+    /// The program on the balancer's ingress veth.
+    fn program(self) -> LbProgram {
+        match self {
+            Case::Ceiling | Case::Nftables => LbProgram::Pass,
+            Case::XdpFloor => LbProgram::FwdFloor,
+            Case::Xlb => LbProgram::Balancer,
         }
     }
 }

@@ -1,0 +1,72 @@
+//! Filling the connection table to a share of its capacity with entries of
+//! flows that are never sent (so the measured flows find a table that full).
+//!
+//! `XLB_FLOWS` keeps one LRU list per CPU (`BPF_F_NO_COMMON_LRU`), each with
+//! `entries / possible CPUs` entries, and an entry written from userspace
+//! goes to the list of the CPU the writing thread runs on. So the filler
+//! writes an equal share from each CPU it may run on; a CPU it may not run
+//! on keeps an empty list, and the count check then fails the point.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{ensure, Context, Result};
+use lb_common::{FlowKey, FlowValue, PROTO_TCP};
+
+use crate::bench::{
+    e2e::cpu::allowed_cpus,
+    env::{pin_to_cpu, BenchEnv},
+};
+
+/// Share of the target the table must hold after filling.
+const MIN_FILLED: f64 = 0.99;
+
+/// Filler flow `i`: from 100.64.0.0/10, to `vip`:80.
+fn filler(vip: Ipv4Addr, i: u32) -> Result<FlowKey> {
+    let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + i / 50_000);
+    Ok(FlowKey::new(
+        IpAddr::V4(src),
+        10_000 + (i % 50_000) as u16,
+        IpAddr::V4(vip),
+        80,
+        PROTO_TCP,
+    )?)
+}
+
+/// Adds filler entries (pointing at `backend_id`) until the table holds
+/// about `target` entries; `next` is the first filler index not yet used
+/// (returned updated). Leaves the thread pinned to `home_cpu`.
+pub fn fill_to(
+    env: &mut BenchEnv,
+    vip: Ipv4Addr,
+    backend_id: u32,
+    target: u32,
+    next: &mut u32,
+    home_cpu: usize,
+) -> Result<usize> {
+    let have = env.dp.flow_count().context("counting XLB_FLOWS")? as u32;
+    let missing = target.saturating_sub(have);
+    let cpus = allowed_cpus()?;
+    let per_cpu = missing.div_ceil(cpus.len() as u32);
+    let value = FlowValue::new(backend_id, 0);
+    let result = (|| -> Result<()> {
+        for &cpu in &cpus {
+            pin_to_cpu(cpu)?;
+            for _ in 0..per_cpu {
+                env.dp
+                    .insert_flow(&filler(vip, *next)?, &value)
+                    .context("filling XLB_FLOWS")?;
+                *next += 1;
+            }
+        }
+        Ok(())
+    })();
+    pin_to_cpu(home_cpu)?;
+    result?;
+    let count = env.dp.flow_count().context("counting XLB_FLOWS")?;
+    ensure!(
+        count as f64 >= MIN_FILLED * f64::from(target),
+        "the connection table holds {count} entries after filling to {target} (per-CPU LRU \
+         lists of CPUs this process may not run on cannot be filled)"
+    );
+    Ok(count)
+}
