@@ -22,10 +22,12 @@ use super::{
 const FONT: &str = "sans-serif";
 const FLOOR_GREY: RGBColor = RGBColor(190, 190, 190);
 /// One colour per series of a curve panel, in order.
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(214, 39, 40),
     RGBColor(120, 120, 120),
 ];
 
@@ -216,6 +218,8 @@ fn bar_chart(
 struct Line {
     name: String,
     points: Vec<f64>,
+    /// The same series has the same colour in every panel.
+    colour: RGBColor,
 }
 
 fn scale_svg(report: &Report, path: &Path) -> Result<bool> {
@@ -237,11 +241,14 @@ fn scale_svg(report: &Report, path: &Path) -> Result<bool> {
             "v4_tcp_flow_hit",
             "v4_tcp_new_flow",
             "v4_tcp_flow_miss",
+            scale::HIT_SPREAD,
+            scale::MAGLEV_SPREAD,
             "floor_pass",
         ];
         let lines: Vec<Line> = series
             .iter()
-            .filter_map(|s| {
+            .zip(COLOURS)
+            .filter_map(|(s, colour)| {
                 let ys: Option<Vec<f64>> = points
                     .iter()
                     .map(|p| {
@@ -254,6 +261,7 @@ fn scale_svg(report: &Report, path: &Path) -> Result<bool> {
                 Some(Line {
                     name: s.to_string(),
                     points: ys?,
+                    colour,
                 })
             })
             .collect();
@@ -272,8 +280,9 @@ fn scale_svg(report: &Report, path: &Path) -> Result<bool> {
         .collect();
     if !curve_points.is_empty() {
         let labels: Vec<String> = curve_points.iter().map(|n| format!("{n} VIPs")).collect();
-        let get = |f: &str, scale: f64| Line {
+        let get = |f: &str, scale: f64, colour: usize| Line {
             name: f.to_string(),
+            colour: COLOURS[colour],
             points: curve_points
                 .iter()
                 .map(|n| num(report, &format!("control.curve.{n}.{f}")).unwrap_or(0.0) * scale)
@@ -282,16 +291,16 @@ fn scale_svg(report: &Report, path: &Path) -> Result<bool> {
         panels.push((
             "control plane: initial reconcile (x 100 backends)".into(),
             labels.clone(),
-            vec![get("reconcile_ms", 1e-3)],
+            vec![get("reconcile_ms", 1e-3, 0)],
             "seconds",
         ));
         panels.push((
             "control plane: memory (x 100 backends)".into(),
             labels,
             vec![
-                get("daemon_rss_mib", 1.0),
-                get("daemon_heap_mib", 1.0),
-                get("map_memory_mib", 1.0),
+                get("daemon_rss_mib", 1.0, 0),
+                get("daemon_heap_mib", 1.0, 1),
+                get("map_memory_mib", 1.0, 2),
             ],
             "MiB",
         ));
@@ -347,14 +356,14 @@ fn curve_panel(
         .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    for (line, colour) in lines.iter().zip(COLOURS.iter().cycle()) {
+    for line in lines {
         let pts: Vec<(f64, f64)> = line
             .points
             .iter()
             .enumerate()
             .map(|(i, y)| (i as f64, *y))
             .collect();
-        let colour = *colour;
+        let colour = line.colour;
         chart
             .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
             .map_err(err)?

@@ -116,10 +116,21 @@ fn run() -> Result<()> {
         println!();
         print!("{}", r.table().render());
         println!(
-            "scale: per-packet medians (as above) at each point; {} flows spread over the \
-             point's VIPs; \"above floor\" = median - the point's floor_pass median.",
-            scale::workload::FLOWS
+            "scale: per-packet medians (as above) at each point, each measured interleaved with \
+             floor_pass; {} flows, all to one VIP (\"spread\": over all the point's VIPs); \
+             \"above floor\" = median - floor_pass median; max / min over the points, flagged \
+             NOT FLAT over x{} (\"vs floor\": of median / floor_pass, which cancels the VM's \
+             drift between points).",
+            scale::workload::FLOWS,
+            scale::FLAT
         );
+        for cr in r.curves.iter().filter(|c| c.error.is_some()) {
+            println!(
+                "scale {}: error: {}",
+                cr.curve.name(),
+                cr.error.as_deref().unwrap_or_default()
+            );
+        }
     }
     if let Some(r) = &e2e_results {
         println!();

@@ -362,14 +362,36 @@ fn vips(points: &[u32], calls: u32) -> Result<Vec<Point>> {
         env.apply(&desired(&with(0), BACKENDS_PER_VIP))?;
         let install_s = t.elapsed().as_secs_f64();
         let vip_keys = keys(&addrs);
-        let hit = flow_hit(&addrs, mac);
-        let mut scenarios = vec![measure(&mut env, &hit, NewFlows::None, &vip_keys, calls)?];
+        let first = &addrs[..1];
+        // All flows to the first VIP (the others installed, idle: the cost of
+        // the lookups as the maps grow), then spread over every VIP (the
+        // working set grows with the curve too).
+        let hit = flow_hit(first, mac);
+        let hit_spread = Scenario {
+            name: HIT_SPREAD,
+            ..flow_hit(&addrs, mac)
+        };
+        let mut scenarios = vec![
+            measure(&mut env, &hit, NewFlows::None, &vip_keys[..1], calls)?,
+            measure(&mut env, &hit_spread, NewFlows::None, &vip_keys, calls)?,
+        ];
         // The same VIPs, bypassing the connection table: the Maglev path.
         env.apply(&desired(&with(VIP_F_NO_FLOW_TABLE), BACKENDS_PER_VIP))?;
-        let maglev = new_flow(&addrs, mac);
+        let maglev = new_flow(first, mac);
+        let maglev_spread = Scenario {
+            name: MAGLEV_SPREAD,
+            ..new_flow(&addrs, mac)
+        };
         scenarios.push(measure(
             &mut env,
             &maglev,
+            NewFlows::Every,
+            &vip_keys[..1],
+            calls,
+        )?);
+        scenarios.push(measure(
+            &mut env,
+            &maglev_spread,
             NewFlows::Every,
             &vip_keys,
             calls,
@@ -488,8 +510,19 @@ fn backends(points: &[u32], calls: u32) -> Result<Vec<Point>> {
     Ok(out)
 }
 
+/// The `vips` curve's flow-hit and Maglev scenarios with the flows spread
+/// over every VIP of the point (the plain ones send all to one VIP).
+pub const HIT_SPREAD: &str = "v4_tcp_flow_hit_spread";
+pub const MAGLEV_SPREAD: &str = "v4_tcp_new_flow_spread";
+
 /// The scenarios the curves measure, in table order.
-const SCENARIOS: [&str; 3] = ["v4_tcp_flow_hit", "v4_tcp_new_flow", "v4_tcp_flow_miss"];
+pub const SCENARIOS: [&str; 5] = [
+    "v4_tcp_flow_hit",
+    "v4_tcp_new_flow",
+    "v4_tcp_flow_miss",
+    HIT_SPREAD,
+    MAGLEV_SPREAD,
+];
 
 impl Results {
     pub fn record(&self, r: &mut Report) {
@@ -514,6 +547,18 @@ impl Results {
             );
             for p in &cr.points {
                 let pk = format!("{base}.{}", cr.curve.point_key(p.value));
+                if let Some(first) = p.scenarios.first() {
+                    // The point's floor: the one measured with its first
+                    // scenario (each scenario files its own too).
+                    r.insert(
+                        &format!("{pk}.floor_pass.median_ns"),
+                        first.floor_pass.median_ns,
+                    );
+                    r.insert(
+                        &format!("{pk}.floor_pass.mean_ns"),
+                        round(first.floor_pass.mean_ns, 2),
+                    );
+                }
                 for m in &p.scenarios {
                     let k = format!("{pk}.{}", m.name);
                     r.insert(&format!("{k}.median_ns"), m.summary.median_ns);
@@ -548,10 +593,12 @@ impl Results {
             "maglev (new_flow)",
             "above floor",
             "flow_miss",
+            "flow_hit spread",
+            "maglev spread",
         ]);
         for cr in &self.curves {
-            if let Some(e) = &cr.error {
-                t.row(vec![format!("{}: error", cr.curve.name()), e.clone()]);
+            if cr.error.is_some() {
+                t.row(vec![format!("{}: error (below)", cr.curve.name())]);
                 continue;
             }
             for p in &cr.points {
@@ -578,6 +625,8 @@ impl Results {
                     cell("v4_tcp_new_flow"),
                     above("v4_tcp_new_flow"),
                     cell("v4_tcp_flow_miss"),
+                    cell(HIT_SPREAD),
+                    cell(MAGLEV_SPREAD),
                 ]);
             }
             let flat =
@@ -596,6 +645,8 @@ impl Results {
                 flat("v4_tcp_new_flow"),
                 String::new(),
                 flat("v4_tcp_flow_miss"),
+                flat(HIT_SPREAD),
+                flat(MAGLEV_SPREAD),
             ]);
         }
         t
@@ -646,6 +697,19 @@ mod tests {
         assert_eq!(
             report.get("scale.vips.10000.v4_tcp_flow_hit.above_floor_pass_ns"),
             Some(&json!(230))
+        );
+        // 300 / 200 ns: over the flatness limit; 190 / 190: flat.
+        assert_eq!(
+            report.get("scale.vips.max_over_min.v4_tcp_flow_hit"),
+            Some(&json!(1.5))
+        );
+        assert_eq!(
+            report.get("scale.vips.flat.v4_tcp_flow_hit"),
+            Some(&json!(false))
+        );
+        assert_eq!(
+            report.get("scale.vips.flat.v4_tcp_new_flow"),
+            Some(&json!(true))
         );
     }
 }
