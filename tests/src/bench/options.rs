@@ -63,6 +63,8 @@ Benchmarks xlb's XDP data plane (needs root: BPF and network namespaces).
                    (CI's smoke run)
   --plot-dir DIR   also draw per_packet.svg and scale.svg into DIR
   --plot-from FILE only draw the plots of a saved JSON report (with --plot-dir)
+  --scenario NAME  per-packet and live parts: run only scenario NAME (may be
+                   repeated; e.g. to profile one path under perf)
   -h, --help       this text
 ";
 
@@ -85,6 +87,8 @@ pub struct Options {
     pub check_keys: bool,
     /// Where to draw the plots (none: no plots).
     pub plot_dir: Option<PathBuf>,
+    /// Empty: every per-packet and live scenario.
+    pub scenarios: Vec<String>,
 }
 
 impl Default for Options {
@@ -99,6 +103,7 @@ impl Default for Options {
             e2e_window_ms: 700,
             check_keys: false,
             plot_dir: None,
+            scenarios: Vec::new(),
         }
     }
 }
@@ -135,6 +140,7 @@ impl Options {
                 "--json" => o.json = Some(PathBuf::from(value("--json")?)),
                 "--plot-dir" => o.plot_dir = Some(PathBuf::from(value("--plot-dir")?)),
                 "--plot-from" => plot_from = Some(PathBuf::from(value("--plot-from")?)),
+                "--scenario" => o.scenarios.push(value("--scenario")?),
                 "--only" => {
                     let v = value("--only")?;
                     let part = Part::from_name(&v).with_context(|| {
@@ -178,6 +184,11 @@ impl Options {
         o.e2e_rounds = e2e_rounds.unwrap_or(o.e2e_rounds);
         o.e2e_window_ms = e2e_window_ms.unwrap_or(o.e2e_window_ms);
         Ok(Command::Run(o))
+    }
+
+    /// Whether the scenario `name` was selected.
+    pub fn runs_scenario(&self, name: &str) -> bool {
+        self.scenarios.is_empty() || self.scenarios.iter().any(|s| s == name)
     }
 
     /// Whether `part` was selected.
@@ -259,6 +270,15 @@ mod tests {
         assert!(parse(&["--frobnicate"]).is_err());
         assert_eq!(parse(&["--help"]).ok(), Some(Command::Help));
         assert!(parse(&["--plot-from", "r.json"]).is_err());
+        assert!(parse(&["--scenario"]).is_err());
+    }
+
+    #[test]
+    fn scenarios() {
+        let o = options(&["--scenario", "v4_tcp_flow_hit"]);
+        assert!(o.runs_scenario("v4_tcp_flow_hit"));
+        assert!(!o.runs_scenario("floor_pass"));
+        assert!(options(&[]).runs_scenario("floor_pass"));
     }
 
     #[test]

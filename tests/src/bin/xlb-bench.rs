@@ -194,7 +194,13 @@ fn run_dataplane(
     } else {
         1
     };
-    let all = scenarios::all(env.if_mac, flow_miss_frames);
+    let all: Vec<_> = scenarios::all(env.if_mac, flow_miss_frames)
+        .into_iter()
+        .filter(|sc| opts.runs_scenario(sc.name))
+        .collect();
+    if all.is_empty() {
+        bail!("no scenario is called {}", opts.scenarios.join(" or "));
+    }
     eprintln!(
         "xlb-bench: namespace {}, CPU {cpu}, {} per-packet calls, {} live frames per scenario",
         env.namespace(),
