@@ -113,9 +113,11 @@ pub fn new_flow(vips: &[Ipv4Addr], if_mac: [u8; 6]) -> Scenario {
 
 /// `v4_tcp_flow_miss`: `count` connections the table has never seen, to
 /// `vip` (lookup miss, Maglev, insert), from 198.18.0.0/15: ACKs, because a
-/// bare SYN is balanced without a connection-table insert.
-pub fn flow_miss(vip: Ipv4Addr, count: usize, if_mac: [u8; 6]) -> Scenario {
-    let frames = (0..count)
+/// bare SYN is balanced without a connection-table insert. `first` is the
+/// first connection's index: each measurement needs connections no earlier
+/// one created (their entries may still be in the table).
+pub fn flow_miss(vip: Ipv4Addr, first: usize, count: usize, if_mac: [u8; 6]) -> Scenario {
+    let frames = (first..first + count)
         .map(|i| {
             let host = (i / 50_000) as u32;
             let mut f = Frame::tcp(
