@@ -132,15 +132,23 @@ fn per_packet_svg(report: &Report, path: &Path) -> Result<bool> {
         let xlb = e2e_rows.iter().find(|(n, _)| n == "xlb").map(|(_, v)| *v);
         let bars: Vec<Bar> = e2e_rows
             .iter()
-            .map(|(name, v)| Bar {
-                base: 0.0,
-                value: *v,
-                label: match xlb {
-                    Some(x) if name != "xlb" && *v > 0.0 => {
-                        format!("{name}: {v:.2} Mpps (xlb is {:.2}x)", x / v)
-                    }
-                    _ => format!("{name}: {v:.2} Mpps"),
-                },
+            .map(|(name, v)| {
+                let cpu = num(
+                    report,
+                    &format!("{}.{name}.udp.lb_cpu_ns_per_packet", e2e::SECTION),
+                )
+                .map(|ns| format!(", balancer CPU {ns:.0} ns/packet"))
+                .unwrap_or_default();
+                Bar {
+                    base: 0.0,
+                    value: *v,
+                    label: match xlb {
+                        Some(x) if name != "xlb" && *v > 0.0 => {
+                            format!("{name}: {v:.2} Mpps (xlb is {:.2}x){cpu}", x / v)
+                        }
+                        _ => format!("{name}: {v:.2} Mpps{cpu}"),
+                    },
+                }
             })
             .collect();
         bar_chart(
