@@ -12,6 +12,13 @@
 //! cycle (frames at some places of a batch are far likelier to find room in
 //! the receiver's ring than others). Its L4 checksum is the template's,
 //! updated for the new port (RFC 1624), so no frame costs a full checksum.
+//!
+//! A template may also vary the low `src_bits` bits of the IPv4 source
+//! address ([`GenFrame::with_source_bits`]: a flood from random sources of
+//! a prefix): frame `n`'s are [`scatter`]`(n)`'s, unrelated to its port, so
+//! (address, port) pairs repeat only after `2^32` frames; the IPv4 header
+//! checksum and the L4 checksum (whose pseudo-header holds the address) are
+//! updated for the new address word the same way.
 
 use core::fmt;
 
@@ -21,6 +28,12 @@ use crate::{checksum, PROTO_TCP, PROTO_UDP};
 pub const GEN_LEN: usize = 60;
 /// 8-byte words of the template: [`GEN_LEN`] rounded up.
 pub const TEMPLATE_WORDS: usize = GEN_LEN.div_ceil(8);
+/// Offset of the low 16 bits of the IPv4 source address.
+pub const SRC_LOW_OFF: usize = ETH_LEN + 14;
+/// Offset of the IPv4 header checksum.
+pub const IP_CSUM_OFF: usize = ETH_LEN + 10;
+/// Most source-address bits a template can vary.
+pub const MAX_SOURCE_BITS: u8 = 16;
 /// Offset of the L4 source port (Ethernet, IPv4 without options).
 pub const SPORT_OFF: usize = ETH_LEN + IPV4_LEN;
 /// Offset of the UDP checksum.
@@ -59,7 +72,14 @@ pub struct GenFrame {
     proto: u8,
     /// The cycle has `2^flow_bits` flows (source ports).
     flow_bits: u8,
-    _pad: [u8; 2],
+    /// Low bits of the source address each frame sets (0: none).
+    src_bits: u8,
+    _pad: u8,
+    /// The template's low 16 source-address bits and IPv4 header checksum
+    /// (host-order values of the big-endian fields).
+    src_low: u16,
+    ip_csum: u16,
+    _pad2: [u8; 4],
 }
 
 /// Why a frame cannot be a generator template.
@@ -73,6 +93,8 @@ pub enum GenFrameError {
     NotUdpOrTcp { proto: u8 },
     /// More flows than source ports can express.
     TooManyFlowBits { flow_bits: u8 },
+    /// More source-address bits than the generator varies.
+    TooManySourceBits { src_bits: u8 },
 }
 
 impl fmt::Display for GenFrameError {
@@ -92,6 +114,11 @@ impl fmt::Display for GenFrameError {
             Self::TooManyFlowBits { flow_bits } => write!(
                 f,
                 "2^{flow_bits} flows do not fit in the source port (at most 2^{MAX_FLOW_BITS})"
+            ),
+            Self::TooManySourceBits { src_bits } => write!(
+                f,
+                "{src_bits} source-address bits requested; the generator varies at most \
+                 {MAX_SOURCE_BITS}"
             ),
         }
     }
@@ -136,8 +163,49 @@ impl GenFrame {
             csum: be16(csum_off),
             proto,
             flow_bits,
-            _pad: [0; 2],
+            src_bits: 0,
+            _pad: 0,
+            src_low: be16(SRC_LOW_OFF),
+            ip_csum: be16(IP_CSUM_OFF),
+            _pad2: [0; 4],
         })
+    }
+
+    /// The template, each of whose frames also sets the low `src_bits` bits
+    /// of the source address (at most [`MAX_SOURCE_BITS`]).
+    pub const fn with_source_bits(self, src_bits: u8) -> Result<Self, GenFrameError> {
+        if src_bits > MAX_SOURCE_BITS {
+            return Err(GenFrameError::TooManySourceBits { src_bits });
+        }
+        Ok(Self { src_bits, ..self })
+    }
+
+    /// Whether frames vary the source address.
+    #[inline(always)]
+    pub const fn varies_source(&self) -> bool {
+        self.src_bits != 0
+    }
+
+    /// The low 16 bits of frame `n`'s source address (as the template's
+    /// when it does not vary them).
+    #[inline(always)]
+    pub const fn src_low_of_frame(&self, n: u32) -> u16 {
+        let mask = flow_mask(self.src_bits as u32 & 31) as u16;
+        (self.src_low & !mask) | (scatter(n) as u16 & mask)
+    }
+
+    /// The IPv4 header checksum with source-address low bits `src_low`.
+    #[inline(always)]
+    pub const fn ip_csum_with_src(&self, src_low: u16) -> u16 {
+        l4_csum_update(self.ip_csum, self.src_low, src_low, false)
+    }
+
+    /// The L4 checksum of the template with source port `sport` and
+    /// source-address low bits `src_low` (in the pseudo-header).
+    #[inline(always)]
+    pub const fn csum_with(&self, sport: u16, src_low: u16) -> u16 {
+        let c = self.csum_with_sport(sport);
+        l4_csum_update(c, self.src_low, src_low, self.is_udp())
     }
 
     /// The template's words, as the program copies them over a packet.
@@ -218,6 +286,18 @@ pub const fn mix(x: u32, flow_bits: u32) -> u32 {
     x
 }
 
+/// A bijection of all 32-bit values (murmur3's finalizer): the source
+/// address bits of frame `n`, unrelated to its port.
+#[inline(always)]
+pub const fn scatter(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x85eb_ca6b);
+    x ^= x >> 13;
+    x = x.wrapping_mul(0xc2b2_ae35);
+    x ^= x >> 16;
+    x
+}
+
 /// The flow index of frame `n`: `mix((n + cycle) mod 2^flow_bits)`, `cycle`
 /// being `n >> flow_bits`, so a flow's place in the batches moves by one
 /// each cycle.
@@ -264,14 +344,18 @@ mod tests {
 
     #[test]
     fn layout() {
-        assert_eq!(size_of::<GenFrame>(), 72);
+        assert_eq!(size_of::<GenFrame>(), 80);
         assert_eq!(core::mem::align_of::<GenFrame>(), 8);
         assert_eq!(offset_of!(GenFrame, words), 0);
         assert_eq!(offset_of!(GenFrame, first_sport), 64);
         assert_eq!(offset_of!(GenFrame, csum), 66);
         assert_eq!(offset_of!(GenFrame, proto), 68);
         assert_eq!(offset_of!(GenFrame, flow_bits), 69);
-        assert_eq!(offset_of!(GenFrame, _pad), 70);
+        assert_eq!(offset_of!(GenFrame, src_bits), 70);
+        assert_eq!(offset_of!(GenFrame, _pad), 71);
+        assert_eq!(offset_of!(GenFrame, src_low), 72);
+        assert_eq!(offset_of!(GenFrame, ip_csum), 74);
+        assert_eq!(offset_of!(GenFrame, _pad2), 76);
         assert!(FRAME_MAP.len() <= 15 && SEQ_MAP.len() <= 15);
     }
 
@@ -307,7 +391,14 @@ mod tests {
         let sport = t.sport_of_frame(n);
         f[SPORT_OFF..SPORT_OFF + 2].copy_from_slice(&sport.to_be_bytes());
         let off = t.csum_offset();
-        f[off..off + 2].copy_from_slice(&t.csum_with_sport(sport).to_be_bytes());
+        if t.varies_source() {
+            let low = t.src_low_of_frame(n);
+            f[SRC_LOW_OFF..SRC_LOW_OFF + 2].copy_from_slice(&low.to_be_bytes());
+            f[IP_CSUM_OFF..IP_CSUM_OFF + 2].copy_from_slice(&t.ip_csum_with_src(low).to_be_bytes());
+            f[off..off + 2].copy_from_slice(&t.csum_with(sport, low).to_be_bytes());
+        } else {
+            f[off..off + 2].copy_from_slice(&t.csum_with_sport(sport).to_be_bytes());
+        }
         f
     }
 
@@ -423,6 +514,45 @@ mod tests {
                 assert_eq!(ports.len(), 1 << 16);
             }
         }
+    }
+
+    /// Frames from random sources: every address of the varied bits
+    /// appears, the bits above them stay, and both checksums equal a full
+    /// recomputation (etherparse's).
+    #[test]
+    fn varied_sources_keep_both_checksums_right() {
+        for proto in [PROTO_UDP, PROTO_TCP] {
+            let t = GenFrame::new(&frame(proto, 1024), 16)
+                .unwrap()
+                .with_source_bits(12)
+                .unwrap();
+            let mut sources = BTreeSet::new();
+            let mut pairs = BTreeSet::new();
+            for n in 0..1u32 << 17 {
+                let f = generated(&t, n);
+                let p = SlicedPacket::from_ethernet(&f).unwrap();
+                let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                    panic!("not IPv4")
+                };
+                let h = ip.header().to_header();
+                assert_eq!(h.header_checksum, h.calc_header_checksum(), "frame {n}");
+                let src = h.source;
+                assert_eq!(&src[..2], &[10, 31], "bits above the prefix stay");
+                assert_eq!(src[2] & 0xf0, 0, "bits above the 12 varied stay");
+                let (sport, csum, full) = checksums(&f);
+                assert_eq!(csum, full, "proto {proto}, frame {n}");
+                sources.insert(src);
+                pairs.insert((src, sport));
+            }
+            assert_eq!(sources.len(), 1 << 12, "every source of the prefix");
+            assert!(pairs.len() > 120_000, "{} distinct flows", pairs.len());
+        }
+        assert_eq!(
+            GenFrame::new(&frame(PROTO_TCP, 1), 1)
+                .unwrap()
+                .with_source_bits(17),
+            Err(GenFrameError::TooManySourceBits { src_bits: 17 })
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! is flooding. Time is always an argument, so every rule is tested here
 //! with the clock in the test's hand.
 
-use crate::maps::{FloodState, Gcra, VipPolicy, FLOOD_WINDOW_NS, PREFIX_DENY};
+use crate::maps::{FloodState, FlowValue, Gcra, VipPolicy, FLOOD_WINDOW_NS, PREFIX_DENY};
 
 /// What the source ranges of a VIP say about one source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +34,19 @@ pub const fn source_access(policy: &VipPolicy, matched: Option<u32>) -> SourceAc
         None if policy.has_allow_list() => SourceAccess::NotAllowed,
         None => SourceAccess::Allowed,
     }
+}
+
+/// Whether the flow of connection-table entry `entry` may skip the source
+/// check: the VIP has no prefixes (nothing to look up), or the entry's
+/// source was found allowed under the VIP's current access generation
+/// (userspace changes the generation after every change of the VIP's
+/// prefixes, so an entry checked under it was checked against the tries as
+/// they are). Generation 0 is never current: a record written without one
+/// keeps checking every packet.
+#[inline(always)]
+pub const fn source_access_current(policy: &VipPolicy, entry: &FlowValue) -> bool {
+    !policy.has_prefixes()
+        || (policy.access_generation != 0 && entry.access_generation == policy.access_generation)
 }
 
 /// The generic cell rate algorithm (a token bucket kept as one number, the
@@ -132,6 +145,28 @@ mod tests {
         assert_eq!(
             source_access(&listed, Some(PREFIX_DENY)),
             SourceAccess::Denied
+        );
+    }
+
+    #[test]
+    fn an_entry_skips_the_source_check_only_under_the_current_generation() {
+        let entry = FlowValue::new(3, 0);
+        // No prefixes: nothing to look up, whatever the generations.
+        assert!(source_access_current(&VipPolicy::NONE, &entry));
+        let checked = VipPolicy::NONE.with_prefixes(true, true);
+        assert!(
+            !source_access_current(&checked, &entry),
+            "generation 0 is never current, even for an unstamped entry"
+        );
+        let g7 = checked.with_access_generation(7);
+        assert!(!source_access_current(&g7, &entry));
+        assert!(source_access_current(&g7, &entry.with_access_generation(7)));
+        assert!(
+            !source_access_current(
+                &g7.with_access_generation(8),
+                &entry.with_access_generation(7)
+            ),
+            "a changed generation re-checks"
         );
     }
 

@@ -20,7 +20,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    gen_frame::{GenFrame, GEN_LEN, SPORT_OFF},
+    gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
     PROTO_TCP,
 };
 use lb_ebpf::{
@@ -43,8 +43,10 @@ static XLB_GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Writes the template over the frame (every byte of it: live-frames test
 /// runs recycle pages with whatever the downstream hops wrote into them), sets
-/// the next source port and the matching L4 checksum (RFC 1624 incremental
-/// update of the template's), and transmits it. The arithmetic is
+/// the next source port (and, for a template that varies it, the low bits of
+/// the source address and the IPv4 header checksum) and the matching L4
+/// checksum (RFC 1624 incremental update of the template's), and transmits
+/// it. The arithmetic is
 /// `lb_common::gen_frame`'s, which the benchmark calls too.
 #[xdp]
 pub fn xlb_gen(ctx: XdpContext) -> u32 {
@@ -82,7 +84,24 @@ fn generate(ctx: &XdpContext) -> Option<u32> {
         n
     };
     let sport = t.sport_of_frame(n);
-    let csum = t.csum_with_sport(sport);
+    let csum = if t.varies_source() {
+        // A spoofed source of the template's prefix: the address word and
+        // the IPv4 header checksum change, and the L4 checksum with them
+        // (the address is in its pseudo-header).
+        let low = t.src_low_of_frame(n);
+        let [a0, a1] = low.to_be_bytes();
+        let [h0, h1] = t.ip_csum_with_src(low).to_be_bytes();
+        // SAFETY: all four offsets are below GEN_LEN, checked above.
+        unsafe {
+            core::ptr::write_volatile(p.add(SRC_LOW_OFF), a0);
+            core::ptr::write_volatile(p.add(SRC_LOW_OFF + 1), a1);
+            core::ptr::write_volatile(p.add(IP_CSUM_OFF), h0);
+            core::ptr::write_volatile(p.add(IP_CSUM_OFF + 1), h1);
+        }
+        t.csum_with(sport, low)
+    } else {
+        t.csum_with_sport(sport)
+    };
     let csum_off = t.csum_offset();
     let [s0, s1] = sport.to_be_bytes();
     let [c0, c1] = csum.to_be_bytes();

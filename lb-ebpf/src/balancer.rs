@@ -1,7 +1,9 @@
 //! xlb's XDP fast path: one program, `xlb_balancer`, read top to bottom.
 //!
 //!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
-//!  2. Look the destination up in `XLB_VIPS` (exact port, then port 0).
+//!  2. A destination whose bit in `XLB_VIP_FILTER` is clear is no VIP
+//!     address: XDP_PASS after one array read. Else look the destination up
+//!     in `XLB_VIPS` (exact port, then port 0).
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
 //!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
@@ -67,13 +69,13 @@ use lb_common::{
     },
     forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR},
     icmp::{self, Role},
-    policy::SourceAccess,
-    Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue, GlobalConfig, IcmpBucket,
-    PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy,
-    VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS,
-    DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG,
-    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, NEXTHOP_TTL_NS,
-    NO_BACKEND,
+    policy::{source_access_current, SourceAccess},
+    vip_filter_slot, Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue,
+    GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
+    VipKey, VipPolicy, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
+    DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO,
+    ICMP_BUCKET_TOO_BIG, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
 };
 use lb_ebpf::{
     encap::{self, fib_rc, NextHop, Outer, Route},
@@ -89,6 +91,12 @@ use lb_ebpf::{
 /// what to do with it (answer pings; which VIP takes fragments).
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
+
+/// One bit per hashed VIP address (`lb_common::vip_filter_slot`): a clear
+/// bit answers "not a VIP address" for most of the host's other traffic
+/// with one array read instead of two hash lookups of the VIP key.
+#[map]
+static XLB_VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_WORDS, 0);
 
 /// Backends by id (id 0 is never used: a zero slot means "none").
 #[map]
@@ -225,16 +233,22 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     // SAFETY: FlowKey is integers and byte arrays: all-zero is valid.
     let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
     let ip = parse::parse_ip(ctx, &l2, key).map_err(parse_verdict)?;
+    // Ports first: a TCP/UDP header too short is malformed whoever it is for.
+    let tcp_flags = if ip.l4 == L4Status::TcpUdp {
+        parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?
+    } else {
+        0
+    };
+    if !may_be_vip_address(key) {
+        return Err(Verdict::NotVip);
+    }
 
     let (carrier, tcp_flags, vip) = match ip.l4 {
-        L4Status::TcpUdp => {
-            let flags = parse::parse_ports(ctx, &ip, key).map_err(parse_verdict)?;
-            (
-                Carrier::Flow,
-                flags,
-                lookup_vip(key).ok_or(Verdict::NotVip)?,
-            )
-        }
+        L4Status::TcpUdp => (
+            Carrier::Flow,
+            tcp_flags,
+            lookup_vip(key).ok_or(Verdict::NotVip)?,
+        ),
         // No usable ports: a source-hashed VIP may take it, else it is
         // dropped if it is addressed to a VIP address.
         L4Status::Fragment if parse::bare_header(&ip) => {
@@ -271,15 +285,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         }
     }
 
-    // Who may reach the VIP at all: every packet, established or not, so a
-    // deny added at run time also cuts existing connections.
     let policy = XLB_POLICY.get(vip.vip_id).ok_or(Verdict::Internal)?;
-    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip.vip_id, policy, key) {
-        SourceAccess::Allowed => {}
-        SourceAccess::Denied => return Err(policy_drop(vip.vip_id, Verdict::SourceDenied)),
-        SourceAccess::NotAllowed => return Err(policy_drop(vip.vip_id, Verdict::SourceNotAllowed)),
-    }
-
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // The one clock read of a VIP packet: flow-entry ages, token buckets,
     // flood windows and the next-hop cache all use it.
@@ -308,6 +314,19 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         now_ns,
     };
     forward(ctx, cfg, &p, vip, backend_id, backend)
+}
+
+/// Who may reach the VIP at all, asked of every packet, established or not,
+/// so that a deny added at run time also cuts existing connections (an
+/// established flow asks its connection-table entry first:
+/// `lb_common::policy::source_access_current`).
+#[inline(always)]
+fn check_source(vip_id: u32, policy: &VipPolicy, key: &FlowKey) -> Result<(), Verdict> {
+    match policy::source_access(&XLB_SRC_V4, &XLB_SRC_V6, vip_id, policy, key) {
+        SourceAccess::Allowed => Ok(()),
+        SourceAccess::Denied => Err(policy_drop(vip_id, Verdict::SourceDenied)),
+        SourceAccess::NotAllowed => Err(policy_drop(vip_id, Verdict::SourceNotAllowed)),
+    }
 }
 
 /// Counts a packet the VIP's policy drops, by reason, and returns `reason`.
@@ -346,6 +365,20 @@ fn unbalanceable(key: &FlowKey, reason: Verdict) -> Verdict {
         reason
     } else {
         Verdict::NotVip
+    }
+}
+
+/// False when the destination's bit in `XLB_VIP_FILTER` is clear: no VIP
+/// has this address (userspace sets a VIP address's bit before the VIP
+/// appears and clears it after the last VIP of the address is gone).
+#[inline(always)]
+fn may_be_vip_address(key: &FlowKey) -> bool {
+    let (word, mask) = vip_filter_slot(key.dst16());
+    match XLB_VIP_FILTER.get(word) {
+        Some(w) => *w & mask != 0,
+        // Never expected (the index is below the map's size): decide by
+        // the VIP lookups, as without the filter.
+        None => true,
     }
 }
 
@@ -441,7 +474,10 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
 /// The backend for this packet: the connection table's answer while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot. A new connection of the flow itself
+/// Maglev slot. Every packet's source is checked against the VIP's prefixes
+/// (`check_source`), an established flow's only when its entry was not
+/// checked under the VIP's current access generation. A new connection of
+/// the flow itself
 /// (`decision::is_new_connection`) must first fit the VIP's rate limits;
 /// established flows are never limited, nor are ICMP errors and fragments,
 /// which open no connection. The slot is remembered in the connection table
@@ -469,13 +505,24 @@ fn pick_backend(
     if carrier != Carrier::Fragment && consults_flow_table(vip.flags, packet) {
         if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
             // SAFETY: a map value, valid for the whole run. Other CPUs write
-            // only `last_seen_ns` in place (an aligned 8-byte store, never
-            // torn); replacements swap the whole element (hash map RCU).
+            // only `last_seen_ns` and `access_generation` in place (aligned
+            // 8- and 4-byte stores, never torn); replacements swap the whole
+            // element (hash map RCU).
             let entry = unsafe { &*flow };
             let id = entry.backend_id;
             if id != NO_BACKEND {
                 if let Some(b) = XLB_BACKENDS.get(id) {
                     if follows_flow_entry(id, b, vip, entry, packet) {
+                        // An established flow pays the trie lookup once per
+                        // change of the VIP's prefixes, not once per packet.
+                        if !source_access_current(policy, entry) {
+                            check_source(vip.vip_id, policy, key)?;
+                            if carrier == Carrier::Flow {
+                                // SAFETY: as above; a racing CPU stamps the
+                                // same generation or a newer one it checked.
+                                unsafe { (*flow).access_generation = policy.access_generation };
+                            }
+                        }
                         if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
                             // SAFETY: as above; a racing refresh by another
                             // CPU writes an equally recent time.
@@ -487,6 +534,7 @@ fn pick_backend(
             }
         }
     }
+    check_source(vip.vip_id, policy, key)?;
 
     let new_connection = carrier == Carrier::Flow && is_new_connection(vip.flags, packet);
     if new_connection {
@@ -525,13 +573,14 @@ fn pick_backend(
                 if (*flow).backend_id != id {
                     (*flow).backend_id = id;
                     (*flow).last_seen_ns = packet.now_ns;
+                    (*flow).access_generation = policy.access_generation;
                 }
             }
         }
     }
     let inserted = creates_flow_entry(vip.flags, packet)
         && policy::flood_admits_insert(&XLB_FLOOD, packet.now_ns, cfg.flood_threshold())
-        && remember_flow(key, id, packet.now_ns);
+        && remember_flow(key, id, packet.now_ns, policy.access_generation);
     // New flows: on a VIP with a connection table, the entries created (a
     // TCP connection once, by its handshake's ACK: spoofed SYNs and SYN
     // retransmits are not counted); without one, the bare SYNs balanced.
@@ -554,8 +603,9 @@ fn pick_backend(
 /// entry replaced (a re-used 5-tuple, a flow moved off a failed backend, an
 /// expired UDP flow) is not a new flow.
 #[inline(always)]
-fn remember_flow(key: &FlowKey, id: u32, now_ns: u64) -> bool {
-    let value = FlowValue::new(id, now_ns);
+fn remember_flow(key: &FlowKey, id: u32, now_ns: u64, access_generation: u32) -> bool {
+    // The source passed `check_source` under this generation just now.
+    let value = FlowValue::new(id, now_ns).with_access_generation(access_generation);
     if XLB_FLOWS.insert(key, value, BPF_NOEXIST as u64).is_ok() {
         return true;
     }

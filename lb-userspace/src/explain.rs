@@ -139,6 +139,11 @@ pub fn trace(
     flow: &FlowKey,
     packet: &PacketFacts,
 ) -> Result<Trace, DataplaneError> {
+    // The data plane's first question: is the destination's bit in the
+    // VIP-address filter set at all?
+    if !dp.vip_filter_admits(flow.dst())? {
+        return Ok(Trace::not_vip(*packet));
+    }
     let mut failed = None;
     let mut key = VipKey::of_flow(flow);
     let found = decision::lookup_vip(&mut key, |k| match dp.vip(k) {

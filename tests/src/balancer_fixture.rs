@@ -146,6 +146,7 @@ impl BalancerFixture {
             (0..size as usize).map(|s| ids[assign(s)]).collect()
         };
         self.dp.maglev().write(offset, &table);
+        self.set_filter_bit(addr);
         let key = VipKey::new(addr, port, proto);
         let info = VipInfo::new(vip_id, flags, offset, size);
         self.dp
@@ -198,6 +199,17 @@ impl BalancerFixture {
         );
         self.dp
             .set_vip(&VipKey::marker(addr), &info)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Sets `addr`'s bit in the VIP-address filter (before its VIP entry,
+    /// as the control plane does).
+    pub fn set_filter_bit(&mut self, addr: IpAddr) {
+        let (index, mask) = lb_common::vip_filter_slot_of(addr);
+        let words = self.dp.vip_filter_words().unwrap_or_else(|e| panic!("{e}"));
+        let word = words.get(&index).copied().unwrap_or(0) | mask;
+        self.dp
+            .set_vip_filter_word(index, word)
             .unwrap_or_else(|e| panic!("{e}"));
     }
 

@@ -1,8 +1,10 @@
 //! A spoofed-packet flood into a rack: the benchmarks' live-frames
 //! generator `xlb_gen` in a namespace of its own on the rack's switch,
-//! sending 60-byte TCP frames (SYN or ACK) to a VIP from one spoofed source
-//! address, cycling over 65,536 source ports (65,536 distinct flows, in an
-//! order unrelated to the port numbers), as fast as one thread makes it.
+//! sending 60-byte TCP frames (SYN or ACK) to a VIP from random spoofed
+//! sources: each frame's source address is a pseudo-random one of a
+//! spoofed prefix (up to a /16) and its source port cycles over 65,536
+//! ports independently, so (address, port) pairs do not repeat for 2^32
+//! frames, as fast as one thread makes it.
 //!
 //! ```text
 //!   flood (xlb_gen, live frames) ── switch port (xlb_pass) ── bridge ── balancer
@@ -127,17 +129,25 @@ impl Flood {
         })
     }
 
-    /// Floods `vip:port` with TCP frames carrying `tcp_flags` from
-    /// `spoofed_src`, for `duration`, in a thread of its own (which owns the
-    /// generator until the flood ends).
+    /// Floods `vip:port` with TCP frames carrying `tcp_flags` from random
+    /// addresses of `spoofed` (a prefix of length 16 to 32), for
+    /// `duration`, in a thread of its own (which owns the generator until
+    /// the flood ends).
     pub fn start(
         mut self,
-        spoofed_src: Ipv4Addr,
+        spoofed: (Ipv4Addr, u8),
         vip: Ipv4Addr,
         port: u16,
         tcp_flags: u8,
         duration: Duration,
     ) -> Result<FloodHandle> {
+        let (spoofed_src, prefix_len) = spoofed;
+        let src_bits = 32u8
+            .checked_sub(prefix_len)
+            .filter(|bits| *bits <= gen_frame::MAX_SOURCE_BITS)
+            .with_context(|| {
+                format!("spoofed prefix {spoofed_src}/{prefix_len}: the generator takes /16 to /32")
+            })?;
         let mut f = Frame::tcp(
             IpAddr::V4(spoofed_src),
             1024,
@@ -150,7 +160,9 @@ impl Flood {
         let bytes = f.build();
         let mut frame = [0u8; GEN_LEN];
         frame[..bytes.len()].copy_from_slice(&bytes);
-        let t = GenFrame::new(&frame, FLOW_BITS).context("the flood's template")?;
+        let t = GenFrame::new(&frame, FLOW_BITS)
+            .and_then(|t| t.with_source_bits(src_bits))
+            .context("the flood's template")?;
         self.template
             .set(0, t, 0)
             .context("writing the flood's template")?;

@@ -34,8 +34,9 @@ const CHUNK: usize = 512;
 /// rings and retransmitted), which is not a broken connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 const FLOOD_TIME: Duration = Duration::from_secs(4);
-/// The spoofed source of every flood frame (its flows differ by port).
-const SPOOFED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The prefix the flood frames' random sources come from (198.18.0.0/15 is
+/// the benchmarking range; a /16 of it: 65,536 addresses).
+const SPOOFED: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 16);
 /// Misses per second on one CPU over which it stops inserting: far below
 /// what the flood offers, and small against each CPU's share of the table
 /// (the 4 s ACK flood inserts at most 2,000 entries per CPU; each CPU's LRU

@@ -285,6 +285,78 @@ fn overlapping_allow_and_deny_prefixes_refuse_the_sources_they_name() {
     }
 }
 
+/// An established flow asks the tries once per access generation: while
+/// its entry holds the VIP's current generation its packets skip the
+/// lookup (a prefix written without a new generation does not reach it),
+/// and the next generation sends it back to the tries, which now refuse
+/// it; allowed again under a later generation, its entry is stamped anew.
+#[test]
+fn established_flows_skip_the_trie_until_the_access_generation_changes() {
+    let Some(mut f) = BalancerFixture::new("access_gen") else {
+        return;
+    };
+    let mac = f.if_mac;
+    for (vip_addr, b0, client, net, host) in [
+        (VIP4, B0, "192.0.2.7", "192.0.2.0/24", "192.0.2.7/32"),
+        (
+            VIP6,
+            B0_6,
+            "2001:db8::7",
+            "2001:db8::/64",
+            "2001:db8::7/128",
+        ),
+    ] {
+        let vip = vip_on_b0(&mut f, vip_addr, PROTO_TCP, 80);
+        let listed = VipPolicy::NONE.with_prefixes(true, true);
+        set_prefix(&mut f, &vip, net, PREFIX_ALLOW);
+        set_policy(&mut f, &vip, &listed.with_access_generation(5));
+        let est = with_flags(
+            &Frame::tcp(ip(client), 40000, ip(vip_addr), 80, mac),
+            TCP_ACK,
+        );
+        assert_sent_to(&mut f, &est, ip(b0), "allowed, entry created");
+        assert_eq!(entry(&f, &est).map(|e| e.access_generation), Some(5));
+
+        set_prefix(&mut f, &vip, host, PREFIX_DENY);
+        assert_sent_to(&mut f, &est, ip(b0), "current generation: no lookup");
+        let newcomer = Frame::tcp(ip(client), 40001, ip(vip_addr), 80, mac);
+        assert_eq!(
+            action(&mut f, &newcomer),
+            XDP_DROP,
+            "a new flow is looked up"
+        );
+
+        set_policy(&mut f, &vip, &listed.with_access_generation(6));
+        assert_eq!(action(&mut f, &est), XDP_DROP, "new generation: looked up");
+        assert_eq!(
+            entry(&f, &est).map(|e| e.access_generation),
+            Some(5),
+            "a refused flow's entry is not stamped"
+        );
+
+        let p = SourcePrefix {
+            vip_id: vip.info.vip_id,
+            addr: ip(host.split_once('/').map_or(host, |(a, _)| a)),
+            len: if ip(client).is_ipv4() { 32 } else { 128 },
+        };
+        f.dp.remove_source_prefix(&p)
+            .unwrap_or_else(|e| panic!("{e}"));
+        set_policy(&mut f, &vip, &listed.with_access_generation(7));
+        assert_sent_to(&mut f, &est, ip(b0), "allowed again");
+        assert_eq!(entry(&f, &est).map(|e| e.access_generation), Some(7));
+
+        // Generation 0 is never current: every packet is looked up.
+        set_policy(&mut f, &vip, &listed);
+        set_prefix(&mut f, &vip, host, PREFIX_DENY);
+        f.dp.insert_flow(
+            &key_of(&est),
+            &FlowValue::new(vip.backend_ids[0], coarse_now_ns()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(action(&mut f, &est), XDP_DROP, "generation 0: looked up");
+    }
+}
+
 /// The VIP's bucket: 10 new connections/s, bursts of 3. Established flows
 /// (and TCP packets that are not a bare SYN) are never limited.
 #[test]

@@ -283,6 +283,38 @@ fn port_zero_vip_matches_every_port_and_exact_port_wins() {
     assert_passed_unchanged(&f.run(&input), &input, "udp to a tcp port-0 vip");
 }
 
+/// The VIP-address filter is asked before any VIP lookup: with its bit
+/// clear a VIP's own address is passed as not ours (which shows the lookups
+/// were skipped), and an address that shares a VIP's bit is still decided by
+/// the lookups (passed, not dropped or balanced).
+#[test]
+fn the_vip_address_filter_decides_before_the_vip_lookups() {
+    let Some(mut f) = BalancerFixture::new("vip_filter") else {
+        return;
+    };
+    let backend = ip("10.0.0.12");
+    f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[backend]);
+    let fr = Frame::tcp(ip(CLIENT4), 44000, ip(VIP4), 80, f.if_mac);
+    let input = fr.build();
+    assert_eq!(f.run(&input).action, XDP_TX, "bit set: balanced");
+
+    // Another address with the VIP's bit: found by search, as rare as the
+    // filter makes it.
+    let (word, mask) = lb_common::vip_filter_slot_of(ip(VIP4));
+    let twin = (0..=u32::MAX)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i)))
+        .find(|a| *a != ip(VIP4) && lb_common::vip_filter_slot_of(*a) == (word, mask))
+        .unwrap_or_else(|| panic!("no address shares the VIP's bit"));
+    let other = Frame::tcp(ip(CLIENT4), 44000, twin, 80, f.if_mac).build();
+    assert_passed_unchanged(&f.run(&other), &other, "a twin of the VIP's bit");
+
+    let passed = verdict_count(&f, Verdict::NotVip);
+    f.dp.set_vip_filter_word(word, 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_passed_unchanged(&f.run(&input), &input, "bit clear: not a VIP address");
+    assert_eq!(verdict_count(&f, Verdict::NotVip), passed + 1);
+}
+
 #[test]
 fn vip_without_backends_drops_and_counts() {
     let Some(mut f) = BalancerFixture::new("vip_no_backends") else {

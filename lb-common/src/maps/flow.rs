@@ -131,7 +131,11 @@ impl FlowKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowValue {
     pub backend_id: u32,
-    _pad: [u8; 4],
+    /// The VIP's `VipPolicy::access_generation` under which the flow's
+    /// source was last found allowed (0: never checked). While it is the
+    /// VIP's current one, the flow's packets skip the source-prefix lookup
+    /// (`crate::policy::source_access_current`).
+    pub access_generation: u32,
     /// Coarse monotonic time (ns: `bpf_ktime_get_coarse_ns`, which is
     /// `CLOCK_MONOTONIC_COARSE` in userspace) of the entry's creation. For UDP
     /// the data plane moves it forward in place while the flow is active
@@ -142,12 +146,21 @@ pub struct FlowValue {
 }
 
 impl FlowValue {
-    /// An entry naming backend `backend_id`, seen at `now_ns`.
+    /// An entry naming backend `backend_id`, seen at `now_ns`, whose source
+    /// has not been checked against any access generation.
     pub const fn new(backend_id: u32, now_ns: u64) -> Self {
         Self {
             backend_id,
-            _pad: [0; 4],
+            access_generation: 0,
             last_seen_ns: now_ns,
+        }
+    }
+
+    /// The entry with its source found allowed under `generation`.
+    pub const fn with_access_generation(self, generation: u32) -> Self {
+        Self {
+            access_generation: generation,
+            ..self
         }
     }
 }
@@ -179,6 +192,7 @@ mod layout {
         assert_eq!(size_of::<FlowValue>(), 16);
         assert_eq!(align_of::<FlowValue>(), 8);
         assert_eq!(offset_of!(FlowValue, backend_id), 0);
+        assert_eq!(offset_of!(FlowValue, access_generation), 4);
         assert_eq!(offset_of!(FlowValue, last_seen_ns), 8);
         let v = FlowValue::new(7, 123);
         assert_eq!((v.backend_id, v.last_seen_ns), (7, 123));

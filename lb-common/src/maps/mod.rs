@@ -14,6 +14,7 @@ mod icmp;
 mod policy;
 mod stats;
 mod vip;
+mod vip_filter;
 mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
@@ -38,6 +39,7 @@ pub use vip::{
     VipInfo, VipKey, DEFAULT_UDP_IDLE_TIMEOUT_MS, MARKER_F_FRAG_TCP, MARKER_F_FRAG_UDP,
     MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
+pub use vip_filter::{vip_filter_slot, vip_filter_slot_of, VIP_FILTER_BITS, VIP_FILTER_WORDS};
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
 pub const PROTO_TCP: u8 = 6;
@@ -71,9 +73,10 @@ pub mod map_names {
     pub const POLICY_STATS: &str = "XLB_POLICY_ST";
     pub const FLOOD: &str = "XLB_FLOOD";
     pub const ICMP_LIMIT: &str = "XLB_ICMP_LIMIT";
+    pub const VIP_FILTER: &str = "XLB_VIP_FILTER";
 
     /// Every name above.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 26] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -99,6 +102,7 @@ pub mod map_names {
         POLICY_STATS,
         FLOOD,
         ICMP_LIMIT,
+        VIP_FILTER,
     ];
 }
 

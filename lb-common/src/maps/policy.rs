@@ -49,6 +49,14 @@ pub struct VipPolicy {
     /// it per byte, and the verifier would walk the rest of the fast path
     /// once per possible length).
     source_mask: [u8; 16],
+    /// Changes (to a value never used before) whenever the VIP's source
+    /// prefixes or allow list change, after the tries hold the new ones;
+    /// 0: flows are checked on every packet. A flow-table entry remembers
+    /// the generation its source was last allowed under
+    /// (`FlowValue::access_generation`), so an established flow's packets
+    /// pay the trie lookup once per change instead of once per packet.
+    pub access_generation: u32,
+    _pad2: [u8; 4],
     /// The VIP's bucket, as GCRA parameters (see `crate::policy::gcra`).
     pub vip_rate: Gcra,
     /// Each source prefix's bucket.
@@ -102,6 +110,8 @@ impl VipPolicy {
         source_prefix: 0,
         _pad: [0; 3],
         source_mask: [0; 16],
+        access_generation: 0,
+        _pad2: [0; 4],
         vip_rate: Gcra {
             interval_ns: 0,
             tolerance_ns: 0,
@@ -123,6 +133,14 @@ impl VipPolicy {
             flags |= POLICY_F_ALLOW_LIST;
         }
         Self { flags, ..self }
+    }
+
+    /// The record with access generation `generation`.
+    pub const fn with_access_generation(self, generation: u32) -> Self {
+        Self {
+            access_generation: generation,
+            ..self
+        }
     }
 
     /// At most `rate` new connections to the VIP.
@@ -363,11 +381,12 @@ mod layout {
 
     #[test]
     fn vip_policy() {
-        assert_eq!(size_of::<VipPolicy>(), 56);
+        assert_eq!(size_of::<VipPolicy>(), 64);
         assert_eq!(offset_of!(VipPolicy, source_prefix), 4);
         assert_eq!(offset_of!(VipPolicy, source_mask), 8);
-        assert_eq!(offset_of!(VipPolicy, vip_rate), 24);
-        assert_eq!(offset_of!(VipPolicy, source_rate), 40);
+        assert_eq!(offset_of!(VipPolicy, access_generation), 24);
+        assert_eq!(offset_of!(VipPolicy, vip_rate), 32);
+        assert_eq!(offset_of!(VipPolicy, source_rate), 48);
         assert_eq!(size_of::<Gcra>(), 16);
         let p = VipPolicy::NONE.with_source_rate(Gcra::new(1, 1), 20);
         assert_eq!(&p.source_mask[..4], &[0xff, 0xff, 0xf0, 0]);

@@ -28,7 +28,7 @@ use lb_common::{
     FlowValue, GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
     VipInfo, VipKey, VipPolicy, VipStats, VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS,
     MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES,
-    MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    MAX_TX_PORTS, MAX_VLAN_DEVICES, VIP_FILTER_WORDS,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -92,6 +92,12 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::VLANS,
         MapType::Hash,
         Entries::Declared(MAX_VLAN_DEVICES),
+    ),
+    // The VIP-address bitmap (`lb_common::vip_filter_slot`): fixed size.
+    MapSpec::of::<u32, u64>(
+        map_names::VIP_FILTER,
+        MapType::Array,
+        Entries::Declared(VIP_FILTER_WORDS),
     ),
     // Each VIP's policy record, by vip id.
     MapSpec::of::<u32, VipPolicy>(
@@ -549,6 +555,7 @@ mod tests {
                 map_names::NEXTHOPS,
                 map_names::VERDICTS,
                 map_names::VLANS,
+                map_names::VIP_FILTER,
                 map_names::POLICY,
                 map_names::SRC_V4,
                 map_names::SRC_V6,

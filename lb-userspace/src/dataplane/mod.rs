@@ -181,6 +181,7 @@ pub struct Dataplane {
     sizes: Sizes,
     flow_capacity: FlowTableCapacity,
     vips: HashMap<MapData, VipKey, VipInfo>,
+    vip_filter: Array<MapData, u64>,
     backends: Array<MapData, Backend>,
     maglev: MaglevTable,
     flows: HashMap<MapData, FlowKey, FlowValue>,
@@ -253,6 +254,7 @@ impl Dataplane {
 
         Ok(Self {
             vips: typed(&mut ebpf, map_names::VIPS)?,
+            vip_filter: typed(&mut ebpf, map_names::VIP_FILTER)?,
             backends: typed(&mut ebpf, map_names::BACKENDS)?,
             maglev,
             flows: typed(&mut ebpf, map_names::FLOWS)?,
@@ -325,6 +327,36 @@ impl Dataplane {
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| map_err(map_names::VIPS, e))
+    }
+
+    /// Word `index` of the VIP-address bitmap `XLB_VIP_FILTER`.
+    pub fn set_vip_filter_word(&mut self, index: u32, word: u64) -> Result<(), DataplaneError> {
+        self.vip_filter
+            .set(index, word, 0)
+            .map_err(|e| map_err(map_names::VIP_FILTER, e))
+    }
+
+    /// The non-zero words of the VIP-address bitmap, by index.
+    pub fn vip_filter_words(&self) -> Result<BTreeMap<u32, u64>, DataplaneError> {
+        let mut out = BTreeMap::new();
+        for (index, word) in self.vip_filter.iter().enumerate() {
+            let word = word.map_err(|e| map_err(map_names::VIP_FILTER, e))?;
+            if word != 0 {
+                out.insert(index as u32, word);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the bitmap lets traffic to `addr` on to the VIP lookups
+    /// (`false`: the data plane passes it as no VIP's).
+    pub fn vip_filter_admits(&self, addr: std::net::IpAddr) -> Result<bool, DataplaneError> {
+        let (index, mask) = lb_common::vip_filter_slot_of(addr);
+        let word = self
+            .vip_filter
+            .get(&index, 0)
+            .map_err(|e| map_err(map_names::VIP_FILTER, e))?;
+        Ok(word & mask != 0)
     }
 
     // ---- backends ---------------------------------------------------------

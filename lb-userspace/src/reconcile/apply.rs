@@ -44,6 +44,7 @@ impl MapWriter for Dataplane {
                 self.reset_policy_stats(*vip_id)?;
                 self.reset_vip_bucket(*vip_id)?;
             }
+            Op::SetFilterWord { index, word } => self.set_vip_filter_word(*index, *word)?,
         }
         Ok(0)
     }
@@ -104,6 +105,7 @@ impl Op {
             Op::RemovePrefix { prefix } => Op::RemovePrefix { prefix },
             Op::SetPolicy { vip_id, policy } => Op::SetPolicy { vip_id, policy },
             Op::ResetPolicyState { vip_id } => Op::ResetPolicyState { vip_id },
+            Op::SetFilterWord { index, word } => Op::SetFilterWord { index, word },
         })
     }
 }
@@ -131,5 +133,6 @@ fn op_name(op: &Op) -> String {
         ),
         Op::SetPolicy { vip_id, .. } => format!("set policy of vip {vip_id}"),
         Op::ResetPolicyState { vip_id } => format!("reset policy state of vip {vip_id}"),
+        Op::SetFilterWord { index, .. } => format!("set word {index} of the VIP-address filter"),
     }
 }

@@ -29,6 +29,13 @@ pub(super) struct Installed {
     /// the VIPs so that entries left by an interrupted apply under a free
     /// id are found and cleared when the id is given out again.
     pub policies: BTreeMap<u32, InstalledPolicy>,
+    /// The last access generation given out (`VipPolicy::access_generation`).
+    /// Starts at the clock's seconds (or at the highest one an adopted
+    /// record holds, if higher) so that a restarted daemon does not hand out
+    /// again a generation an old connection-table entry may still hold.
+    pub access_generation: u32,
+    /// The non-zero words of `XLB_VIP_FILTER`, by index.
+    pub vip_filter: BTreeMap<u32, u64>,
 }
 
 /// One VIP as it is in the maps.
@@ -64,6 +71,8 @@ impl Installed {
             // Id 0 means "no backend" in tables and flow entries.
             backend_ids: IdPool::new(1, sizes.max_backends),
             policies: BTreeMap::new(),
+            access_generation: clock_generation(),
+            vip_filter: BTreeMap::new(),
         }
     }
 
@@ -139,11 +148,25 @@ impl Installed {
         for vip_id in 0..sizes.max_vips {
             let record = dp.vip_policy(vip_id).map_err(read_err)?;
             if record != lb_common::VipPolicy::NONE {
+                installed.access_generation =
+                    installed.access_generation.max(record.access_generation);
                 installed.policies.entry(vip_id).or_default().record = record;
             }
         }
+        // As the map holds it (a map created empty by an upgrade included:
+        // the first plan sets every VIP address's bit).
+        installed.vip_filter = dp.vip_filter_words().map_err(read_err)?;
         installed.global = Some(dp.global_config().map_err(read_err)?);
         installed.tx_ports = dp.tx_ports().map_err(read_err)?.into_iter().collect();
         Ok(installed)
     }
+}
+
+/// The seconds since the Unix epoch as a generation: it grows between two
+/// runs of the daemon as long as it gives out less than one generation a
+/// second on average (one per change of a VIP's source prefixes).
+fn clock_generation() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
 }

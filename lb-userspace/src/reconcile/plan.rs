@@ -20,6 +20,9 @@ use crate::{
 };
 
 mod policy;
+mod vip_filter;
+
+pub(crate) use vip_filter::filter_words;
 
 /// One map write. `T` is what a table write carries: in a [`Plan`] the
 /// table's Maglev inputs ([`TableSpec`]), so a plan for many VIPs does not
@@ -82,6 +85,11 @@ pub enum Op<T = TableSpec> {
     ResetPolicyState {
         vip_id: u32,
     },
+    /// Replace word `index` of the VIP-address bitmap `XLB_VIP_FILTER`.
+    SetFilterWord {
+        index: u32,
+        word: u64,
+    },
 }
 
 /// A computed change set: the ops and the installed state they lead to.
@@ -142,6 +150,9 @@ pub(super) fn plan(
     }
 
     let wanted: BTreeMap<VipKey, &DesiredVip> = desired.vips.iter().map(|v| (v.key, v)).collect();
+    // The new addresses' filter bits before any of their VIPs appears.
+    let filter = filter_words(wanted.keys().map(VipKey::addr));
+    p.widen_vip_filter(&filter);
 
     // Removed VIPs go first: they free ids and slots for added ones.
     for (key, vip) in &have.vips {
@@ -190,6 +201,8 @@ pub(super) fn plan(
             .for_each(|port| p.push(Op::RemoveTxPort(*port)));
     }
     p.plan.next.tx_ports = desired.tx_ports.clone();
+    // Old addresses' bits once their VIPs and markers are gone.
+    p.narrow_vip_filter(&filter);
     Ok(p.plan)
 }
 

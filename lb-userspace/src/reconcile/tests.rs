@@ -41,6 +41,8 @@ struct SimMaps {
     /// Source prefixes and policy records, as the tries and `XLB_POLICY`.
     prefixes: BTreeMap<(u32, IpAddr, u8), u32>,
     policies: HashMap<u32, lb_common::VipPolicy>,
+    /// `XLB_VIP_FILTER`'s words.
+    vip_filter: HashMap<u32, u64>,
     /// Called after every write with the maps as they are then.
     after_write: Option<WriteCheck>,
     writes: usize,
@@ -59,6 +61,17 @@ impl SimMaps {
 
     /// What the data plane relies on, checked after every write.
     fn check_invariants(&self, after: &dyn std::fmt::Debug) {
+        // The data plane passes traffic to an address whose filter bit is
+        // clear before looking for its VIPs.
+        for key in self.vips.keys() {
+            let (index, mask) = lb_common::vip_filter_slot_of(key.addr());
+            assert_ne!(
+                self.vip_filter.get(&index).copied().unwrap_or(0) & mask,
+                0,
+                "after {after:?}: {} has a VIP entry but no filter bit",
+                key.addr()
+            );
+        }
         for (key, info) in &self.vips {
             if key.is_marker() || info.table_size == 0 {
                 continue;
@@ -222,6 +235,9 @@ impl MapWriter for SimMaps {
                 self.policies.insert(*vip_id, *policy);
             }
             Op::ResetPolicyState { .. } => {}
+            Op::SetFilterWord { index, word } => {
+                self.vip_filter.insert(*index, *word);
+            }
         }
         self.check_invariants(op);
         if let Some(check) = &self.after_write {
@@ -275,6 +291,18 @@ fn converge(r: &mut Reconciler, maps: &mut SimMaps, desired: &DesiredState) -> A
 fn assert_matches_desired(r: &Reconciler, maps: &SimMaps, desired: &DesiredState) {
     assert_eq!(maps.global, Some(desired.global));
     assert_eq!(maps.tx_ports, desired.tx_ports);
+    // No bit of an address without VIPs is left set.
+    let filter: BTreeMap<u32, u64> = maps
+        .vip_filter
+        .iter()
+        .filter(|(_, w)| **w != 0)
+        .map(|(i, w)| (*i, *w))
+        .collect();
+    assert_eq!(
+        filter,
+        super::plan::filter_words(desired.vips.iter().map(|v| v.key.addr())),
+        "the VIP-address filter"
+    );
     let real_vips: Vec<&VipKey> = maps.vips.keys().filter(|k| !k.is_marker()).collect();
     assert_eq!(real_vips.len(), desired.vips.len(), "number of VIP entries");
     let mut live_backends = 0;
@@ -386,6 +414,7 @@ fn new_vip_writes_backends_then_table_then_entry() {
             Op::WriteTable { .. } => "table",
             Op::ResetVipStats { .. } => "vstats",
             Op::ResetPolicyState { .. } => "pstate",
+            Op::SetFilterWord { .. } => "filter",
             Op::SetVip { key, .. } if key.is_marker() => "marker",
             Op::SetVip { .. } => "vip",
             other => panic!("unexpected {other:?}"),
@@ -394,8 +423,8 @@ fn new_vip_writes_backends_then_table_then_entry() {
     assert_eq!(
         kinds,
         [
-            "global", "txport", "bstats", "backend", "bstats", "backend", "table", "vstats",
-            "pstate", "vip", "marker"
+            "global", "txport", "filter", "bstats", "backend", "bstats", "backend", "table",
+            "vstats", "pstate", "vip", "marker"
         ]
     );
     let mut maps = SimMaps::new();
@@ -1053,14 +1082,16 @@ fn refused_by(
         || (!allow.is_empty() && !allow.iter().any(|p| p.contains_addr(a)))
 }
 
-#[test]
-fn policy_changes_never_admit_what_old_and_new_both_refuse() {
+type PolicyCase = (Vec<crate::config::IpPrefix>, Vec<crate::config::IpPrefix>);
+
+/// (allow, deny) lists to move between: overlapping prefixes both ways, an
+/// allow list that goes away, and the same prefix moving from allow to
+/// deny.
+fn policy_cases() -> Vec<PolicyCase> {
     let p = |list: &[&str]| -> Vec<crate::config::IpPrefix> {
         list.iter().map(|s| s.parse().expect("prefix")).collect()
     };
-    // Overlapping prefixes both ways, an allow list that goes away, and
-    // the same prefix moving from allow to deny.
-    let policies = [
+    vec![
         (
             p(&["10.0.0.0/8", "192.0.2.0/25"]),
             p(&["10.1.0.0/16", "192.0.2.0/24"]),
@@ -1068,8 +1099,13 @@ fn policy_changes_never_admit_what_old_and_new_both_refuse() {
         (p(&[]), p(&["10.0.0.0/8", "10.1.2.0/24", "198.51.100.0/24"])),
         (p(&["10.1.0.0/16", "198.51.100.0/24"]), p(&["10.1.2.0/24"])),
         (p(&["0.0.0.0/0"]), p(&["10.0.0.0/8"])),
-    ];
-    let probes: Vec<IpAddr> = [
+        (p(&[]), p(&[])),
+    ]
+}
+
+/// Sources inside, between and outside the prefixes of `policy_cases`.
+fn policy_probes() -> Vec<IpAddr> {
+    [
         [10, 0, 0, 1],
         [10, 1, 0, 1],
         [10, 1, 2, 3],
@@ -1081,7 +1117,13 @@ fn policy_changes_never_admit_what_old_and_new_both_refuse() {
     ]
     .into_iter()
     .map(IpAddr::from)
-    .collect();
+    .collect()
+}
+
+#[test]
+fn policy_changes_never_admit_what_old_and_new_both_refuse() {
+    let policies = policy_cases();
+    let probes = policy_probes();
     let vip_addr = IpAddr::from([10, 100, 0, 1]);
     let with_policy = |i: usize| {
         let (allow, deny) = &policies[i];
@@ -1134,6 +1176,126 @@ fn policy_changes_never_admit_what_old_and_new_both_refuse() {
             }
         }
     }
+}
+
+/// What the data plane decides for a packet of an established flow from
+/// `source` whose connection-table entry holds access generation `stamp`:
+/// the entry's word while it is current, else the tries (and a fresh stamp
+/// when they allow it), as `pick_backend` does.
+fn sim_established(
+    m: &SimMaps,
+    vip_id: u32,
+    source: IpAddr,
+    stamp: &std::cell::Cell<u32>,
+) -> lb_common::policy::SourceAccess {
+    use lb_common::policy::{source_access_current, SourceAccess};
+    let p = m
+        .policies
+        .get(&vip_id)
+        .copied()
+        .unwrap_or(lb_common::VipPolicy::NONE);
+    let entry = lb_common::FlowValue::new(1, 0).with_access_generation(stamp.get());
+    if source_access_current(&p, &entry) {
+        return SourceAccess::Allowed;
+    }
+    let access = sim_access(m, vip_id, source);
+    if access == SourceAccess::Allowed {
+        stamp.set(p.access_generation);
+    }
+    access
+}
+
+/// Established flows skip the trie while their entry holds the VIP's
+/// access generation: whatever the change of prefixes, and whenever a
+/// packet of theirs checked and stamped its entry during the change, once
+/// the change is applied every flow is judged by the new prefixes.
+#[test]
+fn established_flows_are_judged_by_the_new_prefixes_after_a_change() {
+    use std::{cell::Cell, rc::Rc};
+
+    use lb_common::policy::SourceAccess;
+    let policies = policy_cases();
+    let probes = policy_probes();
+    let vip_addr = IpAddr::from([10, 100, 0, 1]);
+    let with_policy = |i: usize| {
+        let (allow, deny) = &policies[i];
+        let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
+        v.policy = DesiredPolicy::new(vip_addr, allow, deny, None, None);
+        state(vec![v])
+    };
+    for from in 0..policies.len() {
+        for (to, (allow_to, deny_to)) in policies.iter().enumerate() {
+            let mut maps = SimMaps::new();
+            let mut r = Reconciler::new(SIZES);
+            let plan = r.plan(&with_policy(from)).expect("plan");
+            r.apply(plan, &mut maps).expect("apply");
+            let vip_id = r.vip_id(&vip_key(1, 80, PROTO_TCP)).expect("installed");
+            let stamps: Rc<Vec<Cell<u32>>> = Rc::new(probes.iter().map(|_| Cell::new(0)).collect());
+            for (a, stamp) in probes.iter().zip(stamps.iter()) {
+                sim_established(&maps, vip_id, *a, stamp);
+            }
+            // A packet of every flow between any two writes.
+            let (seen, sources) = (Rc::clone(&stamps), probes.clone());
+            maps.after_write = Some(Box::new(move |m: &SimMaps| {
+                for (a, stamp) in sources.iter().zip(seen.iter()) {
+                    sim_established(m, vip_id, *a, stamp);
+                }
+            }));
+            let plan = r.plan(&with_policy(to)).expect("plan");
+            r.apply(plan, &mut maps).expect("apply");
+            for (a, stamp) in probes.iter().zip(stamps.iter()) {
+                let refused = refused_by(allow_to, deny_to, *a);
+                assert_eq!(
+                    sim_established(&maps, vip_id, *a, stamp) != SourceAccess::Allowed,
+                    refused,
+                    "after {from} -> {to}, established flow from {a} (stamp {})",
+                    stamp.get()
+                );
+            }
+        }
+    }
+}
+
+/// A change of rates only keeps the access generation (established flows
+/// are not sent back to the trie for nothing); a change of prefixes gets a
+/// generation never used before.
+#[test]
+fn access_generations_change_with_prefixes_only() {
+    let vip_addr = IpAddr::from([10, 100, 0, 1]);
+    let deny: Vec<crate::config::IpPrefix> = vec!["192.0.2.0/24".parse().expect("prefix")];
+    let with = |deny: &[crate::config::IpPrefix], rate: Option<u32>| {
+        let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
+        let limit = rate.map(|per_second| crate::config::RateLimit {
+            per_second,
+            burst: 1,
+        });
+        v.policy = DesiredPolicy::new(vip_addr, &[], deny, limit.as_ref(), None);
+        state(vec![v])
+    };
+    let mut maps = SimMaps::new();
+    let mut r = Reconciler::new(SIZES);
+    let generation = |r: &mut Reconciler, maps: &mut SimMaps, s: &DesiredState| {
+        let plan = r.plan(s).expect("plan");
+        r.apply(plan, maps).expect("apply");
+        let id = r.vip_id(&vip_key(1, 80, PROTO_TCP)).expect("installed");
+        maps.policies.get(&id).map_or(0, |p| p.access_generation)
+    };
+    let g1 = generation(&mut r, &mut maps, &with(&deny, None));
+    assert_ne!(g1, 0, "a VIP with prefixes has a generation");
+    assert_eq!(generation(&mut r, &mut maps, &with(&deny, Some(100))), g1);
+    let more: Vec<crate::config::IpPrefix> = vec![
+        "192.0.2.0/24".parse().expect("prefix"),
+        "198.51.100.0/24".parse().expect("prefix"),
+    ];
+    let g2 = generation(&mut r, &mut maps, &with(&more, Some(100)));
+    assert!(g2 > g1, "{g2} after {g1}");
+    assert_eq!(
+        generation(&mut r, &mut maps, &with(&[], Some(100))),
+        0,
+        "no prefixes, nothing to look up"
+    );
+    let g3 = generation(&mut r, &mut maps, &with(&deny, Some(100)));
+    assert!(g3 > g2, "{g3} after {g2}: never handed out twice");
 }
 
 /// The address marker says what the data plane does with portless traffic:

@@ -146,9 +146,9 @@ fn warm_up(
 /// Connections opened between two snapshots.
 fn new_connections(case: Case, first: &Snapshot, last: &Snapshot) -> u64 {
     match case {
-        Case::Xlb => last.new_flows - first.new_flows,
         Case::Nftables => last.conntrack.saturating_sub(first.conntrack),
         Case::Ceiling | Case::XdpFloor => 0,
+        _ => last.new_flows - first.new_flows,
     }
 }
 
@@ -181,7 +181,7 @@ fn snapshot(
         Napi::Threaded { clocks: Err(_) } => (None, None),
         Napi::Softirq(_) => (None, None),
     };
-    let (verdicts, backends, new_flows) = if case == Case::Xlb {
+    let (verdicts, backends, new_flows) = if case.is_xlb() {
         let b = topo
             .backend_ids(proto)
             .into_iter()
@@ -222,6 +222,9 @@ pub(super) fn measure(
     case: Case,
     proto: Proto,
 ) -> Result<Window> {
+    if let Some(mode) = case.forwarding() {
+        topo.set_forwarding(mode)?;
+    }
     topo.set_lb_program(case.program())?;
     topo.set_nftables(case == Case::Nftables)?;
     let frame = topo.set_frame(proto, case.destination(), FLOWS)?.frame();
@@ -294,9 +297,9 @@ pub(super) fn measure(
          state of established flows (longer warm-up needed)"
     );
     let mut checks = match case {
-        Case::Xlb => check_xlb(&first, &last)?,
         Case::Nftables => check_nftables(topo, &last)?,
         Case::Ceiling | Case::XdpFloor => json!({}),
+        _ => check_xlb(&first, &last)?,
     };
     checks["new_connections_in_window"] = json!(new_conns);
     checks["lost_at_sink"] = json!(lost);

@@ -87,7 +87,8 @@ pub const SECTION: &str = "e2e";
 /// Distinct source ports (flows) per protocol.
 pub const FLOWS: u32 = 16_384;
 
-/// The cases, in the order they run and print.
+/// The cases, in the order they run and print. `Xlb` is xlb's default
+/// mode (`ipip`); the other forwarding modes follow it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Case {
     Ceiling,
@@ -95,10 +96,19 @@ pub enum Case {
     /// `xlb_fwd_floor`: MACs rewritten, redirect; the XDP forwarding floor.
     XdpFloor,
     Xlb,
+    XlbGue,
+    XlbL2Dsr,
 }
 
 impl Case {
-    pub const ALL: [Case; 4] = [Case::Ceiling, Case::Nftables, Case::XdpFloor, Case::Xlb];
+    pub const ALL: [Case; 6] = [
+        Case::Ceiling,
+        Case::Nftables,
+        Case::XdpFloor,
+        Case::Xlb,
+        Case::XlbGue,
+        Case::XlbL2Dsr,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -106,6 +116,8 @@ impl Case {
             Case::Nftables => "nftables",
             Case::XdpFloor => "xdp_floor",
             Case::Xlb => "xlb",
+            Case::XlbGue => "xlb_gue",
+            Case::XlbL2Dsr => "xlb_l2_dsr",
         }
     }
 
@@ -115,14 +127,31 @@ impl Case {
             Case::Nftables => "nftables DNAT, jhash mod 3",
             Case::XdpFloor => "XDP, MACs rewritten, redirect",
             Case::Xlb => "XDP, IPIP encap, redirect",
+            Case::XlbGue => "XDP, GUE encap, redirect",
+            Case::XlbL2Dsr => "XDP, l2-dsr MAC rewrite, redirect",
         }
+    }
+
+    /// The VIPs' forwarding mode in an xlb case (`None`: not xlb).
+    pub fn forwarding(self) -> Option<lb_common::Forwarding> {
+        match self {
+            Case::Xlb => Some(lb_common::Forwarding::Ipip),
+            Case::XlbGue => Some(lb_common::Forwarding::Gue),
+            Case::XlbL2Dsr => Some(lb_common::Forwarding::L2Dsr),
+            Case::Ceiling | Case::Nftables | Case::XdpFloor => None,
+        }
+    }
+
+    /// Whether the balancer runs in this case.
+    pub fn is_xlb(self) -> bool {
+        self.forwarding().is_some()
     }
 
     /// Where the generator sends.
     fn destination(self) -> Ipv4Addr {
         match self {
             Case::Ceiling => BACKENDS[0],
-            Case::Nftables | Case::XdpFloor | Case::Xlb => VIP,
+            _ => VIP,
         }
     }
 
@@ -131,7 +160,7 @@ impl Case {
         match self {
             Case::Ceiling | Case::Nftables => LbProgram::Pass,
             Case::XdpFloor => LbProgram::FwdFloor,
-            Case::Xlb => LbProgram::Balancer,
+            Case::Xlb | Case::XlbGue | Case::XlbL2Dsr => LbProgram::Balancer,
         }
     }
 }

@@ -117,6 +117,15 @@ impl Results {
             }
         }
         for (proto, suffix) in [(Proto::Udp, ""), (Proto::TcpSyn, "_tcp_syn")] {
+            // Each other forwarding mode against ipip, paired by round.
+            for mode in [Case::XlbGue, Case::XlbL2Dsr] {
+                if let Some(r) = self.paired_cases(proto, mode, Case::Xlb, |w| Some(w.pps())) {
+                    report.insert(
+                        &format!("{SECTION}.{}_vs_xlb{suffix}", mode.name()),
+                        round(r, 3),
+                    );
+                }
+            }
             for over in [Case::Nftables, Case::Ceiling, Case::XdpFloor] {
                 if let Some(r) = self.ratio(proto, over) {
                     report.insert(
@@ -156,7 +165,7 @@ impl Results {
                 continue;
             };
             let vs = |r: Option<f64>| match s.case {
-                Case::Xlb => dash(),
+                c if c.is_xlb() => dash(),
                 _ => r.map(|r| format!("{r:.2}")).unwrap_or_else(dash),
             };
             t.row(vec![

@@ -167,7 +167,18 @@ impl Results {
     }
 
     fn paired(&self, proto: Proto, over: Case, f: impl Fn(&Window) -> Option<f64>) -> Option<f64> {
-        let x = self.get(Case::Xlb, proto).filter(|s| s.error.is_none())?;
+        self.paired_cases(proto, Case::Xlb, over, f)
+    }
+
+    /// `case`'s `f` / `over`'s, the median of the ratios paired by round.
+    pub fn paired_cases(
+        &self,
+        proto: Proto,
+        case: Case,
+        over: Case,
+        f: impl Fn(&Window) -> Option<f64>,
+    ) -> Option<f64> {
+        let x = self.get(case, proto).filter(|s| s.error.is_none())?;
         let o = self.get(over, proto).filter(|s| s.error.is_none())?;
         median(
             x.windows

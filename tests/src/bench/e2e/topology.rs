@@ -4,8 +4,8 @@
 //!  xlb-e2eb-<pid>-gen       xlb-e2eb-<pid>-lb                     xlb-e2eb-<pid>-sink
 //!  xlbe-gen0 ---- veth ---- xlbe-lbin  [forwarding]  xlbe-lbout ---- veth ---- xlbe-sink0
 //!  10.31.0.2/24             10.31.0.1/24             10.32.0.1/24              10.32.0.2/24
-//!  xlb_gen (test runs)      xlb_pass | xlb_balancer  (route 10.33.0.0/24       xlb_count_drop
-//!                           | xlb_fwd_floor           via 10.32.0.2)
+//!  xlb_gen (test runs)      xlb_pass | xlb_balancer  (10.33.0.0/24 on-link,   xlb_count_drop
+//!                           | xlb_fwd_floor           the sink's MAC)
 //!                           [nftables DNAT]
 //! ```
 //!
@@ -20,8 +20,10 @@
 //!   `xlbe-lbout`) for the XDP floor. They share one bpf_link, whose program is swapped
 //!   atomically, so the veth's NAPI instance (and its thread) lives through
 //!   the whole run.
-//! - Backends 10.33.0.1-3 are routed via the sink: whatever the balancer
-//!   namespace forwards to them ends in `xlb_count_drop`.
+//! - Backends 10.33.0.1-3 are on `xlbe-lbout`'s link, with the sink's MAC
+//!   as their static neighbour entry (on-link, so `l2-dsr` can reach them
+//!   too): whatever the balancer namespace forwards to them ends in
+//!   `xlb_count_drop`.
 //! - IPv6 is off in all three namespaces (no router solicitations or MLD
 //!   reports in the measurement) and every neighbour is static.
 //!
@@ -47,7 +49,7 @@ use aya::{
 use lb_common::{
     fwd_floor,
     gen_frame::{self, GenFrame},
-    program_names,
+    program_names, Forwarding,
 };
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
@@ -120,6 +122,9 @@ pub struct Topology {
     /// sysctl file answers for the namespace it was opened in).
     conntrack_count: std::fs::File,
     pub gen_ifindex: u32,
+    lbout_ifindex: u32,
+    /// The VIPs' forwarding mode as installed.
+    forwarding: Forwarding,
     pub gen_mac: [u8; 6],
     pub lbin_mac: [u8; 6],
     pub napi: Napi,
@@ -181,7 +186,13 @@ impl Topology {
         let gen_mac = gen.mac(GEN_DEV);
         let lbin_mac = lb.mac(LB_IN);
         let sink_mac = sink_ns.mac(SINK_DEV);
-        lb.ip("route add 10.33.0.0/24 via 10.32.0.2");
+        lb.ip(&format!("route add 10.33.0.0/24 dev {LB_OUT}"));
+        for b in BACKENDS {
+            lb.ip(&format!(
+                "neigh replace {b} lladdr {} dev {LB_OUT} nud permanent",
+                fmt_mac(sink_mac)
+            ));
+        }
         lb.ip(&format!(
             "neigh replace {SINK_ADDR} lladdr {} dev {LB_OUT} nud permanent",
             fmt_mac(sink_mac)
@@ -246,7 +257,7 @@ impl Topology {
             // The devmap resolves tx_ports' ifindexes in the caller's namespace.
             let _in = enter_by_name(lb.name());
             let plan = reconciler
-                .plan(&desired_state(lbout_ifindex))
+                .plan(&desired_state(lbout_ifindex, Forwarding::Ipip))
                 .context("planning the e2e VIPs")?;
             reconciler
                 .apply(plan, &mut dp)
@@ -313,6 +324,8 @@ impl Topology {
             sink,
             conntrack_count,
             gen_ifindex,
+            lbout_ifindex,
+            forwarding: Forwarding::Ipip,
             gen_mac,
             lbin_mac,
             napi,
@@ -320,6 +333,24 @@ impl Topology {
             lb,
             sink_ns,
         })
+    }
+
+    /// Switches both VIPs to `forwarding` (through the reconciler, as the
+    /// daemon does: each VIP entry is rewritten in place).
+    pub fn set_forwarding(&mut self, forwarding: Forwarding) -> Result<()> {
+        if self.forwarding == forwarding {
+            return Ok(());
+        }
+        let _in = enter_by_name(self.lb.name());
+        let plan = self
+            .reconciler
+            .plan(&desired_state(self.lbout_ifindex, forwarding))
+            .with_context(|| format!("planning forwarding = {}", forwarding.as_str()))?;
+        self.reconciler
+            .apply(plan, &mut self.dp)
+            .with_context(|| format!("switching the e2e VIPs to {}", forwarding.as_str()))?;
+        self.forwarding = forwarding;
+        Ok(())
     }
 
     /// Swaps the program on `xlbe-lbin` (atomically, keeping the link).

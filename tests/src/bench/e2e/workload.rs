@@ -60,17 +60,24 @@ pub fn vip_key(proto: Proto) -> VipKey {
     VipKey::new(IpAddr::V4(VIP), VIP_PORT, proto.number())
 }
 
+/// The GUE destination port of the `xlb_gue` case.
+pub const GUE_PORT: u16 = 6080;
+
 /// xlb's configuration: VIP 10.30.0.1:80 UDP and TCP, 3 backends each of
-/// weight 100, encapsulated from `xlbe-lbout`'s address and redirected
-/// there.
-pub fn desired_state(lbout_ifindex: u32) -> DesiredState {
+/// weight 100, handed to them by `forwarding` (encapsulated from
+/// `xlbe-lbout`'s address, or MACs rewritten) and redirected there.
+pub fn desired_state(lbout_ifindex: u32, forwarding: lb_common::Forwarding) -> DesiredState {
     let vip = |proto: Proto| DesiredVip {
         key: vip_key(proto),
         name: format!("e2e-{}", proto.name()),
         flags: 0,
         udp_idle_timeout_ms: lb_common::DEFAULT_UDP_IDLE_TIMEOUT_MS,
-        forwarding: lb_common::Forwarding::Ipip,
-        gue_port: 0,
+        forwarding,
+        gue_port: if forwarding == lb_common::Forwarding::Gue {
+            GUE_PORT
+        } else {
+            0
+        },
         policy: Default::default(),
         backends: BACKENDS
             .iter()
