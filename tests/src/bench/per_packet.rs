@@ -432,6 +432,23 @@ mod tests {
     use crate::bench::scenarios;
 
     #[test]
+    fn a_turn_fails_unless_its_counters_match_its_calls() {
+        let all = scenarios::all([2, 0, 0, 0, 0, 1], 1);
+        let hit = all.iter().find(|s| s.name == "v4_tcp_flow_hit").unwrap();
+        let c = |verdict, new_flows| Counters { verdict, new_flows };
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(510, 3)).is_ok());
+        // A call counted under another verdict.
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(509, 3)).is_err());
+        // A packet of the established flow missed the connection table.
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(510, 4)).is_err());
+        // A call returned another action.
+        assert!(check_turn(hit, 500, 1, c(10, 3), c(510, 3)).is_err());
+        let miss = all.iter().find(|s| s.name == "v4_tcp_flow_miss").unwrap();
+        assert!(check_turn(miss, 500, 0, c(0, 0), c(500, 500)).is_ok());
+        assert!(check_turn(miss, 500, 0, c(0, 0), c(500, 499)).is_err());
+    }
+
+    #[test]
     fn the_scenarios_file_every_required_key() {
         let summary = Summary::of(&mut [100, 120, 140]).unwrap();
         let timings = scenarios::all([2, 0, 0, 0, 0, 1], 1)
