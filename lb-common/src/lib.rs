@@ -14,6 +14,7 @@ pub mod decision;
 pub mod ecn;
 pub mod flow_hash;
 pub mod forwarding;
+pub mod fwd_floor;
 pub mod gen_frame;
 pub mod icmp;
 pub mod ip;

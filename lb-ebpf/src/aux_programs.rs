@@ -8,13 +8,15 @@
 //! - `xlb_gen`: the end-to-end benchmark's traffic generator (live-frames test
 //!   runs): writes a template frame over the packet, gives it the next source
 //!   port of a cycle (fixing the L4 checksum) and transmits it (XDP_TX).
+//! - `xlb_fwd_floor`: the end-to-end benchmark's XDP forwarding floor: writes
+//!   the next hop's MACs and redirects to the egress port, nothing else.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, DevMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
@@ -141,6 +143,40 @@ fn floor_tx(ctx: &XdpContext) -> Option<u32> {
     }
     core::mem::swap(&mut eth.dst_addr, &mut eth.src_addr);
     Some(xdp_action::XDP_TX)
+}
+
+/// `xlb_fwd_floor`'s next hop: destination MAC then source MAC (12 bytes) as
+/// two native-endian words, the second's upper half zero
+/// (`lb_common::fwd_floor::macs_words`).
+#[map]
+static XLB_FWD_MACS: Array<[u64; 2]> = Array::with_max_entries(1, 0);
+
+/// `xlb_fwd_floor`'s egress port (slot 0).
+#[map]
+static XLB_FWD_PORT: DevMap = DevMap::with_max_entries(1, 0);
+
+/// The least an XDP forwarder does: the next hop's MACs over the frame's,
+/// then a redirect to the egress port. No parsing, lookup or counting: the
+/// end-to-end benchmark's floor for XDP forwarding in its topology.
+#[xdp]
+pub fn xlb_fwd_floor(ctx: XdpContext) -> u32 {
+    fwd_floor(&ctx).unwrap_or(xdp_action::XDP_DROP)
+}
+
+#[inline(always)]
+fn fwd_floor(ctx: &XdpContext) -> Option<u32> {
+    let macs = XLB_FWD_MACS.get(0)?;
+    // SAFETY: 12 plain bytes at offset 0 (the two MACs), the only reference
+    // into the packet. (The frame starts at the page's headroom, 8-byte
+    // aligned: the word stores below are aligned.)
+    let eth = unsafe { mut_at::<[u8; 12]>(ctx, 0) }.ok()?.as_mut_ptr();
+    // SAFETY: one 8-byte and one 4-byte word, bytes 0..12: two stores
+    // instead of twelve byte stores.
+    unsafe {
+        core::ptr::write_volatile(eth.cast::<u64>(), macs[0]);
+        core::ptr::write_volatile(eth.add(8).cast::<u32>(), macs[1] as u32);
+    }
+    XLB_FWD_PORT.redirect(0, 0).ok()
 }
 
 #[xdp]

@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::release_tool;
+use crate::{paths, release_tool};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,7 +23,7 @@ pub struct Args {
     /// Also write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Run only this part: per-packet, live, e2e, control.
+    /// Run only this part: per-packet, live, e2e, control, scale.
     #[arg(long)]
     pub only: Option<String>,
     /// Fail unless the report holds every key the parts run promise.
@@ -47,7 +47,21 @@ pub fn run(args: &Args) -> Result<()> {
     if args.check_keys {
         extra.push("--check-keys".into());
     }
+    extra.push("--plot-dir".into());
+    extra.push(plot_dir(args)?.into());
     release_tool::build_and_run("xlb-bench", "the benchmark", &extra)
+}
+
+/// Where the plots go: a full run of every part draws the ones BENCHMARKS.md
+/// shows (docs/bench/{per_packet,scale}.svg); a quick or partial run draws
+/// into target/bench/, leaving those alone.
+fn plot_dir(args: &Args) -> Result<PathBuf> {
+    let root = paths::workspace_root()?;
+    Ok(if args.quick || args.only.is_some() {
+        root.join("target").join("bench")
+    } else {
+        root.join("docs").join("bench")
+    })
 }
 
 /// The CI smoke check: a quick run of every part into `json` that fails

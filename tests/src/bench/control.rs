@@ -10,6 +10,12 @@
 //! - Scale: a daemon with 1,000 VIPs x 100 backends (quick: 100 x 20): its
 //!   initial reconcile time (maps filled from the config), a no-op reload, its
 //!   resident memory and the kernel memory of its maps.
+//! - The same as a curve over [`CURVE_VIPS`] VIPs x 100 backends (quick: the
+//!   two smallest points; 4,000 VIPs take a daemon of over 1 GiB and half a
+//!   minute of reconcile, too much for CI's smoke run). `max_vips` is the VIP count rounded up to a
+//!   power of two (at least 64) while the tables fit the config's 1 GiB cap
+//!   (`MAX_TABLE_MEMORY`), else the VIP count itself: 4,000 VIPs x 65,537
+//!   slots x 4 bytes is 1,000 MiB, 4,096 would be over the cap.
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -19,6 +25,7 @@ use std::{
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_userspace::{
+    config::limits::{MAX_TABLE_MEMORY, TABLE_SLOT_BYTES},
     daemon::controller::VipStatus,
     dataplane::{attach::InstancePaths, MaglevTable},
     maglev::{self, MaglevBackend},
@@ -41,9 +48,19 @@ const MAGLEV_SIZES: [(u32, usize); 4] = [
     (131_071, 1000),
 ];
 
+/// VIP counts of the control-plane curve (100 backends each).
+pub const CURVE_VIPS: [usize; 4] = [1, 100, 1_000, 4_000];
+/// Backends per VIP on the curve.
+pub const CURVE_BACKENDS: usize = 100;
+
 /// Keys every run of this part files (CI checks them after `--quick`): a
-/// build time per entry of `MAGLEV_SIZES`, and the headline figures.
+/// build time per entry of `MAGLEV_SIZES`, the headline figures, and both
+/// ends of the curve.
 pub const REQUIRED_KEYS: &[&str] = &[
+    "control.curve.1.reconcile_ms",
+    "control.curve.1.daemon_rss_mib",
+    "control.curve.100.reconcile_ms",
+    "control.curve.100.daemon_rss_mib",
     "control.maglev_build_ms.65537_10",
     "control.maglev_build_ms.65537_100",
     "control.maglev_build_ms.65537_1000",
@@ -69,14 +86,46 @@ pub struct ControlResults {
     /// Anonymous resident memory: the daemon's own heap.
     pub daemon_heap_mib: f64,
     pub map_memory_mib: f64,
+    /// (VIPs, the daemon's figures) over [`CURVE_VIPS`], or why a point failed.
+    pub curve: Vec<(usize, Result<CurvePoint, String>)>,
+}
+
+/// One point of the control-plane curve.
+#[derive(Debug, Clone)]
+pub struct CurvePoint {
+    pub max_vips: usize,
+    pub reconcile_ms: f64,
+    pub noop_reload_ms: f64,
+    pub rss_mib: f64,
+    pub heap_mib: f64,
+    pub map_mib: f64,
 }
 
 pub fn run(quick: bool) -> Result<ControlResults> {
     let maglev_build_ms = maglev_builds(if quick { 1 } else { 5 })?;
     let weight = weight_change(if quick { 5 } else { 30 })?;
     let (vips, per_vip) = if quick { (100, 20) } else { (1000, 100) };
-    let scale = scale(vips, per_vip)?;
+    let points: Vec<usize> = if quick {
+        CURVE_VIPS[..2].to_vec()
+    } else {
+        CURVE_VIPS.to_vec()
+    };
+    let mut curve = Vec::new();
+    for n in points {
+        eprintln!("control: curve, {n} VIPs x {CURVE_BACKENDS} backends");
+        let r = scale(n, CURVE_BACKENDS).map_err(|e| format!("{e:#}"));
+        curve.push((n, r));
+    }
+    // The headline scale point is a point of the curve in full runs.
+    let scale = match curve
+        .iter()
+        .find(|(n, _)| *n == vips && per_vip == CURVE_BACKENDS)
+    {
+        Some((_, Ok(p))) => p.clone(),
+        _ => scale(vips, per_vip)?,
+    };
     Ok(ControlResults {
+        curve,
         maglev_build_ms,
         weight_change_live_ms: weight.0,
         weight_change_live_max_ms: weight.1,
@@ -89,6 +138,18 @@ pub fn run(quick: bool) -> Result<ControlResults> {
         daemon_heap_mib: scale.heap_mib,
         map_memory_mib: scale.map_mib,
     })
+}
+
+/// `max_vips` for `vips` VIPs: a power of two (at least 64) when the tables
+/// then fit the config's cap, else exactly `vips`.
+pub fn max_vips_for(vips: usize) -> usize {
+    let pow2 = vips.next_power_of_two().max(64);
+    let bytes = |n: usize| n as u64 * u64::from(TABLE_SIZE) * TABLE_SLOT_BYTES;
+    if bytes(pow2) <= MAX_TABLE_MEMORY {
+        pow2
+    } else {
+        vips
+    }
 }
 
 impl ControlResults {
@@ -112,6 +173,22 @@ impl ControlResults {
         r.insert("control.daemon_rss_mib", self.daemon_rss_mib);
         r.insert("control.daemon_heap_mib", self.daemon_heap_mib);
         r.insert("control.map_memory_mib", self.map_memory_mib);
+        r.insert("control.curve.backends_per_vip", CURVE_BACKENDS);
+        r.insert("control.curve.table_size", TABLE_SIZE);
+        for (n, p) in &self.curve {
+            let k = |f: &str| format!("control.curve.{n}.{f}");
+            match p {
+                Ok(p) => {
+                    r.insert(&k("max_vips"), p.max_vips);
+                    r.insert(&k("reconcile_ms"), p.reconcile_ms);
+                    r.insert(&k("noop_reload_ms"), p.noop_reload_ms);
+                    r.insert(&k("daemon_rss_mib"), p.rss_mib);
+                    r.insert(&k("daemon_heap_mib"), p.heap_mib);
+                    r.insert(&k("map_memory_mib"), p.map_mib);
+                }
+                Err(e) => r.insert(&k("error"), e.as_str()),
+            }
+        }
     }
 
     pub fn table(&self) -> Table {
@@ -155,6 +232,20 @@ impl ControlResults {
             format!("BPF map memory, {scale}"),
             format!("{:.1} MiB", self.map_memory_mib),
         ]);
+        for (n, p) in &self.curve {
+            let what = format!("curve: {n} VIPs x {CURVE_BACKENDS} backends");
+            t.row(vec![
+                what,
+                match p {
+                    Ok(p) => format!(
+                        "reconcile {:.0} ms, resident {:.1} MiB ({:.1} MiB heap), maps {:.1} MiB \
+                         (max_vips {})",
+                        p.reconcile_ms, p.rss_mib, p.heap_mib, p.map_mib, p.max_vips
+                    ),
+                    Err(e) => format!("error: {e}"),
+                },
+            ]);
+        }
         t
     }
 }
@@ -327,15 +418,7 @@ fn weight_change(changes: usize) -> Result<(f64, f64, usize)> {
     Ok((med, max, changes))
 }
 
-struct Scale {
-    reconcile_ms: f64,
-    noop_reload_ms: f64,
-    rss_mib: f64,
-    heap_mib: f64,
-    map_mib: f64,
-}
-
-fn scale(vips: usize, per_vip: usize) -> Result<Scale> {
+fn scale(vips: usize, per_vip: usize) -> Result<CurvePoint> {
     let host = DaemonHost::new("s")?;
     let addrs = backends(per_vip, 2);
     let spec: Vec<(Ipv4Addr, Vec<(IpAddr, u16)>)> = (0..vips)
@@ -346,7 +429,7 @@ fn scale(vips: usize, per_vip: usize) -> Result<Scale> {
             )
         })
         .collect();
-    let max_vips = vips.next_power_of_two().max(64);
+    let max_vips = max_vips_for(vips);
     let max_backends = (vips * per_vip + 1).next_power_of_two();
     let daemon = host.start(&host.config_text(&spec, max_vips, max_backends))?;
     let stats: StatsSnapshot =
@@ -366,7 +449,8 @@ fn scale(vips: usize, per_vip: usize) -> Result<Scale> {
     let map_mib =
         map_memlock_bytes(&InstancePaths::new(&host.instance))? as f64 / (1024.0 * 1024.0);
     drop(daemon);
-    Ok(Scale {
+    Ok(CurvePoint {
+        max_vips,
         reconcile_ms,
         noop_reload_ms,
         rss_mib,
@@ -419,6 +503,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_vips_stays_under_the_table_memory_cap() {
+        assert_eq!(max_vips_for(1), 64);
+        assert_eq!(max_vips_for(1000), 1024);
+        // 4,096 x 65,537 x 4 bytes is over 1 GiB, 4,000 x 65,537 x 4 is not.
+        assert_eq!(max_vips_for(4000), 4000);
+    }
+
+    #[test]
     fn record_files_every_required_key() {
         let r = ControlResults {
             maglev_build_ms: MAGLEV_SIZES.iter().map(|&(m, n)| (m, n, 1.0)).collect(),
@@ -432,6 +524,20 @@ mod tests {
             daemon_rss_mib: 1.0,
             daemon_heap_mib: 1.0,
             map_memory_mib: 1.0,
+            curve: [1, 100]
+                .into_iter()
+                .map(|n| {
+                    let p = CurvePoint {
+                        max_vips: n,
+                        reconcile_ms: 1.0,
+                        noop_reload_ms: 1.0,
+                        rss_mib: 1.0,
+                        heap_mib: 1.0,
+                        map_mib: 1.0,
+                    };
+                    (n, Ok(p))
+                })
+                .collect(),
         };
         let mut report = Report::new();
         r.record(&mut report);

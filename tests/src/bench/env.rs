@@ -40,6 +40,9 @@ pub const VLAN_ID: u16 = 100;
 const VLAN_NET: [u8; 3] = [10, 1, 100];
 /// Veth pairs that only hold programs in the XDP dispatcher (see `attach_live`).
 const HOLDER_PAIRS: [(&str, &str); 2] = [("xlbh0", "xlbh1"), ("xlbh2", "xlbh3")];
+/// The next hop of backends outside `xlbl0`'s subnet (see
+/// [`BenchEnv::route_via_gateway`]).
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 254);
 /// The namespace is `xlb-bench-<pid>`.
 const NS_TAG: &str = "bench";
 
@@ -105,12 +108,17 @@ impl BenchEnv {
     /// rest of the program), loads the balancer and the auxiliary programs, and
     /// attaches what live mode needs (a failure there only disables live mode).
     pub fn setup() -> Result<Self> {
+        Self::setup_sized(SIZES)
+    }
+
+    /// [`setup`](Self::setup) with other map sizes (the scale curves).
+    pub fn setup_sized(sizes: Sizes) -> Result<Self> {
         let ns = NetNs::create(&unique_name(NS_TAG));
         let (ifindex, if_mac) = crate::balancer_fixture::balancer_link(&ns, IFACE, PEER);
         let entered = ns.enter();
 
         let mut dp = Dataplane::load(&LoadOptions {
-            sizes: SIZES,
+            sizes,
             ..Default::default()
         })
         .context("loading the balancer (xlb_balancer)")?;
@@ -127,7 +135,7 @@ impl BenchEnv {
         Ok(Self {
             dp,
             aux,
-            reconciler: Reconciler::new(SIZES),
+            reconciler: Reconciler::new(sizes),
             ifindex,
             if_mac,
             live_error,
@@ -140,13 +148,7 @@ impl BenchEnv {
     /// then apply), and gives every backend a permanent neighbour entry on
     /// `xlbl0` so the FIB lookup succeeds.
     pub fn install(&mut self, desired: &DesiredState) -> Result<()> {
-        let plan = self
-            .reconciler
-            .plan(desired)
-            .context("planning the benchmark's VIPs")?;
-        self.reconciler
-            .apply(plan, &mut self.dp)
-            .context("writing the benchmark's VIPs into the maps")?;
+        self.apply(desired)?;
         let addrs: BTreeSet<IpAddr> = desired
             .vips
             .iter()
@@ -170,6 +172,33 @@ impl BenchEnv {
             ));
         }
         Ok(())
+    }
+
+    /// Fills the maps with `desired` the way the daemon does (reconciler
+    /// plan, then apply), without neighbours.
+    pub fn apply(&mut self, desired: &DesiredState) -> Result<()> {
+        let plan = self
+            .reconciler
+            .plan(desired)
+            .context("planning the benchmark's VIPs")?;
+        self.reconciler
+            .apply(plan, &mut self.dp)
+            .context("writing the benchmark's VIPs into the maps")?;
+        Ok(())
+    }
+
+    /// Routes `prefix` (backends that are not on `xlbl0`'s subnet) through
+    /// one gateway on `xlbl0` with a permanent neighbour entry: the FIB
+    /// resolves every backend there to `xlbl0`, however many there are.
+    pub fn route_via_gateway(&mut self, prefix: &str) {
+        let mac = backend_mac(IpAddr::V4(GATEWAY))
+            .map(|b| format!("{b:02x}"))
+            .join(":");
+        self.ns.ip(&format!(
+            "neigh replace {GATEWAY} lladdr {mac} dev {IFACE} nud permanent"
+        ));
+        self.ns
+            .ip(&format!("route replace {prefix} via {GATEWAY} dev {IFACE}"));
     }
 
     /// The loaded program a scenario runs.

@@ -16,6 +16,8 @@
 //!   namespace -> balancer namespace -> sink namespace) for xlb, nftables DNAT
 //!   and plain kernel forwarding, with the balancer namespace's CPU time.
 //! - [`control`]: control-plane costs (Maglev builds, weight changes, scale).
+//! - [`scale`]: per-packet cost curves as VIPs, connection-table entries and
+//!   backends grow.
 //!
 //! Each part also lists the JSON keys every run of it files
 //! (`REQUIRED_KEYS`, beside the code that files them); [`required_keys`]
@@ -34,7 +36,9 @@ pub mod live;
 pub mod machine;
 pub mod options;
 pub mod per_packet;
+pub mod plot;
 pub mod report;
+pub mod scale;
 pub mod scenarios;
 pub mod stats;
 pub mod testrun;
@@ -52,6 +56,7 @@ pub fn required_keys(runs: impl Fn(Part) -> bool) -> Vec<&'static str> {
             Part::Live => live::REQUIRED_KEYS,
             Part::E2e => e2e::REQUIRED_KEYS,
             Part::Control => control::REQUIRED_KEYS,
+            Part::Scale => scale::REQUIRED_KEYS,
         });
     }
     keys
@@ -81,7 +86,9 @@ pub fn dataplane_table(report: &Report) -> Table {
         "scenario",
         "median ns",
         "p99 ns",
-        "ratio to floor_tx",
+        "above floor_pass ns",
+        "x floor_pass",
+        "x floor_tx",
         "live Mpps",
     ]);
     let num = |path: String, digits: usize| {
@@ -110,6 +117,8 @@ pub fn dataplane_table(report: &Report) -> Table {
             name.clone(),
             num(format!("{pp}.{name}.median_ns"), 0),
             num(format!("{pp}.{name}.p99_ns"), 0),
+            num(format!("{pp}.{name}.above_floor_pass_ns"), 0),
+            num(format!("{pp}.{name}.ratio_to_floor_pass"), 2),
             num(format!("{pp}.{name}.ratio_to_floor"), 2),
             live_cell,
         ]);
@@ -123,35 +132,39 @@ mod tests {
 
     #[test]
     fn every_part_contributes_its_keys() {
-        // What CI has always required of a full `--quick` run.
-        assert_eq!(
-            required_keys(|_| true),
-            [
-                "machine.cpu_model",
-                "machine.cores",
-                "machine.kernel",
-                "per_packet.floor_pass.median_ns",
-                "per_packet.floor_tx.median_ns",
-                "per_packet.non_vip.median_ns",
-                "per_packet.v4_tcp_flow_hit.median_ns",
-                "per_packet.v4_tcp_flow_hit.p99_ns",
-                "per_packet.v4_tcp_flow_hit.ratio_to_floor",
-                "per_packet.v4_tcp_new_flow.median_ns",
-                "per_packet.v6_tcp_flow_hit.median_ns",
-                "per_packet.v4_udp.median_ns",
-                "per_packet.v4_tcp_vlan.median_ns",
-                "live.v4_tcp_flow_hit.pps",
-                "e2e.xlb.pps",
-                "e2e.nftables.pps",
-                "e2e.ceiling.pps",
-                "control.maglev_build_ms.65537_10",
-                "control.maglev_build_ms.65537_100",
-                "control.maglev_build_ms.65537_1000",
-                "control.maglev_build_ms.131071_1000",
-                "control.weight_change_live_ms",
-                "control.daemon_rss_mib",
-            ]
-        );
+        // What CI has always required of a full `--quick` run: keys are
+        // added, never renamed or dropped.
+        let all = required_keys(|_| true);
+        for key in [
+            "machine.cpu_model",
+            "machine.cores",
+            "machine.kernel",
+            "per_packet.floor_pass.median_ns",
+            "per_packet.floor_tx.median_ns",
+            "per_packet.non_vip.median_ns",
+            "per_packet.v4_tcp_flow_hit.median_ns",
+            "per_packet.v4_tcp_flow_hit.p99_ns",
+            "per_packet.v4_tcp_flow_hit.ratio_to_floor",
+            "per_packet.v4_tcp_new_flow.median_ns",
+            "per_packet.v6_tcp_flow_hit.median_ns",
+            "per_packet.v4_udp.median_ns",
+            "per_packet.v4_tcp_vlan.median_ns",
+            "per_packet.v4_tcp_flow_hit.above_floor_pass_ns",
+            "per_packet.v4_tcp_flow_hit.ratio_to_floor_pass",
+            "per_packet.non_vip.above_floor_pass_ns",
+            "live.v4_tcp_flow_hit.pps",
+            "e2e.xlb.pps",
+            "e2e.nftables.pps",
+            "e2e.ceiling.pps",
+            "control.maglev_build_ms.65537_10",
+            "control.maglev_build_ms.65537_100",
+            "control.maglev_build_ms.65537_1000",
+            "control.maglev_build_ms.131071_1000",
+            "control.weight_change_live_ms",
+            "control.daemon_rss_mib",
+        ] {
+            assert!(all.contains(&key), "{key} is no longer required");
+        }
         let e2e_only = required_keys(|p| p == Part::E2e);
         assert_eq!(
             e2e_only,

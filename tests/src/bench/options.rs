@@ -13,10 +13,18 @@ pub enum Part {
     E2e,
     /// Control-plane costs (`bench::control`).
     Control,
+    /// Per-packet cost as VIPs, connections and backends grow (`bench::scale`).
+    Scale,
 }
 
 impl Part {
-    pub const ALL: [Part; 4] = [Part::PerPacket, Part::Live, Part::E2e, Part::Control];
+    pub const ALL: [Part; 5] = [
+        Part::PerPacket,
+        Part::Live,
+        Part::E2e,
+        Part::Control,
+        Part::Scale,
+    ];
 
     /// The name `--only` accepts.
     pub fn name(self) -> &'static str {
@@ -25,6 +33,7 @@ impl Part {
             Part::Live => "live",
             Part::E2e => "e2e",
             Part::Control => "control",
+            Part::Scale => "scale",
         }
     }
 
@@ -35,20 +44,27 @@ impl Part {
 
 pub const USAGE: &str = "\
 usage: xlb-bench [--quick] [--json FILE] [--only PART]... [--calls N] [--live-repeat N]
-                 [--e2e-rounds N] [--e2e-window-ms N] [--check-keys]
+                 [--e2e-rounds N] [--e2e-window-ms N] [--check-keys] [--plot-dir DIR]
+       xlb-bench --plot-from FILE --plot-dir DIR
 
 Benchmarks xlb's XDP data plane (needs root: BPF and network namespaces).
 
   --quick          fewer iterations (5,000 calls per scenario, 200,000 live frames,
-                   one e2e round of 1 s windows, a smaller control-plane scale)
+                   one e2e round of 1 s windows, a smaller control-plane scale, the
+                   smallest and largest point of each scale curve)
   --json FILE      also write the results as JSON to FILE
-  --only PART      run only PART (per-packet, live, e2e, control); may be repeated
+  --only PART      run only PART (per-packet, live, e2e, control, scale); may be
+                   repeated
   --calls N        BPF_PROG_TEST_RUN calls per per-packet scenario (default 100,000)
   --live-repeat N  frames per live-frames scenario, 256 per call (default 10,000,000)
   --e2e-rounds N   e2e rounds, each measures every case once (default 7, quick 1)
   --e2e-window-ms N  e2e measurement window per case and round (default 700, quick 1,000)
   --check-keys     fail unless the report holds every key the selected parts promise
                    (CI's smoke run)
+  --plot-dir DIR   also draw per_packet.svg and scale.svg into DIR
+  --plot-from FILE only draw the plots of a saved JSON report (with --plot-dir)
+  --scenario NAME  per-packet and live parts: run only scenario NAME (may be
+                   repeated; e.g. to profile one path under perf)
   -h, --help       this text
 ";
 
@@ -69,6 +85,10 @@ pub struct Options {
     pub e2e_window_ms: u32,
     /// Fail unless the report holds every required key of the parts run.
     pub check_keys: bool,
+    /// Where to draw the plots (none: no plots).
+    pub plot_dir: Option<PathBuf>,
+    /// Empty: every per-packet and live scenario.
+    pub scenarios: Vec<String>,
 }
 
 impl Default for Options {
@@ -82,6 +102,8 @@ impl Default for Options {
             e2e_rounds: 7,
             e2e_window_ms: 700,
             check_keys: false,
+            plot_dir: None,
+            scenarios: Vec::new(),
         }
     }
 }
@@ -90,6 +112,11 @@ impl Default for Options {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     Run(Options),
+    /// Draw the plots of a saved report (`--plot-from FILE`) into a directory.
+    Plot {
+        report: PathBuf,
+        dir: PathBuf,
+    },
     Help,
 }
 
@@ -99,6 +126,7 @@ impl Options {
         let mut o = Options::default();
         let (mut calls, mut live_repeat) = (None, None);
         let (mut e2e_rounds, mut e2e_window_ms) = (None, None);
+        let mut plot_from = None;
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let mut value = |flag: &str| {
@@ -110,6 +138,9 @@ impl Options {
                 "--quick" => o.quick = true,
                 "--check-keys" => o.check_keys = true,
                 "--json" => o.json = Some(PathBuf::from(value("--json")?)),
+                "--plot-dir" => o.plot_dir = Some(PathBuf::from(value("--plot-dir")?)),
+                "--plot-from" => plot_from = Some(PathBuf::from(value("--plot-from")?)),
+                "--scenario" => o.scenarios.push(value("--scenario")?),
                 "--only" => {
                     let v = value("--only")?;
                     let part = Part::from_name(&v).with_context(|| {
@@ -136,6 +167,12 @@ impl Options {
                 other => bail!("unknown argument {other:?}\n\n{USAGE}"),
             }
         }
+        if let Some(report) = plot_from {
+            let dir = o
+                .plot_dir
+                .with_context(|| format!("--plot-from needs --plot-dir\n\n{USAGE}"))?;
+            return Ok(Command::Plot { report, dir });
+        }
         if o.quick {
             o.calls = 5_000;
             o.live_repeat = 200_000;
@@ -147,6 +184,11 @@ impl Options {
         o.e2e_rounds = e2e_rounds.unwrap_or(o.e2e_rounds);
         o.e2e_window_ms = e2e_window_ms.unwrap_or(o.e2e_window_ms);
         Ok(Command::Run(o))
+    }
+
+    /// Whether the scenario `name` was selected.
+    pub fn runs_scenario(&self, name: &str) -> bool {
+        self.scenarios.is_empty() || self.scenarios.iter().any(|s| s == name)
     }
 
     /// Whether `part` was selected.
@@ -227,5 +269,30 @@ mod tests {
         assert!(parse(&["--calls", "0"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
         assert_eq!(parse(&["--help"]).ok(), Some(Command::Help));
+        assert!(parse(&["--plot-from", "r.json"]).is_err());
+        assert!(parse(&["--scenario"]).is_err());
+    }
+
+    #[test]
+    fn scenarios() {
+        let o = options(&["--scenario", "v4_tcp_flow_hit"]);
+        assert!(o.runs_scenario("v4_tcp_flow_hit"));
+        assert!(!o.runs_scenario("floor_pass"));
+        assert!(options(&[]).runs_scenario("floor_pass"));
+    }
+
+    #[test]
+    fn plots() {
+        assert_eq!(
+            options(&["--plot-dir", "target/bench"]).plot_dir,
+            Some(PathBuf::from("target/bench"))
+        );
+        assert_eq!(
+            parse(&["--plot-from", "r.json", "--plot-dir", "d"]).ok(),
+            Some(Command::Plot {
+                report: PathBuf::from("r.json"),
+                dir: PathBuf::from("d"),
+            })
+        );
     }
 }

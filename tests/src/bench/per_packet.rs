@@ -1,7 +1,12 @@
 //! Per-packet cost: the kernel-reported duration of single BPF_PROG_TEST_RUN
 //! calls (`repeat = 1`, so each call feeds the original frame even though the
 //! balancer rewrites it), median and p99 per scenario, against the floors
-//! `xlb_pass` and `xlb_floor_tx` measured the same way in the same run.
+//! `xlb_pass` (`floor_pass`) and `xlb_floor_tx` (`floor_tx`) measured the
+//! same way in the same run, interleaved with the balancer's scenarios
+//! ([`measure_interleaved`]). Each scenario is also filed as its cost above
+//! `floor_pass` (`above_floor_pass_ns`: the fixed cost of a test-run call
+//! taken out) and as ratios to both floors (this VM's speed varies by up to
+//! 2x: ratios are what compares across runs).
 //!
 //! Also: the verifier's instruction count of `xlb_balancer`, and the time per
 //! packet of one `repeat = 1,000,000` run for paths that do not rewrite the
@@ -42,6 +47,9 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "per_packet.v6_tcp_flow_hit.median_ns",
     "per_packet.v4_udp.median_ns",
     "per_packet.v4_tcp_vlan.median_ns",
+    "per_packet.v4_tcp_flow_hit.above_floor_pass_ns",
+    "per_packet.v4_tcp_flow_hit.ratio_to_floor_pass",
+    "per_packet.non_vip.above_floor_pass_ns",
 ];
 
 /// One scenario's timings.
@@ -90,6 +98,23 @@ impl Results {
         (floor > 0.0).then(|| s.summary.mean_ns / floor)
     }
 
+    /// (median, mean) minus `floor_pass`'s (median, mean): what the
+    /// scenario costs above an empty program in the same interleaved run.
+    pub fn above_floor_pass(&self, s: &ScenarioTiming) -> Option<(i64, f64)> {
+        let f = self.timing("floor_pass")?.summary;
+        Some((
+            s.summary.median_ns as i64 - f.median_ns as i64,
+            s.summary.mean_ns - f.mean_ns,
+        ))
+    }
+
+    /// median / floor_pass median: the cost in units of an empty program's
+    /// call, which scales with the VM's speed as the scenario does.
+    pub fn ratio_to_floor_pass(&self, s: &ScenarioTiming) -> Option<f64> {
+        let floor = self.timing("floor_pass")?.summary.median_ns;
+        (floor > 0).then(|| s.summary.median_ns as f64 / floor as f64)
+    }
+
     /// Files the results under `per_packet`, `per_packet_repeat`, `verifier`.
     pub fn record(&self, report: &mut Report) {
         for s in &self.timings {
@@ -105,6 +130,13 @@ impl Results {
             }
             if let Some(r) = self.mean_ratio_to_floor(s) {
                 report.insert(&format!("{p}.mean_ratio_to_floor"), round(r));
+            }
+            if let Some((median, mean)) = self.above_floor_pass(s) {
+                report.insert(&format!("{p}.above_floor_pass_ns"), median);
+                report.insert(&format!("{p}.above_floor_pass_mean_ns"), round(mean));
+            }
+            if let Some(r) = self.ratio_to_floor_pass(s) {
+                report.insert(&format!("{p}.ratio_to_floor_pass"), round(r));
             }
         }
         for (name, ns) in &self.repeated {
@@ -137,20 +169,21 @@ pub fn warmup_calls(calls: u32) -> usize {
     (calls as usize / 10).clamp(100, 10_000)
 }
 
-/// Measures every scenario with `calls` timed calls each.
+/// Measures every scenario with `calls` timed calls each, interleaved (see
+/// [`measure_interleaved`]).
 pub fn run(env: &mut BenchEnv, scenarios: &[Scenario], calls: u32) -> Result<Results> {
     let verifier = verifier_info(env)?;
-    let mut timings = Vec::new();
-    for sc in scenarios {
-        eprintln!("per-packet: {} ({calls} calls)", sc.name);
-        let summary = measure(env, sc, calls as usize)
-            .with_context(|| format!("per-packet scenario {}", sc.name))?;
-        timings.push(ScenarioTiming {
+    let all: Vec<&Scenario> = scenarios.iter().collect();
+    let summaries = measure_interleaved(env, &all, calls as usize)?;
+    let timings = scenarios
+        .iter()
+        .zip(summaries)
+        .map(|(sc, summary)| ScenarioTiming {
             name: sc.name,
             summary,
             frame_bytes: sc.frames[0].len(),
-        });
-    }
+        })
+        .collect();
     let mut repeated = Vec::new();
     for sc in scenarios
         .iter()
@@ -253,45 +286,118 @@ fn check_first_run(env: &mut BenchEnv, sc: &Scenario) -> Result<()> {
     Ok(())
 }
 
-/// Runs the scenario's first frame once (checked), warms up, then times
-/// `calls` calls. Returns the summary of the timed calls' kernel durations.
-fn measure(env: &mut BenchEnv, sc: &Scenario, calls: usize) -> Result<Summary> {
+/// Timed calls per scenario and turn of the interleaved run: long enough
+/// that reading the counters between turns costs little, short enough that
+/// a change of the VM's speed reaches every scenario alike.
+pub const TURN_CALLS: usize = 500;
+
+/// Warm-up calls of `sc` before its timed ones: [`warmup_calls`], and at
+/// least one pass over its frames unless each frame may be sent only once (a
+/// scenario of many established flows then starts measuring with all of them
+/// in the connection table).
+pub fn warmup_of(sc: &Scenario, calls: usize) -> usize {
     let warmup = warmup_calls(calls as u32);
     if sc.unique_frames {
+        warmup
+    } else {
+        warmup.max(sc.frames.len())
+    }
+}
+
+/// One scenario of an interleaved run: its next frame and its timings.
+struct Running<'a> {
+    sc: &'a Scenario,
+    next: usize,
+    ns: Vec<u64>,
+}
+
+impl Running<'_> {
+    /// `n` calls on the scenario's next frames; `timed` ones keep the
+    /// kernel-reported durations. Returns how many returned another action.
+    fn calls(&mut self, env: &mut BenchEnv, n: usize, timed: bool) -> Result<usize> {
+        let ifindex = env.ifindex;
+        let prog = env.program(self.sc.program)?;
+        let frames = &self.sc.frames;
+        let mut wrong = 0;
+        for _ in 0..n {
+            let r = testrun::run(prog, &frames[self.next], ifindex, 1)?;
+            wrong += usize::from(r.action != self.sc.action);
+            if timed {
+                self.ns.push(r.duration.as_nanos() as u64);
+            }
+            self.next = (self.next + 1) % frames.len();
+        }
+        Ok(wrong)
+    }
+}
+
+/// Times `calls` calls of every scenario, interleaved: each scenario's first
+/// frame once (checked), its warm-up ([`warmup_of`]), then turns of
+/// [`TURN_CALLS`] calls of each scenario in order until every one has made
+/// `calls`. So the floors and the balancer's paths share the VM's moods (its
+/// speed varies by up to 2x over minutes), and their differences and ratios
+/// compare like with like. After every turn the scenario's action, verdict
+/// and connection-table counters are checked for exactly that turn's calls.
+/// Returns one summary per scenario, in order.
+pub fn measure_interleaved(
+    env: &mut BenchEnv,
+    scenarios: &[&Scenario],
+    calls: usize,
+) -> Result<Vec<Summary>> {
+    let mut running = Vec::with_capacity(scenarios.len());
+    for sc in scenarios {
+        let warmup = warmup_of(sc, calls);
+        if sc.unique_frames {
+            ensure!(
+                sc.frames.len() > warmup + calls,
+                "{}: {} distinct frames needed, {} built",
+                sc.name,
+                warmup + calls + 1,
+                sc.frames.len()
+            );
+        }
+        check_first_run(env, sc).with_context(|| format!("per-packet scenario {}", sc.name))?;
+        let mut r = Running {
+            sc,
+            next: 1 % sc.frames.len(),
+            ns: Vec::with_capacity(calls),
+        };
+        let wrong = r.calls(env, warmup, false)?;
         ensure!(
-            sc.frames.len() > warmup + calls,
-            "{} distinct frames needed, {} built",
-            warmup + calls + 1,
-            sc.frames.len()
+            wrong == 0,
+            "{}: {wrong} warm-up calls returned another action than {}",
+            sc.name,
+            sc.action
         );
+        running.push(r);
     }
-    check_first_run(env, sc)?;
-    let ifindex = env.ifindex;
-    let n = sc.frames.len();
-    let mut next = 1 % n;
-
-    {
-        let prog = env.program(sc.program)?;
-        for _ in 0..warmup {
-            let r = testrun::run(prog, &sc.frames[next], ifindex, 1)?;
-            ensure!(r.action == sc.action, "warm-up call returned {}", r.action);
-            next = (next + 1) % n;
+    let mut done = 0;
+    while done < calls {
+        let n = TURN_CALLS.min(calls - done);
+        for r in &mut running {
+            let sc = r.sc;
+            let before = counters(env, sc)?;
+            let wrong = r.calls(env, n, true)?;
+            let after = counters(env, sc)?;
+            check_turn(sc, n, wrong, before, after)
+                .with_context(|| format!("per-packet scenario {}", sc.name))?;
         }
+        done += n;
     }
+    running
+        .into_iter()
+        .map(|mut r| Summary::of(&mut r.ns).context("no calls measured"))
+        .collect()
+}
 
-    let before = counters(env, sc)?;
-    let mut ns = Vec::with_capacity(calls);
-    let mut wrong = 0usize;
-    {
-        let prog = env.program(sc.program)?;
-        for _ in 0..calls {
-            let r = testrun::run(prog, &sc.frames[next], ifindex, 1)?;
-            wrong += usize::from(r.action != sc.action);
-            ns.push(r.duration.as_nanos() as u64);
-            next = (next + 1) % n;
-        }
-    }
-    let after = counters(env, sc)?;
+/// What `calls` calls of `sc` must have done to the counters.
+fn check_turn(
+    sc: &Scenario,
+    calls: usize,
+    wrong: usize,
+    before: Counters,
+    after: Counters,
+) -> Result<()> {
     ensure!(
         wrong == 0,
         "{wrong} of {calls} calls returned another action than {}",
@@ -317,13 +423,30 @@ fn measure(env: &mut BenchEnv, sc: &Scenario, calls: usize) -> Result<Summary> {
             "{new_flows} new flows in {calls} calls, expected one per call"
         ),
     }
-    Summary::of(&mut ns).context("no calls measured")
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bench::scenarios;
+
+    #[test]
+    fn a_turn_fails_unless_its_counters_match_its_calls() {
+        let all = scenarios::all([2, 0, 0, 0, 0, 1], 1);
+        let hit = all.iter().find(|s| s.name == "v4_tcp_flow_hit").unwrap();
+        let c = |verdict, new_flows| Counters { verdict, new_flows };
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(510, 3)).is_ok());
+        // A call counted under another verdict.
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(509, 3)).is_err());
+        // A packet of the established flow missed the connection table.
+        assert!(check_turn(hit, 500, 0, c(10, 3), c(510, 4)).is_err());
+        // A call returned another action.
+        assert!(check_turn(hit, 500, 1, c(10, 3), c(510, 3)).is_err());
+        let miss = all.iter().find(|s| s.name == "v4_tcp_flow_miss").unwrap();
+        assert!(check_turn(miss, 500, 0, c(0, 0), c(500, 500)).is_ok());
+        assert!(check_turn(miss, 500, 0, c(0, 0), c(500, 499)).is_err());
+    }
 
     #[test]
     fn the_scenarios_file_every_required_key() {

@@ -12,7 +12,7 @@ use xlb_tests::bench::{
     live,
     machine::Machine,
     options::{Command, USAGE},
-    per_packet, required_keys, scenarios, Options, Part, Report,
+    per_packet, plot, required_keys, scale, scenarios, Options, Part, Report,
 };
 
 /// Bumped when a key of the JSON report changes meaning or disappears.
@@ -32,6 +32,13 @@ fn run() -> Result<()> {
     let opts = match Options::parse(std::env::args().skip(1))? {
         Command::Help => {
             print!("{USAGE}");
+            return Ok(());
+        }
+        Command::Plot { report, dir } => {
+            let report = Report::read(&report)?;
+            for p in plot::write(&report, &dir)? {
+                println!("plot: {}", p.display());
+            }
             return Ok(());
         }
         Command::Run(o) => o,
@@ -58,6 +65,14 @@ fn run() -> Result<()> {
     let mut pp_results = None;
     if opts.runs(Part::PerPacket) || opts.runs(Part::Live) {
         pp_results = run_dataplane(&opts, &mut report, cpu, warmup)?;
+    }
+    let mut scale_results = None;
+    if opts.runs(Part::Scale) {
+        let t = Instant::now();
+        let r = scale::run(opts.calls, opts.quick, cpu);
+        r.record(&mut report);
+        scale_results = Some(r);
+        report.insert("timing.scale_s", round2(t.elapsed().as_secs_f64()));
     }
     let mut e2e_results = None;
     if opts.runs(Part::E2e) {
@@ -97,6 +112,26 @@ fn run() -> Result<()> {
     report.insert("timing.total_s", round2(started.elapsed().as_secs_f64()));
 
     print_summary(&report, &machine, pp_results.as_ref());
+    if let Some(r) = &scale_results {
+        println!();
+        print!("{}", r.table().render());
+        println!(
+            "scale: per-packet medians (as above) at each point, each measured interleaved with \
+             floor_pass; {} flows, all to one VIP (\"spread\": over all the point's VIPs); \
+             \"above floor\" = median - floor_pass median; max / min over the points, flagged \
+             NOT FLAT over x{} (\"vs floor\": of median / floor_pass, which cancels the VM's \
+             drift between points).",
+            scale::workload::FLOWS,
+            scale::FLAT
+        );
+        for cr in r.curves.iter().filter(|c| c.error.is_some()) {
+            println!(
+                "scale {}: error: {}",
+                cr.curve.name(),
+                cr.error.as_deref().unwrap_or_default()
+            );
+        }
+    }
     if let Some(r) = &e2e_results {
         println!();
         print!("{}", r.table().render());
@@ -121,6 +156,18 @@ fn run() -> Result<()> {
             .write(path)
             .with_context(|| format!("writing the JSON report to {}", path.display()))?;
         println!("\nJSON report: {}", path.display());
+    }
+    if let Some(dir) = &opts.plot_dir {
+        match plot::write(&report, dir) {
+            Ok(paths) => {
+                for p in paths {
+                    println!("plot: {}", p.display());
+                }
+            }
+            // The figures are in the table and the JSON: a plot that cannot
+            // be drawn is reported, not fatal.
+            Err(e) => eprintln!("xlb-bench: plots: {e:#}"),
+        }
     }
     if opts.check_keys {
         let missing = report.missing(&required_keys(|p| opts.runs(p)));
@@ -147,7 +194,13 @@ fn run_dataplane(
     } else {
         1
     };
-    let all = scenarios::all(env.if_mac, flow_miss_frames);
+    let all: Vec<_> = scenarios::all(env.if_mac, flow_miss_frames)
+        .into_iter()
+        .filter(|sc| opts.runs_scenario(sc.name))
+        .collect();
+    if all.is_empty() {
+        bail!("no scenario is called {}", opts.scenarios.join(" or "));
+    }
     eprintln!(
         "xlb-bench: namespace {}, CPU {cpu}, {} per-packet calls, {} live frames per scenario",
         env.namespace(),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::{
     cpu, panic_text,
     results::Window,
-    topology::{LbProgram, Napi, Topology},
+    topology::{Napi, Topology},
     workload::{vip_key, Proto, BACKENDS, FRAME_LEN, NFT_TABLE, VIP},
     Case, Config, Cpus, FLOWS,
 };
@@ -147,7 +147,7 @@ fn warm_up(
 fn new_connections(case: Case, first: &Snapshot, last: &Snapshot) -> u64 {
     match case {
         Case::Nftables => last.conntrack.saturating_sub(first.conntrack),
-        Case::Ceiling => 0,
+        Case::Ceiling | Case::XdpFloor => 0,
         _ => last.new_flows - first.new_flows,
     }
 }
@@ -225,11 +225,7 @@ pub(super) fn measure(
     if let Some(mode) = case.forwarding() {
         topo.set_forwarding(mode)?;
     }
-    topo.set_lb_program(if case.is_xlb() {
-        LbProgram::Balancer
-    } else {
-        LbProgram::Pass
-    })?;
+    topo.set_lb_program(case.program())?;
     topo.set_nftables(case == Case::Nftables)?;
     let frame = topo.set_frame(proto, case.destination(), FLOWS)?.frame();
     let lost_before = topo.lost_at_sink()?;
@@ -302,7 +298,7 @@ pub(super) fn measure(
     );
     let mut checks = match case {
         Case::Nftables => check_nftables(topo, &last)?,
-        Case::Ceiling => json!({}),
+        Case::Ceiling | Case::XdpFloor => json!({}),
         _ => check_xlb(&first, &last)?,
     };
     checks["new_connections_in_window"] = json!(new_conns);

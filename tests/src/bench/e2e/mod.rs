@@ -3,6 +3,14 @@
 //! with jhash over the 5-tuple), and for plain kernel forwarding (the
 //! ceiling of what the kernel path can do without any balancer).
 //!
+//! A fourth case, `xdp_floor`, is the floor of XDP forwarding in the same
+//! topology: `xlb_fwd_floor` on the ingress veth writes the sink's MACs and
+//! redirects to the egress veth, nothing else. xlb does the same redirect
+//! plus its balancing and encapsulation, so xlb / xdp_floor is the share of
+//! the XDP forwarding rate xlb keeps. Its frames go to the VIP, which the
+//! balancer namespace has no route for: kernel forwarding could not deliver
+//! them, only the program can.
+//!
 //! Method (see [`topology`] for the wiring, [`workload`] for what is sent
 //! and how the balancers are configured):
 //! - The generator (`xlb_gen`, live-frames test runs on `xlbe-gen0`, alone on
@@ -85,6 +93,8 @@ pub const FLOWS: u32 = 16_384;
 pub enum Case {
     Ceiling,
     Nftables,
+    /// `xlb_fwd_floor`: MACs rewritten, redirect; the XDP forwarding floor.
+    XdpFloor,
     Xlb,
     XlbGue,
     XlbL2Dsr,
@@ -92,9 +102,10 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 6] = [
+    pub const ALL: [Case; 7] = [
         Case::Ceiling,
         Case::Nftables,
+        Case::XdpFloor,
         Case::Xlb,
         Case::XlbGue,
         Case::XlbL2Dsr,
@@ -105,6 +116,7 @@ impl Case {
         match self {
             Case::Ceiling => "ceiling",
             Case::Nftables => "nftables",
+            Case::XdpFloor => "xdp_floor",
             Case::Xlb => "xlb",
             Case::XlbGue => "xlb_gue",
             Case::XlbL2Dsr => "xlb_l2_dsr",
@@ -116,6 +128,7 @@ impl Case {
         match self {
             Case::Ceiling => "kernel forwarding, no balancer",
             Case::Nftables => "nftables DNAT, jhash mod 3",
+            Case::XdpFloor => "XDP, MACs rewritten, redirect",
             Case::Xlb => "XDP, IPIP encap, redirect",
             Case::XlbGue => "XDP, GUE encap, redirect",
             Case::XlbL2Dsr => "XDP, l2-dsr MAC rewrite, redirect",
@@ -130,7 +143,7 @@ impl Case {
             Case::XlbGue => Some(lb_common::Forwarding::Gue),
             Case::XlbL2Dsr => Some(lb_common::Forwarding::L2Dsr),
             Case::XlbNat => Some(lb_common::Forwarding::Nat),
-            Case::Ceiling | Case::Nftables => None,
+            Case::Ceiling | Case::Nftables | Case::XdpFloor => None,
         }
     }
 
@@ -144,6 +157,15 @@ impl Case {
         match self {
             Case::Ceiling => BACKENDS[0],
             _ => VIP,
+        }
+    }
+
+    /// The program on the balancer's ingress veth.
+    fn program(self) -> LbProgram {
+        match self {
+            Case::Ceiling | Case::Nftables => LbProgram::Pass,
+            Case::XdpFloor => LbProgram::FwdFloor,
+            Case::Xlb | Case::XlbGue | Case::XlbL2Dsr => LbProgram::Balancer,
         }
     }
 }

@@ -10,7 +10,13 @@ use super::{
 use crate::bench::report::{round, Report, Table};
 
 /// Keys every run of this part files (CI checks them after `--quick`).
-pub const REQUIRED_KEYS: &[&str] = &["e2e.xlb.pps", "e2e.nftables.pps", "e2e.ceiling.pps"];
+pub const REQUIRED_KEYS: &[&str] = &[
+    "e2e.xlb.pps",
+    "e2e.nftables.pps",
+    "e2e.ceiling.pps",
+    "e2e.xdp_floor.pps",
+    "e2e.xlb_vs_xdp_floor",
+];
 
 /// Below this share of the window busy, the CPU of the balancer namespace
 /// and the sink was not the bottleneck: the generator was (said in the notes).
@@ -120,7 +126,7 @@ impl Results {
                     );
                 }
             }
-            for over in [Case::Nftables, Case::Ceiling] {
+            for over in [Case::Nftables, Case::Ceiling, Case::XdpFloor] {
                 if let Some(r) = self.ratio(proto, over) {
                     report.insert(
                         &format!("{SECTION}.xlb_vs_{}{suffix}", over.name()),

@@ -235,6 +235,11 @@ pub(super) mod tests {
                     ..series(Case::Nftables, Proto::Udp, &[])
                 },
                 series(
+                    Case::XdpFloor,
+                    Proto::Udp,
+                    &[(4e6, 150.0), (4e6, 150.0), (4e6, 150.0)],
+                ),
+                series(
                     Case::Xlb,
                     Proto::Udp,
                     &[(2e6, 300.0), (3e6, 200.0), (2e6, 300.0)],
@@ -253,5 +258,6 @@ pub(super) mod tests {
         assert_eq!(r.ratio(Proto::Udp, Case::Ceiling), Some(2.0));
         assert_eq!(r.cpu_ratio(Proto::Udp, Case::Ceiling), Some(0.5));
         assert_eq!(r.ratio(Proto::Udp, Case::Nftables), None);
+        assert_eq!(r.ratio(Proto::Udp, Case::XdpFloor), Some(0.5));
     }
 }

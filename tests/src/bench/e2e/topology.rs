@@ -5,7 +5,8 @@
 //!  xlbe-gen0 ---- veth ---- xlbe-lbin  [forwarding]  xlbe-lbout ---- veth ---- xlbe-sink0
 //!  10.31.0.2/24             10.31.0.1/24             10.32.0.1/24              10.32.0.2/24
 //!  xlb_gen (test runs)      xlb_pass | xlb_balancer  (10.33.0.0/24 on-link,   xlb_count_drop
-//!                           [nftables DNAT]           the sink's MAC)
+//!                           | xlb_fwd_floor           the sink's MAC)
+//!                           [nftables DNAT]
 //! ```
 //!
 //! - The generator is `xlb_gen` in live-frames test runs "received" on
@@ -15,7 +16,8 @@
 //!   not wait for an RCU grace period (~25 ms) at its start and end.
 //! - `xlbe-lbin` always runs a native XDP program (a veth delivers XDP_TX
 //!   frames only to a peer with one): `xlb_pass` for the kernel cases, the
-//!   balancer for xlb. Both share one bpf_link, whose program is swapped
+//!   balancer for xlb, `xlb_fwd_floor` (the sink's MACs, redirect to
+//!   `xlbe-lbout`) for the XDP floor. They share one bpf_link, whose program is swapped
 //!   atomically, so the veth's NAPI instance (and its thread) lives through
 //!   the whole run.
 //! - Backends 10.33.0.1-3 are on `xlbe-lbout`'s link, with the sink's MAC
@@ -40,11 +42,12 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use aya::{
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, DevMap, MapData, PerCpuArray},
     programs::{xdp::XdpLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use lb_common::{
+    fwd_floor,
     gen_frame::{self, GenFrame},
     program_names, Forwarding,
 };
@@ -80,6 +83,7 @@ const NS_TAG: &str = "e2eb";
 pub enum LbProgram {
     Pass,
     Balancer,
+    FwdFloor,
 }
 
 /// CPU-time counters on the NAPI threads.
@@ -216,6 +220,7 @@ impl Topology {
             program_names::GEN,
             program_names::PASS,
             program_names::COUNT_DROP,
+            fwd_floor::PROGRAM,
         ] {
             xdp_mut(&mut aux, name)?
                 .load()
@@ -263,6 +268,11 @@ impl Topology {
                 .with_context(|| format!("attaching xlb_pass to {LB_IN} (native)"))?;
             pass.take_link(id)?
         };
+        {
+            // The devmap resolves the ifindex in the caller's namespace.
+            let _in = enter_by_name(lb.name());
+            set_fwd_floor(&mut aux, sink_mac, lb.mac(LB_OUT), lbout_ifindex)?;
+        }
         let conntrack_count = {
             let _in = enter_by_name(lb.name());
             std::fs::File::open(CONNTRACK_COUNT)
@@ -352,6 +362,7 @@ impl Topology {
         let prog = match want {
             LbProgram::Pass => xdp_mut(&mut self.aux, program_names::PASS)?,
             LbProgram::Balancer => self.dp.program()?,
+            LbProgram::FwdFloor => xdp_mut(&mut self.aux, fwd_floor::PROGRAM)?,
         };
         let id = prog
             .attach_to_link(link)
@@ -506,6 +517,26 @@ fn enable_threaded(ns: &NetNs, dev: &str) -> Result<Vec<i32>> {
         bail!("threaded NAPI on {dev}: no new {prefix}* kernel thread appeared");
     }
     Ok(new)
+}
+
+/// `xlb_fwd_floor`'s next hop: the sink's MAC from `xlbe-lbout`'s, out of
+/// `xlbe-lbout` (whose ifindex is resolved in the calling thread's namespace).
+fn set_fwd_floor(aux: &mut Ebpf, dst: [u8; 6], src: [u8; 6], egress: u32) -> Result<()> {
+    let name = fwd_floor::MACS_MAP;
+    let mut m: Array<&mut MapData, [u64; 2]> = aux
+        .map_mut(name)
+        .with_context(|| format!("the auxiliary object has no map {name}"))?
+        .try_into()?;
+    m.set(0, fwd_floor::macs_words(dst, src), 0)
+        .with_context(|| format!("filling {name}"))?;
+    let name = fwd_floor::PORT_MAP;
+    let mut port: DevMap<&mut MapData> = aux
+        .map_mut(name)
+        .with_context(|| format!("the auxiliary object has no map {name}"))?
+        .try_into()?;
+    port.set(0, egress, None, 0)
+        .with_context(|| format!("putting {LB_OUT} into {name}"))?;
+    Ok(())
 }
 
 fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
