@@ -165,7 +165,7 @@ impl Case {
         match self {
             Case::Ceiling | Case::Nftables => LbProgram::Pass,
             Case::XdpFloor => LbProgram::FwdFloor,
-            Case::Xlb | Case::XlbGue | Case::XlbL2Dsr => LbProgram::Balancer,
+            Case::Xlb | Case::XlbGue | Case::XlbL2Dsr | Case::XlbNat => LbProgram::Balancer,
         }
     }
 }

@@ -126,6 +126,7 @@ pub(super) fn vips(points: &[u32], calls: u32) -> Result<Vec<Point>> {
         max_backends: max_backends as u32,
         table_size: VIPS_TABLE_SIZE,
         flow_table_size: FLOW_TABLE_SIZE,
+        ..Sizes::default()
     })?;
     env.route_via_gateway(BACKEND_PREFIX);
     let mac = env.if_mac;
@@ -187,6 +188,7 @@ pub(super) fn flow_table(points: &[u32], calls: u32, home_cpu: usize) -> Result<
         max_backends: 256,
         table_size: TABLE_SIZE,
         flow_table_size: FLOW_TABLE_ENTRIES,
+        ..Sizes::default()
     })?;
     env.route_via_gateway(BACKEND_PREFIX);
     env.apply(&pair(BACKENDS_PER_VIP))?;
@@ -257,6 +259,7 @@ pub(super) fn backends(points: &[u32], calls: u32) -> Result<Vec<Point>> {
         max_backends: (2 * max + 1).next_power_of_two() as u32,
         table_size: BACKENDS_TABLE_SIZE,
         flow_table_size: FLOW_TABLE_SIZE,
+        ..Sizes::default()
     })?;
     env.route_via_gateway(BACKEND_PREFIX);
     let mac = env.if_mac;
