@@ -38,6 +38,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "global.hash_seed",
     "announce.enabled",
     "announce.table",
+    // The NAT session maps are created with their size at load.
+    "nat.table_size",
 ];
 
 /// Everything that differs between a running config and a new one.
@@ -47,6 +49,9 @@ pub struct ConfigDiff {
     pub global: Vec<SettingChange>,
     /// `[announce]` keys, sorted by key.
     pub announce: Vec<SettingChange>,
+    /// `[nat]` keys (as their effective values: an absent `[nat]` is its
+    /// defaults), sorted by key.
+    pub nat: Vec<SettingChange>,
     /// Removed VIPs first (in the old config's order), then added and
     /// changed ones in the new config's order.
     pub vips: Vec<VipDiff>,
@@ -119,6 +124,11 @@ impl ConfigDiff {
             &toml_table(&new_raw.announce.clone().unwrap_or_default()),
             &[],
         );
+        let nat = table_changes(
+            &toml_table(&super::nat::raw_nat(&old.nat)),
+            &toml_table(&super::nat::raw_nat(&new.nat)),
+            &[],
+        );
         let mut vips = Vec::new();
         for o in &old.vips {
             if !new.vips.iter().any(|n| n.endpoint() == o.endpoint()) {
@@ -165,12 +175,16 @@ impl ConfigDiff {
         ConfigDiff {
             global,
             announce,
+            nat,
             vips,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.global.is_empty() && self.announce.is_empty() && self.vips.is_empty()
+        self.global.is_empty()
+            && self.announce.is_empty()
+            && self.nat.is_empty()
+            && self.vips.is_empty()
     }
 
     /// The changed `[global]` keys a reload cannot apply, in
@@ -184,7 +198,9 @@ impl ConfigDiff {
             .iter()
             .copied()
             .filter(|k| {
-                changed(&self.global, "global.", k) || changed(&self.announce, "announce.", k)
+                changed(&self.global, "global.", k)
+                    || changed(&self.announce, "announce.", k)
+                    || changed(&self.nat, "nat.", k)
             })
             .collect()
     }
@@ -194,10 +210,13 @@ impl ConfigDiff {
 /// what makes the daemon refuse a reload or API change.
 pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     let raw = |c: &Config| {
-        toml_table(&RawConfig::from(&Config {
+        let mut r = RawConfig::from(&Config {
             vips: Vec::new(),
             ..c.clone()
-        }))
+        });
+        // Effective values: an absent `[nat]` is its defaults, not "unset".
+        r.nat = Some(super::nat::raw_nat(&c.nat));
+        toml_table(&r)
     };
     let (a, b) = (raw(old), raw(new));
     let at = |t: &toml::Table, key: &str| -> Option<toml::Value> {
@@ -300,7 +319,11 @@ impl fmt::Display for ConfigDiff {
             return writeln!(f, "no changes");
         }
         let restart = self.needs_restart();
-        for (section, changes) in [("global", &self.global), ("announce", &self.announce)] {
+        for (section, changes) in [
+            ("global", &self.global),
+            ("announce", &self.announce),
+            ("nat", &self.nat),
+        ] {
             for c in changes {
                 let key = format!("{section}.{}", c.key);
                 let mark = if restart.contains(&key.as_str()) {
@@ -609,11 +632,26 @@ protocol = "udp"
         );
     }
 
+    /// Turning NAT on by reload (a `[nat]` table with sources, the default
+    /// map size) needs no restart: an absent `[nat]` is its defaults.
+    #[test]
+    fn enabling_nat_with_the_default_size_is_a_reload() {
+        let base = config(BASE);
+        let mut with_nat = base.clone();
+        with_nat.nat.sources = vec!["10.0.0.5".parse().unwrap_or_else(|e| panic!("{e}"))];
+        assert!(restart_needed(&base, &with_nat).is_empty());
+        let d = ConfigDiff::between(&base, &with_nat);
+        assert!(d.needs_restart().is_empty(), "{d}");
+        assert_eq!(d.nat.len(), 1, "{d:?}");
+        assert_eq!(d.nat[0].key, "sources");
+    }
+
     #[test]
     fn every_restart_key_is_a_config_key_and_detected() {
         let mut base = config(BASE);
         // Optional keys appear in the file form only when set.
         base.global.hash_seed = Some(7);
+        base.nat.sources = vec!["10.0.0.5".parse().unwrap_or_else(|e| panic!("{e}"))];
         let raw = toml_table(&RawConfig::from(&base));
         for key in RESTART_KEYS {
             let (section, k) = key.split_once('.').unwrap_or_else(|| panic!("{key}"));
@@ -630,12 +668,15 @@ protocol = "udp"
         changed.global.outer_source_v6 = Some("fd00::2".parse().unwrap_or_else(|e| panic!("{e}")));
         changed.announce.table = 4243;
         changed.announce.drain_on_stop = std::time::Duration::from_secs(3);
+        changed.nat.table_size = base.nat.table_size * 2;
+        changed.nat.port_min = 2000;
         assert_eq!(
             restart_needed(&base, &changed),
             [
                 "global.interfaces",
                 "global.metrics_address",
-                "announce.table"
+                "announce.table",
+                "nat.table_size"
             ]
         );
         assert!(restart_needed(&base, &base).is_empty());
@@ -645,9 +686,14 @@ protocol = "udp"
             [
                 "global.interfaces",
                 "global.metrics_address",
-                "announce.table"
+                "announce.table",
+                "nat.table_size"
             ]
         );
         assert!(d.announce.iter().any(|c| c.key == "drain_on_stop"), "{d:?}");
+        // The NAT ports apply on reload; the diff shows them, unflagged.
+        assert!(d.nat.iter().any(|c| c.key == "ports"), "{d:?}");
+        assert!(d.to_string().contains("~ nat.ports"), "{d}");
+        assert!(d.to_string().contains("! nat.table_size"), "{d}");
     }
 }
