@@ -207,8 +207,11 @@ impl BalancerFixture {
     /// as the control plane does).
     pub fn set_filter_bit(&mut self, addr: IpAddr) {
         let (index, mask) = lb_common::vip_filter_slot_of(addr);
-        let words = self.dp.vip_filter_words().unwrap_or_else(|e| panic!("{e}"));
-        let word = words.get(&index).copied().unwrap_or(0) | mask;
+        let word = self
+            .dp
+            .vip_filter_word(index)
+            .unwrap_or_else(|e| panic!("{e}"))
+            | mask;
         self.dp
             .set_vip_filter_word(index, word)
             .unwrap_or_else(|e| panic!("{e}"));

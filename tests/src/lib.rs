@@ -2,6 +2,7 @@
 //! network namespaces that clean up after themselves, packet builders, and a
 //! balancer fixture driven through BPF_PROG_TEST_RUN.
 
+pub mod aux_object;
 pub mod balancer_fixture;
 pub mod bench;
 pub mod bird;

@@ -6,13 +6,12 @@
 use std::net::IpAddr;
 
 use aya::{
-    maps::{Array, DevMap, MapData},
-    programs::Xdp,
-    Ebpf, EbpfLoader,
+    maps::{DevMap, MapData},
+    Ebpf,
 };
 use lb_common::fwd_floor;
-use lb_userspace::ebpf_objects;
 use xlb_tests::{
+    aux_object,
     balancer_fixture::run_program,
     expect::{XDP_DROP, XDP_REDIRECT},
     frames::Frame,
@@ -23,34 +22,17 @@ const DST: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 const SRC: [u8; 6] = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
 
 fn load() -> Ebpf {
-    let bytes = ebpf_objects::require("aux", ebpf_objects::AUX).unwrap_or_else(|e| panic!("{e}"));
-    let mut ebpf = EbpfLoader::new()
-        .load(bytes)
-        .unwrap_or_else(|e| panic!("loading the auxiliary programs: {e}"));
-    let prog: &mut Xdp = ebpf
-        .program_mut(fwd_floor::PROGRAM)
-        .unwrap_or_else(|| panic!("no {}", fwd_floor::PROGRAM))
-        .try_into()
-        .unwrap_or_else(|e| panic!("{e}"));
-    prog.load()
-        .unwrap_or_else(|e| panic!("loading {}: {e}", fwd_floor::PROGRAM));
-    let mut macs: Array<&mut MapData, [u64; 2]> = Array::try_from(
-        ebpf.map_mut(fwd_floor::MACS_MAP)
-            .unwrap_or_else(|| panic!("no {}", fwd_floor::MACS_MAP)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    macs.set(0, fwd_floor::macs_words(DST, SRC), 0)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut ebpf = aux_object::load(&[fwd_floor::PROGRAM]);
+    aux_object::set_slot0(
+        &mut ebpf,
+        fwd_floor::MACS_MAP,
+        fwd_floor::macs_words(DST, SRC),
+    );
     ebpf
 }
 
 fn run(ebpf: &Ebpf, frame: &[u8]) -> (u32, Vec<u8>) {
-    let prog: &Xdp = ebpf
-        .program(fwd_floor::PROGRAM)
-        .unwrap_or_else(|| panic!("no {}", fwd_floor::PROGRAM))
-        .try_into()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let r = run_program(prog, frame);
+    let r = run_program(aux_object::xdp(ebpf, fwd_floor::PROGRAM), frame);
     (r.action, r.out)
 }
 

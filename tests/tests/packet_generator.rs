@@ -9,18 +9,14 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use aya::{
-    maps::{Array, MapData},
-    programs::Xdp,
-    Ebpf, EbpfLoader,
-};
+use aya::Ebpf;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use lb_common::{
     gen_frame::{self, GenFrame, GEN_LEN},
     program_names,
 };
-use lb_userspace::ebpf_objects;
 use xlb_tests::{
+    aux_object,
     balancer_fixture::run_program,
     expect::XDP_TX,
     frames::{Frame, L4, TCP_SYN},
@@ -28,21 +24,6 @@ use xlb_tests::{
 };
 
 const FRAMES: usize = 2_000;
-
-fn load() -> Ebpf {
-    let bytes = ebpf_objects::require("aux", ebpf_objects::AUX).unwrap_or_else(|e| panic!("{e}"));
-    let mut ebpf = EbpfLoader::new()
-        .load(bytes)
-        .unwrap_or_else(|e| panic!("loading the auxiliary programs: {e}"));
-    let prog: &mut Xdp = ebpf
-        .program_mut(program_names::GEN)
-        .unwrap_or_else(|| panic!("no {}", program_names::GEN))
-        .try_into()
-        .unwrap_or_else(|e| panic!("{e}"));
-    prog.load()
-        .unwrap_or_else(|e| panic!("loading xlb_gen: {e}"));
-    ebpf
-}
 
 /// A 60-byte TCP SYN from `src` to 10.100.0.1:80.
 fn template(src: Ipv4Addr) -> [u8; GEN_LEN] {
@@ -63,17 +44,8 @@ fn template(src: Ipv4Addr) -> [u8; GEN_LEN] {
 /// Runs the generator `FRAMES` times with template `t`; returns each
 /// frame's (source address, source port), checking both checksums.
 fn generate(ebpf: &mut Ebpf, t: GenFrame) -> Vec<(Ipv4Addr, u16)> {
-    let mut map: Array<&mut MapData, GenFrame> = Array::try_from(
-        ebpf.map_mut(gen_frame::FRAME_MAP)
-            .unwrap_or_else(|| panic!("no {}", gen_frame::FRAME_MAP)),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    map.set(0, t, 0).unwrap_or_else(|e| panic!("{e}"));
-    let prog: &Xdp = ebpf
-        .program(program_names::GEN)
-        .unwrap_or_else(|| panic!("no {}", program_names::GEN))
-        .try_into()
-        .unwrap_or_else(|e| panic!("{e}"));
+    aux_object::set_slot0(ebpf, gen_frame::FRAME_MAP, t);
+    let prog = aux_object::xdp(ebpf, program_names::GEN);
     // The input's bytes do not matter: the generator overwrites all 60.
     let junk = [0xa5u8; GEN_LEN];
     (0..FRAMES)
@@ -110,7 +82,7 @@ fn a_varying_template_sends_from_random_addresses_of_its_prefix() {
     if !require_root("a_varying_template_sends_from_random_addresses_of_its_prefix") {
         return;
     }
-    let mut ebpf = load();
+    let mut ebpf = aux_object::load(&[program_names::GEN]);
     let base = Ipv4Addr::new(198, 18, 7, 0);
     let t = GenFrame::new(&template(base), 16)
         .and_then(|t| t.with_source_bits(8))

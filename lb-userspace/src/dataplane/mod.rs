@@ -343,6 +343,13 @@ impl Dataplane {
             .map_err(|e| map_err(map_names::VIP_FILTER, e))
     }
 
+    /// Word `index` of the VIP-address bitmap.
+    pub fn vip_filter_word(&self, index: u32) -> Result<u64, DataplaneError> {
+        self.vip_filter
+            .get(&index, 0)
+            .map_err(|e| map_err(map_names::VIP_FILTER, e))
+    }
+
     /// The non-zero words of the VIP-address bitmap, by index.
     pub fn vip_filter_words(&self) -> Result<BTreeMap<u32, u64>, DataplaneError> {
         let mut out = BTreeMap::new();
@@ -359,11 +366,7 @@ impl Dataplane {
     /// (`false`: the data plane passes it as no VIP's).
     pub fn vip_filter_admits(&self, addr: std::net::IpAddr) -> Result<bool, DataplaneError> {
         let (index, mask) = lb_common::vip_filter_slot_of(addr);
-        let word = self
-            .vip_filter
-            .get(&index, 0)
-            .map_err(|e| map_err(map_names::VIP_FILTER, e))?;
-        Ok(word & mask != 0)
+        Ok(self.vip_filter_word(index)? & mask != 0)
     }
 
     // ---- backends ---------------------------------------------------------

@@ -1134,17 +1134,18 @@ fn policy_probes() -> Vec<IpAddr> {
     .collect()
 }
 
+/// One VIP (10.100.0.1:80) with `case`'s allow and deny lists.
+fn policy_state((allow, deny): &PolicyCase) -> DesiredState {
+    let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
+    v.policy = DesiredPolicy::new(IpAddr::from([10, 100, 0, 1]), allow, deny, None, None);
+    state(vec![v])
+}
+
 #[test]
 fn policy_changes_never_admit_what_old_and_new_both_refuse() {
     let policies = policy_cases();
     let probes = policy_probes();
-    let vip_addr = IpAddr::from([10, 100, 0, 1]);
-    let with_policy = |i: usize| {
-        let (allow, deny) = &policies[i];
-        let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
-        v.policy = DesiredPolicy::new(vip_addr, allow, deny, None, None);
-        state(vec![v])
-    };
+    let with_policy = |i: usize| policy_state(&policies[i]);
     for from in 0..policies.len() {
         for to in 0..policies.len() {
             let mut maps = SimMaps::new();
@@ -1230,13 +1231,7 @@ fn established_flows_are_judged_by_the_new_prefixes_after_a_change() {
     use lb_common::policy::SourceAccess;
     let policies = policy_cases();
     let probes = policy_probes();
-    let vip_addr = IpAddr::from([10, 100, 0, 1]);
-    let with_policy = |i: usize| {
-        let (allow, deny) = &policies[i];
-        let mut v = vip(1, 80, 0, vec![backend(1, 100, true)]);
-        v.policy = DesiredPolicy::new(vip_addr, allow, deny, None, None);
-        state(vec![v])
-    };
+    let with_policy = |i: usize| policy_state(&policies[i]);
     for from in 0..policies.len() {
         for (to, (allow_to, deny_to)) in policies.iter().enumerate() {
             let mut maps = SimMaps::new();
