@@ -53,6 +53,9 @@
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
+//! A VIP packet reads the clock once, through this CPU's cache of it
+//! (`XLB_CLOCK`, `lb_ebpf::clock`: the clock helper once per tick).
+//!
 //! Map sizes below are defaults; the daemon sets the real ones at load time.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -61,7 +64,6 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{
     bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
-    helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -77,7 +79,7 @@ use lb_common::{
     forwarding::{self, gue, FORWARDING_GUE, FORWARDING_IPIP, FORWARDING_L2_DSR, FORWARDING_NAT},
     icmp::{self, Role},
     policy::{source_access_current, SourceAccess},
-    vip_filter_slot, Backend, BackendStats, CachedHop, FloodState, FlowKey, FlowValue,
+    vip_filter_slot, Backend, BackendStats, CachedHop, ClockCache, FloodState, FlowKey, FlowValue,
     GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
     VipKey, VipPolicy, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
     DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO,
@@ -85,6 +87,7 @@ use lb_common::{
     NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
 };
 use lb_ebpf::{
+    clock,
     encap::{self, fib_rc, NextHop, Outer, Route},
     icmp as icmp_packet, l2_dsr, mem,
     packet::ref_at,
@@ -197,6 +200,11 @@ static XLB_BE_STATS: PerCpuArray<BackendStats> =
 #[map]
 static XLB_ICMP_LIMIT: PerCpuArray<IcmpBucket> = PerCpuArray::with_max_entries(ICMP_BUCKETS, 0);
 
+/// This CPU's last reading of the coarse clock (`lb_ebpf::clock`): the
+/// clock helper is called once per tick, not once per packet.
+#[map]
+static XLB_CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+
 /// One packet counter per `Verdict`.
 #[map]
 static XLB_VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
@@ -301,8 +309,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
     // The one clock read of a VIP packet: flow-entry ages, token buckets,
     // flood windows and the next-hop cache all use it.
-    // SAFETY: reads the coarse monotonic clock; no arguments.
-    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let now_ns = clock::now_ns(&XLB_CLOCK);
     let packet = PacketFacts {
         proto: key.proto(),
         tcp_flags,
@@ -449,8 +456,7 @@ fn answer_ping(
     {
         return Err(Verdict::NotVip);
     }
-    // SAFETY: reads the coarse monotonic clock; no arguments.
-    let now_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let now_ns = clock::now_ns(&XLB_CLOCK);
     if !icmp_allowed(ICMP_BUCKET_ECHO, now_ns) {
         return Err(Verdict::IcmpEchoLimited);
     }

@@ -14,6 +14,7 @@
     expect(internal_features, reason = "core_intrinsics: BPF_CMPXCHG, see above")
 )]
 
+pub mod clock;
 pub mod encap;
 pub mod icmp;
 pub mod l2_dsr;

@@ -7,6 +7,7 @@
 //! Each file's `layout` tests pin size and field offsets.
 
 mod backend;
+mod clock;
 mod config;
 mod decap;
 mod flow;
@@ -19,6 +20,7 @@ mod vip_filter;
 mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
+pub use clock::ClockCache;
 pub use config::{
     CachedHop, GlobalConfig, CONFIG_F_SRC_V4, CONFIG_F_SRC_V6, DEFAULT_FLOOD_THRESHOLD,
     DEFAULT_OUTER_TTL, NEXTHOP_TTL_NS,
@@ -84,9 +86,10 @@ pub mod map_names {
     pub const NAT_STATS: &str = "XLB_NAT_STATS";
     pub const NAT_PROG: &str = "XLB_NAT_PROG";
     pub const NAT_HANDOFF: &str = "XLB_NAT_HANDOFF";
+    pub const CLOCK: &str = "XLB_CLOCK";
 
     /// Every name above.
-    pub const ALL: [&str; 31] = [
+    pub const ALL: [&str; 32] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -118,6 +121,7 @@ pub mod map_names {
         NAT_STATS,
         NAT_PROG,
         NAT_HANDOFF,
+        CLOCK,
     ];
 }
 

@@ -24,8 +24,8 @@ use aya_obj::generated::{
     BPF_F_WRONLY_PROG, BPF_F_ZERO_SEED,
 };
 use lb_common::{
-    decap_stat, map_names, Backend, BackendStats, CachedHop, DecapKey, FloodState, FlowKey,
-    FlowValue, GlobalConfig, IcmpBucket, NatEntry, NatSession, NatStats, PolicyStats,
+    decap_stat, map_names, Backend, BackendStats, CachedHop, ClockCache, DecapKey, FloodState,
+    FlowKey, FlowValue, GlobalConfig, IcmpBucket, NatEntry, NatSession, NatStats, PolicyStats,
     SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
     ICMP_BUCKETS, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
     MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, VIP_FILTER_WORDS,
@@ -179,6 +179,8 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         MapType::PerCpuArray,
         Entries::Declared(1),
     ),
+    // This CPU's last coarse-clock reading; only the data plane writes it.
+    MapSpec::of::<u32, ClockCache>(map_names::CLOCK, MapType::PerCpuArray, Entries::Declared(1)),
 ];
 
 /// The decap object's maps (`xlb_decap`); nothing in them is configured.
@@ -603,6 +605,7 @@ mod tests {
                 map_names::NAT_STATS,
                 map_names::NAT_PROG,
                 map_names::NAT_HANDOFF,
+                map_names::CLOCK,
             ]
         );
         assert_eq!(
