@@ -2,8 +2,14 @@
 //!
 //!  1. Parse Ethernet (+1 VLAN tag), IPv4/IPv6, TCP/UDP ports.
 //!  2. A destination whose bit in `XLB_VIP_FILTER` is clear is no VIP
-//!     address: XDP_PASS after one array read. Else look the destination up
-//!     in `XLB_VIPS` (exact port, then port 0).
+//!     address: XDP_PASS after one array read. Else a TCP/UDP packet that
+//!     does not open a connection looks up its connection-table entry
+//!     (`XLB_FLOWS`) first: the entry's backend (`XLB_BACKENDS`) names its
+//!     VIP's id, whose slot (`XLB_VIP_SLOTS`) holds the VIP when it is the
+//!     exact VIP of the destination. Other packets, and flows whose slot
+//!     does not answer, look the destination up in `XLB_VIPS` (exact port,
+//!     then port 0): the same VIP either way, one hash lookup fewer for an
+//!     established flow.
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.
 //!     The VIP's source ranges (`XLB_POLICY`, tries `XLB_SRC_V4`/`_V6`) may
 //!     refuse the source: dropped, counted in `XLB_POLICY_ST`.
@@ -16,7 +22,7 @@
 //!       backend, which learns e.g. the path MTU toward its client;
 //!     - a fragment goes to the source-hashed VIP the marker names for its
 //!       protocol (by the source address: no ports needed), else is dropped.
-//!  3. Pick a backend: the connection table `XLB_FLOWS` first (an existing flow
+//!  3. Pick a backend: the connection table's entry first (an existing flow
 //!     keeps its backend when the backend set changes, unless the backend
 //!     failed its health check, the packet opens a new TCP connection or the
 //!     UDP entry expired), else the VIP's Maglev table in `XLB_MAGLEV` indexed
@@ -81,10 +87,10 @@ use lb_common::{
     policy::{source_access_current, SourceAccess},
     vip_filter_slot, Backend, BackendStats, CachedHop, ClockCache, FloodState, FlowKey, FlowValue,
     GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
-    VipKey, VipPolicy, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE, DEFAULT_MAX_BACKENDS,
-    DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS, ICMP_BUCKET_ECHO,
-    ICMP_BUCKET_TOO_BIG, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES,
-    NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
+    VipKey, VipPolicy, VipSlot, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE,
+    DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS,
+    ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS,
+    MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
 };
 use lb_ebpf::{
     clock,
@@ -103,6 +109,11 @@ mod nat_program;
 /// what to do with it (answer pings; which VIP takes fragments).
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
+
+/// Every VIP by id, with its key (`lb_common::VipSlot`): an established
+/// flow's VIP, reached from its entry's backend without hashing the VIP key.
+#[map]
+static XLB_VIP_SLOTS: Array<VipSlot> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
 
 /// One bit per hashed VIP address (`lb_common::vip_filter_slot`): a clear
 /// bit answers "not a VIP address" for most of the host's other traffic
@@ -260,19 +271,27 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         return Err(Verdict::NotVip);
     }
 
-    let (carrier, tcp_flags, vip) = match ip.l4 {
+    let mut vip_buf = MaybeUninit::<mem::Aligned<VipInfo>>::uninit();
+    let (carrier, tcp_flags, vip, flow) = match ip.l4 {
         L4Status::TcpUdp => {
-            // A destination that passed the filter but is no VIP may be a
-            // NAT address (the filter holds those too): a reply, perhaps.
-            let Some(vip) = lookup_vip(key) else {
-                return Err(nat_program::maybe_nat_reply(ctx, key));
+            // The connection table first: an established flow's entry leads
+            // to its VIP through two array reads (`vip_of_entry`).
+            let flow = flow_entry(key, tcp_flags);
+            let vip = match flow.and_then(|f| vip_of_entry(f, key)) {
+                Some(vip) => vip,
+                // A destination that passed the filter but is no VIP may be
+                // a NAT address (the filter holds those too): a reply, perhaps.
+                None => match lookup_vip(key) {
+                    Some(vip) => vip,
+                    None => return Err(nat_program::maybe_nat_reply(ctx, key)),
+                },
             };
-            (Carrier::Flow, tcp_flags, vip)
+            (Carrier::Flow, tcp_flags, vip, flow)
         }
         // No usable ports: a source-hashed VIP may take it, else it is
         // dropped if it is addressed to a VIP address.
         L4Status::Fragment if parse::bare_header(&ip) => {
-            (Carrier::Fragment, 0, fragment_vip(ctx, &ip, key)?)
+            (Carrier::Fragment, 0, fragment_vip(ctx, &ip, key)?, None)
         }
         L4Status::Fragment => return Err(unbalanceable(key, Verdict::Fragment)),
         L4Status::UnsupportedExt => return Err(unbalanceable(key, Verdict::Ipv6ExtUnsupported)),
@@ -284,17 +303,18 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
                 Role::Error => {
                     // `key` becomes the flow the error quotes.
                     icmp_packet::quoted_flow(ctx, &ip, key).map_err(|_| Verdict::IcmpMalformed)?;
-                    (
-                        Carrier::IcmpError,
-                        0,
-                        lookup_vip(key).ok_or(Verdict::NotVip)?,
-                    )
+                    let vip = lookup_vip(key).ok_or(Verdict::NotVip)?;
+                    // The flow's entry, read (never written) as the flow's
+                    // own packets read it.
+                    (Carrier::IcmpError, 0, vip, flow_entry(key, 0))
                 }
                 Role::Other => return Err(Verdict::NotVip),
             }
         }
         L4Status::Other => return Err(Verdict::NotVip),
     };
+    // On the stack, the VIP is one value whichever map it came from.
+    let vip = mem::copied(&mut vip_buf, vip);
     let key: &FlowKey = key;
     let ip_len = ip.ip_len as u64;
     if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
@@ -316,7 +336,8 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         now_ns,
     };
     let hash = decision::vip_hash(cfg.hash_seed(), vip.flags, key);
-    let (backend_id, backend) = pick_backend(ctx, cfg, vip, policy, key, hash, &packet, carrier)?;
+    let (backend_id, backend) =
+        pick_backend(ctx, cfg, vip, policy, key, flow, hash, &packet, carrier)?;
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -399,6 +420,38 @@ fn may_be_vip_address(key: &FlowKey) -> bool {
         // the VIP lookups, as without the filter.
         None => true,
     }
+}
+
+/// The connection-table entry of the flow, unless the packet opens a
+/// connection (`decision::PacketFacts::opens_connection`: a bare SYN
+/// follows no entry, so it is spared the lookup).
+#[inline(always)]
+fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<*mut FlowValue> {
+    let opening = PacketFacts {
+        proto: key.proto(),
+        tcp_flags,
+        now_ns: 0,
+    }
+    .opens_connection();
+    if opening {
+        None
+    } else {
+        XLB_FLOWS.get_ptr_mut(key)
+    }
+}
+
+/// The VIP of the flow whose entry is `flow`, found without `XLB_VIPS`:
+/// the VIP of the entry's backend (`Backend::vip_id`, its `XLB_VIP_SLOTS`
+/// slot), when it is the exact VIP the lookup would find first
+/// (`VipSlot::is_exact_vip_of`). `None` sends the packet to `lookup_vip`.
+/// Whether the entry is followed is still `pick_backend`'s decision.
+#[inline(always)]
+fn vip_of_entry(flow: *mut FlowValue, key: &FlowKey) -> Option<&'static VipInfo> {
+    // SAFETY: a map value, valid for the whole run (see `pick_backend`).
+    let id = unsafe { (*flow).backend_id };
+    let backend = XLB_BACKENDS.get(id)?;
+    let slot = XLB_VIP_SLOTS.get(backend.vip_id)?;
+    slot.is_exact_vip_of(key).then_some(&slot.info)
 }
 
 /// The VIP the packet is for (`decision::lookup_vip`: exact port, then port 0).
@@ -489,7 +542,8 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
     vk
 }
 
-/// The backend for this packet: the connection table's answer while
+/// The backend for this packet: the connection-table entry `flow` (looked
+/// up by `try_balance`: `flow_entry`) while
 /// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
 /// VIP; not for a new TCP connection; not an expired UDP entry), else the
 /// Maglev slot. Every packet's source is checked against the VIP's prefixes
@@ -516,12 +570,13 @@ fn pick_backend(
     vip: &VipInfo,
     policy: &VipPolicy,
     key: &FlowKey,
+    flow: Option<*mut FlowValue>,
     hash: u32,
     packet: &PacketFacts,
     carrier: Carrier,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    if carrier != Carrier::Fragment && consults_flow_table(vip.flags, packet) {
-        if let Some(flow) = XLB_FLOWS.get_ptr_mut(key) {
+    if consults_flow_table(vip.flags, packet) {
+        if let Some(flow) = flow {
             // SAFETY: a map value, valid for the whole run. Other CPUs write
             // only `last_seen_ns` and `access_generation` in place (aligned
             // 8- and 4-byte stores, never torn); replacements swap the whole

@@ -17,6 +17,7 @@ mod policy;
 mod stats;
 mod vip;
 mod vip_filter;
+mod vip_slot;
 mod vlan;
 
 pub use backend::{Backend, BACKEND_F_ACTIVE, BACKEND_F_UNHEALTHY, NO_BACKEND};
@@ -47,6 +48,7 @@ pub use vip::{
     MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 pub use vip_filter::{vip_filter_slot, vip_filter_slot_of, VIP_FILTER_BITS, VIP_FILTER_WORDS};
+pub use vip_slot::VipSlot;
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
 pub const PROTO_TCP: u8 = 6;
@@ -87,9 +89,10 @@ pub mod map_names {
     pub const NAT_PROG: &str = "XLB_NAT_PROG";
     pub const NAT_HANDOFF: &str = "XLB_NAT_HANDOFF";
     pub const CLOCK: &str = "XLB_CLOCK";
+    pub const VIP_SLOTS: &str = "XLB_VIP_SLOTS";
 
     /// Every name above.
-    pub const ALL: [&str; 32] = [
+    pub const ALL: [&str; 33] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -122,6 +125,7 @@ pub mod map_names {
         NAT_PROG,
         NAT_HANDOFF,
         CLOCK,
+        VIP_SLOTS,
     ];
 }
 

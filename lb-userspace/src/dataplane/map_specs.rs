@@ -26,9 +26,10 @@ use aya_obj::generated::{
 use lb_common::{
     decap_stat, map_names, Backend, BackendStats, CachedHop, ClockCache, DecapKey, FloodState,
     FlowKey, FlowValue, GlobalConfig, IcmpBucket, NatEntry, NatSession, NatStats, PolicyStats,
-    SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipStats, VlanDevice,
-    ICMP_BUCKETS, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES, MAX_DECAP_VIPS,
-    MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES, VIP_FILTER_WORDS,
+    SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo, VipKey, VipPolicy, VipSlot, VipStats,
+    VlanDevice, ICMP_BUCKETS, MAX_DECAP_ADDRS, MAX_DECAP_GUE_PORTS, MAX_DECAP_SOURCES,
+    MAX_DECAP_VIPS, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS, MAX_VLAN_DEVICES,
+    VIP_FILTER_WORDS,
 };
 
 use super::{map_err, DataplaneError, Sizes};
@@ -178,6 +179,13 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         map_names::NAT_HANDOFF,
         MapType::PerCpuArray,
         Entries::Declared(1),
+    ),
+    // Every VIP by id with its key (`XLB_VIPS`'s entries, reached from an
+    // established flow's backend).
+    MapSpec::of::<u32, VipSlot>(
+        map_names::VIP_SLOTS,
+        MapType::Array,
+        configured("max_vips", |s| Some(s.max_vips)),
     ),
     // This CPU's last coarse-clock reading; only the data plane writes it.
     MapSpec::of::<u32, ClockCache>(map_names::CLOCK, MapType::PerCpuArray, Entries::Declared(1)),
@@ -605,6 +613,7 @@ mod tests {
                 map_names::NAT_STATS,
                 map_names::NAT_PROG,
                 map_names::NAT_HANDOFF,
+                map_names::VIP_SLOTS,
                 map_names::CLOCK,
             ]
         );

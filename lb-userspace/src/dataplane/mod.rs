@@ -26,7 +26,7 @@ use aya::{
 };
 use lb_common::{
     map_names, program_names, Backend, BackendStats, CachedHop, FlowKey, FlowValue, GlobalConfig,
-    Verdict, VipInfo, VipKey, VipStats, VlanDevice,
+    Verdict, VipInfo, VipKey, VipSlot, VipStats, VlanDevice,
 };
 pub use maglev_table::MaglevTable;
 pub use map_specs::MapLayout;
@@ -186,6 +186,8 @@ pub struct Dataplane {
     sizes: Sizes,
     flow_capacity: FlowTableCapacity,
     vips: HashMap<MapData, VipKey, VipInfo>,
+    /// `XLB_VIP_SLOTS`: kept in step with `vips` by `set_vip`/`remove_vip`.
+    vip_slots: Array<MapData, VipSlot>,
     vip_filter: Array<MapData, u64>,
     backends: Array<MapData, Backend>,
     maglev: MaglevTable,
@@ -258,8 +260,9 @@ impl Dataplane {
             possible_cpus: maps.possible_cpus(),
         };
 
-        Ok(Self {
+        let mut dataplane = Self {
             vips: typed(&mut ebpf, map_names::VIPS)?,
+            vip_slots: typed(&mut ebpf, map_names::VIP_SLOTS)?,
             vip_filter: typed(&mut ebpf, map_names::VIP_FILTER)?,
             backends: typed(&mut ebpf, map_names::BACKENDS)?,
             maglev,
@@ -276,7 +279,10 @@ impl Dataplane {
             sizes,
             flow_capacity,
             ebpf,
-        })
+        };
+        // Adopted maps may come from a daemon that kept no slots.
+        dataplane.sync_vip_slots()?;
+        Ok(dataplane)
     }
 
     pub fn sizes(&self) -> Sizes {
@@ -307,16 +313,83 @@ impl Dataplane {
                 max: self.sizes.max_vips,
             });
         }
+        // The slot first: the data plane reaches a VIP through its slot
+        // only from flows whose backends already belong to it, and then
+        // takes exactly what the map will hold. A VIP that moves to another
+        // id leaves its old slot empty.
+        if !key.is_marker() {
+            if let Some(old) = self.vip(key)?.filter(|old| old.vip_id != info.vip_id) {
+                self.clear_vip_slot(old.vip_id, key)?;
+            }
+            self.set_vip_slot(info.vip_id, &VipSlot::new(*key, *info))?;
+        }
         self.vips
             .insert(key, info, 0)
             .map_err(|e| map_err(map_names::VIPS, e))
     }
 
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        // The slot first, so that no packet reaches the VIP through it once
+        // the map has lost the VIP.
+        if let Some(info) = self.vip(key)?.filter(|_| !key.is_marker()) {
+            self.clear_vip_slot(info.vip_id, key)?;
+        }
         match self.vips.remove(key) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
             Err(e) => Err(map_err(map_names::VIPS, e)),
         }
+    }
+
+    /// The `XLB_VIP_SLOTS` slot of VIP `vip_id`; `None` beyond the map.
+    pub fn vip_slot(&self, vip_id: u32) -> Result<Option<VipSlot>, DataplaneError> {
+        if vip_id >= self.sizes.max_vips {
+            return Ok(None);
+        }
+        self.vip_slots
+            .get(&vip_id, 0)
+            .map(Some)
+            .map_err(|e| map_err(map_names::VIP_SLOTS, e))
+    }
+
+    /// Writes VIP `vip_id`'s slot; an id beyond the map has none (such a
+    /// VIP has no table either, see `set_vip`).
+    fn set_vip_slot(&mut self, vip_id: u32, slot: &VipSlot) -> Result<(), DataplaneError> {
+        if vip_id >= self.sizes.max_vips {
+            return Ok(());
+        }
+        self.vip_slots
+            .set(vip_id, slot, 0)
+            .map_err(|e| map_err(map_names::VIP_SLOTS, e))
+    }
+
+    /// Empties slot `vip_id` if it holds the VIP `key` (the id may already
+    /// serve the VIP that replaces it).
+    fn clear_vip_slot(&mut self, vip_id: u32, key: &VipKey) -> Result<(), DataplaneError> {
+        if self.vip_slot(vip_id)?.is_some_and(|s| s.key == *key) {
+            self.set_vip_slot(vip_id, &VipSlot::empty())?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites every slot from `XLB_VIPS`: after adopting maps pinned by a
+    /// daemon that kept no slots (or other ones), the slots hold exactly
+    /// the map's VIPs.
+    fn sync_vip_slots(&mut self) -> Result<(), DataplaneError> {
+        let mut slots = vec![VipSlot::empty(); self.sizes.max_vips as usize];
+        for (key, info) in self.vips()? {
+            if let Some(s) = slots
+                .get_mut(info.vip_id as usize)
+                .filter(|_| !key.is_marker())
+            {
+                *s = VipSlot::new(key, info);
+            }
+        }
+        for (id, slot) in (0..).zip(&slots) {
+            if self.vip_slot(id)? != Some(*slot) {
+                self.set_vip_slot(id, slot)?;
+            }
+        }
+        Ok(())
     }
 
     /// The entry of `key` in `XLB_VIPS`.
