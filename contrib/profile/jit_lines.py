@@ -12,6 +12,12 @@ same build loaded meanwhile so its JIT line table can be read:
     target/release/xlb-bench --only per-packet --scenario floor_pass --calls 30000000 &
     contrib/profile/jit_lines.py flow_hit.data $(bpftool prog show name xlb_balancer | cut -d: -f1 | head -1)
 
+Another program of the same kind (e.g. the essential-work floors
+`xlb_floor_lb`, `xlb_floor_lb16` of the auxiliary object) with
+`--program NAME` before the arguments:
+
+    contrib/profile/jit_lines.py --program xlb_floor_lb lb.data
+
 Samples are attributed to the leaf function; inside the JITed program to the
 source line of the nearest preceding JIT line-info entry (bpf_prog_info's
 jited_line_info; perf's own BPF annotation needs a libopcodes build). A
@@ -19,8 +25,13 @@ helper call's cost lands on the helper, its return on the calling line.
 Both programs must come from the same object: the JIT layout is per build.
 """
 import collections, ctypes, re, struct, subprocess, sys
+PROGRAM = "xlb_balancer"
+def in_program(s):
+    # JIT symbols are bpf_prog_<tag>_<name>; the exact suffix, so that
+    # xlb_floor_lb does not match xlb_floor_lb16.
+    return s.startswith("bpf_prog_") and s.endswith("_" + PROGRAM)
 cats = {
- "JIT body": lambda s: s.startswith("bpf_prog_") and "xlb_balancer" in s,
+ "JIT body": in_program,
  "hash-map key hash (htab_map_hash = jhash)": lambda s: s=="htab_map_hash",
  "hash-map bucket walk + key compare": lambda s: s in ("lookup_nulls_elem_raw","__htab_map_lookup_elem","memcmp","htab_lru_map_lookup_elem","__htab_lru_percpu_map_lookup_elem"),
  "clock (bpf_ktime_get_coarse_ns)": lambda s: s in ("bpf_ktime_get_coarse_ns","ktime_get_coarse_ts64","set_normalized_timespec64"),
@@ -35,14 +46,14 @@ def by_function(f):
         if not lines: continue
         syms=[l.split(None,1)[1] if len(l.split(None,1))>1 else "?" for l in lines]
         if not any(x=="bpf_test_run" for x in syms): continue
-        # samples whose chain passes through the balancer program
-        if not any(x.startswith("bpf_prog_") and "xlb_balancer" in x for x in syms): continue
+        # samples whose chain passes through the program
+        if not any(in_program(x) for x in syms): continue
         leaf=syms[0]
         for k,fn in cats.items():
             if fn(leaf): c[k]+=1; break
         else: other[leaf]+=1
     tot=sum(c.values())+sum(other.values())
-    print(f"== {f}: {tot} samples in the balancer or its helpers")
+    print(f"== {f}: {tot} samples in {PROGRAM} or its helpers")
     for k in cats:
         if c[k]: print(f"  {100*c[k]/tot:5.1f}%  {k}")
     for k,v in other.most_common(5): print(f"  {100*v/tot:5.1f}%  other: {k}")
@@ -102,7 +113,7 @@ def by_line(samples_file, prog_id, top):
     out = subprocess.run(["perf","script","-G","-i",samples_file,"-F","ip,sym,symoff"],capture_output=True,text=True).stdout
     count = collections.Counter(); total=0
     for l in out.splitlines():
-        m = re.search(r"(bpf_prog_\w+_xlb_balancer)\+0x([0-9a-f]+)", l)
+        m = re.search(r"(bpf_prog_[0-9a-f]+_" + re.escape(PROGRAM) + r")\+0x([0-9a-f]+)", l)
         if not m: continue
         # only the leaf frame: the first line of each sample block
         sym, off = m.group(1), int(m.group(2),16)
@@ -122,6 +133,9 @@ def by_line(samples_file, prog_id, top):
     print("by file:", ", ".join(f"{f} {100*v/total:.0f}%" for f,v in byfile.most_common(12)))
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--program":
+        PROGRAM = sys.argv[2]
+        del sys.argv[1:3]
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     by_function(sys.argv[1])

@@ -12,6 +12,7 @@ pub mod bytes;
 pub mod checksum;
 pub mod decision;
 pub mod ecn;
+pub mod floor_lb;
 pub mod flow_hash;
 pub mod forwarding;
 pub mod fwd_floor;

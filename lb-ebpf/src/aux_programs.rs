@@ -10,22 +10,32 @@
 //!   port of a cycle (fixing the L4 checksum) and transmits it (XDP_TX).
 //! - `xlb_fwd_floor`: the end-to-end benchmark's XDP forwarding floor: writes
 //!   the next hop's MACs and redirects to the egress port, nothing else.
+//! - `xlb_floor_lb`, `xlb_floor_lb16`: the per-packet benchmark's "essential
+//!   work" floors (`lb_common::floor_lb`): what any hash-map-based L4 balancer
+//!   does for an established IPv4 TCP flow (VIP lookup, connection lookup,
+//!   backend read, IP-in-IP push, XDP_TX), with a 40-byte and a 16-byte
+//!   connection key.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
-    bindings::xdp_action,
+    bindings::{xdp_action, BPF_F_NO_COMMON_LRU},
     macros::{map, xdp},
-    maps::{Array, DevMap, PerCpuArray},
+    maps::{Array, DevMap, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
+    floor_lb::{FloorLbHop, FlowKey16},
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
-    PROTO_TCP,
+    Backend, FlowKey, FlowValue, VipInfo, VipKey, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
 };
 use lb_ebpf::{
+    encap::{self, Outer},
+    mem,
     packet::{mut_at, ref_at},
-    parse::ETH_P_IPV4,
+    parse::{ETH_P_IPV4, L2},
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr};
 
@@ -177,6 +187,147 @@ fn fwd_floor(ctx: &XdpContext) -> Option<u32> {
         core::ptr::write_volatile(eth.add(8).cast::<u32>(), macs[1] as u32);
     }
     XLB_FWD_PORT.redirect(0, 0).ok()
+}
+
+/// The essential-work floors' VIPs (both programs).
+#[map]
+static XLB_FLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(16, 0);
+
+/// `xlb_floor_lb`'s connection table, shaped like the balancer's
+/// `XLB_FLOWS` (40-byte key, per-CPU LRU lists). Small: the benchmark holds
+/// one flow, and every load of this object (tests attach `xlb_pass` from it)
+/// preallocates the whole map.
+#[map]
+static XLB_FLB_FLOWS: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(1024, BPF_F_NO_COMMON_LRU);
+
+/// `xlb_floor_lb16`'s connection table: the same with the 16-byte key.
+#[map]
+static XLB_FLB_FLOWS16: LruHashMap<FlowKey16, FlowValue> =
+    LruHashMap::with_max_entries(1024, BPF_F_NO_COMMON_LRU);
+
+/// The essential-work floors' backends by id (both programs).
+#[map]
+static XLB_FLB_BES: Array<Backend> = Array::with_max_entries(16, 0);
+
+/// Outer source and MACs of every packet the floors send (slot 0).
+#[map]
+static XLB_FLB_HOP: Array<FloorLbHop> = Array::with_max_entries(1, 0);
+
+/// Essential work with the balancer's 40-byte connection key.
+#[xdp]
+pub fn xlb_floor_lb(ctx: XdpContext) -> u32 {
+    floor_lb(&ctx, &XLB_FLB_FLOWS).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// Essential work with a 16-byte IPv4 connection key.
+#[xdp]
+pub fn xlb_floor_lb16(ctx: XdpContext) -> u32 {
+    floor_lb(&ctx, &XLB_FLB_FLOWS16).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// A connection-table key the floors can build from the headers: the only
+/// thing in which `xlb_floor_lb` and `xlb_floor_lb16` differ.
+trait ConnKey {
+    /// Fills `self` (zeroed) from the IPv4 header and the ports as on the wire.
+    fn fill(&mut self, ip: &Ipv4Hdr, sport: [u8; 2], dport: [u8; 2]);
+    /// Turns `vk` (zeroed) into the key of the VIP the flow is sent to.
+    fn vip_key(&self, vk: &mut VipKey);
+}
+
+impl ConnKey for FlowKey {
+    /// As the balancer builds it (`parse::parse_ipv4`, `parse_ports`).
+    #[inline(always)]
+    fn fill(&mut self, ip: &Ipv4Hdr, sport: [u8; 2], dport: [u8; 2]) {
+        self.set_v4(&ip.src_addr, &ip.dst_addr);
+        self.set_proto(ip.proto);
+        self.set_ports(sport, dport);
+    }
+
+    #[inline(always)]
+    fn vip_key(&self, vk: &mut VipKey) {
+        vk.set_to_flow_destination(self);
+    }
+}
+
+impl ConnKey for FlowKey16 {
+    #[inline(always)]
+    fn fill(&mut self, ip: &Ipv4Hdr, sport: [u8; 2], dport: [u8; 2]) {
+        self.set(&ip.src_addr, &ip.dst_addr, ip.proto, sport, dport);
+    }
+
+    #[inline(always)]
+    fn vip_key(&self, vk: &mut VipKey) {
+        vk.set_v4_destination(self.dst(), self.dport_be(), self.proto());
+    }
+}
+
+/// The essential work: the checks of `floor_tx`, the three lookups every
+/// established packet of a hash-map balancer needs (is it a VIP, which
+/// backend has the connection, where is that backend), and the balancer's own
+/// IP-in-IP push (`encap::push_outer`, so the header writing costs what it
+/// costs there). Left out on purpose, to see the floor under them: stats,
+/// clock, policy, the FIB and its cache, flow-entry checks, trimming of
+/// Ethernet padding.
+#[inline(always)]
+fn floor_lb<K: ConnKey>(ctx: &XdpContext, flows: &LruHashMap<K, FlowValue>) -> Option<u32> {
+    // Keys in zeroed, aligned stack memory, as the balancer builds them: a
+    // struct initialiser would become a memset libcall (byte loop).
+    let mut key_buf = MaybeUninit::<mem::Aligned<K>>::uninit();
+    // SAFETY: both key types are byte arrays and bytes: all-zero is valid.
+    let key: &mut K = unsafe { mem::zeroed(&mut key_buf) };
+    let (tos, inner_len) = {
+        // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
+        // shared references only, dead before the packet moves.
+        let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
+        if ip.proto != PROTO_TCP {
+            return None;
+        }
+        let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+        // SAFETY: as above, for TcpHdr.
+        let tcp = unsafe { ref_at::<TcpHdr>(ctx, EthHdr::LEN + ihl) }.ok()?;
+        // SAFETY: EthHdr is plain data at offset 0 (shared, read only).
+        let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }.ok()?;
+        if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+            return None;
+        }
+        key.fill(ip, tcp.source, tcp.dest);
+        (ip.tos, u16::from_be_bytes(ip.tot_len) as usize)
+    };
+    let mut vk_buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
+    // SAFETY: VipKey is byte arrays and bytes: all-zero is valid.
+    let vk: &mut VipKey = unsafe { mem::zeroed(&mut vk_buf) };
+    key.vip_key(vk);
+    // SAFETY: map values are plain data; an update replaces a whole element
+    // (hash map RCU), it never tears one. Only presence is used here.
+    unsafe { XLB_FLB_VIPS.get(vk) }?;
+    // SAFETY: as above.
+    let entry = unsafe { flows.get(key) }?;
+    let backend = XLB_FLB_BES.get(entry.backend_id)?;
+    let hop = XLB_FLB_HOP.get(0)?;
+    let outer = Outer {
+        family: FAMILY_V4,
+        src: hop.outer_src16(),
+        dst: backend.addr16(),
+        tos,
+        ttl: DEFAULT_OUTER_TTL,
+        flow_label: 0,
+        inner_family: FAMILY_V4,
+        inner_len,
+        udp_len: 0,
+        udp_dport: [0; 2],
+        udp_sport: 0,
+    };
+    let l2 = L2 {
+        l3_off: EthHdr::LEN,
+        ether_type: ETH_P_IPV4,
+        vlan_tpid: 0,
+        vlan_tci: [0; 2],
+    };
+    if !encap::push_outer(ctx, &l2, &outer, hop.smac(), hop.dmac()) {
+        return None;
+    }
+    Some(xdp_action::XDP_TX)
 }
 
 #[xdp]

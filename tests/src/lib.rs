@@ -11,6 +11,7 @@ pub mod command;
 pub mod expect;
 pub mod fleet;
 pub mod flood;
+pub mod floor_lb;
 pub mod frames;
 pub mod fuzz;
 pub mod http;

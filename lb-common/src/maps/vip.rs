@@ -6,7 +6,7 @@ use super::{flow::FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::{
     bytes,
     forwarding::{Forwarding, FORWARDING_IPIP},
-    ip::{from_addr16, to_addr16},
+    ip::{from_addr16, to_addr16, FAMILY_V4},
 };
 
 /// `VipInfo::flags`: hash the source address only (client affinity).
@@ -140,6 +140,17 @@ impl VipKey {
         self.port = flow.dport_be();
         self.proto = flow.proto();
         self.family = flow.family();
+    }
+
+    /// Turns `self` (zeroed) into the key of the IPv4 VIP `dst:dport/proto`
+    /// in place: [`VipKey::set_to_flow_destination`] for a key that holds
+    /// only IPv4 (`crate::floor_lb::FlowKey16`).
+    #[inline(always)]
+    pub fn set_v4_destination(&mut self, dst: &[u8; 4], dport: [u8; 2], proto: u8) {
+        bytes::copy_v4(&mut self.addr, dst);
+        self.port = dport;
+        self.proto = proto;
+        self.family = FAMILY_V4;
     }
 
     /// Turns `self` into the same address's port-0 (every port) VIP key.
@@ -326,6 +337,14 @@ mod layout {
         assert_eq!(offset_of!(VipKey, port), 16);
         assert_eq!(offset_of!(VipKey, proto), 18);
         assert_eq!(offset_of!(VipKey, family), 19);
+    }
+
+    #[test]
+    fn the_v4_destination_setter_builds_the_vip_key() {
+        let mut k = VipKey::marker(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED));
+        k.set_v4_destination(&[10, 100, 0, 1], 80u16.to_be_bytes(), PROTO_TCP);
+        assert_eq!(k, VipKey::new(IpAddr::from([10, 100, 0, 1]), 80, PROTO_TCP));
+        assert_eq!(k.family(), FAMILY_V4);
     }
 
     #[test]

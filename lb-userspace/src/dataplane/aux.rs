@@ -1,5 +1,6 @@
 //! The auxiliary XDP programs: `xlb_pass` (for veth peers of XDP_TX
-//! interfaces), the benchmark floor `xlb_floor_tx`, and the counting sink.
+//! interfaces), the benchmark floors (`xlb_floor_tx`, the essential-work
+//! `xlb_floor_lb`/`xlb_floor_lb16`), and the counting sink.
 
 use std::path::Path;
 
@@ -41,6 +42,12 @@ impl AuxPrograms {
             load_program(p, name)?;
         }
         Ok(p)
+    }
+
+    /// Map `name` of the object: the benchmark fills the essential-work
+    /// floors' maps (`lb_common::floor_lb`) through it.
+    pub fn map_mut(&mut self, name: &str) -> Option<&mut aya::maps::Map> {
+        self.ebpf.map_mut(name)
     }
 
     /// Packets counted (and dropped) by `xlb_count_drop`, summed over CPUs.

@@ -83,7 +83,8 @@ pub fn global_config() -> GlobalConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Program {
     Balancer,
-    /// One of `lb_common::program_names::{PASS, FLOOR_TX}`.
+    /// One of `lb_common::program_names::{PASS, FLOOR_TX}` or
+    /// `lb_common::floor_lb::{PROGRAM, PROGRAM16}`.
     Aux(&'static str),
 }
 

@@ -89,6 +89,7 @@ pub fn dataplane_table(report: &Report) -> Table {
         "above floor_pass ns",
         "x floor_pass",
         "x floor_tx",
+        "above floor_lb ns",
         "live Mpps",
     ]);
     let num = |path: String, digits: usize| {
@@ -120,6 +121,7 @@ pub fn dataplane_table(report: &Report) -> Table {
             num(format!("{pp}.{name}.above_floor_pass_ns"), 0),
             num(format!("{pp}.{name}.ratio_to_floor_pass"), 2),
             num(format!("{pp}.{name}.ratio_to_floor"), 2),
+            num(format!("{pp}.{name}.above_floor_lb_ns"), 0),
             live_cell,
         ]);
     }

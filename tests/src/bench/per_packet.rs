@@ -6,7 +6,11 @@
 //! ([`measure_interleaved`]). Each scenario is also filed as its cost above
 //! `floor_pass` (`above_floor_pass_ns`: the fixed cost of a test-run call
 //! taken out) and as ratios to both floors (this VM's speed varies by up to
-//! 2x: ratios are what compares across runs).
+//! 2x: ratios are what compares across runs). The balancer's flow-hit paths
+//! are also filed as their cost above the essential-work floor `floor_lb`
+//! (`above_floor_lb_ns`: what xlb does beyond the VIP lookup, the connection
+//! lookup, the backend read and the IP-in-IP push any hash-map balancer
+//! needs).
 //!
 //! Also: the verifier's instruction count of `xlb_balancer`, and the time per
 //! packet of one `repeat = 1,000,000` run for paths that do not rewrite the
@@ -50,7 +54,15 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "per_packet.v4_tcp_flow_hit.above_floor_pass_ns",
     "per_packet.v4_tcp_flow_hit.ratio_to_floor_pass",
     "per_packet.non_vip.above_floor_pass_ns",
+    "per_packet.floor_lb.median_ns",
+    "per_packet.floor_lb16.median_ns",
+    "per_packet.v4_tcp_flow_hit.above_floor_lb_ns",
+    "per_packet.v6_tcp_flow_hit.above_floor_lb_ns",
 ];
+
+/// Scenarios also filed as their cost above `floor_lb`: the balancer's paths
+/// that do the floor's work (a connection-table hit, IP-in-IP out) and more.
+const ABOVE_FLOOR_LB: &[&str] = &["v4_tcp_flow_hit", "v6_tcp_flow_hit"];
 
 /// One scenario's timings.
 #[derive(Clone, Debug)]
@@ -108,6 +120,19 @@ impl Results {
         ))
     }
 
+    /// (median, mean) minus `floor_lb`'s: what the balancer does beyond the
+    /// essential work, for the scenarios in [`ABOVE_FLOOR_LB`].
+    pub fn above_floor_lb(&self, s: &ScenarioTiming) -> Option<(i64, f64)> {
+        if !ABOVE_FLOOR_LB.contains(&s.name) {
+            return None;
+        }
+        let f = self.timing("floor_lb")?.summary;
+        Some((
+            s.summary.median_ns as i64 - f.median_ns as i64,
+            s.summary.mean_ns - f.mean_ns,
+        ))
+    }
+
     /// median / floor_pass median: the cost in units of an empty program's
     /// call, which scales with the VM's speed as the scenario does.
     pub fn ratio_to_floor_pass(&self, s: &ScenarioTiming) -> Option<f64> {
@@ -134,6 +159,10 @@ impl Results {
             if let Some((median, mean)) = self.above_floor_pass(s) {
                 report.insert(&format!("{p}.above_floor_pass_ns"), median);
                 report.insert(&format!("{p}.above_floor_pass_mean_ns"), round(mean));
+            }
+            if let Some((median, mean)) = self.above_floor_lb(s) {
+                report.insert(&format!("{p}.above_floor_lb_ns"), median);
+                report.insert(&format!("{p}.above_floor_lb_mean_ns"), round(mean));
             }
             if let Some(r) = self.ratio_to_floor_pass(s) {
                 report.insert(&format!("{p}.ratio_to_floor_pass"), round(r));

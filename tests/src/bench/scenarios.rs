@@ -31,6 +31,12 @@
 //! has never seen (lookup miss, Maglev, LRU insert); flood mode is off in
 //! the benchmarks (`env::global_config`) so that every one inserts.
 //!
+//! The essential-work floors `floor_lb` and `floor_lb16` (`xlb_floor_lb`,
+//! `xlb_floor_lb16`: VIP lookup, connection lookup with a 40- or 16-byte key,
+//! backend read, IP-in-IP push, XDP_TX; see `lb_common::floor_lb`) get
+//! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
+//! ([`floor_lb_flow`]).
+//!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
 //! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
 //! VIP's are 10.1.100.10-109, behind `xlbl0`'s VLAN 100 (`env::VLAN_DEV`).
@@ -38,6 +44,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lb_common::{
+    floor_lb::{self, FloorLbHop},
     program_names, Forwarding, Gcra, Verdict, VipKey, PREFIX_ALLOW, PREFIX_DENY, PROTO_TCP,
     PROTO_UDP, VIP_F_NO_FLOW_TABLE,
 };
@@ -47,7 +54,11 @@ use super::{
     env::{global_config, Program},
     testrun::{XDP_PASS, XDP_TX},
 };
-use crate::frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN};
+use crate::{
+    balancer_fixture::{backend_mac, BALANCER_V4},
+    floor_lb::OneFlow,
+    frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN},
+};
 
 pub const BACKENDS_PER_VIP: u32 = 100;
 
@@ -83,6 +94,8 @@ pub const ORDER: &[&str] = &[
     "floor_pass",
     "floor_tx",
     "floor_tx_recycled",
+    "floor_lb",
+    "floor_lb16",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -287,6 +300,25 @@ pub fn v4_tcp_frame(if_mac: [u8; 6]) -> Vec<u8> {
     tcp4(VIP4, CLIENT_PORT, PORT_TCP, TCP_ACK | TCP_PSH, if_mac).build()
 }
 
+/// The flow of [`v4_tcp_frame`] as the essential-work floors' maps hold it:
+/// the VIP, the entry naming the first IPv4 backend, and the hop the balancer
+/// would use (its own address as outer source, the backend's MAC).
+pub fn floor_lb_flow(if_mac: [u8; 6]) -> OneFlow {
+    let backend = Ipv4Addr::new(10, 0, 0, 10);
+    OneFlow {
+        client: CLIENT4,
+        sport: CLIENT_PORT,
+        vip: VIP4,
+        dport: PORT_TCP,
+        backend,
+        hop: FloorLbHop::new(
+            Ipv4Addr::from(BALANCER_V4),
+            backend_mac(IpAddr::V4(backend)),
+            if_mac,
+        ),
+    }
+}
+
 /// Every scenario. `flow_miss_frames` is how many distinct connections
 /// `v4_tcp_flow_miss` needs (one per call it will make).
 pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
@@ -406,6 +438,14 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
     vec![
         floor("floor_pass", program_names::PASS, XDP_PASS, false),
         floor("floor_tx", program_names::FLOOR_TX, XDP_TX, true),
+        Scenario {
+            growth: 20,
+            ..floor("floor_lb", floor_lb::PROGRAM, XDP_TX, false)
+        },
+        Scenario {
+            growth: 20,
+            ..floor("floor_lb16", floor_lb::PROGRAM16, XDP_TX, false)
+        },
         non_vip,
         balancer(
             "v4_tcp_flow_hit",

@@ -189,6 +189,8 @@ fn run_dataplane(
     let mut env = BenchEnv::setup().context("setting up the benchmark namespace")?;
     env.install(&scenarios::desired_state())
         .context("installing the benchmark's VIPs")?;
+    xlb_tests::floor_lb::install(&mut env.aux, &scenarios::floor_lb_flow(env.if_mac))
+        .context("filling the essential-work floors' maps")?;
     let flow_miss_frames = if opts.runs(Part::PerPacket) {
         opts.calls as usize + warmup + 1
     } else {
@@ -264,7 +266,9 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
             "per-packet: kernel-reported time of single BPF_PROG_TEST_RUN calls (repeat = 1, so \
              every call sees the original frame), {} calls per scenario; it includes the fixed \
              test-run overhead (floor_pass: {overhead}). The kernel clock here has ~10 ns steps: \
-             JSON mean_ns is finer.",
+             JSON mean_ns is finer. floor_lb / floor_lb16: the essential work of a hash-map \
+             balancer (VIP lookup, connection lookup with a 40- / 16-byte key, backend read, \
+             IP-in-IP push, XDP_TX); \"above floor_lb\" = median - floor_lb median.",
             pp.timings.first().map_or(0, |s| s.summary.count)
         );
         let v = &pp.verifier;

@@ -1,0 +1,195 @@
+//! The per-packet benchmark's "essential work" balancer floors in the
+//! auxiliary object (lb-ebpf's `aux_programs.rs`): what any hash-map-based L4
+//! balancer must do for an established IPv4 TCP flow, and nothing more. Parse
+//! Ethernet/IPv4/TCP, one lookup of the VIP ([`VIPS_MAP`], xlb's `VipKey`),
+//! one of the connection ([`FLOWS_MAP`] or [`FLOWS16_MAP`]), one backend read
+//! ([`BACKENDS_MAP`]), push an IP-in-IP header toward the backend with the
+//! MACs and outer source of [`HOP_MAP`], XDP_TX. Any miss: XDP_PASS. No
+//! stats, clock, policy or FIB. The benchmark fills the maps.
+//!
+//! The two programs differ only in the connection-table key: `xlb_floor_lb`
+//! uses the balancer's 40-byte [`FlowKey`](crate::FlowKey) (both families in
+//! one map), `xlb_floor_lb16` a 16-byte IPv4-only [`FlowKey16`]: side by side
+//! they measure what a compact IPv4 key in its own map would save.
+
+use core::net::Ipv4Addr;
+
+use crate::{bytes, ip::to_addr16};
+
+/// The floor keyed by the balancer's 40-byte `FlowKey`.
+pub const PROGRAM: &str = "xlb_floor_lb";
+/// The floor keyed by [`FlowKey16`].
+pub const PROGRAM16: &str = "xlb_floor_lb16";
+/// Hash `VipKey -> VipInfo`, shared by both floors.
+pub const VIPS_MAP: &str = "XLB_FLB_VIPS";
+/// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey -> FlowValue` of `xlb_floor_lb`.
+pub const FLOWS_MAP: &str = "XLB_FLB_FLOWS";
+/// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey16 -> FlowValue` of `xlb_floor_lb16`.
+pub const FLOWS16_MAP: &str = "XLB_FLB_FLOWS16";
+/// Array of `Backend` by id, shared by both floors.
+pub const BACKENDS_MAP: &str = "XLB_FLB_BES";
+/// Array, one slot: the [`FloorLbHop`] of every packet.
+pub const HOP_MAP: &str = "XLB_FLB_HOP";
+
+/// A connection-table key of IPv4 only: 16 bytes instead of `FlowKey`'s 40
+/// (no room for IPv6 addresses, no family byte). Addresses and ports as on the
+/// wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey16 {
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: [u8; 2],
+    dport: [u8; 2],
+    proto: u8,
+    _pad: [u8; 3],
+}
+
+impl FlowKey16 {
+    /// The flow `src:sport -> dst:dport` of IP protocol `proto`.
+    pub const fn new(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, proto: u8) -> Self {
+        Self {
+            src: src.octets(),
+            dst: dst.octets(),
+            sport: sport.to_be_bytes(),
+            dport: dport.to_be_bytes(),
+            proto,
+            _pad: [0; 3],
+        }
+    }
+
+    /// Fills addresses, protocol and ports from the headers (`self` must
+    /// start zeroed: the padding stays zero, as the map's keys need).
+    #[inline(always)]
+    pub fn set(&mut self, src: &[u8; 4], dst: &[u8; 4], proto: u8, sport: [u8; 2], dport: [u8; 2]) {
+        bytes::copy(&mut self.src, src);
+        bytes::copy(&mut self.dst, dst);
+        self.proto = proto;
+        self.sport = sport;
+        self.dport = dport;
+    }
+
+    #[inline(always)]
+    pub const fn dst(&self) -> &[u8; 4] {
+        &self.dst
+    }
+
+    /// The destination port as on the wire.
+    #[inline(always)]
+    pub const fn dport_be(&self) -> [u8; 2] {
+        self.dport
+    }
+
+    pub const fn proto(&self) -> u8 {
+        self.proto
+    }
+}
+
+/// [`HOP_MAP`]'s value: the outer header's source and the Ethernet addresses
+/// of every packet the floors send (they ask no FIB).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FloorLbHop {
+    /// IPv4 in the first 4 bytes, the rest zero: the form the balancer's
+    /// outer-header writer takes.
+    outer_src: [u8; 16],
+    dmac: [u8; 6],
+    smac: [u8; 6],
+    _pad: [u8; 4],
+}
+
+impl FloorLbHop {
+    pub const fn new(outer_src: Ipv4Addr, dmac: [u8; 6], smac: [u8; 6]) -> Self {
+        Self {
+            outer_src: to_addr16(core::net::IpAddr::V4(outer_src)).0,
+            dmac,
+            smac,
+            _pad: [0; 4],
+        }
+    }
+
+    #[inline(always)]
+    pub const fn outer_src16(&self) -> &[u8; 16] {
+        &self.outer_src
+    }
+
+    #[inline(always)]
+    pub const fn dmac(&self) -> &[u8; 6] {
+        &self.dmac
+    }
+
+    #[inline(always)]
+    pub const fn smac(&self) -> &[u8; 6] {
+        &self.smac
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, byte arrays only, no implicit padding (pinned
+// by `layout` below).
+unsafe impl aya::Pod for FlowKey16 {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for FloorLbHop {}
+
+#[cfg(test)]
+mod layout {
+    use core::mem::{align_of, offset_of, size_of};
+
+    use super::*;
+    use crate::PROTO_TCP;
+
+    #[test]
+    fn flow_key16_and_hop() {
+        assert_eq!(size_of::<FlowKey16>(), 16);
+        assert_eq!(align_of::<FlowKey16>(), 1);
+        assert_eq!(offset_of!(FlowKey16, dst), 4);
+        assert_eq!(offset_of!(FlowKey16, sport), 8);
+        assert_eq!(offset_of!(FlowKey16, dport), 10);
+        assert_eq!(offset_of!(FlowKey16, proto), 12);
+        assert_eq!(size_of::<FloorLbHop>(), 32);
+        assert_eq!(offset_of!(FloorLbHop, dmac), 16);
+        assert_eq!(offset_of!(FloorLbHop, smac), 22);
+    }
+
+    #[test]
+    fn constructor_and_setter_agree() {
+        let (src, dst) = (Ipv4Addr::new(192, 0, 2, 7), Ipv4Addr::new(10, 100, 0, 1));
+        let k = FlowKey16::new(src, 40000, dst, 80, PROTO_TCP);
+        let mut parsed = FlowKey16::default();
+        parsed.set(
+            &src.octets(),
+            &dst.octets(),
+            PROTO_TCP,
+            40000u16.to_be_bytes(),
+            80u16.to_be_bytes(),
+        );
+        assert_eq!(parsed, k);
+        assert_eq!(k.dst(), &dst.octets());
+        assert_eq!(k.dport_be(), 80u16.to_be_bytes());
+        assert_eq!(k.proto(), PROTO_TCP);
+    }
+
+    #[test]
+    fn the_hop_keeps_the_source_in_the_16_byte_form() {
+        let h = FloorLbHop::new(Ipv4Addr::new(10, 0, 0, 1), [1; 6], [2; 6]);
+        assert_eq!(h.outer_src16()[..4], [10, 0, 0, 1]);
+        assert!(h.outer_src16()[4..].iter().all(|b| *b == 0));
+        assert_eq!((h.dmac(), h.smac()), (&[1; 6], &[2; 6]));
+    }
+
+    #[test]
+    fn names_fit_the_kernel_limit() {
+        for n in [
+            PROGRAM,
+            PROGRAM16,
+            VIPS_MAP,
+            FLOWS_MAP,
+            FLOWS16_MAP,
+            BACKENDS_MAP,
+            HOP_MAP,
+        ] {
+            assert!(n.len() <= 15, "{n}");
+        }
+    }
+}

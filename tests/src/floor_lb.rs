@@ -1,0 +1,97 @@
+//! The per-packet benchmark's essential-work floors `xlb_floor_lb` and
+//! `xlb_floor_lb16` (lb-ebpf's `aux_programs.rs`, names in
+//! `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
+//! its entry in both connection tables, its backend and the next hop. Shared
+//! by the benchmark and the packet test, so both measure and check the same
+//! setup.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{Array, HashMap, Map, MapData},
+    Ebpf,
+};
+use lb_common::{
+    floor_lb::{self, FloorLbHop, FlowKey16},
+    Backend, FlowKey, FlowValue, VipInfo, VipKey, PROTO_TCP,
+};
+use lb_userspace::dataplane::aux::AuxPrograms;
+
+/// The flow's backend id in the floors' backend array.
+pub const BACKEND_ID: u32 = 1;
+const VIP_ID: u32 = 1;
+
+/// The one flow the floors balance, and where its packets go.
+#[derive(Clone, Copy, Debug)]
+pub struct OneFlow {
+    pub client: Ipv4Addr,
+    pub sport: u16,
+    pub vip: Ipv4Addr,
+    pub dport: u16,
+    pub backend: Ipv4Addr,
+    pub hop: FloorLbHop,
+}
+
+/// Where the auxiliary object's maps are: a plain loaded object (tests) or
+/// the daemon library's `AuxPrograms` (the benchmark's environment).
+pub trait AuxMaps {
+    fn aux_map(&mut self, name: &str) -> Option<&mut Map>;
+}
+
+impl AuxMaps for Ebpf {
+    fn aux_map(&mut self, name: &str) -> Option<&mut Map> {
+        self.map_mut(name)
+    }
+}
+
+impl AuxMaps for AuxPrograms {
+    fn aux_map(&mut self, name: &str) -> Option<&mut Map> {
+        self.map_mut(name)
+    }
+}
+
+fn map<'a>(maps: &'a mut impl AuxMaps, name: &str) -> Result<&'a mut Map> {
+    maps.aux_map(name)
+        .with_context(|| format!("the auxiliary object has no map {name}"))
+}
+
+/// Writes `flow`'s VIP (exact port), its entry in `XLB_FLB_FLOWS` and
+/// `XLB_FLB_FLOWS16` (backend [`BACKEND_ID`]), the backend and the hop.
+pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
+    let (client, vip) = (IpAddr::V4(flow.client), IpAddr::V4(flow.vip));
+    let mut vips: HashMap<&mut MapData, VipKey, VipInfo> =
+        HashMap::try_from(map(maps, floor_lb::VIPS_MAP)?)?;
+    vips.insert(
+        VipKey::new(vip, flow.dport, PROTO_TCP),
+        VipInfo::new(VIP_ID, 0, 0, 0),
+        0,
+    )
+    .with_context(|| format!("writing {}", floor_lb::VIPS_MAP))?;
+    let entry = FlowValue::new(BACKEND_ID, 0);
+    let key = FlowKey::new(client, flow.sport, vip, flow.dport, PROTO_TCP)?;
+    let mut flows: HashMap<&mut MapData, FlowKey, FlowValue> =
+        HashMap::try_from(map(maps, floor_lb::FLOWS_MAP)?)?;
+    flows
+        .insert(key, entry, 0)
+        .with_context(|| format!("writing {}", floor_lb::FLOWS_MAP))?;
+    let key16 = FlowKey16::new(flow.client, flow.sport, flow.vip, flow.dport, PROTO_TCP);
+    let mut flows16: HashMap<&mut MapData, FlowKey16, FlowValue> =
+        HashMap::try_from(map(maps, floor_lb::FLOWS16_MAP)?)?;
+    flows16
+        .insert(key16, entry, 0)
+        .with_context(|| format!("writing {}", floor_lb::FLOWS16_MAP))?;
+    let mut backends: Array<&mut MapData, Backend> =
+        Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
+    backends
+        .set(
+            BACKEND_ID,
+            Backend::new(IpAddr::V4(flow.backend), VIP_ID, 100, true),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
+    let mut hop: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
+    hop.set(0, flow.hop, 0)
+        .with_context(|| format!("writing {}", floor_lb::HOP_MAP))?;
+    Ok(())
+}

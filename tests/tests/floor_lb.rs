@@ -1,0 +1,175 @@
+//! The essential-work balancer floors `xlb_floor_lb` (40-byte connection key)
+//! and `xlb_floor_lb16` (16-byte key) of lb-ebpf's `aux_programs.rs`, run
+//! through BPF_PROG_TEST_RUN (root) with their maps filled for one flow
+//! (`xlb_tests::floor_lb`): the flow's packet leaves with XDP_TX as an
+//! IP-in-IP packet toward its backend, byte for byte the frame etherparse
+//! builds (outer IPv4 header and its checksum, the hop's MACs, the inner
+//! packet untouched); any other packet passes unmodified.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use aya::{
+    maps::{HashMap, MapData},
+    Ebpf,
+};
+use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
+use lb_common::{
+    floor_lb::{self, FloorLbHop, FlowKey16},
+    FlowKey, FlowValue, DEFAULT_OUTER_TTL, PROTO_TCP,
+};
+use xlb_tests::{
+    aux_object,
+    balancer_fixture::run_program,
+    expect::{assert_passed_unchanged, XDP_TX},
+    floor_lb::{install, OneFlow},
+    frames::{Frame, L4, TCP_ACK, TCP_PSH},
+    privileged::require_root,
+};
+
+const DMAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+const SMAC: [u8; 6] = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
+const OUTER_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn flow() -> OneFlow {
+    OneFlow {
+        client: Ipv4Addr::new(192, 0, 2, 7),
+        sport: 40000,
+        vip: Ipv4Addr::new(10, 100, 0, 1),
+        dport: 80,
+        backend: Ipv4Addr::new(10, 0, 0, 10),
+        hop: FloorLbHop::new(OUTER_SRC, DMAC, SMAC),
+    }
+}
+
+fn load() -> Ebpf {
+    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM, floor_lb::PROGRAM16]);
+    install(&mut ebpf, &flow()).unwrap_or_else(|e| panic!("{e:#}"));
+    ebpf
+}
+
+/// A data packet of the flow, with a DSCP/ECN byte the outer header must copy.
+fn packet(sport: u16, dport: u16) -> Frame {
+    let f = flow();
+    let mut fr = Frame::tcp(
+        IpAddr::V4(f.client),
+        sport,
+        IpAddr::V4(f.vip),
+        dport,
+        [0x02, 0, 0, 0, 0, 0x01],
+    );
+    fr.l4 = L4::Tcp {
+        flags: TCP_ACK | TCP_PSH,
+    };
+    fr.tos = (10 << 2) | 1;
+    fr.payload = b"xlbxlb".to_vec();
+    fr
+}
+
+/// What the floors must send for `input` (an untagged IPv4 frame without
+/// padding): the hop's MACs, an outer IPv4 header from `OUTER_SRC` to the
+/// backend (protocol 4, DF, ID 0, the default outer TTL, the inner DSCP/ECN),
+/// then the inner packet as it came.
+fn expected(input: &[u8]) -> Vec<u8> {
+    let inner = &input[14..];
+    let tos = inner[1];
+    let mut ip = Ipv4Header::new(
+        inner.len() as u16,
+        DEFAULT_OUTER_TTL,
+        IpNumber::IPV4,
+        OUTER_SRC.octets(),
+        flow().backend.octets(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    ip.dont_fragment = true;
+    ip.identification = 0;
+    ip.dscp = IpDscp::try_new(tos >> 2).unwrap_or_else(|e| panic!("{e}"));
+    ip.ecn = IpEcn::try_new(tos & 3).unwrap_or_else(|e| panic!("{e}"));
+    ip.header_checksum = ip.calc_header_checksum();
+    let eth = Ethernet2Header {
+        source: SMAC,
+        destination: DMAC,
+        ether_type: EtherType::IPV4,
+    };
+    let mut out = eth.to_bytes().to_vec();
+    out.extend_from_slice(&ip.to_bytes());
+    out.extend_from_slice(inner);
+    out
+}
+
+#[test]
+fn both_floors_encapsulate_the_flow_toward_its_backend() {
+    if !require_root("both_floors_encapsulate_the_flow_toward_its_backend") {
+        return;
+    }
+    let ebpf = load();
+    let input = packet(40000, 80).build();
+    let want = expected(&input);
+    for name in [floor_lb::PROGRAM, floor_lb::PROGRAM16] {
+        let r = run_program(aux_object::xdp(&ebpf, name), &input);
+        assert_eq!(r.action, XDP_TX, "{name}: action");
+        assert_eq!(r.out, want, "{name}: the frame sent");
+    }
+}
+
+#[test]
+fn packets_without_a_vip_or_a_flow_entry_pass_unmodified() {
+    if !require_root("packets_without_a_vip_or_a_flow_entry_pass_unmodified") {
+        return;
+    }
+    let ebpf = load();
+    for (what, fr) in [
+        // A VIP, but no connection-table entry.
+        ("another flow to the VIP", packet(40001, 80)),
+        // No VIP at this port (the flow tables are never asked).
+        ("no VIP at the port", packet(40000, 81)),
+    ] {
+        let input = fr.build();
+        for name in [floor_lb::PROGRAM, floor_lb::PROGRAM16] {
+            let r = run_program(aux_object::xdp(&ebpf, name), &input);
+            assert_passed_unchanged(&r, &input, &format!("{name}: {what}"));
+        }
+    }
+}
+
+/// Each floor reads its own connection table with its own key: without the
+/// flow's 40-byte entry only `xlb_floor_lb` passes, without the 16-byte one
+/// only `xlb_floor_lb16`.
+#[test]
+fn each_floor_finds_the_flow_by_its_own_key() {
+    if !require_root("each_floor_finds_the_flow_by_its_own_key") {
+        return;
+    }
+    let f = flow();
+    let input = packet(f.sport, f.dport).build();
+    let (client, vip) = (IpAddr::V4(f.client), IpAddr::V4(f.vip));
+    let remove = |ebpf: &mut Ebpf, map: &str| {
+        let m = ebpf.map_mut(map).unwrap_or_else(|| panic!("no {map}"));
+        if map == floor_lb::FLOWS_MAP {
+            let mut h: HashMap<&mut MapData, FlowKey, FlowValue> =
+                HashMap::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+            let k = FlowKey::new(client, f.sport, vip, f.dport, PROTO_TCP)
+                .unwrap_or_else(|e| panic!("{e}"));
+            h.remove(&k).unwrap_or_else(|e| panic!("{map}: {e}"));
+        } else {
+            let mut h: HashMap<&mut MapData, FlowKey16, FlowValue> =
+                HashMap::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+            let k = FlowKey16::new(f.client, f.sport, f.vip, f.dport, PROTO_TCP);
+            h.remove(&k).unwrap_or_else(|e| panic!("{map}: {e}"));
+        }
+    };
+    for (map, passes, sends) in [
+        (floor_lb::FLOWS_MAP, floor_lb::PROGRAM, floor_lb::PROGRAM16),
+        (
+            floor_lb::FLOWS16_MAP,
+            floor_lb::PROGRAM16,
+            floor_lb::PROGRAM,
+        ),
+    ] {
+        let mut ebpf = load();
+        remove(&mut ebpf, map);
+        let r = run_program(aux_object::xdp(&ebpf, passes), &input);
+        assert_passed_unchanged(&r, &input, &format!("{passes} without its entry"));
+        let r = run_program(aux_object::xdp(&ebpf, sends), &input);
+        assert_eq!(r.action, XDP_TX, "{sends} keeps its own entry");
+    }
+}
