@@ -133,6 +133,17 @@ pub mod gue {
     }
 }
 
+/// Whether mode `forwarding` puts the flow hash in the outer header of a
+/// packet toward a backend of `family`: GUE's UDP source port, the IPv6
+/// outer header's flow label (receive-side scaling and ECMP on the way see
+/// distinct flows). IPv4 IP-in-IP, l2-dsr and nat carry none, so a packet
+/// of theirs that follows its connection-table entry skips the hash.
+#[inline(always)]
+pub const fn outer_uses_hash(forwarding: u8, family: u8) -> bool {
+    forwarding == FORWARDING_GUE
+        || (forwarding == FORWARDING_IPIP && family == crate::ip::FAMILY_V6)
+}
+
 /// [`Forwarding::overhead`] for the data plane: the bytes the mode of a
 /// `FORWARDING_*` byte puts in front of the client's IP packet toward a
 /// backend of `family` (`FAMILY_V4`/`_V6`; anything but a mode's byte is
@@ -173,6 +184,17 @@ mod tests {
                     if v4 { 4 } else { 6 }
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_gue_and_ipv6_ip_in_ip_carry_the_flow_hash() {
+        let carries = |mode: Forwarding, family| outer_uses_hash(mode.to_wire(), family);
+        assert!(carries(Forwarding::Gue, FAMILY_V4) && carries(Forwarding::Gue, FAMILY_V6));
+        assert!(carries(Forwarding::Ipip, FAMILY_V6));
+        assert!(!carries(Forwarding::Ipip, FAMILY_V4));
+        for family in [FAMILY_V4, FAMILY_V6] {
+            assert!(!carries(Forwarding::L2Dsr, family) && !carries(Forwarding::Nat, family));
         }
     }
 

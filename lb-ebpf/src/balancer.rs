@@ -335,9 +335,23 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         tcp_flags,
         now_ns,
     };
-    let hash = decision::vip_hash(cfg.hash_seed(), vip.flags, key);
-    let (backend_id, backend) =
-        pick_backend(ctx, cfg, vip, policy, key, flow, hash, &packet, carrier)?;
+    let followed = follow_entry(vip, policy, key, flow, &packet, carrier)?;
+    // The flow hash picks the table slot, and some modes put it in the outer
+    // header; an IPv4 IP-in-IP or l2-dsr packet that follows its entry
+    // needs it for neither.
+    let needs_hash = match followed {
+        Some((_, b)) => forwarding::outer_uses_hash(vip.forwarding_byte(), b.family()),
+        None => true,
+    };
+    let hash = if needs_hash {
+        decision::vip_hash(cfg.hash_seed(), vip.flags, key)
+    } else {
+        0
+    };
+    let (backend_id, backend) = match followed {
+        Some(f) => f,
+        None => pick_by_table(ctx, cfg, vip, policy, key, hash, &packet, carrier)?,
+    };
     if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
         // SAFETY: per-CPU slot.
         unsafe {
@@ -542,71 +556,88 @@ fn vip_key<'a>(buf: &'a mut MaybeUninit<mem::Aligned<VipKey>>, key: &FlowKey) ->
     vk
 }
 
-/// The backend for this packet: the connection-table entry `flow` (looked
-/// up by `try_balance`: `flow_entry`) while
-/// `decision::follows_flow_entry` accepts it (a live, healthy backend of this
-/// VIP; not for a new TCP connection; not an expired UDP entry), else the
-/// Maglev slot. Every packet's source is checked against the VIP's prefixes
-/// (`check_source`), an established flow's only when its entry was not
-/// checked under the VIP's current access generation. A new connection of
-/// the flow itself
+/// The backend of the connection-table entry `flow` (looked up by
+/// `try_balance`: `flow_entry`) while `decision::follows_flow_entry` accepts
+/// it (a live, healthy backend of this VIP; not for a new TCP connection;
+/// not an expired UDP entry); `None` sends the packet to the VIP's table
+/// (`pick_by_table`). A followed entry's source is checked against the
+/// VIP's prefixes (`check_source`) only when the entry was not checked under
+/// the VIP's current access generation. Only the flow's own packets write
+/// the entry (its generation, a UDP entry's age): an ICMP error about the
+/// flow reads it as they would; a fragment has none.
+#[inline(always)]
+fn follow_entry(
+    vip: &VipInfo,
+    policy: &VipPolicy,
+    key: &FlowKey,
+    flow: Option<*mut FlowValue>,
+    packet: &PacketFacts,
+    carrier: Carrier,
+) -> Result<Option<(u32, &'static Backend)>, Verdict> {
+    if !consults_flow_table(vip.flags, packet) {
+        return Ok(None);
+    }
+    let Some(flow) = flow else {
+        return Ok(None);
+    };
+    // SAFETY: a map value, valid for the whole run. Other CPUs write only
+    // `last_seen_ns` and `access_generation` in place (aligned 8- and 4-byte
+    // stores, never torn); replacements swap the whole element (hash map RCU).
+    let entry = unsafe { &*flow };
+    let id = entry.backend_id;
+    if id == NO_BACKEND {
+        return Ok(None);
+    }
+    let Some(b) = XLB_BACKENDS.get(id) else {
+        return Ok(None);
+    };
+    if !follows_flow_entry(id, b, vip, entry, packet) {
+        return Ok(None);
+    }
+    // An established flow pays the trie lookup once per change of the
+    // VIP's prefixes, not once per packet.
+    if !source_access_current(policy, entry) {
+        check_source(vip.vip_id, policy, key)?;
+        if carrier == Carrier::Flow {
+            // SAFETY: as above; a racing CPU stamps the same generation or a
+            // newer one it checked.
+            unsafe { (*flow).access_generation = policy.access_generation };
+        }
+    }
+    if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
+        // SAFETY: as above; a racing refresh by another CPU writes an
+        // equally recent time.
+        unsafe { (*flow).last_seen_ns = packet.now_ns };
+    }
+    Ok(Some((id, b)))
+}
+
+/// The backend the VIP's Maglev table gives a packet that follows no
+/// entry (`hash`'s slot). Every such packet's source is checked against
+/// the VIP's prefixes (`check_source`). A new connection of the flow itself
 /// (`decision::is_new_connection`) must first fit the VIP's rate limits;
 /// established flows are never limited, nor are ICMP errors and fragments,
 /// which open no connection. The slot is remembered in the connection table
 /// when `decision::creates_flow_entry` says so (not for a bare SYN or a RST)
 /// and this CPU is not flooding; a bare SYN re-points an existing entry
 /// (`decision::repins_flow_entry`). Only the flow's own packets write the
-/// table: an ICMP error about the flow reads it as they would, and a
-/// fragment (no ports to key an entry) uses the slot alone.
+/// table; a fragment (no ports to key an entry) uses the slot alone.
 #[inline(always)]
 #[expect(
     clippy::too_many_arguments,
     reason = "the fast path hands on what it already looked up (the global config \
               and the VIP's policy included) rather than looking it up again"
 )]
-fn pick_backend(
+fn pick_by_table(
     ctx: &XdpContext,
     cfg: &GlobalConfig,
     vip: &VipInfo,
     policy: &VipPolicy,
     key: &FlowKey,
-    flow: Option<*mut FlowValue>,
     hash: u32,
     packet: &PacketFacts,
     carrier: Carrier,
 ) -> Result<(u32, &'static Backend), Verdict> {
-    if consults_flow_table(vip.flags, packet) {
-        if let Some(flow) = flow {
-            // SAFETY: a map value, valid for the whole run. Other CPUs write
-            // only `last_seen_ns` and `access_generation` in place (aligned
-            // 8- and 4-byte stores, never torn); replacements swap the whole
-            // element (hash map RCU).
-            let entry = unsafe { &*flow };
-            let id = entry.backend_id;
-            if id != NO_BACKEND {
-                if let Some(b) = XLB_BACKENDS.get(id) {
-                    if follows_flow_entry(id, b, vip, entry, packet) {
-                        // An established flow pays the trie lookup once per
-                        // change of the VIP's prefixes, not once per packet.
-                        if !source_access_current(policy, entry) {
-                            check_source(vip.vip_id, policy, key)?;
-                            if carrier == Carrier::Flow {
-                                // SAFETY: as above; a racing CPU stamps the
-                                // same generation or a newer one it checked.
-                                unsafe { (*flow).access_generation = policy.access_generation };
-                            }
-                        }
-                        if carrier == Carrier::Flow && refreshes_flow_entry(vip, entry, packet) {
-                            // SAFETY: as above; a racing refresh by another
-                            // CPU writes an equally recent time.
-                            unsafe { (*flow).last_seen_ns = packet.now_ns };
-                        }
-                        return Ok((id, b));
-                    }
-                }
-            }
-        }
-    }
     check_source(vip.vip_id, policy, key)?;
 
     let new_connection = carrier == Carrier::Flow && is_new_connection(vip.flags, packet);
