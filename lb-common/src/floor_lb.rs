@@ -11,6 +11,11 @@
 //! uses the balancer's 40-byte [`FlowKey`](crate::FlowKey) (both families in
 //! one map), `xlb_floor_lb16` a 16-byte IPv4-only [`FlowKey16`]: side by side
 //! they measure what a compact IPv4 key in its own map would save.
+//!
+//! A third, `xlb_floor_entry`, is the essential work of xlb's own design:
+//! the connection first (40-byte key), its backend, and the VIP through the
+//! backend's VIP id ([`SLOTS_MAP`], a [`VipSlot`](crate::VipSlot) checked
+//! to be the packet's exact VIP) instead of a hash lookup of the VIP key.
 
 use core::net::Ipv4Addr;
 
@@ -20,6 +25,10 @@ use crate::{bytes, ip::to_addr16};
 pub const PROGRAM: &str = "xlb_floor_lb";
 /// The floor keyed by [`FlowKey16`].
 pub const PROGRAM16: &str = "xlb_floor_lb16";
+/// The floor that finds the VIP through the connection's backend.
+pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
+/// Array of `VipSlot` by VIP id, `xlb_floor_entry`'s VIPs.
+pub const SLOTS_MAP: &str = "XLB_FLB_SLOTS";
 /// Hash `VipKey -> VipInfo`, shared by both floors.
 pub const VIPS_MAP: &str = "XLB_FLB_VIPS";
 /// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey -> FlowValue` of `xlb_floor_lb`.
@@ -183,6 +192,8 @@ mod layout {
         for n in [
             PROGRAM,
             PROGRAM16,
+            PROGRAM_ENTRY,
+            SLOTS_MAP,
             VIPS_MAP,
             FLOWS_MAP,
             FLOWS16_MAP,

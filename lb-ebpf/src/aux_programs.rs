@@ -14,7 +14,8 @@
 //!   work" floors (`lb_common::floor_lb`): what any hash-map-based L4 balancer
 //!   does for an established IPv4 TCP flow (VIP lookup, connection lookup,
 //!   backend read, IP-in-IP push, XDP_TX), with a 40-byte and a 16-byte
-//!   connection key.
+//!   connection key; `xlb_floor_entry`: the same in xlb's order (connection
+//!   first, the VIP through its backend's VIP id, no VIP hash lookup).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -29,7 +30,7 @@ use aya_ebpf::{
 use lb_common::{
     floor_lb::{FloorLbHop, FlowKey16},
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
-    Backend, FlowKey, FlowValue, VipInfo, VipKey, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
+    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
 };
 use lb_ebpf::{
     encap::{self, Outer},
@@ -210,6 +211,10 @@ static XLB_FLB_FLOWS16: LruHashMap<FlowKey16, FlowValue> =
 #[map]
 static XLB_FLB_BES: Array<Backend> = Array::with_max_entries(16, 0);
 
+/// `xlb_floor_entry`'s VIPs by id.
+#[map]
+static XLB_FLB_SLOTS: Array<VipSlot> = Array::with_max_entries(16, 0);
+
 /// Outer source and MACs of every packet the floors send (slot 0).
 #[map]
 static XLB_FLB_HOP: Array<FloorLbHop> = Array::with_max_entries(1, 0);
@@ -224,6 +229,13 @@ pub fn xlb_floor_lb(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_floor_lb16(ctx: XdpContext) -> u32 {
     floor_lb(&ctx, &XLB_FLB_FLOWS16).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// Essential work of xlb's design: the connection first, the VIP through
+/// its backend's VIP id (no hash lookup of the VIP key).
+#[xdp]
+pub fn xlb_floor_entry(ctx: XdpContext) -> u32 {
+    floor_entry(&ctx).unwrap_or(xdp_action::XDP_PASS)
 }
 
 /// A connection-table key the floors can build from the headers: the only
@@ -276,24 +288,7 @@ fn floor_lb<K: ConnKey>(ctx: &XdpContext, flows: &LruHashMap<K, FlowValue>) -> O
     let mut key_buf = MaybeUninit::<mem::Aligned<K>>::uninit();
     // SAFETY: both key types are byte arrays and bytes: all-zero is valid.
     let key: &mut K = unsafe { mem::zeroed(&mut key_buf) };
-    let (tos, inner_len) = {
-        // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
-        // shared references only, dead before the packet moves.
-        let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
-        if ip.proto != PROTO_TCP {
-            return None;
-        }
-        let ihl = ((ip.vihl & 0x0f) as usize) * 4;
-        // SAFETY: as above, for TcpHdr.
-        let tcp = unsafe { ref_at::<TcpHdr>(ctx, EthHdr::LEN + ihl) }.ok()?;
-        // SAFETY: EthHdr is plain data at offset 0 (shared, read only).
-        let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }.ok()?;
-        if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
-            return None;
-        }
-        key.fill(ip, tcp.source, tcp.dest);
-        (ip.tos, u16::from_be_bytes(ip.tot_len) as usize)
-    };
+    let (tos, inner_len) = parse_flow(ctx, &mut *key)?;
     let mut vk_buf = MaybeUninit::<mem::Aligned<VipKey>>::uninit();
     // SAFETY: VipKey is byte arrays and bytes: all-zero is valid.
     let vk: &mut VipKey = unsafe { mem::zeroed(&mut vk_buf) };
@@ -304,6 +299,56 @@ fn floor_lb<K: ConnKey>(ctx: &XdpContext, flows: &LruHashMap<K, FlowValue>) -> O
     // SAFETY: as above.
     let entry = unsafe { flows.get(key) }?;
     let backend = XLB_FLB_BES.get(entry.backend_id)?;
+    push_toward(ctx, backend, tos, inner_len)
+}
+
+/// `floor_lb` as xlb's fast path orders it: the connection's entry, its
+/// backend, and the VIP from the backend's VIP id, taken only when it is
+/// the packet's exact VIP (`VipSlot::is_exact_vip_of`, as the balancer
+/// checks it). Two array reads replace the VIP key's hash lookup.
+#[inline(always)]
+fn floor_entry(ctx: &XdpContext) -> Option<u32> {
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey>>::uninit();
+    // SAFETY: FlowKey is byte arrays and bytes: all-zero is valid.
+    let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
+    let (tos, inner_len) = parse_flow(ctx, &mut *key)?;
+    let key: &FlowKey = key;
+    // SAFETY: see `floor_lb`.
+    let entry = unsafe { XLB_FLB_FLOWS.get(key) }?;
+    let backend = XLB_FLB_BES.get(entry.backend_id)?;
+    let slot = XLB_FLB_SLOTS.get(backend.vip_id)?;
+    if !slot.is_exact_vip_of(key) {
+        return None;
+    }
+    push_toward(ctx, backend, tos, inner_len)
+}
+
+/// Parses an Ethernet/IPv4/TCP frame into `key` (zeroed); returns the
+/// packet's TOS byte and IP length.
+#[inline(always)]
+fn parse_flow<K: ConnKey>(ctx: &XdpContext, key: &mut K) -> Option<(u8, usize)> {
+    // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
+    // shared references only, dead before the packet moves.
+    let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
+    if ip.proto != PROTO_TCP {
+        return None;
+    }
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    // SAFETY: as above, for TcpHdr.
+    let tcp = unsafe { ref_at::<TcpHdr>(ctx, EthHdr::LEN + ihl) }.ok()?;
+    // SAFETY: EthHdr is plain data at offset 0 (shared, read only).
+    let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }.ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+        return None;
+    }
+    key.fill(ip, tcp.source, tcp.dest);
+    Some((ip.tos, u16::from_be_bytes(ip.tot_len) as usize))
+}
+
+/// Pushes the IP-in-IP header toward `backend` with the hop's MACs and
+/// outer source; XDP_TX.
+#[inline(always)]
+fn push_toward(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: usize) -> Option<u32> {
     let hop = XLB_FLB_HOP.get(0)?;
     let outer = Outer {
         family: FAMILY_V4,

@@ -1,5 +1,5 @@
-//! The per-packet benchmark's essential-work floors `xlb_floor_lb` and
-//! `xlb_floor_lb16` (lb-ebpf's `aux_programs.rs`, names in
+//! The per-packet benchmark's essential-work floors `xlb_floor_lb`,
+//! `xlb_floor_lb16` and `xlb_floor_entry` (lb-ebpf's `aux_programs.rs`, names in
 //! `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
 //! its entry in both connection tables, its backend and the next hop. Shared
 //! by the benchmark and the packet test, so both measure and check the same
@@ -14,7 +14,7 @@ use aya::{
 };
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
-    Backend, FlowKey, FlowValue, VipInfo, VipKey, PROTO_TCP,
+    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, PROTO_TCP,
 };
 use lb_userspace::dataplane::aux::AuxPrograms;
 
@@ -56,7 +56,8 @@ fn map<'a>(maps: &'a mut impl AuxMaps, name: &str) -> Result<&'a mut Map> {
         .with_context(|| format!("the auxiliary object has no map {name}"))
 }
 
-/// Writes `flow`'s VIP (exact port), its entry in `XLB_FLB_FLOWS` and
+/// Writes `flow`'s VIP (exact port; in `XLB_FLB_VIPS` and as the slot of its
+/// id in `XLB_FLB_SLOTS`), its entry in `XLB_FLB_FLOWS` and
 /// `XLB_FLB_FLOWS16` (backend [`BACKEND_ID`]), the backend and the hop.
 pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     let (client, vip) = (IpAddr::V4(flow.client), IpAddr::V4(flow.vip));
@@ -81,6 +82,17 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     flows16
         .insert(key16, entry, 0)
         .with_context(|| format!("writing {}", floor_lb::FLOWS16_MAP))?;
+    let mut slots: Array<&mut MapData, VipSlot> = Array::try_from(map(maps, floor_lb::SLOTS_MAP)?)?;
+    slots
+        .set(
+            VIP_ID,
+            VipSlot::new(
+                VipKey::new(vip, flow.dport, PROTO_TCP),
+                VipInfo::new(VIP_ID, 0, 0, 0),
+            ),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::SLOTS_MAP))?;
     let mut backends: Array<&mut MapData, Backend> =
         Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
     backends

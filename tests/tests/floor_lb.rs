@@ -1,5 +1,6 @@
-//! The essential-work balancer floors `xlb_floor_lb` (40-byte connection key)
-//! and `xlb_floor_lb16` (16-byte key) of lb-ebpf's `aux_programs.rs`, run
+//! The essential-work balancer floors `xlb_floor_lb` (40-byte connection key),
+//! `xlb_floor_lb16` (16-byte key) and `xlb_floor_entry` (the VIP through the
+//! connection's backend) of lb-ebpf's `aux_programs.rs`, run
 //! through BPF_PROG_TEST_RUN (root) with their maps filled for one flow
 //! (`xlb_tests::floor_lb`): the flow's packet leaves with XDP_TX as an
 //! IP-in-IP packet toward its backend, byte for byte the frame etherparse
@@ -9,13 +10,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use aya::{
-    maps::{HashMap, MapData},
+    maps::{Array, HashMap, MapData},
     Ebpf,
 };
 use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
-    FlowKey, FlowValue, DEFAULT_OUTER_TTL, PROTO_TCP,
+    FlowKey, FlowValue, VipKey, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
 };
 use xlb_tests::{
     aux_object,
@@ -30,6 +31,12 @@ const DMAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 const SMAC: [u8; 6] = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
 const OUTER_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
+const FLOORS: [&str; 3] = [
+    floor_lb::PROGRAM,
+    floor_lb::PROGRAM16,
+    floor_lb::PROGRAM_ENTRY,
+];
+
 fn flow() -> OneFlow {
     OneFlow {
         client: Ipv4Addr::new(192, 0, 2, 7),
@@ -42,7 +49,7 @@ fn flow() -> OneFlow {
 }
 
 fn load() -> Ebpf {
-    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM, floor_lb::PROGRAM16]);
+    let mut ebpf = aux_object::load(&FLOORS);
     install(&mut ebpf, &flow()).unwrap_or_else(|e| panic!("{e:#}"));
     ebpf
 }
@@ -104,7 +111,7 @@ fn both_floors_encapsulate_the_flow_toward_its_backend() {
     let ebpf = load();
     let input = packet(40000, 80).build();
     let want = expected(&input);
-    for name in [floor_lb::PROGRAM, floor_lb::PROGRAM16] {
+    for name in FLOORS {
         let r = run_program(aux_object::xdp(&ebpf, name), &input);
         assert_eq!(r.action, XDP_TX, "{name}: action");
         assert_eq!(r.out, want, "{name}: the frame sent");
@@ -124,7 +131,7 @@ fn packets_without_a_vip_or_a_flow_entry_pass_unmodified() {
         ("no VIP at the port", packet(40000, 81)),
     ] {
         let input = fr.build();
-        for name in [floor_lb::PROGRAM, floor_lb::PROGRAM16] {
+        for name in FLOORS {
             let r = run_program(aux_object::xdp(&ebpf, name), &input);
             assert_passed_unchanged(&r, &input, &format!("{name}: {what}"));
         }
@@ -172,4 +179,36 @@ fn each_floor_finds_the_flow_by_its_own_key() {
         let r = run_program(aux_object::xdp(&ebpf, sends), &input);
         assert_eq!(r.action, XDP_TX, "{sends} keeps its own entry");
     }
+}
+
+/// `xlb_floor_entry` takes the VIP from its backend's VIP id only when that
+/// slot holds the packet's exact VIP, as the balancer does: a slot naming
+/// another port (the id handed to another VIP) leaves the packet alone.
+#[test]
+fn the_entry_floor_takes_only_a_slot_that_names_the_packets_vip() {
+    if !require_root("the_entry_floor_takes_only_a_slot_that_names_the_packets_vip") {
+        return;
+    }
+    let mut ebpf = load();
+    let f = flow();
+    let input = packet(f.sport, f.dport).build();
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
+    assert_eq!(r.action, XDP_TX, "the installed slot names the flow's VIP");
+    let m = ebpf
+        .map_mut(floor_lb::SLOTS_MAP)
+        .unwrap_or_else(|| panic!("no {}", floor_lb::SLOTS_MAP));
+    let mut slots: Array<&mut MapData, VipSlot> =
+        Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+    let (id, slot) = (0..16)
+        .find_map(|id| {
+            let s = slots.get(&id, 0).ok()?;
+            (s != VipSlot::empty() && s.key.port() == f.dport).then_some((id, s))
+        })
+        .unwrap_or_else(|| panic!("the flow's VIP has no slot"));
+    let other = VipKey::new(IpAddr::V4(f.vip), f.dport + 1, PROTO_TCP);
+    slots
+        .set(id, VipSlot::new(other, slot.info), 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
+    assert_passed_unchanged(&r, &input, "a slot naming another VIP");
 }

@@ -84,7 +84,7 @@ pub fn global_config() -> GlobalConfig {
 pub enum Program {
     Balancer,
     /// One of `lb_common::program_names::{PASS, FLOOR_TX}` or
-    /// `lb_common::floor_lb::{PROGRAM, PROGRAM16}`.
+    /// `lb_common::floor_lb::{PROGRAM, PROGRAM16, PROGRAM_ENTRY}`.
     Aux(&'static str),
 }
 

@@ -33,7 +33,9 @@
 //!
 //! The essential-work floors `floor_lb` and `floor_lb16` (`xlb_floor_lb`,
 //! `xlb_floor_lb16`: VIP lookup, connection lookup with a 40- or 16-byte key,
-//! backend read, IP-in-IP push, XDP_TX; see `lb_common::floor_lb`) get
+//! backend read, IP-in-IP push, XDP_TX; see `lb_common::floor_lb`) and
+//! `floor_entry` (`xlb_floor_entry`: the same in xlb's order, the VIP
+//! through the connection's backend instead of its own hash lookup) get
 //! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
 //! ([`floor_lb_flow`]).
 //!
@@ -96,6 +98,7 @@ pub const ORDER: &[&str] = &[
     "floor_tx_recycled",
     "floor_lb",
     "floor_lb16",
+    "floor_entry",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -445,6 +448,10 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         Scenario {
             growth: 20,
             ..floor("floor_lb16", floor_lb::PROGRAM16, XDP_TX, false)
+        },
+        Scenario {
+            growth: 20,
+            ..floor("floor_entry", floor_lb::PROGRAM_ENTRY, XDP_TX, false)
         },
         non_vip,
         balancer(

@@ -268,7 +268,9 @@ fn print_summary(report: &Report, machine: &Machine, pp: Option<&per_packet::Res
              test-run overhead (floor_pass: {overhead}). The kernel clock here has ~10 ns steps: \
              JSON mean_ns is finer. floor_lb / floor_lb16: the essential work of a hash-map \
              balancer (VIP lookup, connection lookup with a 40- / 16-byte key, backend read, \
-             IP-in-IP push, XDP_TX); \"above floor_lb\" = median - floor_lb median.",
+             IP-in-IP push, XDP_TX); floor_entry: the same in xlb's order (connection first, \
+             the VIP through its backend's VIP id); \"above floor_lb\" = median - floor_lb \
+             median.",
             pp.timings.first().map_or(0, |s| s.summary.count)
         );
         let v = &pp.verifier;
