@@ -27,7 +27,7 @@ pub const PROGRAM: &str = "xlb_floor_lb";
 pub const PROGRAM16: &str = "xlb_floor_lb16";
 /// The floor that finds the VIP through the connection's backend.
 pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
-/// Array of `VipSlot` by VIP id, `xlb_floor_entry`'s VIPs.
+/// Hash `u32 -> VipSlot` by VIP id, `xlb_floor_entry`'s VIPs.
 pub const SLOTS_MAP: &str = "XLB_FLB_SLOTS";
 /// Hash `VipKey -> VipInfo`, shared by both floors.
 pub const VIPS_MAP: &str = "XLB_FLB_VIPS";

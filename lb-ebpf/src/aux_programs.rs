@@ -22,7 +22,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_NO_COMMON_LRU},
+    bindings::{xdp_action, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
     macros::{map, xdp},
     maps::{Array, DevMap, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -211,9 +211,10 @@ static XLB_FLB_FLOWS16: LruHashMap<FlowKey16, FlowValue> =
 #[map]
 static XLB_FLB_BES: Array<Backend> = Array::with_max_entries(16, 0);
 
-/// `xlb_floor_entry`'s VIPs by id.
+/// `xlb_floor_entry`'s VIPs by id, a hash map like the balancer's
+/// `XLB_VIP_SLOTS`.
 #[map]
-static XLB_FLB_SLOTS: Array<VipSlot> = Array::with_max_entries(16, 0);
+static XLB_FLB_SLOTS: HashMap<u32, VipSlot> = HashMap::with_max_entries(16, BPF_F_NO_PREALLOC);
 
 /// Outer source and MACs of every packet the floors send (slot 0).
 #[map]
@@ -316,7 +317,8 @@ fn floor_entry(ctx: &XdpContext) -> Option<u32> {
     // SAFETY: see `floor_lb`.
     let entry = unsafe { XLB_FLB_FLOWS.get(key) }?;
     let backend = XLB_FLB_BES.get(entry.backend_id)?;
-    let slot = XLB_FLB_SLOTS.get(backend.vip_id)?;
+    // SAFETY: see `floor_lb`.
+    let slot = unsafe { XLB_FLB_SLOTS.get(backend.vip_id) }?;
     if !slot.is_exact_vip_of(key) {
         return None;
     }

@@ -69,7 +69,9 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
+    bindings::{
+        xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST,
+    },
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -111,9 +113,13 @@ mod nat_program;
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
 
 /// Every VIP by id, with its key (`lb_common::VipSlot`): an established
-/// flow's VIP, reached from its entry's backend without hashing the VIP key.
+/// flow's VIP, reached from its entry's backend without hashing the 20-byte
+/// VIP key (a 4-byte id hashes in a few instructions). A hash map, not an
+/// array: the daemon replaces a slot whole (RCU, no preallocation, like
+/// `XLB_VIPS`), so a packet never reads half of an update.
 #[map]
-static XLB_VIP_SLOTS: Array<VipSlot> = Array::with_max_entries(DEFAULT_MAX_VIPS, 0);
+static XLB_VIP_SLOTS: HashMap<u32, VipSlot> =
+    HashMap::with_max_entries(DEFAULT_MAX_VIPS, BPF_F_NO_PREALLOC);
 
 /// One bit per hashed VIP address (`lb_common::vip_filter_slot`): a clear
 /// bit answers "not a VIP address" for most of the host's other traffic
@@ -464,7 +470,8 @@ fn vip_of_entry(flow: *mut FlowValue, key: &FlowKey) -> Option<&'static VipInfo>
     // SAFETY: a map value, valid for the whole run (see `pick_backend`).
     let id = unsafe { (*flow).backend_id };
     let backend = XLB_BACKENDS.get(id)?;
-    let slot = XLB_VIP_SLOTS.get(backend.vip_id)?;
+    // SAFETY: a map value, replaced whole by the daemon (hash map RCU).
+    let slot = unsafe { XLB_VIP_SLOTS.get(backend.vip_id) }?;
     slot.is_exact_vip_of(key).then_some(&slot.info)
 }
 

@@ -82,9 +82,10 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     flows16
         .insert(key16, entry, 0)
         .with_context(|| format!("writing {}", floor_lb::FLOWS16_MAP))?;
-    let mut slots: Array<&mut MapData, VipSlot> = Array::try_from(map(maps, floor_lb::SLOTS_MAP)?)?;
+    let mut slots: HashMap<&mut MapData, u32, VipSlot> =
+        HashMap::try_from(map(maps, floor_lb::SLOTS_MAP)?)?;
     slots
-        .set(
+        .insert(
             VIP_ID,
             VipSlot::new(
                 VipKey::new(vip, flow.dport, PROTO_TCP),

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use aya::{
-    maps::{Array, HashMap, MapData},
+    maps::{HashMap, MapData},
     Ebpf,
 };
 use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
@@ -197,17 +197,16 @@ fn the_entry_floor_takes_only_a_slot_that_names_the_packets_vip() {
     let m = ebpf
         .map_mut(floor_lb::SLOTS_MAP)
         .unwrap_or_else(|| panic!("no {}", floor_lb::SLOTS_MAP));
-    let mut slots: Array<&mut MapData, VipSlot> =
-        Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
-    let (id, slot) = (0..16)
-        .find_map(|id| {
-            let s = slots.get(&id, 0).ok()?;
-            (s != VipSlot::empty() && s.key.port() == f.dport).then_some((id, s))
-        })
+    let mut slots: HashMap<&mut MapData, u32, VipSlot> =
+        HashMap::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+    let (id, slot) = slots
+        .iter()
+        .filter_map(Result::ok)
+        .find(|(_, s)| s.key.port() == f.dport)
         .unwrap_or_else(|| panic!("the flow's VIP has no slot"));
     let other = VipKey::new(IpAddr::V4(f.vip), f.dport + 1, PROTO_TCP);
     slots
-        .set(id, VipSlot::new(other, slot.info), 0)
+        .insert(id, VipSlot::new(other, slot.info), 0)
         .unwrap_or_else(|e| panic!("{e}"));
     let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
     assert_passed_unchanged(&r, &input, "a slot naming another VIP");

@@ -12,7 +12,7 @@ use xlb_tests::{
         assert_encapsulated, assert_passed_unchanged, Encapsulated, XDP_DROP, XDP_PASS,
         XDP_REDIRECT, XDP_TX,
     },
-    frames::{Frame, L4, TCP_ACK, TCP_PSH},
+    frames::{with_flags, Frame, L4, TCP_ACK, TCP_PSH, TCP_SYN},
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -87,14 +87,16 @@ fn ipv6_vip_to_ipv6_backend_is_ip6ip6() {
     assert_eq!(r.action, XDP_TX);
     assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B6)), "v6 in v6");
     // The flow label carries the flow hash (fabric ECMP entropy): non-zero and
-    // stable for the flow.
-    let label = u32::from_be_bytes([0, r.out[15] & 0x0f, r.out[16], r.out[17]]);
-    let again = f.run(&input);
-    assert_eq!(
-        label,
-        u32::from_be_bytes([0, again.out[15] & 0x0f, again.out[16], again.out[17]])
-    );
+    // stable for the flow, also once its packets follow their entry (the
+    // handshake's ACK makes it, the data packet follows it).
+    let label_of = |out: &[u8]| u32::from_be_bytes([0, out[15] & 0x0f, out[16], out[17]]);
+    let label = label_of(&r.out);
     assert_ne!(label, 0, "flow label should carry the flow hash");
+    for flags in [TCP_SYN, TCP_ACK, TCP_ACK | TCP_PSH] {
+        let again = f.run(&with_flags(&fr, flags).build());
+        assert_eq!(again.action, XDP_TX);
+        assert_eq!(label_of(&again.out), label, "flags {flags:#x}");
+    }
 }
 
 #[test]

@@ -181,18 +181,22 @@ fn gue_frames_are_byte_exact_in_every_family_combination() {
         // DSCP AF41 with ECT(0): copied to the outer header.
         fr.tos = (34 << 2) | 0b10;
         fr.payload = b"GET / HTTP/1.1\r\n\r\n".to_vec();
-        let r = f.run(&fr.build());
-        assert_eq!(r.action, XDP_TX, "{what}");
         let hash = vip_hash(&f, &v, &fr, proto);
         let sport = gue::source_port(hash);
         assert!(sport >= 49152, "{what}: source port {sport}");
-        assert_eq!(
-            r.out,
-            expected_gue(&f, &fr, backend, sport, hash),
-            "{what}: GUE frame"
-        );
+        // Twice: a UDP flow's second packet follows the entry its first
+        // made, and the outer header still carries the flow hash.
+        for packet in ["first packet", "again"] {
+            let r = f.run(&fr.build());
+            assert_eq!(r.action, XDP_TX, "{what}, {packet}");
+            assert_eq!(
+                r.out,
+                expected_gue(&f, &fr, backend, sport, hash),
+                "{what}, {packet}: GUE frame"
+            );
+        }
     }
-    assert_eq!(verdict_count(&f, Verdict::Tx), 4);
+    assert_eq!(verdict_count(&f, Verdict::Tx), 8);
 }
 
 #[test]
@@ -214,6 +218,8 @@ fn gue_source_ports_follow_the_flow_and_spread_flows() {
     // One flow: the same port for its SYN and its data packets (they stay
     // in order on one path).
     let first = sport_of(&mut f, 40000, 0x02);
+    assert_eq!(sport_of(&mut f, 40000, TCP_ACK | TCP_PSH), first);
+    // Established: the data packet follows the entry the first one made.
     assert_eq!(sport_of(&mut f, 40000, TCP_ACK | TCP_PSH), first);
     // 200 flows to the one backend: IP-in-IP gives them one outer 5-tuple,
     // GUE gives them (nearly) 200.

@@ -3,14 +3,15 @@
 //! a hash lookup of the VIP key; the answer must always be the one the
 //! lookup gives (`VipSlot::is_exact_vip_of`). These tests hold the cases
 //! where the two could part: a removed VIP, a port-0 VIP outranked by an
-//! exact one added later, a VIP id handed to another VIP or a VIP moved to
-//! another id, and maps adopted from a daemon that kept no slots.
+//! exact one added later, a VIP changed in place, a VIP id handed to
+//! another VIP or a VIP moved to another id, and maps adopted from a daemon
+//! that kept no slots.
 //! Runs the real object through BPF_PROG_TEST_RUN (root); forwarded frames
 //! are checked byte for byte.
 
 use std::net::IpAddr;
 
-use aya::maps::{Array, MapData};
+use aya::maps::{HashMap, MapData};
 use lb_common::{map_names, Verdict, VipSlot, PROTO_TCP};
 use lb_userspace::dataplane::{
     attach::{remove_instance, InstancePaths},
@@ -73,7 +74,7 @@ fn a_removed_vip_is_not_reached_through_its_flows() {
     assert_eq!(
         f.dp.vip_slot(vip.info.vip_id)
             .unwrap_or_else(|e| panic!("{e}")),
-        Some(VipSlot::empty())
+        None
     );
 }
 
@@ -104,6 +105,30 @@ fn an_exact_vip_added_later_outranks_the_port_0_vip_of_established_flows() {
 }
 
 #[test]
+fn a_vip_changed_in_place_reaches_its_established_flows() {
+    let Some(mut f) = BalancerFixture::new("slot_changed_in_place") else {
+        return;
+    };
+    let mut vip = f.add_vip(ip(VIP), 80, PROTO_TCP, 0, &[ip("10.0.0.20")]);
+    let fr = Frame::tcp(ip(CLIENT), 40000, ip(VIP), 80, f.if_mac);
+    establish(&mut f, &fr, ip("10.0.0.20"));
+    // The same VIP (key and id) switches to GUE: the established flow's
+    // next packet leaves with the new mode's 28 bytes, not IP-in-IP's 20.
+    f.set_forwarding(&mut vip, lb_common::Forwarding::Gue, 6080);
+    let input = with_flags(&fr, TCP_ACK).build();
+    let r = f.run(&input);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.out.len(), input.len() + 28, "IPv4 + UDP pushed");
+    assert_eq!(r.out[14 + 9], 17, "outer protocol UDP");
+    assert_eq!(u16::from_be_bytes([r.out[36], r.out[37]]), 6080, "GUE port");
+    assert_eq!(
+        f.dp.vip_slot(vip.info.vip_id)
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some(VipSlot::new(vip.key, vip.info))
+    );
+}
+
+#[test]
 fn a_vip_id_handed_on_keeps_the_slot_of_its_new_vip() {
     let Some(mut f) = BalancerFixture::new("slot_id_handed_on") else {
         return;
@@ -123,11 +148,7 @@ fn a_vip_id_handed_on_keeps_the_slot_of_its_new_vip() {
     f.dp.set_vip(&b.key, &moved)
         .unwrap_or_else(|e| panic!("{e}"));
     let slot = |f: &BalancerFixture, id: u32| f.dp.vip_slot(id).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        slot(&f, b.info.vip_id),
-        Some(VipSlot::empty()),
-        "b's old id"
-    );
+    assert_eq!(slot(&f, b.info.vip_id), None, "b's old id");
     f.dp.remove_vip(&a.key).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(slot(&f, a.info.vip_id), Some(VipSlot::new(b.key, moved)));
     assert_sent_to(
@@ -159,14 +180,14 @@ fn adopted_maps_get_the_slots_of_their_vips() {
             .set_vip(&vip.key, &vip.info)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    // A daemon of a version without slots left them empty.
+    // A daemon of a version without slots left none.
     let pin = paths.maps().join(map_names::VIP_SLOTS);
-    let mut slots: Array<MapData, VipSlot> = Array::try_from(aya::maps::Map::Array(
+    let mut slots: HashMap<MapData, u32, VipSlot> = HashMap::try_from(aya::maps::Map::HashMap(
         MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display())),
     ))
     .unwrap_or_else(|e| panic!("{e}"));
     slots
-        .set(vip.info.vip_id, VipSlot::empty(), 0)
+        .remove(&vip.info.vip_id)
         .unwrap_or_else(|e| panic!("{e}"));
 
     let adopted = Dataplane::load(&opts).unwrap_or_else(|e| panic!("{e:#}"));

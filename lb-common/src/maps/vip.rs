@@ -68,18 +68,6 @@ impl VipKey {
         }
     }
 
-    /// The address marker of `addr`.
-    /// The key of no VIP (family 0): what an unused `XLB_VIP_SLOTS` slot
-    /// holds.
-    pub const fn empty() -> Self {
-        Self {
-            addr: [0; 16],
-            port: [0; 2],
-            proto: 0,
-            family: 0,
-        }
-    }
-
     /// Whether this is the exact (address, port, protocol, family) of
     /// `flow`'s destination. Compared word by word, without early exits
     /// (no `memcmp` call in BPF).
@@ -90,6 +78,7 @@ impl VipKey {
             && bytes::eq16(&self.addr, &flow.dst)
     }
 
+    /// The address marker of `addr`.
     pub const fn marker(addr: IpAddr) -> Self {
         Self::new(addr, 0, 0)
     }

@@ -6,8 +6,10 @@
 //! 20-byte VIP key (`XLB_VIPS`). The slot's key says whether that VIP is the
 //! one the lookup would have found ([`VipSlot::is_exact_vip_of`]); when it is
 //! not, the packet looks its VIP up in `XLB_VIPS` as every other packet does.
-//! Userspace writes a VIP's slot before its `XLB_VIPS` entry and clears it
-//! before removing the entry, so a slot never names a VIP the map has lost.
+//! Userspace writes a VIP's slot before its `XLB_VIPS` entry and removes it
+//! before removing the entry, so a slot never names a VIP the map has lost;
+//! the map is a hash map without preallocation, so a slot is replaced whole
+//! (RCU) and a packet never reads half of an update.
 
 use super::{
     flow::FlowKey,
@@ -15,7 +17,7 @@ use super::{
 };
 
 /// Value of `XLB_VIP_SLOTS`, by VIP id: the VIP's key and its `XLB_VIPS`
-/// value. An all-zero slot (family 0) matches no packet.
+/// value.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VipSlot {
@@ -26,14 +28,6 @@ pub struct VipSlot {
 impl VipSlot {
     pub const fn new(key: VipKey, info: VipInfo) -> Self {
         Self { key, info }
-    }
-
-    /// The slot of no VIP.
-    pub const fn empty() -> Self {
-        Self {
-            key: VipKey::empty(),
-            info: VipInfo::new(0, 0, 0, 0),
-        }
     }
 
     /// Whether this slot's VIP is the one `XLB_VIPS` gives `flow`'s packets
@@ -109,13 +103,14 @@ mod tests {
     }
 
     #[test]
-    fn a_port_0_vip_and_an_empty_slot_serve_no_flow() {
+    fn a_port_0_vip_serves_no_flow_of_another_port() {
         let vip = [10, 100, 0, 1];
         let any_port = VipSlot::new(
             VipKey::new(IpAddr::from(vip), 0, PROTO_TCP),
             VipInfo::new(3, 0, 0, 7),
         );
         assert!(!any_port.is_exact_vip_of(&flow(vip, 80, PROTO_TCP)));
-        assert!(!VipSlot::empty().is_exact_vip_of(&flow([0; 4], 0, 0)));
+        // A packet to port 0 itself: the exact lookup finds this VIP too.
+        assert!(any_port.is_exact_vip_of(&flow(vip, 0, PROTO_TCP)));
     }
 }

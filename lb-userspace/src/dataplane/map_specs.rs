@@ -182,11 +182,14 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
     ),
     // Every VIP by id with its key (`XLB_VIPS`'s entries, reached from an
     // established flow's backend).
+    // Replaced whole, never written in place (readers see an old or a new
+    // slot, never half of one): a hash map without preallocation.
     MapSpec::of::<u32, VipSlot>(
         map_names::VIP_SLOTS,
-        MapType::Array,
+        MapType::Hash,
         configured("max_vips", |s| Some(s.max_vips)),
-    ),
+    )
+    .with_flags(BPF_F_NO_PREALLOC),
     // This CPU's last coarse-clock reading; only the data plane writes it.
     MapSpec::of::<u32, ClockCache>(map_names::CLOCK, MapType::PerCpuArray, Entries::Declared(1)),
 ];

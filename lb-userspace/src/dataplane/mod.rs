@@ -187,7 +187,7 @@ pub struct Dataplane {
     flow_capacity: FlowTableCapacity,
     vips: HashMap<MapData, VipKey, VipInfo>,
     /// `XLB_VIP_SLOTS`: kept in step with `vips` by `set_vip`/`remove_vip`.
-    vip_slots: Array<MapData, VipSlot>,
+    vip_slots: HashMap<MapData, u32, VipSlot>,
     vip_filter: Array<MapData, u64>,
     backends: Array<MapData, Backend>,
     maglev: MaglevTable,
@@ -323,9 +323,15 @@ impl Dataplane {
             }
             self.set_vip_slot(info.vip_id, &VipSlot::new(*key, *info))?;
         }
-        self.vips
-            .insert(key, info, 0)
-            .map_err(|e| map_err(map_names::VIPS, e))
+        if let Err(e) = self.vips.insert(key, info, 0) {
+            // The map does not hold the VIP: neither may its slot (nothing
+            // would remove it: the reconciler reads its state from the map).
+            if !key.is_marker() {
+                self.clear_vip_slot(info.vip_id, key)?;
+            }
+            return Err(map_err(map_names::VIPS, e));
+        }
+        Ok(())
     }
 
     pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
@@ -340,53 +346,68 @@ impl Dataplane {
         }
     }
 
-    /// The `XLB_VIP_SLOTS` slot of VIP `vip_id`; `None` beyond the map.
+    /// The `XLB_VIP_SLOTS` slot of VIP `vip_id`, if it has one.
     pub fn vip_slot(&self, vip_id: u32) -> Result<Option<VipSlot>, DataplaneError> {
-        if vip_id >= self.sizes.max_vips {
-            return Ok(None);
+        match self.vip_slots.get(&vip_id, 0) {
+            Ok(s) => Ok(Some(s)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(map_err(map_names::VIP_SLOTS, e)),
         }
-        self.vip_slots
-            .get(&vip_id, 0)
-            .map(Some)
-            .map_err(|e| map_err(map_names::VIP_SLOTS, e))
     }
 
-    /// Writes VIP `vip_id`'s slot; an id beyond the map has none (such a
-    /// VIP has no table either, see `set_vip`).
+    /// Writes VIP `vip_id`'s slot (a whole new element: packets read the
+    /// old one or this one). An id beyond `max_vips` gets none (such a VIP
+    /// has no table either, see `set_vip`): its packets look it up.
     fn set_vip_slot(&mut self, vip_id: u32, slot: &VipSlot) -> Result<(), DataplaneError> {
         if vip_id >= self.sizes.max_vips {
             return Ok(());
         }
         self.vip_slots
-            .set(vip_id, slot, 0)
+            .insert(vip_id, slot, 0)
             .map_err(|e| map_err(map_names::VIP_SLOTS, e))
     }
 
-    /// Empties slot `vip_id` if it holds the VIP `key` (the id may already
+    /// Removes slot `vip_id`.
+    fn remove_vip_slot(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
+        match self.vip_slots.remove(&vip_id) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(map_err(map_names::VIP_SLOTS, e)),
+        }
+    }
+
+    /// Removes slot `vip_id` if it holds the VIP `key` (the id may already
     /// serve the VIP that replaces it).
     fn clear_vip_slot(&mut self, vip_id: u32, key: &VipKey) -> Result<(), DataplaneError> {
         if self.vip_slot(vip_id)?.is_some_and(|s| s.key == *key) {
-            self.set_vip_slot(vip_id, &VipSlot::empty())?;
+            self.remove_vip_slot(vip_id)?;
         }
         Ok(())
     }
 
-    /// Rewrites every slot from `XLB_VIPS`: after adopting maps pinned by a
+    /// Rewrites the slots from `XLB_VIPS`: after adopting maps pinned by a
     /// daemon that kept no slots (or other ones), the slots hold exactly
     /// the map's VIPs.
     fn sync_vip_slots(&mut self) -> Result<(), DataplaneError> {
-        let mut slots = vec![VipSlot::empty(); self.sizes.max_vips as usize];
-        for (key, info) in self.vips()? {
-            if let Some(s) = slots
-                .get_mut(info.vip_id as usize)
-                .filter(|_| !key.is_marker())
-            {
-                *s = VipSlot::new(key, info);
+        let max_vips = self.sizes.max_vips;
+        let want: std::collections::BTreeMap<u32, VipSlot> = self
+            .vips()?
+            .into_iter()
+            .filter(|(key, info)| !key.is_marker() && info.vip_id < max_vips)
+            .map(|(key, info)| (info.vip_id, VipSlot::new(key, info)))
+            .collect();
+        let have = self
+            .vip_slots
+            .iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| map_err(map_names::VIP_SLOTS, e))?;
+        for (id, slot) in &have {
+            if want.get(id) != Some(slot) {
+                self.remove_vip_slot(*id)?;
             }
         }
-        for (id, slot) in (0..).zip(&slots) {
-            if self.vip_slot(id)? != Some(*slot) {
-                self.set_vip_slot(id, slot)?;
+        for (id, slot) in &want {
+            if !have.contains(&(*id, *slot)) {
+                self.set_vip_slot(*id, slot)?;
             }
         }
         Ok(())
