@@ -247,7 +247,7 @@ fn balance(ctx: &XdpContext) -> (Verdict, u32) {
 }
 
 /// What a balanced packet is to the flow it is balanced as: how its backend
-/// is found (`pick_backend`).
+/// is found (`follow_entry`, `pick_by_table`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Carrier {
     /// A TCP/UDP packet of the flow itself.
@@ -283,7 +283,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
             // The connection table first: an established flow's entry leads
             // to its VIP through two array reads (`vip_of_entry`).
             let flow = flow_entry(key, tcp_flags);
-            let vip = match flow.and_then(|f| vip_of_entry(f, key)) {
+            let vip = match flow.and_then(|f| vip_of_entry(&f, key)) {
                 Some(vip) => vip,
                 // A destination that passed the filter but is no VIP may be
                 // a NAT address (the filter holds those too): a reply, perhaps.
@@ -442,11 +442,26 @@ fn may_be_vip_address(key: &FlowKey) -> bool {
     }
 }
 
-/// The connection-table entry of the flow, unless the packet opens a
-/// connection (`decision::PacketFacts::opens_connection`: a bare SYN
-/// follows no entry, so it is spared the lookup).
+/// A connection-table entry and the backend slot it names, read once for
+/// both uses: finding the VIP (`vip_of_entry`) and following the entry
+/// (`follow_entry`).
+#[derive(Clone, Copy)]
+struct FlowEntry {
+    /// The map value. Other CPUs write only `last_seen_ns` and
+    /// `access_generation` in place (aligned 8- and 4-byte stores, never
+    /// torn) and a bare SYN's repin `backend_id`; replacements swap the
+    /// whole element (hash map RCU).
+    value: *mut FlowValue,
+    backend_id: u32,
+    backend: &'static Backend,
+}
+
+/// The connection-table entry of the flow and its backend slot, unless the
+/// packet opens a connection (`decision::PacketFacts::opens_connection`: a
+/// bare SYN follows no entry, so it is spared the lookup) or the entry
+/// names no backend (`NO_BACKEND`): neither is followed.
 #[inline(always)]
-fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<*mut FlowValue> {
+fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<FlowEntry> {
     let opening = PacketFacts {
         proto: key.proto(),
         tcp_flags,
@@ -454,24 +469,30 @@ fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<*mut FlowValue> {
     }
     .opens_connection();
     if opening {
-        None
-    } else {
-        XLB_FLOWS.get_ptr_mut(key)
+        return None;
     }
+    let value = XLB_FLOWS.get_ptr_mut(key)?;
+    // SAFETY: a map value, valid for the whole run (see `FlowEntry`).
+    let backend_id = unsafe { (*value).backend_id };
+    if backend_id == NO_BACKEND {
+        return None;
+    }
+    Some(FlowEntry {
+        value,
+        backend_id,
+        backend: XLB_BACKENDS.get(backend_id)?,
+    })
 }
 
-/// The VIP of the flow whose entry is `flow`, found without `XLB_VIPS`:
+/// The VIP of the flow whose entry is `entry`, found without `XLB_VIPS`:
 /// the VIP of the entry's backend (`Backend::vip_id`, its `XLB_VIP_SLOTS`
 /// slot), when it is the exact VIP the lookup would find first
 /// (`VipSlot::is_exact_vip_of`). `None` sends the packet to `lookup_vip`.
-/// Whether the entry is followed is still `pick_backend`'s decision.
+/// Whether the entry is followed is still `follow_entry`'s decision.
 #[inline(always)]
-fn vip_of_entry(flow: *mut FlowValue, key: &FlowKey) -> Option<&'static VipInfo> {
-    // SAFETY: a map value, valid for the whole run (see `pick_backend`).
-    let id = unsafe { (*flow).backend_id };
-    let backend = XLB_BACKENDS.get(id)?;
+fn vip_of_entry(entry: &FlowEntry, key: &FlowKey) -> Option<&'static VipInfo> {
     // SAFETY: a map value, replaced whole by the daemon (hash map RCU).
-    let slot = unsafe { XLB_VIP_SLOTS.get(backend.vip_id) }?;
+    let slot = unsafe { XLB_VIP_SLOTS.get(entry.backend.vip_id) }?;
     slot.is_exact_vip_of(key).then_some(&slot.info)
 }
 
@@ -577,27 +598,23 @@ fn follow_entry(
     vip: &VipInfo,
     policy: &VipPolicy,
     key: &FlowKey,
-    flow: Option<*mut FlowValue>,
+    flow: Option<FlowEntry>,
     packet: &PacketFacts,
     carrier: Carrier,
 ) -> Result<Option<(u32, &'static Backend)>, Verdict> {
     if !consults_flow_table(vip.flags, packet) {
         return Ok(None);
     }
-    let Some(flow) = flow else {
+    let Some(FlowEntry {
+        value: flow,
+        backend_id: id,
+        backend: b,
+    }) = flow
+    else {
         return Ok(None);
     };
-    // SAFETY: a map value, valid for the whole run. Other CPUs write only
-    // `last_seen_ns` and `access_generation` in place (aligned 8- and 4-byte
-    // stores, never torn); replacements swap the whole element (hash map RCU).
+    // SAFETY: a map value, valid for the whole run (see `FlowEntry`).
     let entry = unsafe { &*flow };
-    let id = entry.backend_id;
-    if id == NO_BACKEND {
-        return Ok(None);
-    }
-    let Some(b) = XLB_BACKENDS.get(id) else {
-        return Ok(None);
-    };
     if !follows_flow_entry(id, b, vip, entry, packet) {
         return Ok(None);
     }

@@ -1196,7 +1196,7 @@ fn policy_changes_never_admit_what_old_and_new_both_refuse() {
 /// What the data plane decides for a packet of an established flow from
 /// `source` whose connection-table entry holds access generation `stamp`:
 /// the entry's word while it is current, else the tries (and a fresh stamp
-/// when they allow it), as `pick_backend` does.
+/// when they allow it), as the data plane's `follow_entry` does.
 fn sim_established(
     m: &SimMaps,
     vip_id: u32,
