@@ -22,7 +22,7 @@ use lb_common::{Verdict, VlanDevice, PROTO_TCP, TPID_8021AD, TPID_8021Q};
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, IFACE},
     expect::{assert_encapsulated, Encapsulated, XDP_DROP, XDP_TX},
-    frames::Frame,
+    frames::{key_of, Frame, L4, TCP_ACK, TCP_PSH, TCP_SYN},
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -93,7 +93,19 @@ fn verdict_count(f: &BalancerFixture, v: Verdict) -> u64 {
 
 /// A frame from `client` to `vip`:80, tagged `(tpid, tci)` if given.
 fn frame(f: &BalancerFixture, client: &str, vip: &str, tag: Option<(u16, u16)>) -> Vec<u8> {
+    frame_with_flags(f, client, vip, tag, TCP_SYN)
+}
+
+/// [`frame`] with the TCP flags `flags`.
+fn frame_with_flags(
+    f: &BalancerFixture,
+    client: &str,
+    vip: &str,
+    tag: Option<(u16, u16)>,
+    flags: u8,
+) -> Vec<u8> {
     let mut fr = Frame::tcp(ip(client), 40000, ip(vip), 80, f.if_mac);
+    fr.l4 = L4::Tcp { flags };
     fr.vlan = tag.map(|(_, tci)| tci & 0x0fff);
     fr.vlan_qinq_tpid = matches!(tag, Some((TPID_8021AD, _)));
     let mut bytes = fr.build();
@@ -166,6 +178,44 @@ fn a_tagged_packet_to_a_backend_on_its_own_vlan_keeps_its_tag() {
     }
     assert_eq!(verdict_count(&f, Verdict::Tx), cases.len() as u64);
     assert_eq!(verdict_count(&f, Verdict::VlanMismatch), 0);
+}
+
+/// An established tagged flow: the handshake's ACK makes its entry, the
+/// data packet after it finds its VIP through the entry (`XLB_VIP_SLOTS`)
+/// and leaves with its tag exactly as the first did.
+#[test]
+fn an_established_tagged_flow_keeps_its_tag() {
+    let Some(mut f) = vlan_fixture("vlan_established") else {
+        return;
+    };
+    f.add_vip(ip("10.100.0.1"), 80, PROTO_TCP, 0, &[ip(B_V100)]);
+    f.add_vip(ip("fd00:100::1"), 80, PROTO_TCP, 0, &[ip(B6_V100)]);
+    let cases = [
+        (CLIENT4, "10.100.0.1", B_V100),
+        (CLIENT6, "fd00:100::1", B6_V100),
+    ];
+    for (client, vip, backend) in cases {
+        let fr = parse_frame(&f, client, vip, true);
+        for flags in [TCP_ACK, TCP_ACK | TCP_PSH] {
+            let input = frame_with_flags(&f, client, vip, Some((TPID_8021Q, 100)), flags);
+            let r = f.run(&input);
+            let what = format!("{vip} tagged, flags {flags:#x} -> {backend}");
+            assert_eq!(r.action, XDP_TX, "{what}");
+            let e = Encapsulated {
+                src_mac: f.ns.mac(V100),
+                ..Encapsulated::toward(&f, &input, &fr, ip(backend))
+            };
+            assert_encapsulated(&r.out, &e, &what);
+            assert_eq!(&r.out[12..16], &input[12..16], "{what}: TPID and TCI kept");
+        }
+        assert!(
+            f.dp.flow(&key_of(&fr))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_some(),
+            "{vip}: the ACK made the flow's entry"
+        );
+    }
+    assert_eq!(verdict_count(&f, Verdict::Tx), 4);
 }
 
 /// Every other combination is dropped and counted, never sent.
