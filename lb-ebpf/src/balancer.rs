@@ -226,7 +226,11 @@ static XLB_CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static XLB_VERDICTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Verdict::COUNT, 0);
 
+// Inlined into the entry aya's macro wraps it in: as a subprogram of its
+// own every packet paid a call and a return (through the return thunk of
+// hosts with the SRSO mitigation) before the first header was read.
 #[xdp]
+#[inline(always)]
 pub fn xlb_balancer(ctx: XdpContext) -> u32 {
     let (verdict, action) = balance(&ctx);
     if let Some(slot) = XLB_VERDICTS.get_ptr_mut(verdict as u32) {

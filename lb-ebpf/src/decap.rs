@@ -68,6 +68,8 @@ static XLB_DECAP_GUE: HashMap<u16, u32> = HashMap::with_max_entries(MAX_DECAP_GU
 static XLB_DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(decap_stat::COUNT, 0);
 
 #[xdp]
+// Inlined into aya's entry wrapper, as `xlb_balancer` is (see there).
+#[inline(always)]
 pub fn xlb_decap(ctx: XdpContext) -> u32 {
     let (slot, action) = decap(&ctx);
     if let Some(c) = XLB_DECAP_STATS.get_ptr_mut(slot) {

@@ -119,6 +119,8 @@ pub(super) fn maybe_nat_reply(ctx: &XdpContext, key: &FlowKey) -> Verdict {
 /// are BPF subprograms called one after the other, so each has the rest
 /// of the 512 bytes.
 #[xdp]
+// Inlined into aya's entry wrapper, as `xlb_balancer` is (see there).
+#[inline(always)]
 pub fn xlb_nat(ctx: XdpContext) -> u32 {
     match nat_path(&ctx) {
         // Counted by `nat_send`.
