@@ -16,6 +16,11 @@
 //! the connection first (40-byte key), its backend, and the VIP through the
 //! backend's VIP id ([`SLOTS_MAP`], a [`VipSlot`](crate::VipSlot) checked
 //! to be the packet's exact VIP) instead of a hash lookup of the VIP key.
+//!
+//! A fourth, `xlb_floor_min`, is the least any balancer with a connection
+//! table does: the 16-byte key's entry, its backend, that backend's VIP read
+//! from an array by id ([`VIPARR_MAP`]: no helper call, no exact-VIP check),
+//! the push.
 
 use core::net::Ipv4Addr;
 
@@ -27,6 +32,12 @@ pub const PROGRAM: &str = "xlb_floor_lb";
 pub const PROGRAM16: &str = "xlb_floor_lb16";
 /// The floor that finds the VIP through the connection's backend.
 pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
+/// The least work of a balancer with a connection table: the 16-byte
+/// key's entry, its backend, the backend's VIP by id from an array
+/// ([`VIPARR_MAP`]), the push.
+pub const PROGRAM_MIN: &str = "xlb_floor_min";
+/// Array of `VipInfo` by VIP id, `xlb_floor_min`'s VIPs.
+pub const VIPARR_MAP: &str = "XLB_FLB_VIPARR";
 /// Hash `u32 -> VipSlot` by VIP id, `xlb_floor_entry`'s VIPs.
 pub const SLOTS_MAP: &str = "XLB_FLB_SLOTS";
 /// Hash `VipKey -> VipInfo`, shared by both floors.
@@ -193,6 +204,8 @@ mod layout {
             PROGRAM,
             PROGRAM16,
             PROGRAM_ENTRY,
+            PROGRAM_MIN,
+            VIPARR_MAP,
             SLOTS_MAP,
             VIPS_MAP,
             FLOWS_MAP,

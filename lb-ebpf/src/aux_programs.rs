@@ -29,6 +29,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     floor_lb::{FloorLbHop, FlowKey16},
+    forwarding::FORWARDING_IPIP,
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
     Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
 };
@@ -216,6 +217,11 @@ static XLB_FLB_BES: Array<Backend> = Array::with_max_entries(16, 0);
 #[map]
 static XLB_FLB_SLOTS: HashMap<u32, VipSlot> = HashMap::with_max_entries(16, BPF_F_NO_PREALLOC);
 
+/// `xlb_floor_min`'s VIPs by id: an array, read inline without a helper
+/// call (written in place: a floor may ignore tearing, the balancer may not).
+#[map]
+static XLB_FLB_VIPARR: Array<VipInfo> = Array::with_max_entries(16, 0);
+
 /// Outer source and MACs of every packet the floors send (slot 0).
 #[map]
 static XLB_FLB_HOP: Array<FloorLbHop> = Array::with_max_entries(1, 0);
@@ -237,6 +243,15 @@ pub fn xlb_floor_lb16(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_floor_entry(ctx: XdpContext) -> u32 {
     floor_entry(&ctx).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// The least work of a balancer that keeps connections and answers to its
+/// configuration: one connection lookup with the cheapest key (16 bytes),
+/// the backend it names, that backend's VIP by id (its forwarding mode),
+/// the push. One helper lookup, two inline array reads.
+#[xdp]
+pub fn xlb_floor_min(ctx: XdpContext) -> u32 {
+    floor_min(&ctx).unwrap_or(xdp_action::XDP_PASS)
 }
 
 /// A connection-table key the floors can build from the headers: the only
@@ -320,6 +335,26 @@ fn floor_entry(ctx: &XdpContext) -> Option<u32> {
     // SAFETY: see `floor_lb`.
     let slot = unsafe { XLB_FLB_SLOTS.get(backend.vip_id) }?;
     if !slot.is_exact_vip_of(key) {
+        return None;
+    }
+    push_toward(ctx, backend, tos, inner_len)
+}
+
+/// `floor_min`: the connection's entry names the backend, the backend its
+/// VIP; the VIP's mode must be IP-in-IP (the only one the floors write).
+/// No VIP-key lookup and no exact-VIP check: the entry is trusted, which a
+/// balancer whose VIP ids are handed on cannot do.
+#[inline(always)]
+fn floor_min(ctx: &XdpContext) -> Option<u32> {
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey16>>::uninit();
+    // SAFETY: FlowKey16 is byte arrays and bytes: all-zero is valid.
+    let key: &mut FlowKey16 = unsafe { mem::zeroed(&mut key_buf) };
+    let (tos, inner_len) = parse_flow(ctx, &mut *key)?;
+    // SAFETY: see `floor_lb`.
+    let entry = unsafe { XLB_FLB_FLOWS16.get(&*key) }?;
+    let backend = XLB_FLB_BES.get(entry.backend_id)?;
+    let vip = XLB_FLB_VIPARR.get(backend.vip_id)?;
+    if vip.forwarding_byte() != FORWARDING_IPIP {
         return None;
     }
     push_toward(ctx, backend, tos, inner_len)

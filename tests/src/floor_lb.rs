@@ -1,5 +1,5 @@
 //! The per-packet benchmark's essential-work floors `xlb_floor_lb`,
-//! `xlb_floor_lb16` and `xlb_floor_entry` (lb-ebpf's `aux_programs.rs`, names in
+//! `xlb_floor_lb16`, `xlb_floor_entry` and `xlb_floor_min` (lb-ebpf's `aux_programs.rs`, names in
 //! `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
 //! its entry in both connection tables, its backend and the next hop. Shared
 //! by the benchmark and the packet test, so both measure and check the same
@@ -20,7 +20,8 @@ use lb_userspace::dataplane::aux::AuxPrograms;
 
 /// The flow's backend id in the floors' backend array.
 pub const BACKEND_ID: u32 = 1;
-const VIP_ID: u32 = 1;
+/// The flow's VIP id (its backend's `vip_id`).
+pub const VIP_ID: u32 = 1;
 
 /// The one flow the floors balance, and where its packets go.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +58,7 @@ fn map<'a>(maps: &'a mut impl AuxMaps, name: &str) -> Result<&'a mut Map> {
 }
 
 /// Writes `flow`'s VIP (exact port; in `XLB_FLB_VIPS` and as the slot of its
-/// id in `XLB_FLB_SLOTS`), its entry in `XLB_FLB_FLOWS` and
+/// id in `XLB_FLB_SLOTS` and `XLB_FLB_VIPARR`), its entry in `XLB_FLB_FLOWS` and
 /// `XLB_FLB_FLOWS16` (backend [`BACKEND_ID`]), the backend and the hop.
 pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     let (client, vip) = (IpAddr::V4(flow.client), IpAddr::V4(flow.vip));
@@ -103,6 +104,11 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
             0,
         )
         .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
+    let mut viparr: Array<&mut MapData, VipInfo> =
+        Array::try_from(map(maps, floor_lb::VIPARR_MAP)?)?;
+    viparr
+        .set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
+        .with_context(|| format!("writing {}", floor_lb::VIPARR_MAP))?;
     let mut hop: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
     hop.set(0, flow.hop, 0)
         .with_context(|| format!("writing {}", floor_lb::HOP_MAP))?;

@@ -10,19 +10,20 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use aya::{
-    maps::{HashMap, MapData},
+    maps::{Array, HashMap, MapData},
     Ebpf,
 };
 use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
-    FlowKey, FlowValue, VipKey, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
+    forwarding::Forwarding,
+    FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
 };
 use xlb_tests::{
     aux_object,
     balancer_fixture::run_program,
     expect::{assert_passed_unchanged, XDP_TX},
-    floor_lb::{install, OneFlow},
+    floor_lb::{install, OneFlow, VIP_ID as BACKEND_VIP_ID},
     frames::{Frame, L4, TCP_ACK, TCP_PSH},
     privileged::require_root,
 };
@@ -31,10 +32,11 @@ const DMAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 const SMAC: [u8; 6] = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
 const OUTER_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
-const FLOORS: [&str; 3] = [
+const FLOORS: [&str; 4] = [
     floor_lb::PROGRAM,
     floor_lb::PROGRAM16,
     floor_lb::PROGRAM_ENTRY,
+    floor_lb::PROGRAM_MIN,
 ];
 
 fn flow() -> OneFlow {
@@ -164,21 +166,56 @@ fn each_floor_finds_the_flow_by_its_own_key() {
             h.remove(&k).unwrap_or_else(|e| panic!("{map}: {e}"));
         }
     };
-    for (map, passes, sends) in [
-        (floor_lb::FLOWS_MAP, floor_lb::PROGRAM, floor_lb::PROGRAM16),
+    for (map, pass, send) in [
+        (
+            floor_lb::FLOWS_MAP,
+            &[floor_lb::PROGRAM, floor_lb::PROGRAM_ENTRY][..],
+            &[floor_lb::PROGRAM16, floor_lb::PROGRAM_MIN][..],
+        ),
         (
             floor_lb::FLOWS16_MAP,
-            floor_lb::PROGRAM16,
-            floor_lb::PROGRAM,
+            &[floor_lb::PROGRAM16, floor_lb::PROGRAM_MIN][..],
+            &[floor_lb::PROGRAM, floor_lb::PROGRAM_ENTRY][..],
         ),
     ] {
         let mut ebpf = load();
         remove(&mut ebpf, map);
-        let r = run_program(aux_object::xdp(&ebpf, passes), &input);
-        assert_passed_unchanged(&r, &input, &format!("{passes} without its entry"));
-        let r = run_program(aux_object::xdp(&ebpf, sends), &input);
-        assert_eq!(r.action, XDP_TX, "{sends} keeps its own entry");
+        for passes in pass {
+            let r = run_program(aux_object::xdp(&ebpf, passes), &input);
+            assert_passed_unchanged(&r, &input, &format!("{passes} without its entry"));
+        }
+        for sends in send {
+            let r = run_program(aux_object::xdp(&ebpf, sends), &input);
+            assert_eq!(r.action, XDP_TX, "{sends} keeps its own entry");
+        }
     }
+}
+
+/// `xlb_floor_min` reads its VIP from the array by the backend's VIP id
+/// and sends only for an IP-in-IP VIP: the VIP's mode changed, the packet
+/// is left alone.
+#[test]
+fn the_least_floor_reads_the_vip_of_its_backend() {
+    if !require_root("the_least_floor_reads_the_vip_of_its_backend") {
+        return;
+    }
+    let mut ebpf = load();
+    let f = flow();
+    let input = packet(f.sport, f.dport).build();
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_MIN), &input);
+    assert_eq!(r.action, XDP_TX, "the flow's VIP is IP-in-IP");
+    let m = ebpf
+        .map_mut(floor_lb::VIPARR_MAP)
+        .unwrap_or_else(|| panic!("no {}", floor_lb::VIPARR_MAP));
+    let mut vips: Array<&mut MapData, VipInfo> = Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+    let gue = vips
+        .get(&BACKEND_VIP_ID, 0)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_forwarding(Forwarding::Gue, 6080);
+    vips.set(BACKEND_VIP_ID, gue, 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_MIN), &input);
+    assert_passed_unchanged(&r, &input, "a GUE VIP");
 }
 
 /// `xlb_floor_entry` takes the VIP from its backend's VIP id only when that

@@ -35,7 +35,9 @@
 //! `xlb_floor_lb16`: VIP lookup, connection lookup with a 40- or 16-byte key,
 //! backend read, IP-in-IP push, XDP_TX; see `lb_common::floor_lb`) and
 //! `floor_entry` (`xlb_floor_entry`: the same in xlb's order, the VIP
-//! through the connection's backend instead of its own hash lookup) get
+//! through the connection's backend instead of its own hash lookup) and
+//! `floor_min` (`xlb_floor_min`: the least of them, a 16-byte key's entry,
+//! its backend, the backend's VIP from an array, the push) get
 //! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
 //! ([`floor_lb_flow`]).
 //!
@@ -99,6 +101,7 @@ pub const ORDER: &[&str] = &[
     "floor_lb",
     "floor_lb16",
     "floor_entry",
+    "floor_min",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -443,15 +446,19 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         floor("floor_tx", program_names::FLOOR_TX, XDP_TX, true),
         Scenario {
             growth: 20,
-            ..floor("floor_lb", floor_lb::PROGRAM, XDP_TX, false)
+            ..floor("floor_lb", floor_lb::PROGRAM, XDP_TX, true)
         },
         Scenario {
             growth: 20,
-            ..floor("floor_lb16", floor_lb::PROGRAM16, XDP_TX, false)
+            ..floor("floor_lb16", floor_lb::PROGRAM16, XDP_TX, true)
         },
         Scenario {
             growth: 20,
-            ..floor("floor_entry", floor_lb::PROGRAM_ENTRY, XDP_TX, false)
+            ..floor("floor_entry", floor_lb::PROGRAM_ENTRY, XDP_TX, true)
+        },
+        Scenario {
+            growth: 20,
+            ..floor("floor_min", floor_lb::PROGRAM_MIN, XDP_TX, true)
         },
         non_vip,
         balancer(
