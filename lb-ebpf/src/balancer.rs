@@ -5,8 +5,8 @@
 //!     address: XDP_PASS after one array read. Else a TCP/UDP packet that
 //!     does not open a connection looks up its connection-table entry
 //!     (`XLB_FLOWS`) first: the entry's backend (`XLB_BACKENDS`) names its
-//!     VIP's id, whose slot (`XLB_VIP_SLOTS`) holds the VIP when it is the
-//!     exact VIP of the destination. Other packets, and flows whose slot
+//!     VIP's id, whose config (`XLB_VIP_CFG_IX`, `XLB_VIP_CFG`) holds the
+//!     VIP when it is the exact VIP of the destination. Other packets, and flows whose slot
 //!     does not answer, look the destination up in `XLB_VIPS` (exact port,
 //!     then port 0): the same VIP either way, one hash lookup fewer for an
 //!     established flow.
@@ -69,9 +69,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{
-        xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC, BPF_NOEXIST,
-    },
+    bindings::{xdp_action, BPF_ANY, BPF_F_MMAPABLE, BPF_F_NO_COMMON_LRU, BPF_NOEXIST},
     macros::{map, xdp},
     maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -112,14 +110,19 @@ mod nat_program;
 #[map]
 static XLB_VIPS: HashMap<VipKey, VipInfo> = HashMap::with_max_entries(DEFAULT_MAX_VIPS * 2, 0);
 
-/// Every VIP by id, with its key (`lb_common::VipSlot`): an established
-/// flow's VIP, reached from its entry's backend without hashing the 20-byte
-/// VIP key (a 4-byte id hashes in a few instructions). A hash map, not an
-/// array: the daemon replaces a slot whole (RCU, no preallocation, like
-/// `XLB_VIPS`), so a packet never reads half of an update.
+/// Each VIP id's index in `XLB_VIP_CFG` (`lb_common::NO_VIP_CONFIG`: none).
+/// Mmapable: the daemon re-points an id with one aligned 8-byte store.
 #[map]
-static XLB_VIP_SLOTS: HashMap<u32, VipSlot> =
-    HashMap::with_max_entries(DEFAULT_MAX_VIPS, BPF_F_NO_PREALLOC);
+static XLB_VIP_CFG_IX: Array<u64> = Array::with_max_entries(DEFAULT_MAX_VIPS, BPF_F_MMAPABLE);
+
+/// Every VIP with its key (`lb_common::VipSlot`), by config index: an
+/// established flow's VIP, reached from its entry's backend in inline array
+/// reads. A slot is never rewritten while a packet may read it (the daemon
+/// writes a changed VIP into a free index and reuses an index only after an
+/// RCU grace period: `lb_common::maps::vip_slot`), so a packet never reads
+/// half of an update.
+#[map]
+static XLB_VIP_CFG: Array<VipSlot> = Array::with_max_entries(DEFAULT_MAX_VIPS * 2 + 1, 0);
 
 /// One bit per hashed VIP address (`lb_common::vip_filter_slot`): a clear
 /// bit answers "not a VIP address" for most of the host's other traffic
@@ -489,14 +492,19 @@ fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<FlowEntry> {
 }
 
 /// The VIP of the flow whose entry is `entry`, found without `XLB_VIPS`:
-/// the VIP of the entry's backend (`Backend::vip_id`, its `XLB_VIP_SLOTS`
-/// slot), when it is the exact VIP the lookup would find first
-/// (`VipSlot::is_exact_vip_of`). `None` sends the packet to `lookup_vip`.
+/// the VIP of the entry's backend (`Backend::vip_id`, the slot its
+/// `XLB_VIP_CFG_IX` index names), when it is the exact VIP the lookup would
+/// find first (`VipSlot::is_exact_vip_of`). `None` sends the packet to
+/// `lookup_vip`.
 /// Whether the entry is followed is still `follow_entry`'s decision.
 #[inline(always)]
 fn vip_of_entry(entry: &FlowEntry, key: &FlowKey) -> Option<&'static VipInfo> {
-    // SAFETY: a map value, replaced whole by the daemon (hash map RCU).
-    let slot = unsafe { XLB_VIP_SLOTS.get(entry.backend.vip_id) }?;
+    let index = XLB_VIP_CFG_IX.get(entry.backend.vip_id)?;
+    // One load: the daemon re-points the id with one aligned store.
+    // SAFETY: a valid, aligned map value.
+    let index = unsafe { core::ptr::read_volatile(index) };
+    // Index 0 holds the all-zero slot, the exact VIP of no flow.
+    let slot = XLB_VIP_CFG.get(index as u32)?;
     slot.is_exact_vip_of(key).then_some(&slot.info)
 }
 

@@ -207,7 +207,8 @@ fn the_least_floor_reads_the_vip_of_its_backend() {
     let m = ebpf
         .map_mut(floor_lb::VIPARR_MAP)
         .unwrap_or_else(|| panic!("no {}", floor_lb::VIPARR_MAP));
-    let mut vips: Array<&mut MapData, VipInfo> = Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+    let mut vips: Array<&mut MapData, VipInfo> =
+        Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
     let gue = vips
         .get(&BACKEND_VIP_ID, 0)
         .unwrap_or_else(|e| panic!("{e}"))

@@ -1,17 +1,19 @@
 //! An established flow finds its VIP through its connection-table entry
-//! (entry -> backend -> `XLB_VIP_SLOTS` by the backend's VIP id) instead of
+//! (entry -> backend -> the backend's VIP id's index in `XLB_VIP_CFG_IX` ->
+//! its slot in `XLB_VIP_CFG`) instead of
 //! a hash lookup of the VIP key; the answer must always be the one the
 //! lookup gives (`VipSlot::is_exact_vip_of`). These tests hold the cases
 //! where the two could part: a removed VIP, a port-0 VIP outranked by an
 //! exact one added later, a VIP changed in place, a VIP id handed to
 //! another VIP or a VIP moved to another id, and maps adopted from a daemon
-//! that kept no slots.
+//! that kept no slots; and a changed VIP never rewrites the slot packets
+//! may be reading.
 //! Runs the real object through BPF_PROG_TEST_RUN (root); forwarded frames
 //! are checked byte for byte.
 
 use std::net::IpAddr;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, MapData};
 use lb_common::{map_names, Verdict, VipSlot, PROTO_TCP};
 use lb_userspace::dataplane::{
     attach::{remove_instance, InstancePaths},
@@ -181,13 +183,9 @@ fn adopted_maps_get_the_slots_of_their_vips() {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // A daemon of a version without slots left none.
-    let pin = paths.maps().join(map_names::VIP_SLOTS);
-    let mut slots: HashMap<MapData, u32, VipSlot> = HashMap::try_from(aya::maps::Map::HashMap(
-        MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display())),
-    ))
-    .unwrap_or_else(|e| panic!("{e}"));
-    slots
-        .remove(&vip.info.vip_id)
+    let mut index = pinned_index(&paths);
+    index
+        .set(vip.info.vip_id, 0, 0)
         .unwrap_or_else(|e| panic!("{e}"));
 
     let adopted = Dataplane::load(&opts).unwrap_or_else(|e| panic!("{e:#}"));
@@ -198,6 +196,93 @@ fn adopted_maps_get_the_slots_of_their_vips() {
         Some(VipSlot::new(vip.key, vip.info)),
         "loading rebuilds the slots from XLB_VIPS"
     );
+}
+
+/// A changed VIP gets a new slot at a fresh index: the slot a packet may
+/// be reading at that moment stays as it was (it is reused only after a
+/// grace period), and the id points at the new one.
+#[test]
+fn a_changed_vip_never_rewrites_the_slot_packets_read() {
+    let Some(mut f) = BalancerFixture::new("slot_fresh_index") else {
+        return;
+    };
+    let paths = InstancePaths::new(&xlb_tests::netns::unique_name("xlbslotix"));
+    let _cleanup = PinsRemoved(&paths);
+    let opts = LoadOptions {
+        sizes: TEST_SIZES,
+        pin_dir: Some(paths.maps()),
+        ..Default::default()
+    };
+    let vip = f.add_vip(ip(VIP), 80, PROTO_TCP, 0, &[ip("10.0.0.20")]);
+    let mut dp = Dataplane::load(&opts).unwrap_or_else(|e| panic!("{e:#}"));
+    dp.set_vip(&vip.key, &vip.info)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let index = pinned_index(&paths);
+    let configs = pinned_configs(&paths);
+    let id = vip.info.vip_id;
+    let first = index.get(&id, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(first, 0, "the VIP has a slot");
+    let old = VipSlot::new(vip.key, vip.info);
+    let changed = vip.info.with_forwarding(lb_common::Forwarding::Gue, 6080);
+    for round in 0..3 {
+        let info = if round % 2 == 0 { changed } else { vip.info };
+        let before = index.get(&id, 0).unwrap_or_else(|e| panic!("{e}"));
+        let slot_before = configs
+            .get(&(before as u32), 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        dp.set_vip(&vip.key, &info)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let after = index.get(&id, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(after, before, "round {round}: a fresh index");
+        assert_eq!(
+            configs
+                .get(&(before as u32), 0)
+                .unwrap_or_else(|e| panic!("{e}")),
+            slot_before,
+            "round {round}: the slot packets may be reading is untouched"
+        );
+        assert_eq!(
+            configs
+                .get(&(after as u32), 0)
+                .unwrap_or_else(|e| panic!("{e}")),
+            VipSlot::new(vip.key, info)
+        );
+    }
+    assert_eq!(
+        configs
+            .get(&(first as u32), 0)
+            .unwrap_or_else(|e| panic!("{e}")),
+        old
+    );
+    // Setting what the VIP already has takes no index.
+    let now = index.get(&id, 0).unwrap_or_else(|e| panic!("{e}"));
+    dp.set_vip(&vip.key, &changed)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(index.get(&id, 0).unwrap_or_else(|e| panic!("{e}")), now);
+    dp.remove_vip(&vip.key).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        index.get(&id, 0).unwrap_or_else(|e| panic!("{e}")),
+        0,
+        "removed"
+    );
+}
+
+/// The instance's pinned `XLB_VIP_CFG_IX`.
+fn pinned_index(paths: &InstancePaths) -> Array<MapData, u64> {
+    let pin = paths.maps().join(map_names::VIP_CFG_IX);
+    Array::try_from(aya::maps::Map::Array(
+        MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display())),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The instance's pinned `XLB_VIP_CFG`.
+fn pinned_configs(paths: &InstancePaths) -> Array<MapData, VipSlot> {
+    let pin = paths.maps().join(map_names::VIP_CFG);
+    Array::try_from(aya::maps::Map::Array(
+        MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{}: {e}", pin.display())),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Removes the instance's pins when dropped (also on a failed assertion).

@@ -181,7 +181,7 @@ fn a_tagged_packet_to_a_backend_on_its_own_vlan_keeps_its_tag() {
 }
 
 /// An established tagged flow: the handshake's ACK makes its entry, the
-/// data packet after it finds its VIP through the entry (`XLB_VIP_SLOTS`)
+/// data packet after it finds its VIP through the entry (`XLB_VIP_CFG`)
 /// and leaves with its tag exactly as the first did.
 #[test]
 fn an_established_tagged_flow_keeps_its_tag() {

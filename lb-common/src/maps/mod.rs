@@ -48,7 +48,7 @@ pub use vip::{
     MARKER_F_PING, VIP_F_FAIL_OPEN, VIP_F_NO_FLOW_TABLE, VIP_F_NO_PING, VIP_F_SOURCE_HASH,
 };
 pub use vip_filter::{vip_filter_slot, vip_filter_slot_of, VIP_FILTER_BITS, VIP_FILTER_WORDS};
-pub use vip_slot::VipSlot;
+pub use vip_slot::{vip_config_entries, VipSlot, NO_VIP_CONFIG};
 pub use vlan::{VlanDevice, MAX_VLAN_DEVICES, TPID_8021AD, TPID_8021Q};
 
 pub const PROTO_TCP: u8 = 6;
@@ -89,10 +89,13 @@ pub mod map_names {
     pub const NAT_PROG: &str = "XLB_NAT_PROG";
     pub const NAT_HANDOFF: &str = "XLB_NAT_HANDOFF";
     pub const CLOCK: &str = "XLB_CLOCK";
-    pub const VIP_SLOTS: &str = "XLB_VIP_SLOTS";
+    /// Every VIP's key and info (`VipSlot`), by config index.
+    pub const VIP_CFG: &str = "XLB_VIP_CFG";
+    /// Each VIP id's config index in `XLB_VIP_CFG` (0: none), mmapable.
+    pub const VIP_CFG_IX: &str = "XLB_VIP_CFG_IX";
 
     /// Every name above.
-    pub const ALL: [&str; 33] = [
+    pub const ALL: [&str; 34] = [
         VIPS,
         BACKENDS,
         MAGLEV,
@@ -125,7 +128,8 @@ pub mod map_names {
         NAT_PROG,
         NAT_HANDOFF,
         CLOCK,
-        VIP_SLOTS,
+        VIP_CFG,
+        VIP_CFG_IX,
     ];
 }
 

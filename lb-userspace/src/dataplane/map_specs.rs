@@ -180,16 +180,24 @@ pub(super) static BALANCER: &[MapSpec<Sizes>] = &[
         MapType::PerCpuArray,
         Entries::Declared(1),
     ),
-    // Every VIP by id with its key (`XLB_VIPS`'s entries, reached from an
-    // established flow's backend).
-    // Replaced whole, never written in place (readers see an old or a new
-    // slot, never half of one): a hash map without preallocation.
+    // Every VIP with its key (`XLB_VIPS`'s entries, reached from an
+    // established flow's backend), by config index: a slot is written only
+    // at an index no packet can reach (`vip_configs`), so an array.
     MapSpec::of::<u32, VipSlot>(
-        map_names::VIP_SLOTS,
-        MapType::Hash,
+        map_names::VIP_CFG,
+        MapType::Array,
+        configured("max_vips x 2 + 1", |s| {
+            lb_common::vip_config_entries(s.max_vips)
+        }),
+    ),
+    // Each VIP id's index in XLB_VIP_CFG: re-pointed with one aligned store
+    // through the daemon's shared mapping.
+    MapSpec::of::<u32, u64>(
+        map_names::VIP_CFG_IX,
+        MapType::Array,
         configured("max_vips", |s| Some(s.max_vips)),
     )
-    .with_flags(BPF_F_NO_PREALLOC),
+    .with_flags(BPF_F_MMAPABLE),
     // This CPU's last coarse-clock reading; only the data plane writes it.
     MapSpec::of::<u32, ClockCache>(map_names::CLOCK, MapType::PerCpuArray, Entries::Declared(1)),
 ];
@@ -616,7 +624,8 @@ mod tests {
                 map_names::NAT_STATS,
                 map_names::NAT_PROG,
                 map_names::NAT_HANDOFF,
-                map_names::VIP_SLOTS,
+                map_names::VIP_CFG,
+                map_names::VIP_CFG_IX,
                 map_names::CLOCK,
             ]
         );

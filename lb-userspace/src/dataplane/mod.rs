@@ -16,6 +16,7 @@ mod nat;
 pub mod netns_claim;
 mod policy;
 mod program_load;
+mod vip_configs;
 
 use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
 
@@ -172,8 +173,14 @@ pub enum DataplaneError {
     },
     #[error("the kernel refused interface {ifindex} as a redirect target")]
     TxPortUnsupported { ifindex: u32 },
-    #[error("mapping the Maglev table into memory failed")]
-    Mmap(#[source] std::io::Error),
+    #[error("mapping {name} into memory failed")]
+    Mmap {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no free index in XLB_VIP_CFG for vip id {id}: every one is in use")]
+    VipConfigsFull { id: u32 },
     #[error("backend id {id} is outside XLB_BACKENDS (max_backends {max})")]
     BackendOutOfRange { id: u32, max: u32 },
     #[error("vip id {id} is outside the VIP maps (max_vips {max})")]
@@ -186,8 +193,9 @@ pub struct Dataplane {
     sizes: Sizes,
     flow_capacity: FlowTableCapacity,
     vips: HashMap<MapData, VipKey, VipInfo>,
-    /// `XLB_VIP_SLOTS`: kept in step with `vips` by `set_vip`/`remove_vip`.
-    vip_slots: HashMap<MapData, u32, VipSlot>,
+    /// `XLB_VIP_CFG` and `XLB_VIP_CFG_IX`: kept in step with `vips` by
+    /// `set_vip`/`remove_vip`.
+    vip_configs: vip_configs::VipConfigs,
     vip_filter: Array<MapData, u64>,
     backends: Array<MapData, Backend>,
     maglev: MaglevTable,
@@ -236,8 +244,12 @@ impl Dataplane {
         let maglev_map = take(&mut ebpf, map_names::MAGLEV)?;
         let maglev = match &maglev_map {
             Map::Array(data) => {
-                MaglevTable::map(data.fd().as_fd(), maglev_entries * 2, sizes.table_size)
-                    .map_err(DataplaneError::Mmap)?
+                MaglevTable::map(data.fd().as_fd(), maglev_entries * 2, sizes.table_size).map_err(
+                    |source| DataplaneError::Mmap {
+                        name: map_names::MAGLEV,
+                        source,
+                    },
+                )?
             }
             _ => {
                 return Err(map_err(
@@ -262,7 +274,11 @@ impl Dataplane {
 
         let mut dataplane = Self {
             vips: typed(&mut ebpf, map_names::VIPS)?,
-            vip_slots: typed(&mut ebpf, map_names::VIP_SLOTS)?,
+            vip_configs: vip_configs::VipConfigs::take(
+                take(&mut ebpf, map_names::VIP_CFG)?,
+                take(&mut ebpf, map_names::VIP_CFG_IX)?,
+                sizes.max_vips,
+            )?,
             vip_filter: typed(&mut ebpf, map_names::VIP_FILTER)?,
             backends: typed(&mut ebpf, map_names::BACKENDS)?,
             maglev,
@@ -346,40 +362,25 @@ impl Dataplane {
         }
     }
 
-    /// The `XLB_VIP_SLOTS` slot of VIP `vip_id`, if it has one.
+    /// The slot of VIP `vip_id` (its `XLB_VIP_CFG_IX` index's
+    /// `XLB_VIP_CFG` element), if it has one.
     pub fn vip_slot(&self, vip_id: u32) -> Result<Option<VipSlot>, DataplaneError> {
-        match self.vip_slots.get(&vip_id, 0) {
-            Ok(s) => Ok(Some(s)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err(map_names::VIP_SLOTS, e)),
-        }
+        self.vip_configs.get(vip_id)
     }
 
-    /// Writes VIP `vip_id`'s slot (a whole new element: packets read the
-    /// old one or this one). An id beyond `max_vips` gets none (such a VIP
-    /// has no table either, see `set_vip`): its packets look it up.
+    /// Gives VIP `vip_id` the slot `slot` (at a fresh index: packets read
+    /// the old slot or this one, each whole). An id beyond `max_vips` gets
+    /// none (such a VIP has no table either, see `set_vip`): its packets
+    /// look it up.
     fn set_vip_slot(&mut self, vip_id: u32, slot: &VipSlot) -> Result<(), DataplaneError> {
-        if vip_id >= self.sizes.max_vips {
-            return Ok(());
-        }
-        self.vip_slots
-            .insert(vip_id, slot, 0)
-            .map_err(|e| map_err(map_names::VIP_SLOTS, e))
+        self.vip_configs.set(vip_id, slot)
     }
 
-    /// Removes slot `vip_id`.
-    fn remove_vip_slot(&mut self, vip_id: u32) -> Result<(), DataplaneError> {
-        match self.vip_slots.remove(&vip_id) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(map_err(map_names::VIP_SLOTS, e)),
-        }
-    }
-
-    /// Removes slot `vip_id` if it holds the VIP `key` (the id may already
-    /// serve the VIP that replaces it).
+    /// Takes VIP `vip_id`'s slot away if it holds the VIP `key` (the id may
+    /// already serve the VIP that replaces it).
     fn clear_vip_slot(&mut self, vip_id: u32, key: &VipKey) -> Result<(), DataplaneError> {
         if self.vip_slot(vip_id)?.is_some_and(|s| s.key == *key) {
-            self.remove_vip_slot(vip_id)?;
+            self.vip_configs.clear(vip_id);
         }
         Ok(())
     }
@@ -389,26 +390,19 @@ impl Dataplane {
     /// the map's VIPs.
     fn sync_vip_slots(&mut self) -> Result<(), DataplaneError> {
         let max_vips = self.sizes.max_vips;
-        let want: std::collections::BTreeMap<u32, VipSlot> = self
+        let want: BTreeMap<u32, VipSlot> = self
             .vips()?
             .into_iter()
             .filter(|(key, info)| !key.is_marker() && info.vip_id < max_vips)
             .map(|(key, info)| (info.vip_id, VipSlot::new(key, info)))
             .collect();
-        let have = self
-            .vip_slots
-            .iter()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| map_err(map_names::VIP_SLOTS, e))?;
-        for (id, slot) in &have {
-            if want.get(id) != Some(slot) {
-                self.remove_vip_slot(*id)?;
+        for id in self.vip_configs.ids() {
+            if !want.contains_key(&id) {
+                self.vip_configs.clear(id);
             }
         }
         for (id, slot) in &want {
-            if !have.contains(&(*id, *slot)) {
-                self.set_vip_slot(*id, slot)?;
-            }
+            self.set_vip_slot(*id, slot)?;
         }
         Ok(())
     }
