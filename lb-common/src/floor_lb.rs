@@ -14,8 +14,9 @@
 //!
 //! A third, `xlb_floor_entry`, is the essential work of xlb's own design:
 //! the connection first (40-byte key), its backend, and the VIP through the
-//! backend's VIP id ([`SLOTS_MAP`], a [`VipSlot`](crate::VipSlot) checked
-//! to be the packet's exact VIP) instead of a hash lookup of the VIP key.
+//! backend's VIP id (its index in [`CFG_IX_MAP`], a
+//! [`VipSlot`](crate::VipSlot) in [`CFG_MAP`] checked to be the packet's
+//! exact VIP) instead of a hash lookup of the VIP key.
 //!
 //! A fourth, `xlb_floor_min`, is the least any balancer with a connection
 //! table does: the 16-byte key's entry, its backend, that backend's VIP read
@@ -38,8 +39,10 @@ pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
 pub const PROGRAM_MIN: &str = "xlb_floor_min";
 /// Array of `VipInfo` by VIP id, `xlb_floor_min`'s VIPs.
 pub const VIPARR_MAP: &str = "XLB_FLB_VIPARR";
-/// Hash `u32 -> VipSlot` by VIP id, `xlb_floor_entry`'s VIPs.
-pub const SLOTS_MAP: &str = "XLB_FLB_SLOTS";
+/// Array of `u64` config indexes by VIP id, `xlb_floor_entry`'s.
+pub const CFG_IX_MAP: &str = "XLB_FLB_CFG_IX";
+/// Array of `VipSlot` by config index, `xlb_floor_entry`'s VIPs.
+pub const CFG_MAP: &str = "XLB_FLB_CFG";
 /// Hash `VipKey -> VipInfo`, shared by both floors.
 pub const VIPS_MAP: &str = "XLB_FLB_VIPS";
 /// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey -> FlowValue` of `xlb_floor_lb`.
@@ -206,7 +209,8 @@ mod layout {
             PROGRAM_ENTRY,
             PROGRAM_MIN,
             VIPARR_MAP,
-            SLOTS_MAP,
+            CFG_IX_MAP,
+            CFG_MAP,
             VIPS_MAP,
             FLOWS_MAP,
             FLOWS16_MAP,

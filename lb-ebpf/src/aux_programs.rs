@@ -22,7 +22,7 @@
 use core::mem::MaybeUninit;
 
 use aya_ebpf::{
-    bindings::{xdp_action, BPF_F_NO_COMMON_LRU, BPF_F_NO_PREALLOC},
+    bindings::{xdp_action, BPF_F_NO_COMMON_LRU},
     macros::{map, xdp},
     maps::{Array, DevMap, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -212,10 +212,13 @@ static XLB_FLB_FLOWS16: LruHashMap<FlowKey16, FlowValue> =
 #[map]
 static XLB_FLB_BES: Array<Backend> = Array::with_max_entries(16, 0);
 
-/// `xlb_floor_entry`'s VIPs by id, a hash map like the balancer's
-/// `XLB_VIP_SLOTS`.
+/// `xlb_floor_entry`'s VIP config index by VIP id and its VIPs by index,
+/// arrays like the balancer's `XLB_VIP_CFG_IX` and `XLB_VIP_CFG`.
 #[map]
-static XLB_FLB_SLOTS: HashMap<u32, VipSlot> = HashMap::with_max_entries(16, BPF_F_NO_PREALLOC);
+static XLB_FLB_CFG_IX: Array<u64> = Array::with_max_entries(16, 0);
+
+#[map]
+static XLB_FLB_CFG: Array<VipSlot> = Array::with_max_entries(16, 0);
 
 /// `xlb_floor_min`'s VIPs by id: an array, read inline without a helper
 /// call (written in place: a floor may ignore tearing, the balancer may not).
@@ -321,7 +324,8 @@ fn floor_lb<K: ConnKey>(ctx: &XdpContext, flows: &LruHashMap<K, FlowValue>) -> O
 /// `floor_lb` as xlb's fast path orders it: the connection's entry, its
 /// backend, and the VIP from the backend's VIP id, taken only when it is
 /// the packet's exact VIP (`VipSlot::is_exact_vip_of`, as the balancer
-/// checks it). Two array reads replace the VIP key's hash lookup.
+/// checks it), reached by index as the balancer reaches it: array reads
+/// replace the VIP key's hash lookup.
 #[inline(always)]
 fn floor_entry(ctx: &XdpContext) -> Option<u32> {
     let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey>>::uninit();
@@ -332,8 +336,10 @@ fn floor_entry(ctx: &XdpContext) -> Option<u32> {
     // SAFETY: see `floor_lb`.
     let entry = unsafe { XLB_FLB_FLOWS.get(key) }?;
     let backend = XLB_FLB_BES.get(entry.backend_id)?;
-    // SAFETY: see `floor_lb`.
-    let slot = unsafe { XLB_FLB_SLOTS.get(backend.vip_id) }?;
+    let index = XLB_FLB_CFG_IX.get(backend.vip_id)?;
+    // SAFETY: a valid, aligned map value.
+    let index = unsafe { core::ptr::read_volatile(index) };
+    let slot = XLB_FLB_CFG.get(index as u32)?;
     if !slot.is_exact_vip_of(key) {
         return None;
     }

@@ -20,6 +20,8 @@ use lb_userspace::dataplane::aux::AuxPrograms;
 
 /// The flow's backend id in the floors' backend array.
 pub const BACKEND_ID: u32 = 1;
+/// The flow's VIP's index in `xlb_floor_entry`'s configs.
+pub const CFG_INDEX: u32 = 3;
 /// The flow's VIP id (its backend's `vip_id`).
 pub const VIP_ID: u32 = 1;
 
@@ -58,7 +60,7 @@ fn map<'a>(maps: &'a mut impl AuxMaps, name: &str) -> Result<&'a mut Map> {
 }
 
 /// Writes `flow`'s VIP (exact port; in `XLB_FLB_VIPS` and as the slot of its
-/// id in `XLB_FLB_SLOTS` and `XLB_FLB_VIPARR`), its entry in `XLB_FLB_FLOWS` and
+/// id in `XLB_FLB_CFG` (at [`CFG_INDEX`]) and `XLB_FLB_VIPARR`), its entry in `XLB_FLB_FLOWS` and
 /// `XLB_FLB_FLOWS16` (backend [`BACKEND_ID`]), the backend and the hop.
 pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     let (client, vip) = (IpAddr::V4(flow.client), IpAddr::V4(flow.vip));
@@ -83,18 +85,21 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     flows16
         .insert(key16, entry, 0)
         .with_context(|| format!("writing {}", floor_lb::FLOWS16_MAP))?;
-    let mut slots: HashMap<&mut MapData, u32, VipSlot> =
-        HashMap::try_from(map(maps, floor_lb::SLOTS_MAP)?)?;
-    slots
-        .insert(
-            VIP_ID,
+    let mut configs: Array<&mut MapData, VipSlot> = Array::try_from(map(maps, floor_lb::CFG_MAP)?)?;
+    configs
+        .set(
+            CFG_INDEX,
             VipSlot::new(
                 VipKey::new(vip, flow.dport, PROTO_TCP),
                 VipInfo::new(VIP_ID, 0, 0, 0),
             ),
             0,
         )
-        .with_context(|| format!("writing {}", floor_lb::SLOTS_MAP))?;
+        .with_context(|| format!("writing {}", floor_lb::CFG_MAP))?;
+    let mut index: Array<&mut MapData, u64> = Array::try_from(map(maps, floor_lb::CFG_IX_MAP)?)?;
+    index
+        .set(VIP_ID, u64::from(CFG_INDEX), 0)
+        .with_context(|| format!("writing {}", floor_lb::CFG_IX_MAP))?;
     let mut backends: Array<&mut MapData, Backend> =
         Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
     backends

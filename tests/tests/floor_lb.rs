@@ -23,7 +23,7 @@ use xlb_tests::{
     aux_object,
     balancer_fixture::run_program,
     expect::{assert_passed_unchanged, XDP_TX},
-    floor_lb::{install, OneFlow, VIP_ID as BACKEND_VIP_ID},
+    floor_lb::{install, OneFlow, CFG_INDEX, VIP_ID as BACKEND_VIP_ID},
     frames::{Frame, L4, TCP_ACK, TCP_PSH},
     privileged::require_root,
 };
@@ -233,18 +233,15 @@ fn the_entry_floor_takes_only_a_slot_that_names_the_packets_vip() {
     let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
     assert_eq!(r.action, XDP_TX, "the installed slot names the flow's VIP");
     let m = ebpf
-        .map_mut(floor_lb::SLOTS_MAP)
-        .unwrap_or_else(|| panic!("no {}", floor_lb::SLOTS_MAP));
-    let mut slots: HashMap<&mut MapData, u32, VipSlot> =
-        HashMap::try_from(m).unwrap_or_else(|e| panic!("{e}"));
-    let (id, slot) = slots
-        .iter()
-        .filter_map(Result::ok)
-        .find(|(_, s)| s.key.port() == f.dport)
-        .unwrap_or_else(|| panic!("the flow's VIP has no slot"));
+        .map_mut(floor_lb::CFG_MAP)
+        .unwrap_or_else(|| panic!("no {}", floor_lb::CFG_MAP));
+    let mut configs: Array<&mut MapData, VipSlot> =
+        Array::try_from(m).unwrap_or_else(|e| panic!("{e}"));
+    let slot = configs.get(&CFG_INDEX, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(slot.key.port(), f.dport, "the flow's VIP's slot");
     let other = VipKey::new(IpAddr::V4(f.vip), f.dport + 1, PROTO_TCP);
-    slots
-        .insert(id, VipSlot::new(other, slot.info), 0)
+    configs
+        .set(CFG_INDEX, VipSlot::new(other, slot.info), 0)
         .unwrap_or_else(|e| panic!("{e}"));
     let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
     assert_passed_unchanged(&r, &input, "a slot naming another VIP");
