@@ -356,8 +356,9 @@ fn floor_min(ctx: &XdpContext) -> Option<u32> {
     // SAFETY: FlowKey16 is byte arrays and bytes: all-zero is valid.
     let key: &mut FlowKey16 = unsafe { mem::zeroed(&mut key_buf) };
     let (tos, inner_len) = parse_flow(ctx, &mut *key)?;
+    let key: &FlowKey16 = key;
     // SAFETY: see `floor_lb`.
-    let entry = unsafe { XLB_FLB_FLOWS16.get(&*key) }?;
+    let entry = unsafe { XLB_FLB_FLOWS16.get(key) }?;
     let backend = XLB_FLB_BES.get(entry.backend_id)?;
     let vip = XLB_FLB_VIPARR.get(backend.vip_id)?;
     if vip.forwarding_byte() != FORWARDING_IPIP {
