@@ -37,6 +37,17 @@ pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
 /// key's entry, its backend, the backend's VIP by id from an array
 /// ([`VIPARR_MAP`]), the push.
 pub const PROGRAM_MIN: &str = "xlb_floor_min";
+/// `xlb_floor_min`'s work on TCP and UDP, redirected to `xlb_fwd_floor`'s
+/// egress port: the end-to-end benchmark's floor of a balancer with a
+/// connection table ([`E2E_FLOWS_MAP`], the backends, VIPs and hop of the
+/// other floors).
+pub const PROGRAM_E2E: &str = "xlb_floor_e2e";
+/// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey16 -> FlowValue` of
+/// `xlb_floor_e2e`, sized at load time, filled by the packets.
+pub const E2E_FLOWS_MAP: &str = "XLB_FLB_E2EFL";
+/// Backends `xlb_floor_e2e` spreads new flows over (ids 1 to this, by
+/// source port).
+pub const FLOOR_E2E_BACKENDS: u32 = 3;
 /// Array of `VipInfo` by VIP id, `xlb_floor_min`'s VIPs.
 pub const VIPARR_MAP: &str = "XLB_FLB_VIPARR";
 /// Array of `u64` config indexes by VIP id, `xlb_floor_entry`'s.
@@ -208,6 +219,8 @@ mod layout {
             PROGRAM16,
             PROGRAM_ENTRY,
             PROGRAM_MIN,
+            PROGRAM_E2E,
+            E2E_FLOWS_MAP,
             VIPARR_MAP,
             CFG_IX_MAP,
             CFG_MAP,

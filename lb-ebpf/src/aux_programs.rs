@@ -28,10 +28,11 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    floor_lb::{FloorLbHop, FlowKey16},
+    floor_lb::{FloorLbHop, FlowKey16, FLOOR_E2E_BACKENDS},
     forwarding::FORWARDING_IPIP,
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
     Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
+    PROTO_UDP,
 };
 use lb_ebpf::{
     encap::{self, Outer},
@@ -255,6 +256,68 @@ pub fn xlb_floor_entry(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn xlb_floor_min(ctx: XdpContext) -> u32 {
     floor_min(&ctx).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// `xlb_floor_e2e`'s connection table (16-byte key, per-CPU LRU lists),
+/// sized like the balancer's by the end-to-end benchmark at load time: its
+/// memory per flow is part of what that floor measures. Filled by the
+/// packets, as the balancer's is (where an entry lies in memory follows
+/// the order flows arrive in).
+#[map]
+static XLB_FLB_E2EFL: LruHashMap<FlowKey16, FlowValue> =
+    LruHashMap::with_max_entries(1024, BPF_F_NO_COMMON_LRU);
+
+/// `xlb_floor_min`'s work on the end-to-end benchmark's UDP and TCP frames,
+/// sent on the way `xlb_fwd_floor` sends them (redirect to its egress
+/// port): the end to end floor of a balancer with a connection table.
+#[xdp]
+pub fn xlb_floor_e2e(ctx: XdpContext) -> u32 {
+    floor_e2e(&ctx).unwrap_or(xdp_action::XDP_DROP)
+}
+
+/// The 16-byte key of a TCP or UDP packet's entry, the backend it names,
+/// the backend's VIP (IP-in-IP only), the push, the redirect. A flow
+/// without an entry gets one (backend 1 + source port mod
+/// [`FLOOR_E2E_BACKENDS`]): in the measured steady state every flow has one.
+#[inline(always)]
+fn floor_e2e(ctx: &XdpContext) -> Option<u32> {
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey16>>::uninit();
+    // SAFETY: FlowKey16 is byte arrays and bytes: all-zero is valid.
+    let key: &mut FlowKey16 = unsafe { mem::zeroed(&mut key_buf) };
+    // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
+    // shared references only, dead before the packet moves.
+    let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
+    if ip.proto != PROTO_TCP && ip.proto != PROTO_UDP {
+        return None;
+    }
+    let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    // SAFETY: as above: the ports, the first 4 bytes of TCP and UDP.
+    let ports = unsafe { ref_at::<[u8; 4]>(ctx, EthHdr::LEN + ihl) }.ok()?;
+    key.set(
+        &ip.src_addr,
+        &ip.dst_addr,
+        ip.proto,
+        [ports[0], ports[1]],
+        [ports[2], ports[3]],
+    );
+    let (tos, inner_len) = (ip.tos, u16::from_be_bytes(ip.tot_len) as usize);
+    let key: &FlowKey16 = key;
+    // SAFETY: see `floor_lb`.
+    let backend_id = match unsafe { XLB_FLB_E2EFL.get(key) } {
+        Some(entry) => entry.backend_id,
+        None => {
+            let id = 1 + u32::from(u16::from_be_bytes([ports[0], ports[1]])) % FLOOR_E2E_BACKENDS;
+            XLB_FLB_E2EFL.insert(key, FlowValue::new(id, 0), 0).ok()?;
+            id
+        }
+    };
+    let backend = XLB_FLB_BES.get(backend_id)?;
+    let vip = XLB_FLB_VIPARR.get(backend.vip_id)?;
+    if vip.forwarding_byte() != FORWARDING_IPIP {
+        return None;
+    }
+    push_toward(ctx, backend, tos, inner_len)?;
+    XLB_FWD_PORT.redirect(0, 0).ok()
 }
 
 /// A connection-table key the floors can build from the headers: the only

@@ -147,7 +147,7 @@ fn warm_up(
 fn new_connections(case: Case, first: &Snapshot, last: &Snapshot) -> u64 {
     match case {
         Case::Nftables => last.conntrack.saturating_sub(first.conntrack),
-        Case::Ceiling | Case::XdpFloor => 0,
+        Case::Ceiling | Case::XdpFloor | Case::LbFloor => 0,
         _ => last.new_flows - first.new_flows,
     }
 }
@@ -298,7 +298,7 @@ pub(super) fn measure(
     );
     let mut checks = match case {
         Case::Nftables => check_nftables(topo, &last)?,
-        Case::Ceiling | Case::XdpFloor => json!({}),
+        Case::Ceiling | Case::XdpFloor | Case::LbFloor => json!({}),
         _ => check_xlb(&first, &last)?,
     };
     checks["new_connections_in_window"] = json!(new_conns);

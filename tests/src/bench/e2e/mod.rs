@@ -11,6 +11,13 @@
 //! balancer namespace has no route for: kernel forwarding could not deliver
 //! them, only the program can.
 //!
+//! A fifth, `lb_floor`, is the floor of any balancer with a connection
+//! table there: `xlb_floor_e2e` looks each packet's flow up in an LRU hash
+//! of 16-byte keys as large as xlb's connection table (filled by the
+//! packets, as xlb's is), reads the backend and its VIP from arrays,
+//! pushes the IP-in-IP header and redirects like `xdp_floor`. No stats,
+//! clock, policy, health or next-hop lookup.
+//!
 //! Method (see [`topology`] for the wiring, [`workload`] for what is sent
 //! and how the balancers are configured):
 //! - The generator (`xlb_gen`, live-frames test runs on `xlbe-gen0`, alone on
@@ -95,6 +102,10 @@ pub enum Case {
     Nftables,
     /// `xlb_fwd_floor`: MACs rewritten, redirect; the XDP forwarding floor.
     XdpFloor,
+    /// `xlb_floor_e2e`: a 16-byte key's connection entry, its backend and
+    /// VIP, IP-in-IP, redirect; the floor of a balancer with a connection
+    /// table as large as xlb's.
+    LbFloor,
     Xlb,
     XlbGue,
     XlbL2Dsr,
@@ -102,10 +113,11 @@ pub enum Case {
 }
 
 impl Case {
-    pub const ALL: [Case; 7] = [
+    pub const ALL: [Case; 8] = [
         Case::Ceiling,
         Case::Nftables,
         Case::XdpFloor,
+        Case::LbFloor,
         Case::Xlb,
         Case::XlbGue,
         Case::XlbL2Dsr,
@@ -117,6 +129,7 @@ impl Case {
             Case::Ceiling => "ceiling",
             Case::Nftables => "nftables",
             Case::XdpFloor => "xdp_floor",
+            Case::LbFloor => "lb_floor",
             Case::Xlb => "xlb",
             Case::XlbGue => "xlb_gue",
             Case::XlbL2Dsr => "xlb_l2_dsr",
@@ -129,6 +142,7 @@ impl Case {
             Case::Ceiling => "kernel forwarding, no balancer",
             Case::Nftables => "nftables DNAT, jhash mod 3",
             Case::XdpFloor => "XDP, MACs rewritten, redirect",
+            Case::LbFloor => "XDP floor: 16-byte conn lookup, IPIP, redirect",
             Case::Xlb => "XDP, IPIP encap, redirect",
             Case::XlbGue => "XDP, GUE encap, redirect",
             Case::XlbL2Dsr => "XDP, l2-dsr MAC rewrite, redirect",
@@ -143,7 +157,7 @@ impl Case {
             Case::XlbGue => Some(lb_common::Forwarding::Gue),
             Case::XlbL2Dsr => Some(lb_common::Forwarding::L2Dsr),
             Case::XlbNat => Some(lb_common::Forwarding::Nat),
-            Case::Ceiling | Case::Nftables | Case::XdpFloor => None,
+            Case::Ceiling | Case::Nftables | Case::XdpFloor | Case::LbFloor => None,
         }
     }
 
@@ -165,6 +179,7 @@ impl Case {
         match self {
             Case::Ceiling | Case::Nftables => LbProgram::Pass,
             Case::XdpFloor => LbProgram::FwdFloor,
+            Case::LbFloor => LbProgram::LbFloor,
             Case::Xlb | Case::XlbGue | Case::XlbL2Dsr | Case::XlbNat => LbProgram::Balancer,
         }
     }

@@ -126,7 +126,7 @@ impl Results {
                     );
                 }
             }
-            for over in [Case::Nftables, Case::Ceiling, Case::XdpFloor] {
+            for over in [Case::Nftables, Case::Ceiling, Case::XdpFloor, Case::LbFloor] {
                 if let Some(r) = self.ratio(proto, over) {
                     report.insert(
                         &format!("{SECTION}.xlb_vs_{}{suffix}", over.name()),

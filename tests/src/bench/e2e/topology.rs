@@ -40,16 +40,17 @@ use std::{
     net::{IpAddr, Ipv4Addr},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use aya::{
     maps::{Array, DevMap, MapData, PerCpuArray},
     programs::{xdp::XdpLink, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use lb_common::{
+    floor_lb::{self, FloorLbHop},
     fwd_floor,
     gen_frame::{self, GenFrame},
-    program_names, Forwarding,
+    program_names, Backend, Forwarding, VipInfo,
 };
 use lb_userspace::{
     dataplane::{Dataplane, LoadOptions, Sizes},
@@ -84,6 +85,7 @@ pub enum LbProgram {
     Pass,
     Balancer,
     FwdFloor,
+    LbFloor,
 }
 
 /// CPU-time counters on the NAPI threads.
@@ -214,6 +216,8 @@ impl Topology {
         // exposed by lb_userspace's AuxPrograms.
         let aux_bytes = ebpf_objects::require("aux", ebpf_objects::AUX)?;
         let mut aux = EbpfLoader::new()
+            // The floor's connection table as large as the balancer's.
+            .map_max_entries(floor_lb::E2E_FLOWS_MAP, sizes().flow_table_size)
             .load(aux_bytes)
             .context("loading the auxiliary XDP programs")?;
         for name in [
@@ -221,6 +225,7 @@ impl Topology {
             program_names::PASS,
             program_names::COUNT_DROP,
             fwd_floor::PROGRAM,
+            floor_lb::PROGRAM_E2E,
         ] {
             xdp_mut(&mut aux, name)?
                 .load()
@@ -273,6 +278,7 @@ impl Topology {
             let _in = enter_by_name(lb.name());
             set_fwd_floor(&mut aux, sink_mac, lb.mac(LB_OUT), lbout_ifindex)?;
         }
+        set_lb_floor(&mut aux, sink_mac, lb.mac(LB_OUT))?;
         let conntrack_count = {
             let _in = enter_by_name(lb.name());
             std::fs::File::open(CONNTRACK_COUNT)
@@ -363,6 +369,7 @@ impl Topology {
             LbProgram::Pass => xdp_mut(&mut self.aux, program_names::PASS)?,
             LbProgram::Balancer => self.dp.program()?,
             LbProgram::FwdFloor => xdp_mut(&mut self.aux, fwd_floor::PROGRAM)?,
+            LbProgram::LbFloor => xdp_mut(&mut self.aux, floor_lb::PROGRAM_E2E)?,
         };
         let id = prog
             .attach_to_link(link)
@@ -536,6 +543,41 @@ fn set_fwd_floor(aux: &mut Ebpf, dst: [u8; 6], src: [u8; 6], egress: u32) -> Res
         .try_into()?;
     port.set(0, egress, None, 0)
         .with_context(|| format!("putting {LB_OUT} into {name}"))?;
+    Ok(())
+}
+
+/// Fills `xlb_floor_e2e`'s maps: the backends, their IP-in-IP VIP and the
+/// hop (outer source `xlbe-lbout`'s address, the sink's MAC). Its egress
+/// port is `xlb_fwd_floor`'s (`set_fwd_floor`); its connection table fills
+/// from the packets, as the balancer's does.
+fn set_lb_floor(aux: &mut Ebpf, dst: [u8; 6], src: [u8; 6]) -> Result<()> {
+    fn map<'a>(aux: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map> {
+        aux.map_mut(name)
+            .with_context(|| format!("the auxiliary object has no map {name}"))
+    }
+    const VIP_ID: u32 = 1;
+    ensure!(
+        BACKENDS.len() == floor_lb::FLOOR_E2E_BACKENDS as usize,
+        "xlb_floor_e2e spreads flows over {} backends",
+        floor_lb::FLOOR_E2E_BACKENDS
+    );
+    let mut backends: Array<&mut MapData, Backend> =
+        map(aux, floor_lb::BACKENDS_MAP)?.try_into()?;
+    for (i, b) in BACKENDS.iter().enumerate() {
+        backends
+            .set(
+                i as u32 + 1,
+                Backend::new(IpAddr::V4(*b), VIP_ID, 100, true),
+                0,
+            )
+            .with_context(|| format!("filling {}", floor_lb::BACKENDS_MAP))?;
+    }
+    let mut vips: Array<&mut MapData, VipInfo> = map(aux, floor_lb::VIPARR_MAP)?.try_into()?;
+    vips.set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
+        .with_context(|| format!("filling {}", floor_lb::VIPARR_MAP))?;
+    let mut hop: Array<&mut MapData, FloorLbHop> = map(aux, floor_lb::HOP_MAP)?.try_into()?;
+    hop.set(0, FloorLbHop::new(LB_OUT_ADDR, dst, src), 0)
+        .with_context(|| format!("filling {}", floor_lb::HOP_MAP))?;
     Ok(())
 }
 
