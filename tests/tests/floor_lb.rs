@@ -5,24 +5,26 @@
 //! (`xlb_tests::floor_lb`): the flow's packet leaves with XDP_TX as an
 //! IP-in-IP packet toward its backend, byte for byte the frame etherparse
 //! builds (outer IPv4 header and its checksum, the hop's MACs, the inner
-//! packet untouched); any other packet passes unmodified.
+//! packet untouched); any other packet passes unmodified. The end-to-end
+//! floor `xlb_floor_e2e` learns flows and redirects them.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use aya::{
-    maps::{Array, HashMap, MapData},
+    maps::{Array, DevMap, HashMap, MapData},
     Ebpf,
 };
 use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
     forwarding::Forwarding,
-    FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
+    fwd_floor, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
+    PROTO_UDP,
 };
 use xlb_tests::{
     aux_object,
     balancer_fixture::run_program,
-    expect::{assert_passed_unchanged, XDP_TX},
+    expect::{assert_passed_unchanged, XDP_REDIRECT, XDP_TX},
     floor_lb::{install, OneFlow, CFG_INDEX, VIP_ID as BACKEND_VIP_ID},
     frames::{Frame, L4, TCP_ACK, TCP_PSH},
     privileged::require_root,
@@ -245,4 +247,47 @@ fn the_entry_floor_takes_only_a_slot_that_names_the_packets_vip() {
         .unwrap_or_else(|e| panic!("{e}"));
     let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_ENTRY), &input);
     assert_passed_unchanged(&r, &input, "a slot naming another VIP");
+}
+
+/// `xlb_floor_e2e`, the end-to-end benchmark's connection-table floor:
+/// a flow without an entry gets one (backend 1 + source port mod 3), and
+/// its packets, TCP or UDP, leave encapsulated toward that backend, byte
+/// for byte, redirected to the port of `xlb_fwd_floor`.
+#[test]
+fn the_e2e_floor_learns_each_flow_and_redirects_it_encapsulated() {
+    if !require_root("the_e2e_floor_learns_each_flow_and_redirects_it_encapsulated") {
+        return;
+    }
+    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM_E2E]);
+    install(&mut ebpf, &flow()).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut port: DevMap<&mut MapData> = DevMap::try_from(
+        ebpf.map_mut(fwd_floor::PORT_MAP)
+            .unwrap_or_else(|| panic!("no {}", fwd_floor::PORT_MAP)),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Loopback exists in every namespace; a test run does not transmit.
+    port.set(0, 1, None, 0).unwrap_or_else(|e| panic!("{e}"));
+
+    // 40002 mod 3 = 0: backend 1, the one `install` wrote.
+    let f = flow();
+    let sport = 40002;
+    let tcp = packet(sport, f.dport);
+    let mut udp = tcp.clone();
+    udp.l4 = L4::Udp;
+    for (what, fr, proto) in [("tcp", &tcp, PROTO_TCP), ("udp", &udp, PROTO_UDP)] {
+        let input = fr.build();
+        for round in ["learns", "follows"] {
+            let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_E2E), &input);
+            assert_eq!(r.action, XDP_REDIRECT, "{what}, {round}");
+            assert_eq!(r.out, expected(&input), "{what}, {round}: the frame sent");
+        }
+        let flows: HashMap<&MapData, FlowKey16, FlowValue> = HashMap::try_from(
+            ebpf.map(floor_lb::E2E_FLOWS_MAP)
+                .unwrap_or_else(|| panic!("no {}", floor_lb::E2E_FLOWS_MAP)),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let key = FlowKey16::new(f.client, sport, f.vip, f.dport, proto);
+        let entry = flows.get(&key, 0).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(entry.backend_id, 1, "{what}: the entry names backend 1");
+    }
 }
