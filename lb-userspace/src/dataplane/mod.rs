@@ -278,6 +278,7 @@ impl Dataplane {
                 take(&mut ebpf, map_names::VIP_CFG)?,
                 take(&mut ebpf, map_names::VIP_CFG_IX)?,
                 sizes.max_vips,
+                opts.pin_dir.is_some(),
             )?,
             vip_filter: typed(&mut ebpf, map_names::VIP_FILTER)?,
             backends: typed(&mut ebpf, map_names::BACKENDS)?,

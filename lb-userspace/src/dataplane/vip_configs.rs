@@ -35,12 +35,22 @@ pub struct IndexPool {
 }
 
 impl IndexPool {
-    /// A pool of indexes `1..entries`, less those `in_use`.
-    pub fn new(entries: u32, in_use: &BTreeSet<u32>) -> Self {
-        let free = (1..entries).rev().filter(|i| !in_use.contains(i)).collect();
-        Self {
-            free,
-            retired: Vec::new(),
+    /// A pool of indexes `1..entries`, less those `in_use`. Maps adopted
+    /// from another daemon (`adopted`) may have been read through an index
+    /// that daemon had just left: the others start retired, free after the
+    /// first grace period.
+    pub fn new(entries: u32, in_use: &BTreeSet<u32>, adopted: bool) -> Self {
+        let unused: Vec<u32> = (1..entries).rev().filter(|i| !in_use.contains(i)).collect();
+        if adopted {
+            Self {
+                free: Vec::new(),
+                retired: unused,
+            }
+        } else {
+            Self {
+                free: unused,
+                retired: Vec::new(),
+            }
         }
     }
 
@@ -139,9 +149,14 @@ pub struct VipConfigs {
 }
 
 impl VipConfigs {
-    /// Takes over the loaded maps (fresh, or adopted with what another
-    /// daemon left in them).
-    pub fn take(configs: Map, index: Map, max_vips: u32) -> Result<Self, DataplaneError> {
+    /// Takes over the loaded maps: fresh, or `adopted` with what another
+    /// daemon left in them.
+    pub fn take(
+        configs: Map,
+        index: Map,
+        max_vips: u32,
+        adopted: bool,
+    ) -> Result<Self, DataplaneError> {
         let configs: Array<MapData, VipSlot> =
             Array::try_from(configs).map_err(|e| map_err(map_names::VIP_CFG, e))?;
         let index = match index {
@@ -164,7 +179,7 @@ impl VipConfigs {
             .filter(|i| *i != NO_VIP_CONFIG && *i < entries)
             .collect();
         Ok(Self {
-            pool: IndexPool::new(entries, &in_use),
+            pool: IndexPool::new(entries, &in_use, adopted),
             configs,
             index,
             max_vips,
@@ -228,7 +243,7 @@ mod tests {
 
     #[test]
     fn indexes_start_at_one_and_skip_those_in_use() {
-        let mut pool = IndexPool::new(5, &BTreeSet::from([2]));
+        let mut pool = IndexPool::new(5, &BTreeSet::from([2]), false);
         let mut got = Vec::new();
         while let Some(i) = pool.take(|| panic!("no grace period while free indexes remain")) {
             got.push(i);
@@ -240,7 +255,7 @@ mod tests {
     /// once every free one is gone.
     #[test]
     fn a_retired_index_waits_for_a_grace_period() {
-        let mut pool = IndexPool::new(3, &BTreeSet::new());
+        let mut pool = IndexPool::new(3, &BTreeSet::new(), false);
         let graces = Cell::new(0);
         let grace = || graces.set(graces.get() + 1);
         assert_eq!(pool.take(grace), Some(1));
@@ -257,11 +272,24 @@ mod tests {
 
     #[test]
     fn the_empty_index_is_never_retired_or_handed_out() {
-        let mut pool = IndexPool::new(2, &BTreeSet::new());
+        let mut pool = IndexPool::new(2, &BTreeSet::new(), false);
         pool.retire(NO_VIP_CONFIG);
         assert!(pool.retired().is_empty());
         assert_eq!(pool.take(|| {}), Some(1));
         assert_eq!(pool.take(|| panic!("nothing retired")), None);
+    }
+
+    /// Adopted maps: an index the other daemon left may still be read
+    /// until a grace period has passed.
+    #[test]
+    fn adopted_indexes_wait_for_a_grace_period() {
+        let mut pool = IndexPool::new(4, &BTreeSet::from([1]), true);
+        let graces = Cell::new(0);
+        let got = pool.take(|| graces.set(graces.get() + 1));
+        assert_eq!(graces.get(), 1);
+        assert!(matches!(got, Some(2 | 3)), "{got:?}");
+        assert!(pool.take(|| panic!("one grace period is enough")).is_some());
+        assert_eq!(pool.take(|| {}), None, "index 1 is in use");
     }
 
     #[test]
