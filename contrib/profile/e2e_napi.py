@@ -32,7 +32,8 @@ for block in out.split("\n\n"):
     for l in lines[1:]:
         p = l.strip().split(None, 1)
         syms.append(p[1] if len(p) > 1 else "?")
-    samples.append((tid, t, syms))
+    if syms:  # a sample without a call chain says nothing here
+        samples.append((tid, t, syms))
 has = lambda s: any(x.startswith("bpf_prog_") and x.endswith("_" + prog) for x in s[2])
 tids = collections.Counter(s[0] for s in samples if has(s))
 if not tids:

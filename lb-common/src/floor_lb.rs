@@ -54,13 +54,13 @@ pub const VIPARR_MAP: &str = "XLB_FLB_VIPARR";
 pub const CFG_IX_MAP: &str = "XLB_FLB_CFG_IX";
 /// Array of `VipSlot` by config index, `xlb_floor_entry`'s VIPs.
 pub const CFG_MAP: &str = "XLB_FLB_CFG";
-/// Hash `VipKey -> VipInfo`, shared by both floors.
+/// Hash `VipKey -> VipInfo`, the VIPs of `xlb_floor_lb` and `xlb_floor_lb16`.
 pub const VIPS_MAP: &str = "XLB_FLB_VIPS";
 /// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey -> FlowValue` of `xlb_floor_lb`.
 pub const FLOWS_MAP: &str = "XLB_FLB_FLOWS";
 /// LRU hash (`BPF_F_NO_COMMON_LRU`) `FlowKey16 -> FlowValue` of `xlb_floor_lb16`.
 pub const FLOWS16_MAP: &str = "XLB_FLB_FLOWS16";
-/// Array of `Backend` by id, shared by both floors.
+/// Array of `Backend` by id, shared by every floor.
 pub const BACKENDS_MAP: &str = "XLB_FLB_BES";
 /// Array, one slot: the [`FloorLbHop`] of every packet.
 pub const HOP_MAP: &str = "XLB_FLB_HOP";

@@ -284,6 +284,11 @@ fn floor_e2e(ctx: &XdpContext) -> Option<u32> {
     let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey16>>::uninit();
     // SAFETY: FlowKey16 is byte arrays and bytes: all-zero is valid.
     let key: &mut FlowKey16 = unsafe { mem::zeroed(&mut key_buf) };
+    // SAFETY: EthHdr is plain data at offset 0 (shared, read only).
+    let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }.ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV4 {
+        return None;
+    }
     // SAFETY: Ipv4Hdr is byte arrays after the 14-byte Ethernet header;
     // shared references only, dead before the packet moves.
     let ip = unsafe { ref_at::<Ipv4Hdr>(ctx, EthHdr::LEN) }.ok()?;
@@ -291,6 +296,9 @@ fn floor_e2e(ctx: &XdpContext) -> Option<u32> {
         return None;
     }
     let ihl = ((ip.vihl & 0x0f) as usize) * 4;
+    if ihl < Ipv4Hdr::LEN {
+        return None;
+    }
     // SAFETY: as above: the ports, the first 4 bytes of TCP and UDP.
     let ports = unsafe { ref_at::<[u8; 4]>(ctx, EthHdr::LEN + ihl) }.ok()?;
     key.set(

@@ -6,8 +6,9 @@
 //!     does not open a connection looks up its connection-table entry
 //!     (`XLB_FLOWS`) first: the entry's backend (`XLB_BACKENDS`) names its
 //!     VIP's id, whose config (`XLB_VIP_CFG_IX`, `XLB_VIP_CFG`) holds the
-//!     VIP when it is the exact VIP of the destination. Other packets, and flows whose slot
-//!     does not answer, look the destination up in `XLB_VIPS` (exact port,
+//!     VIP when it is the exact VIP of the destination. Other packets, and
+//!     flows whose config does not answer, look the destination up in
+//!     `XLB_VIPS` (exact port,
 //!     then port 0): the same VIP either way, one hash lookup fewer for an
 //!     established flow.
 //!     Anything else leaves with XDP_PASS, unmodified, after one counter bump.

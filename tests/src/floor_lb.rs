@@ -1,6 +1,6 @@
 //! The per-packet benchmark's essential-work floors `xlb_floor_lb`,
-//! `xlb_floor_lb16`, `xlb_floor_entry` and `xlb_floor_min` (lb-ebpf's `aux_programs.rs`, names in
-//! `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
+//! `xlb_floor_lb16`, `xlb_floor_entry` and `xlb_floor_min` (lb-ebpf's
+//! `aux_programs.rs`, names in `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
 //! its entry in both connection tables, its backend and the next hop. Shared
 //! by the benchmark and the packet test, so both measure and check the same
 //! setup.
@@ -59,9 +59,10 @@ fn map<'a>(maps: &'a mut impl AuxMaps, name: &str) -> Result<&'a mut Map> {
         .with_context(|| format!("the auxiliary object has no map {name}"))
 }
 
-/// Writes `flow`'s VIP (exact port; in `XLB_FLB_VIPS` and as the slot of its
-/// id in `XLB_FLB_CFG` (at [`CFG_INDEX`]) and `XLB_FLB_VIPARR`), its entry in `XLB_FLB_FLOWS` and
-/// `XLB_FLB_FLOWS16` (backend [`BACKEND_ID`]), the backend and the hop.
+/// Writes `flow`'s VIP (exact port; in `XLB_FLB_VIPS`, as the config of its
+/// id in `XLB_FLB_CFG_IX`/`XLB_FLB_CFG` (at [`CFG_INDEX`]) and in
+/// `XLB_FLB_VIPARR`), its entry in `XLB_FLB_FLOWS` and `XLB_FLB_FLOWS16`
+/// (backend [`BACKEND_ID`]), the backend and the hop.
 pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     let (client, vip) = (IpAddr::V4(flow.client), IpAddr::V4(flow.vip));
     let mut vips: HashMap<&mut MapData, VipKey, VipInfo> =

@@ -13,11 +13,11 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use lb_common::{map_names, Verdict, VipSlot, PROTO_TCP};
 use lb_userspace::dataplane::{
     attach::{remove_instance, InstancePaths},
-    Dataplane, LoadOptions,
+    Dataplane, LoadOptions, LEGACY_VIP_SLOTS,
 };
 use xlb_tests::{
     balancer_fixture::{BalancerFixture, TEST_SIZES},
@@ -182,7 +182,8 @@ fn adopted_maps_get_the_slots_of_their_vips() {
             .set_vip(&vip.key, &vip.info)
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    // A daemon of a version without slots left none.
+    // The VIP's id without a config index, as in maps another daemon left
+    // (one before these maps existed creates them empty).
     let mut index = pinned_index(&paths);
     index
         .set(vip.info.vip_id, 0, 0)
@@ -265,6 +266,49 @@ fn a_changed_vip_never_rewrites_the_slot_packets_read() {
         0,
         "removed"
     );
+}
+
+/// An xlb before `XLB_VIP_CFG` reached established flows' VIPs through the
+/// hash map `XLB_VIP_SLOTS`, and its program may still run (pinned links)
+/// while a new daemon loads: loading empties that map (the old program
+/// then looks every VIP up in `XLB_VIPS`, which stays right) and unpins it.
+#[test]
+fn a_legacy_slot_map_is_emptied_and_unpinned() {
+    let Some(f) = BalancerFixture::new("slot_legacy") else {
+        return;
+    };
+    let paths = InstancePaths::new(&xlb_tests::netns::unique_name("xlbslotold"));
+    let _cleanup = PinsRemoved(&paths);
+    let opts = LoadOptions {
+        sizes: TEST_SIZES,
+        pin_dir: Some(paths.maps()),
+        ..Default::default()
+    };
+    drop(Dataplane::load(&opts).unwrap_or_else(|e| panic!("{e:#}")));
+    let vip = VipSlot::new(
+        lb_common::VipKey::new(ip(VIP), 80, PROTO_TCP),
+        lb_common::VipInfo::new(1, 0, 0, 0),
+    );
+    let mut legacy: HashMap<MapData, u32, VipSlot> =
+        HashMap::create(64, 0).unwrap_or_else(|e| panic!("{e}"));
+    legacy.insert(1, vip, 0).unwrap_or_else(|e| panic!("{e}"));
+    let pin = paths.maps().join(LEGACY_VIP_SLOTS);
+    legacy.pin(&pin).unwrap_or_else(|e| panic!("{e}"));
+    // What the old program holds: the map, whether pinned or not.
+    let held: HashMap<MapData, u32, VipSlot> = HashMap::try_from(aya::maps::Map::HashMap(
+        MapData::from_pin(&pin).unwrap_or_else(|e| panic!("{e}")),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(held.keys().count(), 1);
+
+    drop(Dataplane::load(&opts).unwrap_or_else(|e| panic!("{e:#}")));
+    assert!(!pin.exists(), "the legacy pin is removed");
+    assert_eq!(
+        held.keys().count(),
+        0,
+        "the legacy map the old program reads is emptied"
+    );
+    drop(f);
 }
 
 /// The instance's pinned `XLB_VIP_CFG_IX`.

@@ -16,6 +16,7 @@ mod nat;
 pub mod netns_claim;
 mod policy;
 mod program_load;
+mod rcu_wait;
 mod vip_configs;
 
 use std::{collections::BTreeMap, os::fd::AsFd, path::PathBuf};
@@ -138,6 +139,12 @@ pub enum DataplaneError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot remove the pin {} an earlier xlb left", path.display())]
+    LegacyPin {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("loading the eBPF object failed")]
     Load(#[source] Box<aya::EbpfError>),
     #[error("the object has no map {name}")]
@@ -233,8 +240,9 @@ impl Dataplane {
         let mut ebpf = loader
             .load(bytes)
             .map_err(|e| DataplaneError::Load(Box::new(e)))?;
-        if opts.pin_dir.is_some() {
+        if let Some(dir) = opts.pin_dir.as_deref() {
             maps.check_adopted(&ebpf)?;
+            retire_legacy_vip_slots(dir)?;
         }
 
         let program = xdp_program(&mut ebpf, program_names::BALANCER)?;
@@ -740,6 +748,36 @@ fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp
         name,
         source: Box::new(source),
     })
+}
+
+/// The hash map through which xlb before `XLB_VIP_CFG` reached an
+/// established flow's VIP by its id.
+pub const LEGACY_VIP_SLOTS: &str = "XLB_VIP_SLOTS";
+
+/// Empties and unpins `LEGACY_VIP_SLOTS` if an earlier xlb left it in
+/// `dir`: that xlb's program may still be attached (through its pinned
+/// links) until this one replaces it, and reads its VIPs there, which this
+/// daemon no longer keeps in step with `XLB_VIPS`. Empty, it sends every
+/// packet of the old program to the `XLB_VIPS` lookup, which stays right.
+fn retire_legacy_vip_slots(dir: &std::path::Path) -> Result<(), DataplaneError> {
+    let pin = dir.join(LEGACY_VIP_SLOTS);
+    if !pin.exists() {
+        return Ok(());
+    }
+    let data = MapData::from_pin(&pin).map_err(|e| map_err(LEGACY_VIP_SLOTS, e))?;
+    let mut slots: HashMap<MapData, u32, VipSlot> =
+        HashMap::try_from(Map::HashMap(data)).map_err(|e| map_err(LEGACY_VIP_SLOTS, e))?;
+    let ids = slots
+        .keys()
+        .collect::<Result<Vec<u32>, _>>()
+        .map_err(|e| map_err(LEGACY_VIP_SLOTS, e))?;
+    for id in ids {
+        match slots.remove(&id) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(LEGACY_VIP_SLOTS, e)),
+        }
+    }
+    std::fs::remove_file(&pin).map_err(|source| DataplaneError::LegacyPin { path: pin, source })
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DataplaneError> {

@@ -6,9 +6,9 @@
 //! gets a fresh index ([`IndexPool`]), written whole, and then its id is
 //! pointed at it with one aligned 8-byte store through the index map's
 //! shared mapping. The index it leaves is retired and handed out again only
-//! after an RCU grace period ([`grace_period`]): XDP programs run inside RCU
-//! read-side sections, so once one has passed, no packet still holds the
-//! old index. The data plane never reads half of an update, without a hash
+//! after an RCU grace period ([`super::rcu_wait`]): XDP programs run inside
+//! RCU read-side sections, so once one has passed, no packet still holds
+//! the old index. The data plane never reads half of an update, without a hash
 //! lookup per packet.
 
 use std::{
@@ -22,7 +22,7 @@ use aya::maps::{Array, Map, MapData, MapError};
 use lb_common::{map_names, VipSlot, NO_VIP_CONFIG};
 use memmap2::{MmapMut, MmapOptions};
 
-use super::{map_err, DataplaneError};
+use super::{map_err, rcu_wait, DataplaneError};
 
 /// Free and retired indexes of `XLB_VIP_CFG` (pure bookkeeping).
 #[derive(Debug)]
@@ -73,25 +73,27 @@ impl IndexPool {
         }
     }
 
+    /// `index`, taken but never pointed at (its slot could not be
+    /// written): no packet can have read it, it is free at once.
+    pub fn give_back(&mut self, index: u32) {
+        if index != NO_VIP_CONFIG {
+            self.free.push(index);
+        }
+    }
+
     #[cfg(test)]
     fn retired(&self) -> &[u32] {
         &self.retired
     }
 }
 
-/// Waits until every RCU read-side section that was running when it was
-/// called has ended (and with it every XDP run): `membarrier(GLOBAL)`, which
-/// is `synchronize_rcu()`. On kernels that refuse it (nohz_full CPUs), a
-/// second: no XDP run lasts that long.
-pub fn grace_period() {
-    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
-    // SAFETY: membarrier takes no pointers.
-    let rc = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
-    if rc != 0 {
-        tracing::debug!(
-            "membarrier(GLOBAL) refused ({}): waiting 1 s for retired VIP configs instead",
-            std::io::Error::last_os_error()
-        );
+/// Waits for an RCU grace period ([`rcu_wait::grace_period`]) before
+/// retired indexes are handed out again. Should the kernel refuse the wait
+/// (it never has where xlb can load its maps), a second instead: no XDP run
+/// lasts that long.
+fn grace_period() {
+    if let Err(e) = rcu_wait::grace_period() {
+        tracing::warn!("waiting for an RCU grace period failed ({e}): waiting 1 s instead");
         std::thread::sleep(Duration::from_secs(1));
     }
 }
@@ -174,10 +176,20 @@ impl VipConfigs {
             }
         };
         let entries = configs.len();
-        let in_use: BTreeSet<u32> = (0..max_vips)
-            .map(|id| index.get(id))
-            .filter(|i| *i != NO_VIP_CONFIG && *i < entries)
-            .collect();
+        // Each id's own index, or none: an index out of range or shared
+        // with an earlier id (maps left by a broken writer) is taken away
+        // (its packets look their VIP up), never retired or handed out
+        // while another id points at it.
+        let mut in_use = BTreeSet::new();
+        for id in 0..max_vips {
+            let i = index.get(id);
+            if i == NO_VIP_CONFIG {
+                continue;
+            }
+            if i >= entries || !in_use.insert(i) {
+                index.set(id, NO_VIP_CONFIG);
+            }
+        }
         Ok(Self {
             pool: IndexPool::new(entries, &in_use, adopted),
             configs,
@@ -209,7 +221,7 @@ impl VipConfigs {
             .take(grace_period)
             .ok_or(DataplaneError::VipConfigsFull { id: vip_id })?;
         if let Err(e) = self.configs.set(index, slot, 0) {
-            self.pool.retire(index);
+            self.pool.give_back(index);
             return Err(map_err(map_names::VIP_CFG, e));
         }
         let old = self.index.get(vip_id);
@@ -279,6 +291,56 @@ mod tests {
         assert_eq!(pool.take(|| panic!("nothing retired")), None);
     }
 
+    /// Many changes of a few ids, against a model of what packets may
+    /// read: an id's index is never shared with another id, and an index an
+    /// id left is not handed out again before a grace period has passed.
+    #[test]
+    fn indexes_cycle_without_sharing_or_early_reuse() {
+        const IDS: usize = 4;
+        let entries = 2 * IDS as u32 + 1;
+        let mut pool = IndexPool::new(entries, &BTreeSet::new(), false);
+        let mut pointed = [NO_VIP_CONFIG; IDS];
+        // Indexes left since the last grace period (a packet may hold them).
+        let left = std::cell::RefCell::new(BTreeSet::new());
+        let graces = Cell::new(0);
+        for step in 0..500usize {
+            let id = (step * 7 + step / 3) % IDS;
+            let index = pool
+                .take(|| {
+                    left.borrow_mut().clear();
+                    graces.set(graces.get() + 1);
+                })
+                .expect("twice as many indexes as ids never run dry");
+            assert_ne!(index, NO_VIP_CONFIG);
+            assert!(
+                !pointed.contains(&index),
+                "step {step}: index {index} is in use"
+            );
+            assert!(
+                !left.borrow().contains(&index),
+                "step {step}: index {index} handed out before a grace period"
+            );
+            let old = std::mem::replace(&mut pointed[id], index);
+            pool.retire(old);
+            if old != NO_VIP_CONFIG {
+                left.borrow_mut().insert(old);
+            }
+        }
+        assert!(
+            graces.get() >= 500 / (IDS + 1),
+            "{} grace periods",
+            graces.get()
+        );
+    }
+
+    #[test]
+    fn an_index_never_published_is_free_at_once() {
+        let mut pool = IndexPool::new(2, &BTreeSet::new(), false);
+        let i = pool.take(|| panic!("free")).expect("one index");
+        pool.give_back(i);
+        assert_eq!(pool.take(|| panic!("given back, not retired")), Some(i));
+    }
+
     /// Adopted maps: an index the other daemon left may still be read
     /// until a grace period has passed.
     #[test]
@@ -290,10 +352,5 @@ mod tests {
         assert!(matches!(got, Some(2 | 3)), "{got:?}");
         assert!(pool.take(|| panic!("one grace period is enough")).is_some());
         assert_eq!(pool.take(|| {}), None, "index 1 is in use");
-    }
-
-    #[test]
-    fn a_grace_period_returns() {
-        grace_period();
     }
 }
