@@ -37,6 +37,12 @@ pub const PROGRAM_ENTRY: &str = "xlb_floor_entry";
 /// key's entry, its backend, the backend's VIP by id from an array
 /// ([`VIPARR_MAP`]), the push.
 pub const PROGRAM_MIN: &str = "xlb_floor_min";
+/// `xlb_floor_min` for an IPv6 flow: the 40-byte key (the smallest that
+/// holds two IPv6 addresses) in `xlb_floor_lb`'s table, its backend and
+/// VIP from arrays, a 40-byte IPv6 outer header (flow label 0), XDP_TX.
+pub const PROGRAM_MIN6: &str = "xlb_floor_min6";
+/// [`HOP_MAP`]'s slot of the IPv6 floor's hop (IPv6 outer source).
+pub const HOP_SLOT_V6: u32 = 1;
 /// `xlb_floor_min`'s work on TCP and UDP, redirected to `xlb_fwd_floor`'s
 /// egress port: the end-to-end benchmark's floor of a balancer with a
 /// connection table ([`E2E_FLOWS_MAP`], the backends, VIPs and hop of the
@@ -142,6 +148,16 @@ impl FloorLbHop {
         }
     }
 
+    /// The hop of an IPv6 floor: outer source `outer_src`.
+    pub const fn new_v6(outer_src: core::net::Ipv6Addr, dmac: [u8; 6], smac: [u8; 6]) -> Self {
+        Self {
+            outer_src: outer_src.octets(),
+            dmac,
+            smac,
+            _pad: [0; 4],
+        }
+    }
+
     #[inline(always)]
     pub const fn outer_src16(&self) -> &[u8; 16] {
         &self.outer_src
@@ -219,6 +235,7 @@ mod layout {
             PROGRAM16,
             PROGRAM_ENTRY,
             PROGRAM_MIN,
+            PROGRAM_MIN6,
             PROGRAM_E2E,
             E2E_FLOWS_MAP,
             VIPARR_MAP,

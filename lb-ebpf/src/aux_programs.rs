@@ -28,19 +28,23 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    floor_lb::{FloorLbHop, FlowKey16, FLOOR_E2E_BACKENDS},
+    floor_lb::{FloorLbHop, FlowKey16, FLOOR_E2E_BACKENDS, HOP_SLOT_V6},
     forwarding::FORWARDING_IPIP,
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
-    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP,
-    PROTO_UDP,
+    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, FAMILY_V6,
+    PROTO_TCP, PROTO_UDP,
 };
 use lb_ebpf::{
     encap::{self, Outer},
     mem,
     packet::{mut_at, ref_at},
-    parse::{ETH_P_IPV4, L2},
+    parse::{ETH_P_IPV4, ETH_P_IPV6, L2},
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
 
 /// Slot 0: packets seen by `xlb_count_drop`.
 #[map]
@@ -226,9 +230,10 @@ static XLB_FLB_CFG: Array<VipSlot> = Array::with_max_entries(16, 0);
 #[map]
 static XLB_FLB_VIPARR: Array<VipInfo> = Array::with_max_entries(16, 0);
 
-/// Outer source and MACs of every packet the floors send (slot 0).
+/// Outer source and MACs of every packet the floors send (slot 0; the
+/// IPv6 floor's in `HOP_SLOT_V6`).
 #[map]
-static XLB_FLB_HOP: Array<FloorLbHop> = Array::with_max_entries(1, 0);
+static XLB_FLB_HOP: Array<FloorLbHop> = Array::with_max_entries(2, 0);
 
 /// Essential work with the balancer's 40-byte connection key.
 #[xdp]
@@ -266,6 +271,73 @@ pub fn xlb_floor_min(ctx: XdpContext) -> u32 {
 #[map]
 static XLB_FLB_E2EFL: LruHashMap<FlowKey16, FlowValue> =
     LruHashMap::with_max_entries(1024, BPF_F_NO_COMMON_LRU);
+
+/// `xlb_floor_min` for an IPv6 TCP flow (`lb_common::floor_lb::PROGRAM_MIN6`).
+#[xdp]
+pub fn xlb_floor_min6(ctx: XdpContext) -> u32 {
+    floor_min6(&ctx).unwrap_or(xdp_action::XDP_PASS)
+}
+
+/// The IPv6 flow's 40-byte key in `xlb_floor_lb`'s table (the smallest key
+/// with two IPv6 addresses), its backend, the backend's VIP (IP-in-IP
+/// only), a 40-byte IPv6 outer header with flow label 0 (the balancer puts
+/// the flow hash there), XDP_TX.
+#[inline(always)]
+fn floor_min6(ctx: &XdpContext) -> Option<u32> {
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey>>::uninit();
+    // SAFETY: FlowKey is byte arrays and bytes: all-zero is valid.
+    let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
+    // SAFETY: EthHdr is plain data at offset 0 (shared, read only).
+    let eth = unsafe { ref_at::<EthHdr>(ctx, 0) }.ok()?;
+    if u16::from_be(eth.ether_type) != ETH_P_IPV6 {
+        return None;
+    }
+    // SAFETY: Ipv6Hdr is byte arrays after the Ethernet header; shared
+    // references only, dead before the packet moves.
+    let ip = unsafe { ref_at::<Ipv6Hdr>(ctx, EthHdr::LEN) }.ok()?;
+    if ip.next_hdr != PROTO_TCP {
+        return None;
+    }
+    // SAFETY: as above, for TcpHdr right after the fixed IPv6 header.
+    let tcp = unsafe { ref_at::<TcpHdr>(ctx, EthHdr::LEN + Ipv6Hdr::LEN) }.ok()?;
+    key.set_v6(&ip.src_addr, &ip.dst_addr);
+    key.set_proto(PROTO_TCP);
+    key.set_ports(tcp.source, tcp.dest);
+    let tos = (ip.vcf[0] << 4) | (ip.vcf[1] >> 4);
+    let inner_len = Ipv6Hdr::LEN + u16::from_be_bytes(ip.payload_len) as usize;
+    let key: &FlowKey = key;
+    // SAFETY: see `floor_lb`.
+    let entry = unsafe { XLB_FLB_FLOWS.get(key) }?;
+    let backend = XLB_FLB_BES.get(entry.backend_id)?;
+    let vip = XLB_FLB_VIPARR.get(backend.vip_id)?;
+    if vip.forwarding_byte() != FORWARDING_IPIP {
+        return None;
+    }
+    let hop = XLB_FLB_HOP.get(HOP_SLOT_V6)?;
+    let outer = Outer {
+        family: FAMILY_V6,
+        src: hop.outer_src16(),
+        dst: backend.addr16(),
+        tos,
+        ttl: DEFAULT_OUTER_TTL,
+        flow_label: 0,
+        inner_family: FAMILY_V6,
+        inner_len,
+        udp_len: 0,
+        udp_dport: [0; 2],
+        udp_sport: 0,
+    };
+    let l2 = L2 {
+        l3_off: EthHdr::LEN,
+        ether_type: ETH_P_IPV6,
+        vlan_tpid: 0,
+        vlan_tci: [0; 2],
+    };
+    if !encap::push_outer(ctx, &l2, &outer, hop.smac(), hop.dmac()) {
+        return None;
+    }
+    Some(xdp_action::XDP_TX)
+}
 
 /// `xlb_floor_min`'s work on the end-to-end benchmark's UDP and TCP frames,
 /// sent on the way `xlb_fwd_floor` sends them (redirect to its egress

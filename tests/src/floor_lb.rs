@@ -5,7 +5,7 @@
 //! by the benchmark and the packet test, so both measure and check the same
 //! setup.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result};
 use aya::{
@@ -34,6 +34,57 @@ pub struct OneFlow {
     pub dport: u16,
     pub backend: Ipv4Addr,
     pub hop: FloorLbHop,
+}
+
+/// The one IPv6 flow `xlb_floor_min6` balances.
+#[derive(Clone, Copy, Debug)]
+pub struct OneFlow6 {
+    pub client: Ipv6Addr,
+    pub sport: u16,
+    pub vip: Ipv6Addr,
+    pub dport: u16,
+    pub backend: Ipv6Addr,
+    /// Its outer source is IPv6 (`FloorLbHop::new_v6`).
+    pub hop: FloorLbHop,
+}
+
+/// The IPv6 flow's backend id in the floors' backend array.
+pub const BACKEND_ID6: u32 = 2;
+
+/// Writes `flow`'s entry in `XLB_FLB_FLOWS` (backend [`BACKEND_ID6`]), the
+/// backend (of [`VIP_ID`], IP-in-IP in `XLB_FLB_VIPARR`) and the hop in
+/// slot `HOP_SLOT_V6`: what `xlb_floor_min6` reads.
+pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
+    let key = FlowKey::new(
+        IpAddr::V6(flow.client),
+        flow.sport,
+        IpAddr::V6(flow.vip),
+        flow.dport,
+        PROTO_TCP,
+    )?;
+    let mut flows: HashMap<&mut MapData, FlowKey, FlowValue> =
+        HashMap::try_from(map(maps, floor_lb::FLOWS_MAP)?)?;
+    flows
+        .insert(key, FlowValue::new(BACKEND_ID6, 0), 0)
+        .with_context(|| format!("writing {}", floor_lb::FLOWS_MAP))?;
+    let mut backends: Array<&mut MapData, Backend> =
+        Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
+    backends
+        .set(
+            BACKEND_ID6,
+            Backend::new(IpAddr::V6(flow.backend), VIP_ID, 100, true),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
+    let mut viparr: Array<&mut MapData, VipInfo> =
+        Array::try_from(map(maps, floor_lb::VIPARR_MAP)?)?;
+    viparr
+        .set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
+        .with_context(|| format!("writing {}", floor_lb::VIPARR_MAP))?;
+    let mut hop: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
+    hop.set(floor_lb::HOP_SLOT_V6, flow.hop, 0)
+        .with_context(|| format!("writing {}", floor_lb::HOP_MAP))?;
+    Ok(())
 }
 
 /// Where the auxiliary object's maps are: a plain loaded object (tests) or

@@ -14,7 +14,9 @@ use aya::{
     maps::{Array, DevMap, HashMap, MapData},
     Ebpf,
 };
-use etherparse::{EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header};
+use etherparse::{
+    EtherType, Ethernet2Header, IpDscp, IpEcn, IpNumber, Ipv4Header, Ipv6FlowLabel, Ipv6Header,
+};
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
     forwarding::Forwarding,
@@ -25,7 +27,7 @@ use xlb_tests::{
     aux_object,
     balancer_fixture::run_program,
     expect::{assert_passed_unchanged, XDP_REDIRECT, XDP_TX},
-    floor_lb::{install, OneFlow, CFG_INDEX, VIP_ID as BACKEND_VIP_ID},
+    floor_lb::{install, install6, OneFlow, OneFlow6, CFG_INDEX, VIP_ID as BACKEND_VIP_ID},
     frames::{Frame, L4, TCP_ACK, TCP_PSH},
     privileged::require_root,
 };
@@ -290,4 +292,72 @@ fn the_e2e_floor_learns_each_flow_and_redirects_it_encapsulated() {
         let entry = flows.get(&key, 0).unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(entry.backend_id, 1, "{what}: the entry names backend 1");
     }
+}
+
+/// `xlb_floor_min6`: an IPv6 flow's data packet leaves with XDP_TX behind
+/// a 40-byte IPv6 outer header toward its backend (next header 41, the
+/// inner traffic class, flow label 0, the default hop limit) and the hop's
+/// MACs, byte for byte; another flow's packet passes unmodified.
+#[test]
+fn the_ipv6_floor_encapsulates_its_flow_toward_its_backend() {
+    if !require_root("the_ipv6_floor_encapsulates_its_flow_toward_its_backend") {
+        return;
+    }
+    let flow6 = OneFlow6 {
+        client: "2001:db8::7".parse().unwrap_or_else(|e| panic!("{e}")),
+        sport: 40000,
+        vip: "fd00:100::1".parse().unwrap_or_else(|e| panic!("{e}")),
+        dport: 80,
+        backend: "fd00::100".parse().unwrap_or_else(|e| panic!("{e}")),
+        hop: FloorLbHop::new_v6(
+            "fd00::1".parse().unwrap_or_else(|e| panic!("{e}")),
+            DMAC,
+            SMAC,
+        ),
+    };
+    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM_MIN6]);
+    install6(&mut ebpf, &flow6).unwrap_or_else(|e| panic!("{e:#}"));
+    let frame = |sport| {
+        let mut fr = Frame::tcp(
+            IpAddr::V6(flow6.client),
+            sport,
+            IpAddr::V6(flow6.vip),
+            flow6.dport,
+            [0x02, 0, 0, 0, 0, 0x01],
+        );
+        fr.l4 = L4::Tcp {
+            flags: TCP_ACK | TCP_PSH,
+        };
+        fr.tos = (10 << 2) | 1;
+        fr.payload = b"xlbxlb".to_vec();
+        fr.build()
+    };
+    let input = frame(flow6.sport);
+    let inner = &input[14..];
+    let outer = Ipv6Header {
+        traffic_class: (10 << 2) | 1,
+        flow_label: Ipv6FlowLabel::ZERO,
+        payload_length: inner.len() as u16,
+        next_header: IpNumber::IPV6,
+        hop_limit: DEFAULT_OUTER_TTL,
+        source: "fd00::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .octets(),
+        destination: flow6.backend.octets(),
+    };
+    let eth = Ethernet2Header {
+        source: SMAC,
+        destination: DMAC,
+        ether_type: EtherType::IPV6,
+    };
+    let mut want = eth.to_bytes().to_vec();
+    want.extend_from_slice(&outer.to_bytes());
+    want.extend_from_slice(inner);
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_MIN6), &input);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.out, want, "the frame sent");
+    let other = frame(flow6.sport + 1);
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_MIN6), &other);
+    assert_passed_unchanged(&r, &other, "another flow");
 }

@@ -265,7 +265,7 @@ fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<
     for (a, b) in HOLDER_PAIRS {
         ns.ip(&format!("link add {a} type veth peer name {b}"));
     }
-    let [(h0, h1), (h2, h3), (h4, h5), (h6, _)] = HOLDER_PAIRS;
+    let [(h0, h1), (h2, h3), (h4, h5), (h6, h7)] = HOLDER_PAIRS;
     dp.program()?
         .attach(h0, XdpMode::Driver)
         .with_context(|| format!("attaching xlb_balancer to {h0} (dispatcher holder)"))?;
@@ -276,6 +276,7 @@ fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<
         (floor_lb::PROGRAM16, h4),
         (floor_lb::PROGRAM_ENTRY, h5),
         (floor_lb::PROGRAM_MIN, h6),
+        (floor_lb::PROGRAM_MIN6, h7),
     ] {
         aux.program(name)?
             .attach(dev, XdpMode::Driver)

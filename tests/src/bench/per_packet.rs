@@ -58,6 +58,7 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "per_packet.floor_lb16.median_ns",
     "per_packet.floor_entry.median_ns",
     "per_packet.floor_min.median_ns",
+    "per_packet.floor_min6.median_ns",
     "per_packet.v4_tcp_flow_hit.above_floor_lb_ns",
     "per_packet.v6_tcp_flow_hit.above_floor_lb_ns",
 ];

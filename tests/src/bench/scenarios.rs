@@ -39,7 +39,8 @@
 //! `floor_min` (`xlb_floor_min`: the least of them, a 16-byte key's entry,
 //! its backend, the backend's VIP from an array, the push) get
 //! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
-//! ([`floor_lb_flow`]).
+//! ([`floor_lb_flow`]); `floor_min6` (`xlb_floor_min6`, the same for IPv6)
+//! gets `v6_tcp_flow_hit`'s ([`floor_lb_flow6`]).
 //!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
 //! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
@@ -59,8 +60,8 @@ use super::{
     testrun::{XDP_PASS, XDP_TX},
 };
 use crate::{
-    balancer_fixture::{backend_mac, BALANCER_V4},
-    floor_lb::OneFlow,
+    balancer_fixture::{backend_mac, BALANCER_V4, BALANCER_V6},
+    floor_lb::{OneFlow, OneFlow6},
     frames::{Frame, TCP_ACK, TCP_PSH, TCP_SYN},
 };
 
@@ -102,6 +103,7 @@ pub const ORDER: &[&str] = &[
     "floor_lb16",
     "floor_entry",
     "floor_min",
+    "floor_min6",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -325,6 +327,23 @@ pub fn floor_lb_flow(if_mac: [u8; 6]) -> OneFlow {
     }
 }
 
+/// `xlb_floor_min6`'s flow: `v6_tcp_flow_hit`'s, to its first backend.
+pub fn floor_lb_flow6(if_mac: [u8; 6]) -> OneFlow6 {
+    let backend = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+    OneFlow6 {
+        client: CLIENT6,
+        sport: CLIENT_PORT,
+        vip: VIP6,
+        dport: PORT_TCP,
+        backend,
+        hop: FloorLbHop::new_v6(
+            Ipv6Addr::from(BALANCER_V6),
+            backend_mac(IpAddr::V6(backend)),
+            if_mac,
+        ),
+    }
+}
+
 /// Every scenario. `flow_miss_frames` is how many distinct connections
 /// `v4_tcp_flow_miss` needs (one per call it will make).
 pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
@@ -459,6 +478,11 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         Scenario {
             growth: 20,
             ..floor("floor_min", floor_lb::PROGRAM_MIN, XDP_TX, true)
+        },
+        Scenario {
+            growth: 40,
+            frames: vec![v6.build()],
+            ..floor("floor_min6", floor_lb::PROGRAM_MIN6, XDP_TX, true)
         },
         non_vip,
         balancer(
