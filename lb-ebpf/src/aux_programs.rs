@@ -313,30 +313,7 @@ fn floor_min6(ctx: &XdpContext) -> Option<u32> {
     if vip.forwarding_byte() != FORWARDING_IPIP {
         return None;
     }
-    let hop = XLB_FLB_HOP.get(HOP_SLOT_V6)?;
-    let outer = Outer {
-        family: FAMILY_V6,
-        src: hop.outer_src16(),
-        dst: backend.addr16(),
-        tos,
-        ttl: DEFAULT_OUTER_TTL,
-        flow_label: 0,
-        inner_family: FAMILY_V6,
-        inner_len,
-        udp_len: 0,
-        udp_dport: [0; 2],
-        udp_sport: 0,
-    };
-    let l2 = L2 {
-        l3_off: EthHdr::LEN,
-        ether_type: ETH_P_IPV6,
-        vlan_tpid: 0,
-        vlan_tci: [0; 2],
-    };
-    if !encap::push_outer(ctx, &l2, &outer, hop.smac(), hop.dmac()) {
-        return None;
-    }
-    Some(xdp_action::XDP_TX)
+    push_toward(ctx, backend, FAMILY_V6, tos, inner_len)
 }
 
 /// `xlb_floor_min`'s work on the end-to-end benchmark's UDP and TCP frames,
@@ -396,7 +373,7 @@ fn floor_e2e(ctx: &XdpContext) -> Option<u32> {
     if vip.forwarding_byte() != FORWARDING_IPIP {
         return None;
     }
-    push_toward(ctx, backend, tos, inner_len)?;
+    push_toward(ctx, backend, FAMILY_V4, tos, inner_len)?;
     XLB_FWD_PORT.redirect(0, 0).ok()
 }
 
@@ -461,7 +438,7 @@ fn floor_lb<K: ConnKey>(ctx: &XdpContext, flows: &LruHashMap<K, FlowValue>) -> O
     // SAFETY: as above.
     let entry = unsafe { flows.get(key) }?;
     let backend = XLB_FLB_BES.get(entry.backend_id)?;
-    push_toward(ctx, backend, tos, inner_len)
+    push_toward(ctx, backend, FAMILY_V4, tos, inner_len)
 }
 
 /// `floor_lb` as xlb's fast path orders it: the connection's entry, its
@@ -486,7 +463,7 @@ fn floor_entry(ctx: &XdpContext) -> Option<u32> {
     if !slot.is_exact_vip_of(key) {
         return None;
     }
-    push_toward(ctx, backend, tos, inner_len)
+    push_toward(ctx, backend, FAMILY_V4, tos, inner_len)
 }
 
 /// `floor_min`: the connection's entry names the backend, the backend its
@@ -507,7 +484,7 @@ fn floor_min(ctx: &XdpContext) -> Option<u32> {
     if vip.forwarding_byte() != FORWARDING_IPIP {
         return None;
     }
-    push_toward(ctx, backend, tos, inner_len)
+    push_toward(ctx, backend, FAMILY_V4, tos, inner_len)
 }
 
 /// Parses an Ethernet/IPv4/TCP frame into `key` (zeroed); returns the
@@ -532,19 +509,30 @@ fn parse_flow<K: ConnKey>(ctx: &XdpContext, key: &mut K) -> Option<(u8, usize)> 
     Some((ip.tos, u16::from_be_bytes(ip.tot_len) as usize))
 }
 
-/// Pushes the IP-in-IP header toward `backend` with the hop's MACs and
-/// outer source; XDP_TX.
+/// Pushes the IP-in-IP header of `family` toward `backend` with the hop's
+/// MACs and outer source (slot 0, or `HOP_SLOT_V6` for IPv6); XDP_TX.
 #[inline(always)]
-fn push_toward(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: usize) -> Option<u32> {
-    let hop = XLB_FLB_HOP.get(0)?;
+fn push_toward(
+    ctx: &XdpContext,
+    backend: &Backend,
+    family: u8,
+    tos: u8,
+    inner_len: usize,
+) -> Option<u32> {
+    let (slot, ether_type) = if family == FAMILY_V6 {
+        (HOP_SLOT_V6, ETH_P_IPV6)
+    } else {
+        (0, ETH_P_IPV4)
+    };
+    let hop = XLB_FLB_HOP.get(slot)?;
     let outer = Outer {
-        family: FAMILY_V4,
+        family,
         src: hop.outer_src16(),
         dst: backend.addr16(),
         tos,
         ttl: DEFAULT_OUTER_TTL,
         flow_label: 0,
-        inner_family: FAMILY_V4,
+        inner_family: family,
         inner_len,
         udp_len: 0,
         udp_dport: [0; 2],
@@ -552,7 +540,7 @@ fn push_toward(ctx: &XdpContext, backend: &Backend, tos: u8, inner_len: usize) -
     };
     let l2 = L2 {
         l3_off: EthHdr::LEN,
-        ether_type: ETH_P_IPV4,
+        ether_type,
         vlan_tpid: 0,
         vlan_tci: [0; 2],
     };
