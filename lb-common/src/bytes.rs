@@ -44,6 +44,24 @@ pub fn eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
     diff == 0
 }
 
+/// A 16-byte address field of a 4-byte aligned struct (`VipKey`,
+/// `FlowKey`, at an offset that is a multiple of 4) as four words: four
+/// loads instead of the sixteen byte loads, shifts and ORs LLVM's BPF
+/// target emits for a byte array it cannot prove aligned (a map value's
+/// pointer says nothing of its alignment beyond its type's).
+///
+/// Only for such fields: the caller's reference must be 4-byte aligned
+/// (checked in debug builds).
+#[inline(always)]
+pub fn words16(a: &[u8; 16]) -> [u32; 4] {
+    let p = a.as_ptr().cast::<[u32; 4]>();
+    debug_assert!(p.is_aligned());
+    // SAFETY: 16 readable bytes, 4-byte aligned (callers pass fields of
+    // `align(4)` structs at offsets that are multiples of 4); any bits are
+    // a valid `u32`.
+    unsafe { p.read() }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -54,6 +72,18 @@ mod tests {
             let mut b = a;
             b[i] ^= 0x80;
             assert!(!super::eq16(&a, &b), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn words16_reads_the_bytes_as_native_words() {
+        #[repr(C, align(4))]
+        struct Aligned([u8; 16]);
+        let a = Aligned(core::array::from_fn(|i| i as u8));
+        let w = super::words16(&a.0);
+        for (i, word) in w.iter().enumerate() {
+            let b = &a.0[i * 4..i * 4 + 4];
+            assert_eq!(*word, u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
         }
     }
 

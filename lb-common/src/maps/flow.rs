@@ -9,8 +9,9 @@ use crate::{
 
 /// Key of `XLB_FLOWS`: the 5-tuple as it appears on the wire. The data plane
 /// parses a packet straight into one (`set_v4`/`set_v6`/`set_ports`); userspace
-/// builds one with [`FlowKey::new`].
-#[repr(C)]
+/// builds one with [`FlowKey::new`]. 4-byte aligned, so that its addresses
+/// are read as words (`bytes::words16`).
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct FlowKey {
     /// IPv4 in the first 4 bytes (rest zero), or IPv6.
@@ -183,7 +184,7 @@ mod layout {
     #[test]
     fn flow_key_and_value() {
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(align_of::<FlowKey>(), 1);
+        assert_eq!(align_of::<FlowKey>(), 4);
         assert_eq!(offset_of!(FlowKey, dst), 16);
         assert_eq!(offset_of!(FlowKey, sport), 32);
         assert_eq!(offset_of!(FlowKey, dport), 34);

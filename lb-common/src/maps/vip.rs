@@ -46,7 +46,9 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT_MS: u32 = 30_000;
 /// entry per VIP address, which lets the data plane recognise traffic to a VIP
 /// address that carries no usable ports (fragments, ICMP) and says what to do
 /// with it ([`VipInfo::marker`]).
-#[repr(C)]
+// 4-byte aligned: `serves_exactly` reads the address as words (a map
+// value's alignment is what its type says, nothing more).
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
     /// IPv4 in the first 4 bytes (rest zero), or IPv6.
@@ -75,7 +77,7 @@ impl VipKey {
     pub fn serves_exactly(&self, flow: &FlowKey) -> bool {
         let same_port = u16::from_ne_bytes(self.port) == u16::from_ne_bytes(flow.dport);
         (same_port & (self.proto == flow.proto) & (self.family == flow.family))
-            && bytes::eq16(&self.addr, &flow.dst)
+            && bytes::words16(&self.addr) == bytes::words16(flow.dst16())
     }
 
     /// The address marker of `addr`.
@@ -322,7 +324,7 @@ mod layout {
     #[test]
     fn vip_key() {
         assert_eq!(size_of::<VipKey>(), 20);
-        assert_eq!(align_of::<VipKey>(), 1);
+        assert_eq!(align_of::<VipKey>(), 4);
         assert_eq!(offset_of!(VipKey, port), 16);
         assert_eq!(offset_of!(VipKey, proto), 18);
         assert_eq!(offset_of!(VipKey, family), 19);
