@@ -23,6 +23,8 @@ source line of the nearest preceding JIT line-info entry (bpf_prog_info's
 jited_line_info; perf's own BPF annotation needs a libopcodes build). A
 helper call's cost lands on the helper, its return on the calling line.
 Both programs must come from the same object: the JIT layout is per build.
+`--by-insn` (first argument) counts by line-info record instead and prints
+each hot record's xlated instructions: which map lookup, which load.
 """
 import collections, ctypes, re, struct, subprocess, sys
 PROGRAM = "xlb_balancer"
@@ -121,10 +123,28 @@ def by_line(samples_file, prog_id, top):
         f = names[sym]; lst = per_func[f]
         idx = max((i for o,i in lst if o <= off), default=None, key=lambda i: jl[i])
         if idx is None: continue
-        insn = insn_offs[idx]; text = src_at.get(insn, f"insn {insn}")
+        insn = insn_offs[idx]
+        if BY_INSN:
+            count[insn] += 1; total += 1
+            continue
+        text = src_at.get(insn, f"insn {insn}")
         text = re.sub(r"\s*\[file:.*/(\S+) line_num:(\d+).*\]", r"  [\1:\2]", text)
         count[text] += 1; total += 1
     print("samples:", total)
+    if BY_INSN:
+        # The xlated instructions from each hot line-info record's offset to
+        # the next record's: what the samples on that record executed.
+        xl = {}
+        for l in dump.splitlines():
+            m = re.match(r"\s*(\d+):", l)
+            if m: xl[int(m.group(1))] = l.strip()
+        starts = sorted(set(insn_offs))
+        for k,v in count.most_common(top):
+            nxt = next((o for o in starts if o > k), k + 1)
+            print(f"{100*v/total:5.1f}%  insn {k}: {src_at.get(k, '')[:100]}")
+            for o in range(k, min(nxt, k + 12)):
+                if o in xl: print(f"          {xl[o][:110]}")
+        return
     for k,v in count.most_common(top):
         print(f"{100*v/total:5.1f}%  {k[:150]}")
     byfile = collections.Counter()
@@ -133,6 +153,9 @@ def by_line(samples_file, prog_id, top):
     print("by file:", ", ".join(f"{f} {100*v/total:.0f}%" for f,v in byfile.most_common(12)))
 
 if __name__ == "__main__":
+    BY_INSN = len(sys.argv) > 1 and sys.argv[1] == "--by-insn"
+    if BY_INSN:
+        del sys.argv[1]
     if len(sys.argv) > 2 and sys.argv[1] == "--program":
         PROGRAM = sys.argv[2]
         del sys.argv[1:3]

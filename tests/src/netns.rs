@@ -34,6 +34,7 @@ impl NetNs {
              (netns::unique_name)"
         );
         assert!(name.len() <= 40, "namespace name {name} too long");
+        claim(name);
         leftovers::remove_stale_once();
         if std::path::Path::new(NETNS_DIR).join(name).exists() {
             try_run("ip", &["netns", "del", name]);
@@ -107,7 +108,33 @@ impl Drop for NetNs {
         if !try_run("ip", &["netns", "del", &self.name]) {
             eprintln!("warning: could not delete network namespace {}", self.name);
         }
+        release(&self.name);
     }
+}
+
+/// Names of this process's namespaces that exist now.
+static IN_USE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Marks `name` in use by this process, or panics if a live [`NetNs`] of
+/// this process already has it: the tests of one binary run in parallel,
+/// and the second would replace the first's namespace (and its drop would
+/// delete the other's) under a running test — a failure that shows only
+/// when the two overlap. Two tests with the same tag fail here at once.
+fn claim(name: &str) {
+    let mut live = IN_USE.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        live.insert(name.to_string()),
+        "network namespace {name} is already used by another test of this process: \
+         give each test its own tag"
+    );
+}
+
+fn release(name: &str) {
+    IN_USE
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(name);
 }
 
 /// Moves the calling thread into the named namespace until the guard drops.
@@ -155,4 +182,19 @@ pub fn unique_name(tag: &str) -> String {
         "namespace tag {tag:?} must be non-empty and without '-'"
     );
     format!("xlb-{tag}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A name is refused while it is in use and free again once released.
+    #[test]
+    fn a_name_in_use_cannot_be_claimed_twice() {
+        let name = super::unique_name("claimtwice");
+        super::claim(&name);
+        let again = std::panic::catch_unwind(|| super::claim(&name));
+        assert!(again.is_err(), "a second claim of {name} must panic");
+        super::release(&name);
+        super::claim(&name);
+        super::release(&name);
+    }
 }

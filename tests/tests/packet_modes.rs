@@ -320,7 +320,7 @@ fn l2_dsr_trims_ethernet_padding() {
 
 #[test]
 fn l2_dsr_has_no_mtu_overhead() {
-    let Some(mut f) = BalancerFixture::new("l2_dsr_mtu") else {
+    let Some(mut f) = BalancerFixture::new("l2_dsr_no_overhead") else {
         return;
     };
     f.ns.ip(&format!("link set {IFACE} mtu 1400"));
