@@ -544,7 +544,7 @@ fn push_toward(
         vlan_tpid: 0,
         vlan_tci: [0; 2],
     };
-    if !encap::push_outer(ctx, &l2, &outer, hop.smac(), hop.dmac()) {
+    if !encap::push_outer(ctx, &l2, &outer, &(hop.smac(), hop.dmac())) {
         return None;
     }
     Some(xdp_action::XDP_TX)

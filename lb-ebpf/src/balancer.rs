@@ -87,8 +87,8 @@ use lb_common::{
     icmp::{self, Role},
     policy::{source_access_current, SourceAccess},
     vip_filter_slot, Backend, BackendStats, CachedHop, ClockCache, FloodState, FlowKey, FlowValue,
-    GlobalConfig, IcmpBucket, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict, VipInfo,
-    VipKey, VipPolicy, VipSlot, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE,
+    GlobalConfig, IcmpBucket, MacPair, PolicyStats, SourceBucketKey, SourceV4, SourceV6, Verdict,
+    VipInfo, VipKey, VipPolicy, VipSlot, VipStats, VlanDevice, DEFAULT_FLOW_TABLE_SIZE,
     DEFAULT_MAX_BACKENDS, DEFAULT_MAX_VIPS, DEFAULT_TABLE_SIZE, FAMILY_V4, ICMP_BUCKETS,
     ICMP_BUCKET_ECHO, ICMP_BUCKET_TOO_BIG, MAX_POLICY_PREFIXES, MAX_RATE_SOURCES, MAX_TX_PORTS,
     MAX_VLAN_DEVICES, NEXTHOP_TTL_NS, NO_BACKEND, VIP_FILTER_WORDS,
@@ -884,7 +884,7 @@ fn forward(
             if exit.off_link != 0 {
                 return Err(Verdict::L2OffLink);
             }
-            if !l2_dsr::set_macs(ctx, &exit.smac, &exit.dmac) {
+            if !l2_dsr::set_macs(ctx, &exit.macs) {
                 return Err(Verdict::Internal);
             }
         }
@@ -921,7 +921,7 @@ fn encapsulate(
         udp_dport: vip.gue_port_be(),
         udp_sport: gue::source_port(p.hash),
     };
-    if encap::push_outer(ctx, p.l2, &outer, &exit.smac, &exit.dmac) {
+    if encap::push_outer(ctx, p.l2, &outer, &exit.macs) {
         Ok(())
     } else {
         Err(Verdict::Internal)
@@ -930,8 +930,7 @@ fn encapsulate(
 
 /// Where a frame toward a backend leaves: the next hop's MACs and how.
 struct Exit {
-    smac: [u8; 6],
-    dmac: [u8; 6],
+    macs: MacPair,
     ifindex: u32,
     /// `None`: handed to the kernel, which resolves the next hop's MAC.
     how: Option<Egress>,
@@ -958,8 +957,7 @@ fn exit_of(
                 return Err(Verdict::VlanMismatch);
             }
             Ok(Exit {
-                smac: hop.smac,
-                dmac: hop.dmac,
+                macs: hop.macs,
                 ifindex: hop.ifindex,
                 how: Some(how),
                 off_link: hop.off_link,
@@ -970,10 +968,9 @@ fn exit_of(
         // its original MACs: its destination is this host's own MAC, so the
         // stack accepts it instead of dropping it as OTHERHOST.
         fib_rc::NO_NEIGH => {
-            let (smac, dmac) = original_macs(ctx).ok_or(Verdict::Internal)?;
+            let macs = original_macs(ctx).ok_or(Verdict::Internal)?;
             Ok(Exit {
-                smac,
-                dmac,
+                macs,
                 ifindex: ingress,
                 how: None,
                 off_link: 0,
@@ -1055,8 +1052,7 @@ fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) ->
                 fib_rc::SUCCESS,
                 NextHop {
                     ifindex: c.ifindex,
-                    smac: c.smac,
-                    dmac: c.dmac,
+                    macs: c.macs(),
                     vlan: c.egress_vlan,
                     off_link: c.off_link,
                     mtu: 0,
@@ -1074,8 +1070,7 @@ fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) ->
                 (*c).ifindex = hop.ifindex;
                 (*c).checked_len = len;
                 (*c).off_link = hop.off_link;
-                bytes::copy(&mut (*c).smac, &hop.smac);
-                bytes::copy(&mut (*c).dmac, &hop.dmac);
+                (*c).set_macs(&hop.macs);
             }
         }
     }
@@ -1097,13 +1092,13 @@ fn fib_hop(ctx: &XdpContext, route: &Route, ingress: u32) -> (i64, NextHop) {
     (rc, hop)
 }
 
-/// (source, destination) MACs of the frame as received.
+/// The MACs of the frame as received.
 #[inline(always)]
-fn original_macs(ctx: &XdpContext) -> Option<([u8; 6], [u8; 6])> {
+fn original_macs(ctx: &XdpContext) -> Option<MacPair> {
     // SAFETY: EthHdr is plain data at offset 0, read by value; no other
     // reference into the packet is alive.
     let eth = unsafe { ref_at::<network_types::eth::EthHdr>(ctx, 0) }.ok()?;
-    Some((eth.src_addr, eth.dst_addr))
+    Some(MacPair::new(&eth.src_addr, &eth.dst_addr))
 }
 
 lb_ebpf::xdp_object!();

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use lb_common::{
     bytes, checksum,
     forwarding::{gue, FORWARDING_GUE, FORWARDING_IPIP},
-    VlanDevice, FAMILY_V4, PROTO_UDP,
+    MacPair, VlanDevice, FAMILY_V4, PROTO_UDP,
 };
 use network_types::{
     eth::EthHdr,
@@ -142,8 +142,8 @@ fn addr_words(a: &[u8; 16]) -> [u32; 4] {
 #[derive(Clone, Copy)]
 pub struct NextHop {
     pub ifindex: u32,
-    pub smac: [u8; 6],
-    pub dmac: [u8; 6],
+    /// The egress interface's MAC (source) and the next hop's.
+    pub macs: MacPair,
     /// The egress device's VLAN, if it is a VLAN device (the FIB does not
     /// say: [`fib_lookup`] leaves it `NONE`, the caller fills it in).
     pub vlan: VlanDevice,
@@ -242,8 +242,7 @@ pub fn fib_lookup_route(ctx: &XdpContext, r: &Route, ingress_ifindex: u32) -> (i
         rc,
         NextHop {
             ifindex: p.ifindex,
-            smac: p.smac,
-            dmac: p.dmac,
+            macs: MacPair::new(&p.smac, &p.dmac),
             vlan: VlanDevice::NONE,
             off_link,
             mtu,
@@ -272,20 +271,14 @@ pub fn trim_to(ctx: &XdpContext, len: usize) -> bool {
 /// original VLAN tag) and the outer IP header in front of the untouched inner
 /// packet. Returns false if the kernel refused to grow the headroom.
 #[inline(always)]
-pub fn push_outer(
-    ctx: &XdpContext,
-    l2: &L2,
-    outer: &Outer,
-    smac: &[u8; 6],
-    dmac: &[u8; 6],
-) -> bool {
+pub fn push_outer(ctx: &XdpContext, l2: &L2, outer: &Outer, macs: &impl FrameMacs) -> bool {
     let hdr_len = outer.header_len();
     // SAFETY: moving data start is always memory-safe; every packet pointer taken
     // before this call is dead from here on (only offsets are reused).
     if unsafe { bpf_xdp_adjust_head(ctx.as_ptr() as *mut _, -(hdr_len as i32)) } != 0 {
         return false;
     }
-    if !write_l2(ctx, l2, smac, dmac, outer.family) {
+    if !write_l2(ctx, l2, macs, outer.family) {
         return false;
     }
     let (ip_written, ip_len) = if outer.family == FAMILY_V4 {
@@ -299,12 +292,39 @@ pub fn push_outer(
     outer.udp_len == 0 || write_udp(ctx, l2.l3_off + ip_len, outer)
 }
 
-/// Writes the link-layer header at the front of the frame: `dmac`, `smac`,
+/// The MAC addresses a frame leaves with, written into its Ethernet header.
+pub trait FrameMacs {
+    fn write_into(&self, eth: &mut EthHdr);
+}
+
+/// The balancer's: from the next-hop cache as words, one shift per byte.
+impl FrameMacs for MacPair {
+    #[inline(always)]
+    fn write_into(&self, eth: &mut EthHdr) {
+        let mut i = 0;
+        while i < 6 {
+            eth.dst_addr[i] = self.dst(i);
+            eth.src_addr[i] = self.src(i);
+            i += 1;
+        }
+    }
+}
+
+/// (source, destination) as bytes: the floors' fixed hops.
+impl FrameMacs for (&[u8; 6], &[u8; 6]) {
+    #[inline(always)]
+    fn write_into(&self, eth: &mut EthHdr) {
+        bytes::copy(&mut eth.dst_addr, self.1);
+        bytes::copy(&mut eth.src_addr, self.0);
+    }
+}
+
+/// Writes the link-layer header at the front of the frame: `macs`,
 /// the VLAN tag of `l2` if it had one (TPID and TCI kept), and the
 /// EtherType of an IP header of `family`. Returns false if the frame is too
 /// short (never, after the caller grew it).
 #[inline(always)]
-pub fn write_l2(ctx: &XdpContext, l2: &L2, smac: &[u8; 6], dmac: &[u8; 6], family: u8) -> bool {
+pub fn write_l2(ctx: &XdpContext, l2: &L2, macs: &impl FrameMacs, family: u8) -> bool {
     let ip_type = if family == FAMILY_V4 {
         ETH_P_IPV4
     } else {
@@ -320,8 +340,7 @@ pub fn write_l2(ctx: &XdpContext, l2: &L2, smac: &[u8; 6], dmac: &[u8; 6], famil
     let Ok(eth) = (unsafe { mut_at::<EthHdr>(ctx, 0) }) else {
         return false;
     };
-    bytes::copy(&mut eth.dst_addr, dmac);
-    bytes::copy(&mut eth.src_addr, smac);
+    macs.write_into(eth);
     eth.ether_type = eth_type.to_be();
     if l2.vlan_tpid != 0 {
         // SAFETY: VlanHdr is plain data at offset 14 (even), after `eth`'s

@@ -277,7 +277,8 @@ fn grow_reply_l2(ctx: &XdpContext, l2: &L2, grow: usize, family: u8) -> bool {
         bytes::copy(&mut s, &old.src_addr);
         bytes::copy(&mut d, &old.dst_addr);
     }
-    encap::write_l2(ctx, l2, &d, &s, family)
+    // Swapped: the answer goes back to the sender.
+    encap::write_l2(ctx, l2, &(&d, &s), family)
 }
 
 #[inline(always)]

@@ -8,21 +8,20 @@
 //! (`NextHop::off_link`); the daemon checks it on every config change.
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::bytes;
+use lb_common::MacPair;
 use network_types::eth::EthHdr;
 
-use crate::packet::mut_at;
+use crate::{encap::FrameMacs, packet::mut_at};
 
 /// Writes the frame's new MAC addresses (the EtherType and any VLAN tag stay
 /// as they are). Returns false if the frame has no Ethernet header.
 #[inline(always)]
-pub fn set_macs(ctx: &XdpContext, smac: &[u8; 6], dmac: &[u8; 6]) -> bool {
+pub fn set_macs(ctx: &XdpContext, macs: &MacPair) -> bool {
     // SAFETY: EthHdr is plain data at offset 0 (aligned); the only reference
     // into the packet while it lives.
     let Ok(eth) = (unsafe { mut_at::<EthHdr>(ctx, 0) }) else {
         return false;
     };
-    bytes::copy(&mut eth.dst_addr, dmac);
-    bytes::copy(&mut eth.src_addr, smac);
+    macs.write_into(eth);
     true
 }

@@ -389,7 +389,7 @@ fn nat_send_result(ctx: &XdpContext, a: &NatSend) -> Result<(Verdict, u32), Verd
         dst: &a.dst,
         dport: a.dport,
     };
-    if !nat::rewrite(ctx, &ip, &to) || !l2_dsr::set_macs(ctx, &exit.smac, &exit.dmac) {
+    if !nat::rewrite(ctx, &ip, &to) || !l2_dsr::set_macs(ctx, &exit.macs) {
         return Err(Verdict::Internal);
     }
     transmit(ctx, &exit, l3_off, a.family)

@@ -3,7 +3,7 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{icmp::DEFAULT_ICMP_RATE, nat::NatConfig, vlan::VlanDevice};
-use crate::flow_hash::DEFAULT_HASH_SEED;
+use crate::{flow_hash::DEFAULT_HASH_SEED, mac_pair::MacPair};
 
 /// `GlobalConfig::flags`: `src_v4` is set (IPv4 outer headers can be built).
 pub const CONFIG_F_SRC_V4: u32 = 1 << 0;
@@ -201,6 +201,38 @@ pub struct CachedHop {
     pub egress_vlan: VlanDevice,
 }
 
+impl CachedHop {
+    /// `smac` and `dmac` as three aligned word loads: the 12 bytes from
+    /// offset 16 of this 8-byte aligned struct (pinned by `layout`).
+    #[inline(always)]
+    pub fn macs(&self) -> MacPair {
+        // SAFETY: `smac` and `dmac` are the 12 contiguous bytes at offset
+        // 16 (a multiple of 4, in an 8-aligned struct); the pointer comes
+        // from the whole struct; any bits are a valid `u32`.
+        let words = unsafe {
+            (self as *const Self)
+                .cast::<u8>()
+                .add(core::mem::offset_of!(CachedHop, smac))
+                .cast::<[u32; 3]>()
+                .read()
+        };
+        MacPair::from_words(words)
+    }
+
+    /// Stores `macs` into `smac` and `dmac` (three word stores).
+    #[inline(always)]
+    pub fn set_macs(&mut self, macs: &MacPair) {
+        // SAFETY: as in `macs`, for writing through an exclusive reference.
+        unsafe {
+            (self as *mut Self)
+                .cast::<u8>()
+                .add(core::mem::offset_of!(CachedHop, smac))
+                .cast::<[u32; 3]>()
+                .write(macs.words());
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]`, `Copy`, integers and byte arrays only, no implicit
 // padding (pinned by `layout` below).
@@ -272,5 +304,20 @@ mod layout {
         assert_eq!(offset_of!(CachedHop, smac), 16);
         assert_eq!(offset_of!(CachedHop, dmac), 22);
         assert_eq!(offset_of!(CachedHop, off_link), 28);
+    }
+
+    /// `macs`/`set_macs` read and write exactly the `smac`/`dmac` fields.
+    #[test]
+    fn next_hop_macs_are_its_mac_fields() {
+        let (s, d) = ([2, 0, 0, 0, 0, 0xaa], [0xfe, 1, 2, 3, 4, 5]);
+        let mut h = CachedHop {
+            checked_len: 0xffff,
+            off_link: 7,
+            ..CachedHop::default()
+        };
+        h.set_macs(&MacPair::new(&s, &d));
+        assert_eq!((h.smac, h.dmac), (s, d));
+        assert_eq!((h.checked_len, h._pad, h.off_link), (0xffff, [0; 2], 7));
+        assert_eq!((h.macs().smac(), h.macs().dmac()), (s, d));
     }
 }
