@@ -91,6 +91,7 @@ pub fn dataplane_table(report: &Report) -> Table {
         "x floor_tx",
         "above floor_lb ns",
         "live Mpps",
+        "live share of floor_tx",
     ]);
     let num = |path: String, digits: usize| {
         report
@@ -123,6 +124,7 @@ pub fn dataplane_table(report: &Report) -> Table {
             num(format!("{pp}.{name}.ratio_to_floor"), 2),
             num(format!("{pp}.{name}.above_floor_lb_ns"), 0),
             live_cell,
+            num(format!("{}.{name}.share_of_floor_tx", live::SECTION), 3),
         ]);
     }
     t
