@@ -863,7 +863,12 @@ fn forward(
     let ingress = ctx.ingress_ifindex() as u32;
     let (rc, hop) = next_hop(ctx, &route, backend_id, ingress, p.now_ns);
     if rc == fib_rc::FRAG_NEEDED {
-        return too_big(ctx, p, hop.mtu, overhead);
+        let to = TooBigTo {
+            family: p.key.family(),
+            sender: p.key.src16(),
+            now_ns: p.now_ns,
+        };
+        return too_big(ctx, l2, ip, &to, hop.mtu, overhead);
     }
     let exit = exit_of(ctx, l2, rc, &hop, ingress)?;
 
@@ -1014,25 +1019,38 @@ fn transmit(
 /// error itself, IPv4 without DF or a later IPv4 fragment, a source that is
 /// not unicast, a path below the family's minimum MTU) is dropped
 /// (`too_big`). `lb_common::icmp` has the rules.
+/// NAT packets too big for their egress get the same answer
+/// (`nat_program`).
 #[inline(always)]
 fn too_big(
     ctx: &XdpContext,
-    p: &Balanced,
+    l2: &L2,
+    ip: &Ip,
+    to: &TooBigTo,
     egress_mtu: u32,
     overhead: usize,
 ) -> Result<(Verdict, u32), Verdict> {
-    let mtu = icmp::too_big_mtu(p.ip.family, egress_mtu, overhead as u32);
+    let mtu = icmp::too_big_mtu(ip.family, egress_mtu, overhead as u32);
     let mtu = mtu.ok_or(Verdict::TooBig)?;
-    if !icmp::may_answer(p.key.family(), p.key.src16()) || !icmp_packet::wants_too_big(ctx, p.ip) {
+    if !icmp::may_answer(to.family, to.sender) || !icmp_packet::wants_too_big(ctx, ip) {
         return Err(Verdict::TooBig);
     }
-    if !icmp_allowed(ICMP_BUCKET_TOO_BIG, p.now_ns) {
+    if !icmp_allowed(ICMP_BUCKET_TOO_BIG, to.now_ns) {
         return Err(Verdict::IcmpTooBigLimited);
     }
-    if !icmp_packet::send_too_big(ctx, p.l2, p.ip, mtu) {
+    if !icmp_packet::send_too_big(ctx, l2, ip, mtu) {
         return Err(Verdict::Internal);
     }
     Ok((Verdict::IcmpTooBigSent, xdp_action::XDP_TX))
+}
+
+/// Whom `too_big` answers: the sender of the packet (for an ICMP error
+/// carried to a backend, the flow it quotes), and the time for the rate
+/// limit.
+struct TooBigTo<'a> {
+    family: u8,
+    sender: &'a [u8; 16],
+    now_ns: u64,
 }
 
 /// The FIB's answer toward backend `id`, from this CPU's cache while it is

@@ -31,8 +31,8 @@ use lb_ebpf::{
 };
 
 use super::{
-    exit_of, fib_hop, next_hop, parse_verdict, transmit, XLB_BACKENDS, XLB_CLOCK, XLB_CONFIG,
-    XLB_VERDICTS,
+    exit_of, fib_hop, next_hop, parse_verdict, too_big, transmit, TooBigTo, XLB_BACKENDS,
+    XLB_CLOCK, XLB_CONFIG, XLB_VERDICTS,
 };
 
 /// Full NAT's sessions by the client's flow (client -> VIP): the NAT
@@ -158,13 +158,60 @@ fn nat_path(ctx: &XdpContext) -> Result<u32, Verdict> {
     let mut send_buf = MaybeUninit::<mem::Aligned<NatSend>>::uninit();
     // SAFETY: NatSend is integers and byte arrays: all-zero is valid.
     let send: &mut NatSend = unsafe { mem::zeroed(&mut send_buf) };
-    send.set_packet(&l2, &ip, now_ns());
+    send.set_packet(&l2, &ip, key, now_ns());
     if backend_id == NO_BACKEND {
         nat_reply(key, tcp_flags, send)?;
     } else {
         nat_forward(key, tcp_flags, backend_id, send)?;
     }
-    Ok(nat_send(ctx, send))
+    let sent = nat_send(ctx, send);
+    if sent & TOO_BIG != 0 {
+        return Ok(nat_too_big(ctx, send, sent & !TOO_BIG));
+    }
+    Ok(sent)
+}
+
+/// `nat_send`'s return for a packet too big for its egress (the egress MTU
+/// in the other bits): not an XDP action, whose values are small.
+const TOO_BIG: u32 = 1 << 31;
+
+/// Answers a packet too big for its egress as the other modes do, from the
+/// packet as it came (nothing is rewritten yet): a client's packet with an
+/// ICMP error from the VIP, a backend's reply with one from the NAT address;
+/// NAT adds no byte. A BPF subprogram of its own, called after `nat_send`
+/// returned rather than from it: the ICMP rewrite's stack on top of
+/// `nat_send`'s would pass the verifier's 512 bytes. Counts its verdict.
+#[inline(never)]
+fn nat_too_big(ctx: &XdpContext, a: &NatSend, egress_mtu: u32) -> u32 {
+    let (l3_off, l4_off, ip_len) = (a.l3_off as usize, a.l4_off as usize, a.ip_len as usize);
+    // Bounded again for the verifier, as in `nat_send_result`.
+    if l3_off > 0x1f || l4_off > 0xfff || ip_len > 0xffff {
+        return count_verdict(Verdict::Internal, Verdict::Internal.xdp_action());
+    }
+    let l2 = L2 {
+        l3_off,
+        ether_type: 0,
+        vlan_tpid: a.vlan_tpid,
+        vlan_tci: a.vlan_tci,
+    };
+    let ip = Ip {
+        family: a.family,
+        l3_off,
+        l4_off,
+        proto: a.proto,
+        l4: L4Status::TcpUdp,
+        ip_len,
+        tos: a.tos,
+    };
+    let to = TooBigTo {
+        family: a.family,
+        sender: &a.sender,
+        now_ns: a.now_ns,
+    };
+    match too_big(ctx, &l2, &ip, &to, egress_mtu, 0) {
+        Ok((v, action)) => count_verdict(v, action),
+        Err(v) => count_verdict(v, v.xdp_action()),
+    }
 }
 
 /// The clock (`lb_ebpf::clock`) in a function of its own: inlined, the
@@ -297,23 +344,29 @@ struct NatSend {
     cache_id: u32,
     vlan_tpid: u16,
     vlan_tci: [u8; 2],
-    l3_off: u32,
-    l4_off: u32,
-    ip_len: u32,
+    // u16: the offsets are within a page and an IP packet's length fits;
+    // a NatSend 8 bytes smaller keeps `xlb_nat` + `nat_too_big` within
+    // the verifier's 512-byte stack.
+    l3_off: u16,
+    l4_off: u16,
+    ip_len: u16,
     now_ns: u64,
+    /// The packet's source as it came: whom a too-big answer goes to.
+    sender: [u8; 16],
 }
 
 impl NatSend {
     #[inline(always)]
-    fn set_packet(&mut self, l2: &L2, ip: &Ip, now_ns: u64) {
+    fn set_packet(&mut self, l2: &L2, ip: &Ip, key: &FlowKey, now_ns: u64) {
+        bytes::copy(&mut self.sender, key.src16());
         self.family = ip.family;
         self.proto = ip.proto;
         self.tos = ip.tos;
         self.vlan_tpid = l2.vlan_tpid;
         self.vlan_tci = l2.vlan_tci;
-        self.l3_off = l2.l3_off as u32;
-        self.l4_off = ip.l4_off as u32;
-        self.ip_len = ip.ip_len as u32;
+        self.l3_off = l2.l3_off as u16;
+        self.l4_off = ip.l4_off as u16;
+        self.ip_len = ip.ip_len as u16;
         self.now_ns = now_ns;
     }
 }
@@ -322,11 +375,13 @@ impl NatSend {
 /// (`nat::rewrite`), the MACs and the transmit, as for every mode; counts
 /// its verdict and returns the XDP action. A BPF subprogram (see
 /// `xlb_nat`). NAT adds no byte, so only an egress with a smaller MTU than
-/// the packet's ingress makes it too big: it is dropped (`too_big`)
-/// without the ICMP answer the other modes send.
+/// the packet's ingress makes it too big: its sender gets the ICMP answer
+/// the other modes send (`too_big`).
 #[inline(never)]
 fn nat_send(ctx: &XdpContext, a: &NatSend) -> u32 {
     match nat_send_result(ctx, a) {
+        // Not counted: `nat_too_big` answers it and counts what it did.
+        Ok((Verdict::TooBig, too_big)) => too_big,
         Ok((v, action)) => count_verdict(v, action),
         Err(v) => count_verdict(v, v.xdp_action()),
     }
@@ -377,7 +432,7 @@ fn nat_send_result(ctx: &XdpContext, a: &NatSend) -> Result<(Verdict, u32), Verd
         fib_hop(ctx, &route, ingress)
     };
     if rc == fib_rc::FRAG_NEEDED {
-        return Err(Verdict::TooBig);
+        return Ok((Verdict::TooBig, TOO_BIG | hop.mtu));
     }
     let exit = exit_of(ctx, &l2, rc, &hop, ingress)?;
     if !encap::trim_to(ctx, l3_off + ip_len) {

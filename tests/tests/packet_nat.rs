@@ -16,7 +16,7 @@ use lb_common::{
 };
 use lb_userspace::explain::coarse_now_ns;
 use xlb_tests::{
-    balancer_fixture::{backend_mac, BalancerFixture, TestVip, BALANCER_V4, BALANCER_V6},
+    balancer_fixture::{backend_mac, BalancerFixture, TestVip, BALANCER_V4, BALANCER_V6, IFACE},
     expect::{XDP_DROP, XDP_PASS, XDP_TX},
     frames::{Frame, L4, TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN},
 };
@@ -476,4 +476,93 @@ fn icmp_errors_and_fragments_to_a_nat_vip_are_dropped_as_untranslatable() {
     let r = f.run(&frag.build());
     assert_eq!(r.action, XDP_DROP);
     assert_eq!(verdict_count(&f, Verdict::NatUntranslatable), 1);
+}
+
+/// A packet too big for the egress toward where it is translated to (NAT
+/// adds no byte: the egress MTU is below the ingress one) is answered as in
+/// every other mode, with the egress MTU: a client's packet from the VIP, a
+/// backend's reply from the NAT address (whose socket that is). One that
+/// fits exactly is translated. Before, both were dropped without an answer,
+/// and path MTU discovery through a NAT VIP never converged.
+#[test]
+fn packets_too_big_for_the_egress_are_answered_in_both_directions() {
+    let Some(mut f) = nat_fixture("nat_too_big", PORTS, NatTimeouts::DEFAULT) else {
+        return;
+    };
+    f.ns.ip(&format!("link set {IFACE} mtu 1400"));
+    let cases = [("v4", VIP4, CLIENT4, B4, 28), ("v6", VIP6, CLIENT6, B6, 48)];
+    for (what, vip_addr, client, backend, headers) in cases {
+        nat_vip(&mut f, vip_addr, PROTO_UDP, &[backend]);
+        let mut fr = Frame::udp(ip(client), 40000, ip(vip_addr), VPORT, f.if_mac);
+        fr.payload = vec![0xab; 1401 - headers];
+        let r = f.run(&fr.build());
+        assert_eq!(r.action, XDP_TX, "{what}: client's packet");
+        assert_too_big(
+            &r.out,
+            ip(vip_addr),
+            ip(client),
+            1400,
+            &format!("{what}: to the client"),
+        );
+
+        fr.payload = vec![0xab; 1400 - headers];
+        let port = candidate(&f, &fr, 0);
+        let r = f.run(&fr.build());
+        assert_eq!(r.action, XDP_TX, "{what}: exactly the MTU");
+        assert_eq!(
+            r.out,
+            expected_forward(&f, &fr, backend, port),
+            "{what}: translated"
+        );
+
+        let mut reply = reply_to(&f, &fr, backend, port, L4::Udp);
+        reply.payload = vec![0xcd; 1401 - headers];
+        let r = f.run(&reply.build());
+        assert_eq!(r.action, XDP_TX, "{what}: backend's reply");
+        assert_too_big(
+            &r.out,
+            nat_of(&fr),
+            ip(backend),
+            1400,
+            &format!("{what}: to the backend"),
+        );
+    }
+    assert_eq!(verdict_count(&f, Verdict::IcmpTooBigSent), 4);
+    assert_eq!(verdict_count(&f, Verdict::TooBig), 0);
+}
+
+/// `out` is an ICMP "fragmentation needed" (IPv4) or "packet too big"
+/// (IPv6) from `from` to `to` telling `mtu`.
+fn assert_too_big(out: &[u8], from: IpAddr, to: IpAddr, mtu: u32, what: &str) {
+    match (from, to) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            assert_eq!(out[23], 1, "{what}: ICMP");
+            assert_eq!(
+                (&out[26..30], &out[30..34]),
+                (&s.octets()[..], &d.octets()[..]),
+                "{what}"
+            );
+            assert_eq!((out[34], out[35]), (3, 4), "{what}: fragmentation needed");
+            assert_eq!(
+                u32::from(u16::from_be_bytes([out[40], out[41]])),
+                mtu,
+                "{what}: MTU"
+            );
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            assert_eq!(out[20], 58, "{what}: ICMPv6");
+            assert_eq!(
+                (&out[22..38], &out[38..54]),
+                (&s.octets()[..], &d.octets()[..]),
+                "{what}"
+            );
+            assert_eq!((out[54], out[55]), (2, 0), "{what}: packet too big");
+            assert_eq!(
+                u32::from_be_bytes([out[58], out[59], out[60], out[61]]),
+                mtu,
+                "{what}: MTU"
+            );
+        }
+        _ => panic!("{what}: mixed families"),
+    }
 }

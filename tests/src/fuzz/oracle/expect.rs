@@ -591,10 +591,8 @@ pub(super) fn balanced(
             Path::Unreachable => drop = drop.with(Verdict::FibUnreachable),
             p if p.mtu().is_some_and(|m| outer_len as u64 > u64::from(m)) => {
                 let mtu = p.mtu().unwrap_or(0);
-                // nat drops what is too big, unanswered.
-                if answerable
-                    && vip.mode != Mode::Nat
-                    && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
+                // Every mode, nat included, answers what it may answer.
+                if answerable && icmp::too_big_mtu(ip.v4, mtu, vip.mode.overhead(b.addr)).is_some()
                 {
                     answer = Some(Answer::TooBig);
                     drop = drop.with(Verdict::IcmpTooBigLimited);

@@ -781,6 +781,35 @@ fn unreachable_and_unresolved_backends() {
 }
 
 /// The model with VIP 0 forwarded by `mode`.
+/// nat adds no byte: a packet larger than the path MTU itself is answered
+/// with that MTU like every other mode's (it used to be dropped
+/// unanswered).
+#[test]
+fn nat_answers_too_big_with_the_path_mtu() {
+    // VIP 1, the UDP one behind MTU 1400, in nat mode.
+    let mut m = model();
+    let v = m.vips.remove(1).with_mode(Mode::Nat);
+    m.vips.insert(1, v);
+    let fits = frame("10.100.0.1", 5, true, None, &[7; 1400 - 28]);
+    let e = expect(&m, &fits);
+    assert!(!e.drop.contains(Verdict::TooBig), "{e:?}");
+    let over = frame("10.100.0.1", 5, true, None, &[7; 1401 - 28]);
+    let e = expect(&m, &over);
+    assert_eq!(e.answer, Some(Answer::TooBig), "{e:?}");
+    assert!(e.drop.contains(Verdict::IcmpTooBigLimited), "{e:?}");
+    assert!(!e.drop.contains(Verdict::TooBig), "{e:?}");
+    let mut answer = Vec::new();
+    PacketBuilder::ethernet2(INGRESS.mac, CLIENT_MAC)
+        .ipv4([10, 100, 0, 1], [192, 0, 2, 7], 64)
+        .icmpv4_raw(3, 4, [0, 0, 0x05, 0x78])
+        .write(&mut answer, &over[14..14 + 28])
+        .expect("write");
+    answer[15] = 0xc0;
+    crate::frames::fix_ipv4_checksum(&mut answer, 14);
+    let ok = judge(&m, &over, &e, XDP_TX, &answer).expect("the path MTU, 1400");
+    assert_eq!(ok.verdicts, only(Verdict::IcmpTooBigSent));
+}
+
 fn model_with(mode: Mode) -> Model {
     let mut m = model();
     let v = m.vips.remove(0).with_mode(mode);
