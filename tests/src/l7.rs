@@ -17,6 +17,7 @@
 use std::{
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpStream},
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -76,6 +77,9 @@ impl Nginx {
                 .args(["-c"])
                 .arg(&path)
                 .args(["-g", "daemon off;"])
+                // A process group of its own: `kill` ends the master and
+                // every worker it ever forked with one signal.
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()
@@ -95,40 +99,24 @@ impl Nginx {
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
-    /// Kills the node (SIGKILL: a crash, no graceful close): its workers
-    /// first (they would go on serving without their master), then the
-    /// master this process started.
+    /// Kills the node (SIGKILL: a crash, no graceful close): its whole
+    /// process group, the master this process started and its workers, in
+    /// one signal. Killing the workers first and the master after raced:
+    /// a master that saw its worker die forked a new one before its own
+    /// SIGKILL, and that orphan kept the port open and the node healthy
+    /// (a CI run whose health check never saw the node down).
     pub fn kill(&mut self) {
         let Some(mut master) = self.child.take() else {
             return;
         };
-        for worker in children_of(master.id()) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(worker as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        let _ = master.kill();
+        // The group's id is the master's pid (`process_group(0)`); it
+        // exists while any member lives, the master being our child.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(master.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         let _ = master.wait();
     }
-}
-
-/// The processes whose parent is `pid` (from `/proc/*/stat`).
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let child: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        // "pid (comm) state ppid ...": comm may hold spaces, so split
-        // after its closing parenthesis.
-        let after = stat.rsplit_once(')')?.1;
-        let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == pid).then_some(child)
-    })
-    .collect()
 }
 
 impl Drop for Nginx {
