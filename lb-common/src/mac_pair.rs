@@ -47,25 +47,13 @@ impl MacPair {
     }
 
     /// The source MAC.
-    pub const fn smac(&self) -> [u8; 6] {
-        let mut m = [0; 6];
-        let mut i = 0;
-        while i < 6 {
-            m[i] = self.src(i);
-            i += 1;
-        }
-        m
+    pub fn smac(&self) -> [u8; 6] {
+        core::array::from_fn(|i| self.src(i))
     }
 
     /// The destination MAC.
-    pub const fn dmac(&self) -> [u8; 6] {
-        let mut m = [0; 6];
-        let mut i = 0;
-        while i < 6 {
-            m[i] = self.dst(i);
-            i += 1;
-        }
-        m
+    pub fn dmac(&self) -> [u8; 6] {
+        core::array::from_fn(|i| self.dst(i))
     }
 
     /// The three words (stored into a `CachedHop`).

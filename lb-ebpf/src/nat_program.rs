@@ -158,7 +158,7 @@ fn nat_path(ctx: &XdpContext) -> Result<u32, Verdict> {
     let mut send_buf = MaybeUninit::<mem::Aligned<NatSend>>::uninit();
     // SAFETY: NatSend is integers and byte arrays: all-zero is valid.
     let send: &mut NatSend = unsafe { mem::zeroed(&mut send_buf) };
-    send.set_packet(&l2, &ip, key, now_ns());
+    send.set_packet(&l2, &ip, now_ns());
     if backend_id == NO_BACKEND {
         nat_reply(key, tcp_flags, send)?;
     } else {
@@ -166,7 +166,7 @@ fn nat_path(ctx: &XdpContext) -> Result<u32, Verdict> {
     }
     let sent = nat_send(ctx, send);
     if sent & TOO_BIG != 0 {
-        return Ok(nat_too_big(ctx, send, sent & !TOO_BIG));
+        return Ok(nat_too_big(ctx, send, key.src16(), sent & !TOO_BIG));
     }
     Ok(sent)
 }
@@ -180,32 +180,17 @@ const TOO_BIG: u32 = 1 << 31;
 /// ICMP error from the VIP, a backend's reply with one from the NAT address;
 /// NAT adds no byte. A BPF subprogram of its own, called after `nat_send`
 /// returned rather than from it: the ICMP rewrite's stack on top of
-/// `nat_send`'s would pass the verifier's 512 bytes. Counts its verdict.
+/// `nat_send`'s would pass the verifier's 512 bytes. `sender` is the
+/// packet's source as parsed (the caller's key: nothing is copied for the
+/// packets that fit). Counts its verdict.
 #[inline(never)]
-fn nat_too_big(ctx: &XdpContext, a: &NatSend, egress_mtu: u32) -> u32 {
-    let (l3_off, l4_off, ip_len) = (a.l3_off as usize, a.l4_off as usize, a.ip_len as usize);
-    // Bounded again for the verifier, as in `nat_send_result`.
-    if l3_off > 0x1f || l4_off > 0xfff || ip_len > 0xffff {
+fn nat_too_big(ctx: &XdpContext, a: &NatSend, sender: &[u8; 16], egress_mtu: u32) -> u32 {
+    let Some((l2, ip)) = a.packet() else {
         return count_verdict(Verdict::Internal, Verdict::Internal.xdp_action());
-    }
-    let l2 = L2 {
-        l3_off,
-        ether_type: 0,
-        vlan_tpid: a.vlan_tpid,
-        vlan_tci: a.vlan_tci,
-    };
-    let ip = Ip {
-        family: a.family,
-        l3_off,
-        l4_off,
-        proto: a.proto,
-        l4: L4Status::TcpUdp,
-        ip_len,
-        tos: a.tos,
     };
     let to = TooBigTo {
         family: a.family,
-        sender: &a.sender,
+        sender,
         now_ns: a.now_ns,
     };
     match too_big(ctx, &l2, &ip, &to, egress_mtu, 0) {
@@ -345,20 +330,17 @@ struct NatSend {
     vlan_tpid: u16,
     vlan_tci: [u8; 2],
     // u16: the offsets are within a page and an IP packet's length fits;
-    // a NatSend 8 bytes smaller keeps `xlb_nat` + `nat_too_big` within
-    // the verifier's 512-byte stack.
+    // a smaller NatSend (in `xlb_nat`'s frame) leaves room under the
+    // verifier's 512-byte stack for `nat_too_big`'s.
     l3_off: u16,
     l4_off: u16,
     ip_len: u16,
     now_ns: u64,
-    /// The packet's source as it came: whom a too-big answer goes to.
-    sender: [u8; 16],
 }
 
 impl NatSend {
     #[inline(always)]
-    fn set_packet(&mut self, l2: &L2, ip: &Ip, key: &FlowKey, now_ns: u64) {
-        bytes::copy(&mut self.sender, key.src16());
+    fn set_packet(&mut self, l2: &L2, ip: &Ip, now_ns: u64) {
         self.family = ip.family;
         self.proto = ip.proto;
         self.tos = ip.tos;
@@ -368,6 +350,38 @@ impl NatSend {
         self.l4_off = ip.l4_off as u16;
         self.ip_len = ip.ip_len as u16;
         self.now_ns = now_ns;
+    }
+
+    /// The packet's link-layer and IP facts back from what `set_packet`
+    /// kept, bounded again for the verifier (a subprogram is checked from
+    /// its own arguments): Ethernet and one VLAN tag are 18 bytes, an XDP
+    /// frame is one page. `None`: out of bounds (never, from `set_packet`).
+    #[inline(always)]
+    fn packet(&self) -> Option<(L2, Ip)> {
+        let (l3_off, l4_off, ip_len) = (
+            self.l3_off as usize,
+            self.l4_off as usize,
+            self.ip_len as usize,
+        );
+        if l3_off > 0x1f || l4_off > 0xfff || ip_len > 0xffff {
+            return None;
+        }
+        let l2 = L2 {
+            l3_off,
+            ether_type: 0,
+            vlan_tpid: self.vlan_tpid,
+            vlan_tci: self.vlan_tci,
+        };
+        let ip = Ip {
+            family: self.family,
+            l3_off,
+            l4_off,
+            proto: self.proto,
+            l4: L4Status::TcpUdp,
+            ip_len,
+            tos: self.tos,
+        };
+        Some((l2, ip))
     }
 }
 
@@ -389,28 +403,8 @@ fn nat_send(ctx: &XdpContext, a: &NatSend) -> u32 {
 
 #[inline(always)]
 fn nat_send_result(ctx: &XdpContext, a: &NatSend) -> Result<(Verdict, u32), Verdict> {
-    // Bounded again for the verifier, which checks this function from its
-    // own arguments (Ethernet and one VLAN tag are 18 bytes; an XDP frame
-    // is one page).
-    let (l3_off, l4_off, ip_len) = (a.l3_off as usize, a.l4_off as usize, a.ip_len as usize);
-    if l3_off > 0x1f || l4_off > 0xfff || ip_len > 0xffff {
-        return Err(Verdict::Internal);
-    }
-    let l2 = L2 {
-        l3_off,
-        ether_type: 0,
-        vlan_tpid: a.vlan_tpid,
-        vlan_tci: a.vlan_tci,
-    };
-    let ip = Ip {
-        family: a.family,
-        l3_off,
-        l4_off,
-        proto: a.proto,
-        l4: L4Status::TcpUdp,
-        ip_len,
-        tos: a.tos,
-    };
+    let (l2, ip) = a.packet().ok_or(Verdict::Internal)?;
+    let (l3_off, ip_len) = (ip.l3_off, ip.ip_len);
     let mut zero_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
     let unspecified: &[u8; 16] = unsafe { mem::zeroed(&mut zero_buf) };

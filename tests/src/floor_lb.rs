@@ -67,22 +67,37 @@ pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
     flows
         .insert(key, FlowValue::new(BACKEND_ID6, 0), 0)
         .with_context(|| format!("writing {}", floor_lb::FLOWS_MAP))?;
+    install_way_out(
+        maps,
+        BACKEND_ID6,
+        IpAddr::V6(flow.backend),
+        floor_lb::HOP_SLOT_V6,
+        flow.hop,
+    )
+}
+
+/// Writes backend `id` (at `addr`, of [`VIP_ID`]), the VIP in
+/// `XLB_FLB_VIPARR` (IP-in-IP) and `hop` in slot `hop_slot`: where a
+/// floor's packet goes once its entry named the backend.
+fn install_way_out(
+    maps: &mut impl AuxMaps,
+    id: u32,
+    addr: IpAddr,
+    hop_slot: u32,
+    hop: FloorLbHop,
+) -> Result<()> {
     let mut backends: Array<&mut MapData, Backend> =
         Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
     backends
-        .set(
-            BACKEND_ID6,
-            Backend::new(IpAddr::V6(flow.backend), VIP_ID, 100, true),
-            0,
-        )
+        .set(id, Backend::new(addr, VIP_ID, 100, true), 0)
         .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
     let mut viparr: Array<&mut MapData, VipInfo> =
         Array::try_from(map(maps, floor_lb::VIPARR_MAP)?)?;
     viparr
         .set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
         .with_context(|| format!("writing {}", floor_lb::VIPARR_MAP))?;
-    let mut hop: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
-    hop.set(floor_lb::HOP_SLOT_V6, flow.hop, 0)
+    let mut hops: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
+    hops.set(hop_slot, hop, 0)
         .with_context(|| format!("writing {}", floor_lb::HOP_MAP))?;
     Ok(())
 }
@@ -152,22 +167,5 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     index
         .set(VIP_ID, u64::from(CFG_INDEX), 0)
         .with_context(|| format!("writing {}", floor_lb::CFG_IX_MAP))?;
-    let mut backends: Array<&mut MapData, Backend> =
-        Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
-    backends
-        .set(
-            BACKEND_ID,
-            Backend::new(IpAddr::V4(flow.backend), VIP_ID, 100, true),
-            0,
-        )
-        .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
-    let mut viparr: Array<&mut MapData, VipInfo> =
-        Array::try_from(map(maps, floor_lb::VIPARR_MAP)?)?;
-    viparr
-        .set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
-        .with_context(|| format!("writing {}", floor_lb::VIPARR_MAP))?;
-    let mut hop: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
-    hop.set(0, flow.hop, 0)
-        .with_context(|| format!("writing {}", floor_lb::HOP_MAP))?;
-    Ok(())
+    install_way_out(maps, BACKEND_ID, IpAddr::V4(flow.backend), 0, flow.hop)
 }
