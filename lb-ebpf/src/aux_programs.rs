@@ -28,17 +28,22 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
+    bytes,
+    decision::{self, follows_flow_entry, Egress, PacketFacts},
     floor_lb::{FloorLbHop, FlowKey16, FLOOR_E2E_BACKENDS, HOP_SLOT_V6},
     forwarding::FORWARDING_IPIP,
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
-    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, FAMILY_V6,
-    PROTO_TCP, PROTO_UDP,
+    policy::source_access_current,
+    vip_filter_slot, Backend, BackendStats, CachedHop, ClockCache, FlowKey, FlowValue,
+    GlobalConfig, VipInfo, VipKey, VipPolicy, VipSlot, DEFAULT_OUTER_TTL, FAMILY_V4, FAMILY_V6,
+    PROTO_TCP, PROTO_UDP, VIP_FILTER_WORDS,
 };
 use lb_ebpf::{
+    clock,
     encap::{self, Outer},
     mem,
     packet::{mut_at, ref_at},
-    parse::{ETH_P_IPV4, ETH_P_IPV6, L2},
+    parse::{self, L4Status, ETH_P_IPV4, ETH_P_IPV6, L2},
 };
 use network_types::{
     eth::EthHdr,
@@ -485,6 +490,160 @@ fn floor_min(ctx: &XdpContext) -> Option<u32> {
         return None;
     }
     push_toward(ctx, backend, FAMILY_V4, tos, inner_len)
+}
+
+/// `xlb_floor_full`'s maps: what the balancer's required checks and
+/// counters read, one of each (`lb_common::floor_lb::FULL_*`).
+#[map]
+static XLB_FLB_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_WORDS, 0);
+
+#[map]
+static XLB_FLB_POLICY: Array<VipPolicy> = Array::with_max_entries(16, 0);
+
+#[map]
+static XLB_FLB_CONFIG: Array<GlobalConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static XLB_FLB_CLOCK: PerCpuArray<ClockCache> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+static XLB_FLB_NHOPS: PerCpuArray<CachedHop> = PerCpuArray::with_max_entries(16, 0);
+
+#[map]
+static XLB_FLB_BESTAT: PerCpuArray<BackendStats> = PerCpuArray::with_max_entries(16, 0);
+
+#[map]
+static XLB_FLB_VERD: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The balancer's required work for an established IPv4 TCP flow, written
+/// straight for that one case (`lb_common::floor_lb::PROGRAM_FULL`).
+#[xdp]
+#[inline(always)]
+pub fn xlb_floor_full(ctx: XdpContext) -> u32 {
+    let (slot, action) = match floor_full(&ctx) {
+        Some(a) => (0, a),
+        None => (1, xdp_action::XDP_PASS),
+    };
+    if let Some(c) = XLB_FLB_VERD.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *c += 1 };
+    }
+    action
+}
+
+/// `floor_entry` plus every per-packet duty an established flow has by the
+/// resolved issues, each in its cheapest form and none of the balancer's
+/// generality (other families' outer headers, modes, ICMP, carriers):
+/// the balancer's own full parse (one VLAN tag, IPv4 validation,
+/// fragments: issue 9), the VIP-address filter, the bare-SYN test, the
+/// entry's checks (backend live and healthy, UDP expiry: first wave, issue
+/// 9) and its policy generation (issue 12), the clock, ONE counter write
+/// (the backend's packets and bytes, from which a VIP's totals can be
+/// summed) besides the outcome counter every packet bumps, the outer
+/// source and TTL from the config, this CPU's next hop toward the backend
+/// (fresh, MTU-checked length: issue 11) kept on the ingress VLAN (issue
+/// 9), Ethernet padding trimmed, the push, XDP_TX.
+#[inline(always)]
+fn floor_full(ctx: &XdpContext) -> Option<u32> {
+    let l2 = parse::parse_l2(ctx).ok()?;
+    let mut key_buf = MaybeUninit::<mem::Aligned<FlowKey>>::uninit();
+    // SAFETY: FlowKey is byte arrays and bytes: all-zero is valid.
+    let key: &mut FlowKey = unsafe { mem::zeroed(&mut key_buf) };
+    let ip = parse::parse_ip(ctx, &l2, key).ok()?;
+    if ip.l4 != L4Status::TcpUdp {
+        return None;
+    }
+    let tcp_flags = parse::parse_ports(ctx, &ip, key).ok()?;
+    // Only after the ports, as in the balancer: knowing the family first,
+    // LLVM folds the TCP header's bounds check into the IPv4 length check,
+    // a proof the verifier cannot follow.
+    if ip.family != FAMILY_V4 {
+        return None;
+    }
+    let key: &FlowKey = key;
+    let (word, mask) = vip_filter_slot(key.dst16());
+    if *XLB_FLB_FILTER.get(word)? & mask == 0 {
+        return None;
+    }
+    let opening = PacketFacts {
+        proto: key.proto(),
+        tcp_flags,
+        now_ns: 0,
+    }
+    .opens_connection();
+    if opening {
+        return None;
+    }
+    let entry = XLB_FLB_FLOWS.get_ptr_mut(key)?;
+    // SAFETY: a map value, valid for the whole run.
+    let entry = unsafe { &*entry };
+    let id = entry.backend_id;
+    let backend = XLB_FLB_BES.get(id)?;
+    let index = XLB_FLB_CFG_IX.get(backend.vip_id)?;
+    // SAFETY: a valid, aligned map value.
+    let index = unsafe { core::ptr::read_volatile(index) };
+    let slot = XLB_FLB_CFG.get(index as u32)?;
+    if !slot.is_exact_vip_of(key) {
+        return None;
+    }
+    let vip = &slot.info;
+    let policy = XLB_FLB_POLICY.get(vip.vip_id)?;
+    let packet = PacketFacts {
+        proto: key.proto(),
+        tcp_flags,
+        now_ns: clock::now_ns(&XLB_FLB_CLOCK),
+    };
+    if !follows_flow_entry(id, backend, vip, entry, &packet)
+        || !source_access_current(policy, entry)
+        || vip.forwarding_byte() != FORWARDING_IPIP
+    {
+        return None;
+    }
+    if let Some(s) = XLB_FLB_BESTAT.get_ptr_mut(id) {
+        // SAFETY: per-CPU slot.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += ip.ip_len as u64;
+        }
+    }
+    let cfg = XLB_FLB_CONFIG.get(0)?;
+    let hop = XLB_FLB_NHOPS.get(id)?;
+    let len = ip.ip_len + Ipv4Hdr::LEN;
+    if packet.now_ns >= hop.expires_ns || len > usize::from(hop.checked_len) {
+        return None;
+    }
+    let ingress = ctx.ingress_ifindex() as u32;
+    let how = decision::egress(
+        ingress,
+        l2.vlan_tpid,
+        l2.vlan_tci,
+        hop.ifindex,
+        &hop.egress_vlan,
+    );
+    if how != Egress::Tx || !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
+        return None;
+    }
+    let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
+    // SAFETY: a byte array: all-zero is valid.
+    let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
+    bytes::copy_v4(src, cfg.src_v4_octets()?);
+    let outer = Outer {
+        family: FAMILY_V4,
+        src,
+        dst: backend.addr16(),
+        tos: ip.tos,
+        ttl: cfg.outer_ttl(),
+        flow_label: 0,
+        inner_family: FAMILY_V4,
+        inner_len: ip.ip_len,
+        udp_len: 0,
+        udp_dport: [0; 2],
+        udp_sport: 0,
+    };
+    if !encap::push_outer(ctx, &l2, &outer, &hop.macs()) {
+        return None;
+    }
+    Some(xdp_action::XDP_TX)
 }
 
 /// Parses an Ethernet/IPv4/TCP frame into `key` (zeroed); returns the

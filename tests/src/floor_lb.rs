@@ -1,5 +1,5 @@
 //! The per-packet benchmark's essential-work floors `xlb_floor_lb`,
-//! `xlb_floor_lb16`, `xlb_floor_entry` and `xlb_floor_min` (lb-ebpf's
+//! `xlb_floor_lb16`, `xlb_floor_entry`, `xlb_floor_min` and `xlb_floor_full` (lb-ebpf's
 //! `aux_programs.rs`, names in `lb_common::floor_lb`) filled for one established IPv4 TCP flow: its VIP,
 //! its entry in both connection tables, its backend and the next hop. Shared
 //! by the benchmark and the packet test, so both measure and check the same
@@ -9,12 +9,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result};
 use aya::{
-    maps::{Array, HashMap, Map, MapData},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    util::nr_cpus,
     Ebpf,
 };
 use lb_common::{
     floor_lb::{self, FloorLbHop, FlowKey16},
-    Backend, FlowKey, FlowValue, VipInfo, VipKey, VipSlot, PROTO_TCP,
+    vip_filter_slot_of, Backend, CachedHop, FlowKey, FlowValue, GlobalConfig, MacPair, VipInfo,
+    VipKey, VipPolicy, VipSlot, DEFAULT_OUTER_TTL, PROTO_TCP,
 };
 use lb_userspace::dataplane::aux::AuxPrograms;
 
@@ -34,6 +36,10 @@ pub struct OneFlow {
     pub dport: u16,
     pub backend: Ipv4Addr,
     pub hop: FloorLbHop,
+    /// The interface its packets arrive on and leave by (XDP_TX): the next
+    /// hop `xlb_floor_full` finds cached (a test run without a context
+    /// arrives on the loopback, 1).
+    pub ifindex: u32,
 }
 
 /// The one IPv6 flow `xlb_floor_min6` balances.
@@ -167,5 +173,45 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     index
         .set(VIP_ID, u64::from(CFG_INDEX), 0)
         .with_context(|| format!("writing {}", floor_lb::CFG_IX_MAP))?;
-    install_way_out(maps, BACKEND_ID, IpAddr::V4(flow.backend), 0, flow.hop)
+    install_way_out(maps, BACKEND_ID, IpAddr::V4(flow.backend), 0, flow.hop)?;
+    install_full(maps, flow)
+}
+
+/// What `xlb_floor_full` reads besides `xlb_floor_entry`'s maps: the VIP's
+/// filter bit, its policy (none), the outer source and TTL, and on every
+/// CPU a fresh next hop toward the backend out of `flow.ifindex`, untagged.
+fn install_full(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
+    let (word, mask) = vip_filter_slot_of(IpAddr::V4(flow.vip));
+    let mut filter: Array<&mut MapData, u64> =
+        Array::try_from(map(maps, floor_lb::FULL_FILTER_MAP)?)?;
+    let bits = filter.get(&word, 0).unwrap_or(0);
+    filter
+        .set(word, bits | mask, 0)
+        .with_context(|| format!("writing {}", floor_lb::FULL_FILTER_MAP))?;
+    let mut policy: Array<&mut MapData, VipPolicy> =
+        Array::try_from(map(maps, floor_lb::FULL_POLICY_MAP)?)?;
+    policy
+        .set(VIP_ID, VipPolicy::default(), 0)
+        .with_context(|| format!("writing {}", floor_lb::FULL_POLICY_MAP))?;
+    let mut config: Array<&mut MapData, GlobalConfig> =
+        Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
+    let src = Ipv4Addr::from(<[u8; 4]>::try_from(&flow.hop.outer_src16()[..4])?);
+    config
+        .set(
+            0,
+            GlobalConfig::new(Some(src), None).with_outer_ttl(DEFAULT_OUTER_TTL),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
+    let mut hop = CachedHop::default();
+    hop.expires_ns = u64::MAX;
+    hop.ifindex = flow.ifindex;
+    hop.checked_len = u16::MAX;
+    hop.set_macs(&MacPair::new(flow.hop.smac(), flow.hop.dmac()));
+    let cpus = nr_cpus().map_err(|(_, e)| e)?;
+    let mut hops: PerCpuArray<&mut MapData, CachedHop> =
+        PerCpuArray::try_from(map(maps, floor_lb::FULL_NEXTHOPS_MAP)?)?;
+    hops.set(BACKEND_ID, PerCpuValues::try_from(vec![hop; cpus])?, 0)
+        .with_context(|| format!("writing {}", floor_lb::FULL_NEXTHOPS_MAP))?;
+    Ok(())
 }

@@ -36,11 +36,12 @@ const DMAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 const SMAC: [u8; 6] = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
 const OUTER_SRC: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
-const FLOORS: [&str; 4] = [
+const FLOORS: [&str; 5] = [
     floor_lb::PROGRAM,
     floor_lb::PROGRAM16,
     floor_lb::PROGRAM_ENTRY,
     floor_lb::PROGRAM_MIN,
+    floor_lb::PROGRAM_FULL,
 ];
 
 fn flow() -> OneFlow {
@@ -51,6 +52,8 @@ fn flow() -> OneFlow {
         dport: 80,
         backend: Ipv4Addr::new(10, 0, 0, 10),
         hop: FloorLbHop::new(OUTER_SRC, DMAC, SMAC),
+        // A test run without a context arrives on the loopback.
+        ifindex: 1,
     }
 }
 

@@ -39,11 +39,12 @@ pub const VLAN_DEV: &str = "xlbl0v100";
 pub const VLAN_ID: u16 = 100;
 const VLAN_NET: [u8; 3] = [10, 1, 100];
 /// Veth pairs that only hold programs in the XDP dispatcher (see `attach_live`).
-const HOLDER_PAIRS: [(&str, &str); 4] = [
+const HOLDER_PAIRS: [(&str, &str); 5] = [
     ("xlbh0", "xlbh1"),
     ("xlbh2", "xlbh3"),
     ("xlbh4", "xlbh5"),
     ("xlbh6", "xlbh7"),
+    ("xlbh8", "xlbh9"),
 ];
 /// The next hop of backends outside `xlbl0`'s subnet (see
 /// [`BenchEnv::route_via_gateway`]).
@@ -89,7 +90,8 @@ pub fn global_config() -> GlobalConfig {
 pub enum Program {
     Balancer,
     /// One of `lb_common::program_names::{PASS, FLOOR_TX}` or
-    /// `lb_common::floor_lb::{PROGRAM, PROGRAM16, PROGRAM_ENTRY, PROGRAM_MIN}`.
+    /// `lb_common::floor_lb::{PROGRAM, PROGRAM16, PROGRAM_ENTRY, PROGRAM_MIN,
+    /// PROGRAM_MIN6, PROGRAM_FULL}`.
     Aux(&'static str),
 }
 
@@ -247,7 +249,7 @@ fn add_vlan_standin(ns: &NetNs, dp: &mut Dataplane) -> Result<()> {
 /// Native-mode attachments for live mode (the thread must be in `ns`):
 /// - the sink on `xlbl1`, which makes `xlbl0` deliver XDP_TX frames at all;
 /// - every program that live mode runs, natively attached to the otherwise
-///   unused, down veth pairs `xlbh0`/`xlbh1` to `xlbh6`/`xlbh7`. A test run
+///   unused, down veth pairs `xlbh0`/`xlbh1` to `xlbh8`/`xlbh9`. A test run
 ///   with `repeat > 1` adds its program to the kernel's XDP dispatcher and
 ///   removes it afterwards, each time waiting for an RCU grace period (about
 ///   25 ms per call measured here) unless the program is already in the
@@ -265,7 +267,7 @@ fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<
     for (a, b) in HOLDER_PAIRS {
         ns.ip(&format!("link add {a} type veth peer name {b}"));
     }
-    let [(h0, h1), (h2, h3), (h4, h5), (h6, h7)] = HOLDER_PAIRS;
+    let [(h0, h1), (h2, h3), (h4, h5), (h6, h7), (h8, _)] = HOLDER_PAIRS;
     dp.program()?
         .attach(h0, XdpMode::Driver)
         .with_context(|| format!("attaching xlb_balancer to {h0} (dispatcher holder)"))?;
@@ -277,6 +279,7 @@ fn attach_live(ns: &NetNs, dp: &mut Dataplane, aux: &mut AuxPrograms) -> Result<
         (floor_lb::PROGRAM_ENTRY, h5),
         (floor_lb::PROGRAM_MIN, h6),
         (floor_lb::PROGRAM_MIN6, h7),
+        (floor_lb::PROGRAM_FULL, h8),
     ] {
         aux.program(name)?
             .attach(dev, XdpMode::Driver)

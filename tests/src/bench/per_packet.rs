@@ -10,7 +10,8 @@
 //! are also filed as their cost above the essential-work floor `floor_lb`
 //! (`above_floor_lb_ns`: what xlb does beyond the VIP lookup, the connection
 //! lookup, the backend read and the IP-in-IP push any hash-map balancer
-//! needs).
+//! needs); the IPv4 flow hit also above `floor_full` (`above_floor_full_ns`:
+//! beyond xlb's own duties on that path, written straight for it).
 //!
 //! Also: the verifier's instruction count of `xlb_balancer`, and the time per
 //! packet of one `repeat = 1,000,000` run for paths that do not rewrite the
@@ -61,6 +62,8 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "per_packet.floor_min6.median_ns",
     "per_packet.v4_tcp_flow_hit.above_floor_lb_ns",
     "per_packet.v6_tcp_flow_hit.above_floor_lb_ns",
+    "per_packet.floor_full.median_ns",
+    "per_packet.v4_tcp_flow_hit.above_floor_full_ns",
 ];
 
 /// Scenarios also filed as their cost above `floor_lb`: the balancer's paths
@@ -136,6 +139,20 @@ impl Results {
         ))
     }
 
+    /// (median, mean) minus `floor_full`'s, for the IPv4 flow hit: what the
+    /// balancer costs beyond its own duties written straight for that path
+    /// (`xlb_floor_full`), i.e. the price of its generality.
+    pub fn above_floor_full(&self, s: &ScenarioTiming) -> Option<(i64, f64)> {
+        if s.name != "v4_tcp_flow_hit" {
+            return None;
+        }
+        let f = self.timing("floor_full")?.summary;
+        Some((
+            s.summary.median_ns as i64 - f.median_ns as i64,
+            s.summary.mean_ns - f.mean_ns,
+        ))
+    }
+
     /// median / floor_pass median: the cost in units of an empty program's
     /// call, which scales with the VM's speed as the scenario does.
     pub fn ratio_to_floor_pass(&self, s: &ScenarioTiming) -> Option<f64> {
@@ -166,6 +183,10 @@ impl Results {
             if let Some((median, mean)) = self.above_floor_lb(s) {
                 report.insert(&format!("{p}.above_floor_lb_ns"), median);
                 report.insert(&format!("{p}.above_floor_lb_mean_ns"), round(mean));
+            }
+            if let Some((median, mean)) = self.above_floor_full(s) {
+                report.insert(&format!("{p}.above_floor_full_ns"), median);
+                report.insert(&format!("{p}.above_floor_full_mean_ns"), round(mean));
             }
             if let Some(r) = self.ratio_to_floor_pass(s) {
                 report.insert(&format!("{p}.ratio_to_floor_pass"), round(r));

@@ -37,7 +37,9 @@
 //! `floor_entry` (`xlb_floor_entry`: the same in xlb's order, the VIP
 //! through the connection's backend instead of its own hash lookup) and
 //! `floor_min` (`xlb_floor_min`: the least of them, a 16-byte key's entry,
-//! its backend, the backend's VIP from an array, the push) get
+//! its backend, the backend's VIP from an array, the push) and `floor_full`
+//! (`xlb_floor_full`: `floor_entry` plus every duty the balancer has on
+//! that path, written straight for it) get
 //! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
 //! ([`floor_lb_flow`]); `floor_min6` (`xlb_floor_min6`, the same for IPv6)
 //! gets `v6_tcp_flow_hit`'s ([`floor_lb_flow6`]).
@@ -104,6 +106,7 @@ pub const ORDER: &[&str] = &[
     "floor_entry",
     "floor_min",
     "floor_min6",
+    "floor_full",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -311,7 +314,7 @@ pub fn v4_tcp_frame(if_mac: [u8; 6]) -> Vec<u8> {
 /// The flow of [`v4_tcp_frame`] as the essential-work floors' maps hold it:
 /// the VIP, the entry naming the first IPv4 backend, and the hop the balancer
 /// would use (its own address as outer source, the backend's MAC).
-pub fn floor_lb_flow(if_mac: [u8; 6]) -> OneFlow {
+pub fn floor_lb_flow(if_mac: [u8; 6], ifindex: u32) -> OneFlow {
     let backend = Ipv4Addr::new(10, 0, 0, 10);
     OneFlow {
         client: CLIENT4,
@@ -324,6 +327,7 @@ pub fn floor_lb_flow(if_mac: [u8; 6]) -> OneFlow {
             backend_mac(IpAddr::V4(backend)),
             if_mac,
         ),
+        ifindex,
     }
 }
 
@@ -478,6 +482,10 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
         Scenario {
             growth: 20,
             ..floor("floor_min", floor_lb::PROGRAM_MIN, XDP_TX, true)
+        },
+        Scenario {
+            growth: 20,
+            ..floor("floor_full", floor_lb::PROGRAM_FULL, XDP_TX, true)
         },
         Scenario {
             growth: 40,

@@ -189,8 +189,11 @@ fn run_dataplane(
     let mut env = BenchEnv::setup().context("setting up the benchmark namespace")?;
     env.install(&scenarios::desired_state())
         .context("installing the benchmark's VIPs")?;
-    xlb_tests::floor_lb::install(&mut env.aux, &scenarios::floor_lb_flow(env.if_mac))
-        .context("filling the essential-work floors' maps")?;
+    xlb_tests::floor_lb::install(
+        &mut env.aux,
+        &scenarios::floor_lb_flow(env.if_mac, env.ifindex),
+    )
+    .context("filling the essential-work floors' maps")?;
     xlb_tests::floor_lb::install6(&mut env.aux, &scenarios::floor_lb_flow6(env.if_mac))
         .context("filling the IPv6 floor's maps")?;
     let flow_miss_frames = if opts.runs(Part::PerPacket) {
