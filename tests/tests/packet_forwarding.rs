@@ -5,7 +5,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use lb_common::{GlobalConfig, Verdict, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP, PROTO_UDP};
+use lb_common::{
+    Forwarding, GlobalConfig, Verdict, DEFAULT_OUTER_TTL, FAMILY_V4, PROTO_TCP, PROTO_UDP,
+};
 use xlb_tests::{
     balancer_fixture::{backend_mac, BalancerFixture, IFACE},
     expect::{
@@ -505,4 +507,112 @@ fn cached_next_hops_expire_respect_the_mtu_and_reset() {
         &[0x02, 0xbe, 0x88, 0x88, 0x88, 0x88],
         "a reset entry asks the FIB"
     );
+}
+
+/// An established flow's packets after its first take the balancer's short
+/// path (`established`: the entry followed, the next hop cached), the first
+/// the general one (FIB lookup, entry created): both must send the same
+/// frame and count alike (verdict, the VIP's and the backend's packets and
+/// bytes), in every encapsulating mode and family combination.
+#[test]
+fn an_established_flow_leaves_alike_by_the_general_and_the_short_path() {
+    let Some(mut f) = BalancerFixture::new("short_path_alike") else {
+        return;
+    };
+    // The next-hop cache the short path needs is per CPU: stay on one.
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(0).unwrap_or_else(|e| panic!("{e}"));
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)
+        .unwrap_or_else(|e| panic!("pinning to CPU 0: {e}"));
+    let cases = [
+        (
+            "ipip v4 tcp",
+            VIP4,
+            CLIENT4,
+            B4,
+            PROTO_TCP,
+            Forwarding::Ipip,
+        ),
+        (
+            "ipip v6 udp",
+            VIP6,
+            CLIENT6,
+            B6,
+            PROTO_UDP,
+            Forwarding::Ipip,
+        ),
+        (
+            "ipip v4 in v6",
+            "10.100.0.2",
+            CLIENT4,
+            "fd00::12",
+            PROTO_TCP,
+            Forwarding::Ipip,
+        ),
+        (
+            "gue v4 udp",
+            "10.100.0.3",
+            CLIENT4,
+            "10.0.0.13",
+            PROTO_UDP,
+            Forwarding::Gue,
+        ),
+        (
+            "gue v6 in v4",
+            "fd00:100::3",
+            CLIENT6,
+            "10.0.0.14",
+            PROTO_TCP,
+            Forwarding::Gue,
+        ),
+    ];
+    const PACKETS: u64 = 4;
+    for (what, vip_addr, client, backend, proto, mode) in cases {
+        let mut v = f.add_vip(ip(vip_addr), 80, proto, 0, &[ip(backend)]);
+        f.set_forwarding(&mut v, mode, 6081);
+        let mut fr = if proto == PROTO_TCP {
+            let mut fr = Frame::tcp(ip(client), 40000, ip(vip_addr), 80, f.if_mac);
+            fr.l4 = L4::Tcp {
+                flags: TCP_ACK | TCP_PSH,
+            };
+            fr
+        } else {
+            Frame::udp(ip(client), 40000, ip(vip_addr), 80, f.if_mac)
+        };
+        fr.payload = b"xlb short path".to_vec();
+        let input = fr.build();
+        let tx_before = verdict_count(&f, Verdict::Tx);
+        let first = f.run(&input);
+        assert_eq!(first.action, XDP_TX, "{what}: first packet");
+        for n in 1..PACKETS {
+            let r = f.run(&input);
+            assert_eq!(r.action, XDP_TX, "{what}: packet {n}");
+            assert_eq!(
+                r.out, first.out,
+                "{what}: packet {n} differs from the first"
+            );
+        }
+        assert_eq!(
+            verdict_count(&f, Verdict::Tx) - tx_before,
+            PACKETS,
+            "{what}: tx"
+        );
+        let ip_len = (input.len() - 14) as u64;
+        let vs =
+            f.dp.vip_stats(v.info.vip_id)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (vs.packets, vs.bytes),
+            (PACKETS, PACKETS * ip_len),
+            "{what}: VIP stats"
+        );
+        let bs =
+            f.dp.backend_stats(v.backend_ids[0])
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (bs.packets, bs.bytes),
+            (PACKETS, PACKETS * ip_len),
+            "{what}: backend stats"
+        );
+    }
 }
