@@ -41,14 +41,15 @@ pub const PROGRAM_MIN: &str = "xlb_floor_min";
 /// holds two IPv6 addresses) in `xlb_floor_lb`'s table, its backend and
 /// VIP from arrays, a 40-byte IPv6 outer header (flow label 0), XDP_TX.
 pub const PROGRAM_MIN6: &str = "xlb_floor_min6";
-/// The balancer's required work for an established IPv4 TCP flow, written
-/// straight for that one case: `xlb_floor_entry` plus the full parse, the
-/// VIP-address filter, the entry's checks and policy generation, the
-/// clock, one counter write besides the outcome counter, the config's
-/// outer source and TTL, this CPU's cached next hop kept on the ingress
-/// VLAN, the padding trim. The floor of the IPv4 flow hit for a balancer
-/// with xlb's duties (lb-ebpf's `aux_programs.rs` says which issue asks
-/// for each).
+/// The balancer's required work for an established TCP flow to an IP-in-IP
+/// VIP (either family), written straight for that one case:
+/// `xlb_floor_entry` plus the full parse, the VIP-address filter, the
+/// entry's checks and policy generation, the clock, one counter write
+/// besides the outcome counter, the config's outer source and TTL, this
+/// CPU's cached next hop kept on the ingress VLAN, the padding trim, an
+/// IPv6 outer header's flow label from the flow hash. The floor of the
+/// flow hit for a balancer with xlb's duties (lb-ebpf's `aux_programs.rs`
+/// says which issue asks for each).
 pub const PROGRAM_FULL: &str = "xlb_floor_full";
 /// `xlb_floor_full`'s VIP-address filter (`lb_common::vip_filter_slot`).
 pub const FULL_FILTER_MAP: &str = "XLB_FLB_FILTER";

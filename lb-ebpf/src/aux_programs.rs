@@ -31,7 +31,7 @@ use lb_common::{
     bytes,
     decision::{self, follows_flow_entry, Egress, PacketFacts},
     floor_lb::{FloorLbHop, FlowKey16, FLOOR_E2E_BACKENDS, HOP_SLOT_V6},
-    forwarding::FORWARDING_IPIP,
+    forwarding::{self, FORWARDING_IPIP},
     gen_frame::{GenFrame, GEN_LEN, IP_CSUM_OFF, SPORT_OFF, SRC_LOW_OFF},
     policy::source_access_current,
     vip_filter_slot, Backend, BackendStats, CachedHop, ClockCache, FlowKey, FlowValue,
@@ -515,8 +515,9 @@ static XLB_FLB_BESTAT: PerCpuArray<BackendStats> = PerCpuArray::with_max_entries
 #[map]
 static XLB_FLB_VERD: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
 
-/// The balancer's required work for an established IPv4 TCP flow, written
-/// straight for that one case (`lb_common::floor_lb::PROGRAM_FULL`).
+/// The balancer's required work for an established TCP flow to an IP-in-IP
+/// VIP, written straight for that one case
+/// (`lb_common::floor_lb::PROGRAM_FULL`).
 #[xdp]
 #[inline(always)]
 pub fn xlb_floor_full(ctx: XdpContext) -> u32 {
@@ -533,16 +534,17 @@ pub fn xlb_floor_full(ctx: XdpContext) -> u32 {
 
 /// `floor_entry` plus every per-packet duty an established flow has by the
 /// resolved issues, each in its cheapest form and none of the balancer's
-/// generality (other families' outer headers, modes, ICMP, carriers):
-/// the balancer's own full parse (one VLAN tag, IPv4 validation,
-/// fragments: issue 9), the VIP-address filter, the bare-SYN test, the
+/// generality (modes other than IP-in-IP, ICMP, fragments, carriers):
+/// the balancer's own full parse (one VLAN tag, IPv4/IPv6 validation,
+/// fragments, extension headers: issue 9), the VIP-address filter, the bare-SYN test, the
 /// entry's checks (backend live and healthy, UDP expiry: first wave, issue
 /// 9) and its policy generation (issue 12), the clock, ONE counter write
 /// (the backend's packets and bytes, from which a VIP's totals can be
 /// summed) besides the outcome counter every packet bumps, the outer
 /// source and TTL from the config, this CPU's next hop toward the backend
 /// (fresh, MTU-checked length: issue 11) kept on the ingress VLAN (issue
-/// 9), Ethernet padding trimmed, the push, XDP_TX.
+/// 9), Ethernet padding trimmed, the push (an IPv6 one with the flow hash
+/// as its flow label), XDP_TX.
 #[inline(always)]
 fn floor_full(ctx: &XdpContext) -> Option<u32> {
     let l2 = parse::parse_l2(ctx).ok()?;
@@ -554,12 +556,6 @@ fn floor_full(ctx: &XdpContext) -> Option<u32> {
         return None;
     }
     let tcp_flags = parse::parse_ports(ctx, &ip, key).ok()?;
-    // Only after the ports, as in the balancer: knowing the family first,
-    // LLVM folds the TCP header's bounds check into the IPv4 length check,
-    // a proof the verifier cannot follow.
-    if ip.family != FAMILY_V4 {
-        return None;
-    }
     let key: &FlowKey = key;
     let (word, mask) = vip_filter_slot(key.dst16());
     if *XLB_FLB_FILTER.get(word)? & mask == 0 {
@@ -608,7 +604,8 @@ fn floor_full(ctx: &XdpContext) -> Option<u32> {
     }
     let cfg = XLB_FLB_CONFIG.get(0)?;
     let hop = XLB_FLB_NHOPS.get(id)?;
-    let len = ip.ip_len + Ipv4Hdr::LEN;
+    let family = backend.family();
+    let len = ip.ip_len + forwarding::overhead_of(FORWARDING_IPIP, family);
     if packet.now_ns >= hop.expires_ns || len > usize::from(hop.checked_len) {
         return None;
     }
@@ -626,15 +623,23 @@ fn floor_full(ctx: &XdpContext) -> Option<u32> {
     let mut src_buf = MaybeUninit::<mem::Aligned<[u8; 16]>>::uninit();
     // SAFETY: a byte array: all-zero is valid.
     let src: &mut [u8; 16] = unsafe { mem::zeroed(&mut src_buf) };
-    bytes::copy_v4(src, cfg.src_v4_octets()?);
+    // An IPv6 outer header carries the flow hash as its flow label (ECMP
+    // entropy in the fabric).
+    let flow_label = if family == FAMILY_V4 {
+        bytes::copy_v4(src, cfg.src_v4_octets()?);
+        0
+    } else {
+        bytes::copy(src, cfg.src_v6_octets()?);
+        decision::vip_hash(cfg.hash_seed(), vip.flags, key) & 0x000f_ffff
+    };
     let outer = Outer {
-        family: FAMILY_V4,
+        family,
         src,
         dst: backend.addr16(),
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
-        flow_label: 0,
-        inner_family: FAMILY_V4,
+        flow_label,
+        inner_family: ip.family,
         inner_len: ip.ip_len,
         udp_len: 0,
         udp_dport: [0; 2],

@@ -42,7 +42,7 @@ pub struct OneFlow {
     pub ifindex: u32,
 }
 
-/// The one IPv6 flow `xlb_floor_min6` balances.
+/// The one IPv6 flow `xlb_floor_min6` and `xlb_floor_full` balance.
 #[derive(Clone, Copy, Debug)]
 pub struct OneFlow6 {
     pub client: Ipv6Addr,
@@ -52,10 +52,16 @@ pub struct OneFlow6 {
     pub backend: Ipv6Addr,
     /// Its outer source is IPv6 (`FloorLbHop::new_v6`).
     pub hop: FloorLbHop,
+    /// As [`OneFlow::ifindex`].
+    pub ifindex: u32,
 }
 
 /// The IPv6 flow's backend id in the floors' backend array.
 pub const BACKEND_ID6: u32 = 2;
+/// The IPv6 flow's VIP id (its backend's `vip_id`).
+pub const VIP_ID6: u32 = 2;
+/// The IPv6 flow's VIP's index in the floors' configs.
+pub const CFG_INDEX6: u32 = 4;
 
 /// Writes `flow`'s entry in `XLB_FLB_FLOWS` (backend [`BACKEND_ID6`]), the
 /// backend (of [`VIP_ID`], IP-in-IP in `XLB_FLB_VIPARR`) and the hop in
@@ -76,10 +82,62 @@ pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
     install_way_out(
         maps,
         BACKEND_ID6,
+        VIP_ID6,
         IpAddr::V6(flow.backend),
         floor_lb::HOP_SLOT_V6,
         flow.hop,
+    )?;
+    install_vip_slot(maps, VIP_ID6, CFG_INDEX6, IpAddr::V6(flow.vip), flow.dport)?;
+    let mut config: Array<&mut MapData, GlobalConfig> =
+        Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
+    let src_v4 = config
+        .get(&0, 0)
+        .ok()
+        .and_then(|c| c.src_v4_octets().copied())
+        .map(Ipv4Addr::from);
+    let src_v6 = Ipv6Addr::from(*flow.hop.outer_src16());
+    config
+        .set(
+            0,
+            GlobalConfig::new(src_v4, Some(src_v6)).with_outer_ttl(DEFAULT_OUTER_TTL),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
+    install_full(
+        maps,
+        IpAddr::V6(flow.vip),
+        VIP_ID6,
+        BACKEND_ID6,
+        &flow.hop,
+        flow.ifindex,
     )
+}
+
+/// Writes the VIP `vip:dport` (TCP) as VIP `id`'s config at `index`
+/// (`XLB_FLB_CFG_IX`, `XLB_FLB_CFG`): what `xlb_floor_entry` and
+/// `xlb_floor_full` check an entry's VIP against.
+fn install_vip_slot(
+    maps: &mut impl AuxMaps,
+    id: u32,
+    index: u32,
+    vip: IpAddr,
+    dport: u16,
+) -> Result<()> {
+    let mut configs: Array<&mut MapData, VipSlot> = Array::try_from(map(maps, floor_lb::CFG_MAP)?)?;
+    configs
+        .set(
+            index,
+            VipSlot::new(
+                VipKey::new(vip, dport, PROTO_TCP),
+                VipInfo::new(id, 0, 0, 0),
+            ),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::CFG_MAP))?;
+    let mut ix: Array<&mut MapData, u64> = Array::try_from(map(maps, floor_lb::CFG_IX_MAP)?)?;
+    ix.set(id, u64::from(index), 0)
+        .with_context(|| format!("writing {}", floor_lb::CFG_IX_MAP))?;
+    Ok(())
 }
 
 /// Writes backend `id` (at `addr`, of [`VIP_ID`]), the VIP in
@@ -88,6 +146,7 @@ pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
 fn install_way_out(
     maps: &mut impl AuxMaps,
     id: u32,
+    vip_id: u32,
     addr: IpAddr,
     hop_slot: u32,
     hop: FloorLbHop,
@@ -95,12 +154,12 @@ fn install_way_out(
     let mut backends: Array<&mut MapData, Backend> =
         Array::try_from(map(maps, floor_lb::BACKENDS_MAP)?)?;
     backends
-        .set(id, Backend::new(addr, VIP_ID, 100, true), 0)
+        .set(id, Backend::new(addr, vip_id, 100, true), 0)
         .with_context(|| format!("writing {}", floor_lb::BACKENDS_MAP))?;
     let mut viparr: Array<&mut MapData, VipInfo> =
         Array::try_from(map(maps, floor_lb::VIPARR_MAP)?)?;
     viparr
-        .set(VIP_ID, VipInfo::new(VIP_ID, 0, 0, 0), 0)
+        .set(vip_id, VipInfo::new(vip_id, 0, 0, 0), 0)
         .with_context(|| format!("writing {}", floor_lb::VIPARR_MAP))?;
     let mut hops: Array<&mut MapData, FloorLbHop> = Array::try_from(map(maps, floor_lb::HOP_MAP)?)?;
     hops.set(hop_slot, hop, 0)
@@ -158,41 +217,15 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
     flows16
         .insert(key16, entry, 0)
         .with_context(|| format!("writing {}", floor_lb::FLOWS16_MAP))?;
-    let mut configs: Array<&mut MapData, VipSlot> = Array::try_from(map(maps, floor_lb::CFG_MAP)?)?;
-    configs
-        .set(
-            CFG_INDEX,
-            VipSlot::new(
-                VipKey::new(vip, flow.dport, PROTO_TCP),
-                VipInfo::new(VIP_ID, 0, 0, 0),
-            ),
-            0,
-        )
-        .with_context(|| format!("writing {}", floor_lb::CFG_MAP))?;
-    let mut index: Array<&mut MapData, u64> = Array::try_from(map(maps, floor_lb::CFG_IX_MAP)?)?;
-    index
-        .set(VIP_ID, u64::from(CFG_INDEX), 0)
-        .with_context(|| format!("writing {}", floor_lb::CFG_IX_MAP))?;
-    install_way_out(maps, BACKEND_ID, IpAddr::V4(flow.backend), 0, flow.hop)?;
-    install_full(maps, flow)
-}
-
-/// What `xlb_floor_full` reads besides `xlb_floor_entry`'s maps: the VIP's
-/// filter bit, its policy (none), the outer source and TTL, and on every
-/// CPU a fresh next hop toward the backend out of `flow.ifindex`, untagged.
-fn install_full(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
-    let (word, mask) = vip_filter_slot_of(IpAddr::V4(flow.vip));
-    let mut filter: Array<&mut MapData, u64> =
-        Array::try_from(map(maps, floor_lb::FULL_FILTER_MAP)?)?;
-    let bits = filter.get(&word, 0).unwrap_or(0);
-    filter
-        .set(word, bits | mask, 0)
-        .with_context(|| format!("writing {}", floor_lb::FULL_FILTER_MAP))?;
-    let mut policy: Array<&mut MapData, VipPolicy> =
-        Array::try_from(map(maps, floor_lb::FULL_POLICY_MAP)?)?;
-    policy
-        .set(VIP_ID, VipPolicy::default(), 0)
-        .with_context(|| format!("writing {}", floor_lb::FULL_POLICY_MAP))?;
+    install_vip_slot(maps, VIP_ID, CFG_INDEX, vip, flow.dport)?;
+    install_way_out(
+        maps,
+        BACKEND_ID,
+        VIP_ID,
+        IpAddr::V4(flow.backend),
+        0,
+        flow.hop,
+    )?;
     let mut config: Array<&mut MapData, GlobalConfig> =
         Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
     let src = Ipv4Addr::from(<[u8; 4]>::try_from(&flow.hop.outer_src16()[..4])?);
@@ -203,15 +236,42 @@ fn install_full(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
             0,
         )
         .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
-    let mut hop = CachedHop::default();
-    hop.expires_ns = u64::MAX;
-    hop.ifindex = flow.ifindex;
-    hop.checked_len = u16::MAX;
-    hop.set_macs(&MacPair::new(flow.hop.smac(), flow.hop.dmac()));
+    install_full(maps, vip, VIP_ID, BACKEND_ID, &flow.hop, flow.ifindex)
+}
+
+/// What `xlb_floor_full` reads besides `xlb_floor_entry`'s maps and the
+/// config (outer sources and TTL, written by the callers): the VIP's filter
+/// bit, VIP `vip_id`'s policy (none), and on every CPU a fresh next hop
+/// toward backend `id` out of `ifindex`, untagged, with `hop`'s MACs.
+fn install_full(
+    maps: &mut impl AuxMaps,
+    vip: IpAddr,
+    vip_id: u32,
+    id: u32,
+    hop: &FloorLbHop,
+    ifindex: u32,
+) -> Result<()> {
+    let (word, mask) = vip_filter_slot_of(vip);
+    let mut filter: Array<&mut MapData, u64> =
+        Array::try_from(map(maps, floor_lb::FULL_FILTER_MAP)?)?;
+    let bits = filter.get(&word, 0).unwrap_or(0);
+    filter
+        .set(word, bits | mask, 0)
+        .with_context(|| format!("writing {}", floor_lb::FULL_FILTER_MAP))?;
+    let mut policy: Array<&mut MapData, VipPolicy> =
+        Array::try_from(map(maps, floor_lb::FULL_POLICY_MAP)?)?;
+    policy
+        .set(vip_id, VipPolicy::default(), 0)
+        .with_context(|| format!("writing {}", floor_lb::FULL_POLICY_MAP))?;
+    let mut cached = CachedHop::default();
+    cached.expires_ns = u64::MAX;
+    cached.ifindex = ifindex;
+    cached.checked_len = u16::MAX;
+    cached.set_macs(&MacPair::new(hop.smac(), hop.dmac()));
     let cpus = nr_cpus().map_err(|(_, e)| e)?;
     let mut hops: PerCpuArray<&mut MapData, CachedHop> =
         PerCpuArray::try_from(map(maps, floor_lb::FULL_NEXTHOPS_MAP)?)?;
-    hops.set(BACKEND_ID, PerCpuValues::try_from(vec![hop; cpus])?, 0)
+    hops.set(id, PerCpuValues::try_from(vec![cached; cpus])?, 0)
         .with_context(|| format!("writing {}", floor_lb::FULL_NEXTHOPS_MAP))?;
     Ok(())
 }

@@ -317,8 +317,9 @@ fn the_ipv6_floor_encapsulates_its_flow_toward_its_backend() {
             DMAC,
             SMAC,
         ),
+        ifindex: 1,
     };
-    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM_MIN6]);
+    let mut ebpf = aux_object::load(&[floor_lb::PROGRAM_MIN6, floor_lb::PROGRAM_FULL]);
     install6(&mut ebpf, &flow6).unwrap_or_else(|e| panic!("{e:#}"));
     let frame = |sport| {
         let mut fr = Frame::tcp(
@@ -337,7 +338,7 @@ fn the_ipv6_floor_encapsulates_its_flow_toward_its_backend() {
     };
     let input = frame(flow6.sport);
     let inner = &input[14..];
-    let outer = Ipv6Header {
+    let mut outer = Ipv6Header {
         traffic_class: (10 << 2) | 1,
         flow_label: Ipv6FlowLabel::ZERO,
         payload_length: inner.len() as u16,
@@ -362,5 +363,28 @@ fn the_ipv6_floor_encapsulates_its_flow_toward_its_backend() {
     assert_eq!(r.out, want, "the frame sent");
     let other = frame(flow6.sport + 1);
     let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_MIN6), &other);
+    assert_passed_unchanged(&r, &other, "another flow");
+
+    // `xlb_floor_full` sends the same, with the flow hash (under the
+    // seed of the config `install6` writes) as the flow label, as the
+    // balancer does.
+    let key = FlowKey::new(
+        IpAddr::V6(flow6.client),
+        flow6.sport,
+        IpAddr::V6(flow6.vip),
+        flow6.dport,
+        PROTO_TCP,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let seed = lb_common::GlobalConfig::new(None, None).hash_seed();
+    let label = lb_common::flow_hash(seed, &key) & 0x000f_ffff;
+    outer.flow_label = Ipv6FlowLabel::try_new(label).unwrap_or_else(|e| panic!("{e}"));
+    let mut want = eth.to_bytes().to_vec();
+    want.extend_from_slice(&outer.to_bytes());
+    want.extend_from_slice(inner);
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_FULL), &input);
+    assert_eq!(r.action, XDP_TX, "{}", floor_lb::PROGRAM_FULL);
+    assert_eq!(r.out, want, "{}: the frame sent", floor_lb::PROGRAM_FULL);
+    let r = run_program(aux_object::xdp(&ebpf, floor_lb::PROGRAM_FULL), &other);
     assert_passed_unchanged(&r, &other, "another flow");
 }

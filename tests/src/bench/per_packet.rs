@@ -10,8 +10,9 @@
 //! are also filed as their cost above the essential-work floor `floor_lb`
 //! (`above_floor_lb_ns`: what xlb does beyond the VIP lookup, the connection
 //! lookup, the backend read and the IP-in-IP push any hash-map balancer
-//! needs); the IPv4 flow hit also above `floor_full` (`above_floor_full_ns`:
-//! beyond xlb's own duties on that path, written straight for it).
+//! needs); the flow hits also above `floor_full` / `floor_full6`
+//! (`above_floor_full_ns`: beyond xlb's own duties on that path, written
+//! straight for it).
 //!
 //! Also: the verifier's instruction count of `xlb_balancer`, and the time per
 //! packet of one `repeat = 1,000,000` run for paths that do not rewrite the
@@ -64,6 +65,8 @@ pub const REQUIRED_KEYS: &[&str] = &[
     "per_packet.v6_tcp_flow_hit.above_floor_lb_ns",
     "per_packet.floor_full.median_ns",
     "per_packet.v4_tcp_flow_hit.above_floor_full_ns",
+    "per_packet.floor_full6.median_ns",
+    "per_packet.v6_tcp_flow_hit.above_floor_full_ns",
 ];
 
 /// Scenarios also filed as their cost above `floor_lb`: the balancer's paths
@@ -139,14 +142,17 @@ impl Results {
         ))
     }
 
-    /// (median, mean) minus `floor_full`'s, for the IPv4 flow hit: what the
-    /// balancer costs beyond its own duties written straight for that path
-    /// (`xlb_floor_full`), i.e. the price of its generality.
+    /// (median, mean) minus `floor_full`'s (`floor_full6`'s for IPv6), for
+    /// the flow hits: what the balancer costs beyond its own duties written
+    /// straight for that path (`xlb_floor_full`), i.e. the price of its
+    /// generality.
     pub fn above_floor_full(&self, s: &ScenarioTiming) -> Option<(i64, f64)> {
-        if s.name != "v4_tcp_flow_hit" {
-            return None;
-        }
-        let f = self.timing("floor_full")?.summary;
+        let floor = match s.name {
+            "v4_tcp_flow_hit" => "floor_full",
+            "v6_tcp_flow_hit" => "floor_full6",
+            _ => return None,
+        };
+        let f = self.timing(floor)?.summary;
         Some((
             s.summary.median_ns as i64 - f.median_ns as i64,
             s.summary.mean_ns - f.mean_ns,

@@ -42,7 +42,8 @@
 //! that path, written straight for it) get
 //! `v4_tcp_flow_hit`'s packet, their own maps filled for its flow
 //! ([`floor_lb_flow`]); `floor_min6` (`xlb_floor_min6`, the same for IPv6)
-//! gets `v6_tcp_flow_hit`'s ([`floor_lb_flow6`]).
+//! and `floor_full6` (`xlb_floor_full` on it) get `v6_tcp_flow_hit`'s
+//! ([`floor_lb_flow6`]).
 //!
 //! IPv4 backends are 10.0.0.10-109 (shared by the IPv4 VIPs, each with its own
 //! backend ids), IPv6 ones fd00::100-163, all on `xlbl0`'s subnets; the VLAN
@@ -107,6 +108,7 @@ pub const ORDER: &[&str] = &[
     "floor_min",
     "floor_min6",
     "floor_full",
+    "floor_full6",
     "non_vip",
     "v4_tcp_flow_hit",
     "v4_tcp_new_flow",
@@ -332,7 +334,7 @@ pub fn floor_lb_flow(if_mac: [u8; 6], ifindex: u32) -> OneFlow {
 }
 
 /// `xlb_floor_min6`'s flow: `v6_tcp_flow_hit`'s, to its first backend.
-pub fn floor_lb_flow6(if_mac: [u8; 6]) -> OneFlow6 {
+pub fn floor_lb_flow6(if_mac: [u8; 6], ifindex: u32) -> OneFlow6 {
     let backend = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
     OneFlow6 {
         client: CLIENT6,
@@ -345,6 +347,7 @@ pub fn floor_lb_flow6(if_mac: [u8; 6]) -> OneFlow6 {
             backend_mac(IpAddr::V6(backend)),
             if_mac,
         ),
+        ifindex,
     }
 }
 
@@ -491,6 +494,11 @@ pub fn all(if_mac: [u8; 6], flow_miss_frames: usize) -> Vec<Scenario> {
             growth: 40,
             frames: vec![v6.build()],
             ..floor("floor_min6", floor_lb::PROGRAM_MIN6, XDP_TX, true)
+        },
+        Scenario {
+            growth: 40,
+            frames: vec![v6.build()],
+            ..floor("floor_full6", floor_lb::PROGRAM_FULL, XDP_TX, true)
         },
         non_vip,
         balancer(

@@ -194,8 +194,11 @@ fn run_dataplane(
         &scenarios::floor_lb_flow(env.if_mac, env.ifindex),
     )
     .context("filling the essential-work floors' maps")?;
-    xlb_tests::floor_lb::install6(&mut env.aux, &scenarios::floor_lb_flow6(env.if_mac))
-        .context("filling the IPv6 floor's maps")?;
+    xlb_tests::floor_lb::install6(
+        &mut env.aux,
+        &scenarios::floor_lb_flow6(env.if_mac, env.ifindex),
+    )
+    .context("filling the IPv6 floor's maps")?;
     let flow_miss_frames = if opts.runs(Part::PerPacket) {
         opts.calls as usize + warmup + 1
     } else {
