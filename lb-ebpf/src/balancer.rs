@@ -344,13 +344,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
     let vip = mem::copied(&mut vip_buf, vip);
     let key: &FlowKey = key;
     let ip_len = ip.ip_len as u64;
-    if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe {
-            (*s).packets += 1;
-            (*s).bytes += ip_len;
-        }
-    }
+    count_vip_packet(vip.vip_id, ip_len);
 
     let policy = XLB_POLICY.get(vip.vip_id).ok_or(Verdict::Internal)?;
     let cfg = XLB_CONFIG.get(0).ok_or(Verdict::Internal)?;
@@ -379,13 +373,7 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
         Some(f) => f,
         None => pick_by_table(ctx, cfg, vip, policy, key, hash, &packet, carrier)?,
     };
-    if let Some(s) = XLB_BE_STATS.get_ptr_mut(backend_id) {
-        // SAFETY: per-CPU slot.
-        unsafe {
-            (*s).packets += 1;
-            (*s).bytes += ip_len;
-        }
-    }
+    count_backend_packet(backend_id, ip_len);
 
     let p = Balanced {
         l2: &l2,
@@ -467,24 +455,12 @@ fn established(
 
     // Committed: the general path's writes, in its order.
     let ip_len = ip.ip_len as u64;
-    if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip.vip_id) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe {
-            (*s).packets += 1;
-            (*s).bytes += ip_len;
-        }
-    }
+    count_vip_packet(vip.vip_id, ip_len);
     if refreshes_flow_entry(vip, entry, &packet) {
         // SAFETY: see `follow_entry`.
         unsafe { (*flow.value).last_seen_ns = packet.now_ns };
     }
-    if let Some(s) = XLB_BE_STATS.get_ptr_mut(id) {
-        // SAFETY: per-CPU slot.
-        unsafe {
-            (*s).packets += 1;
-            (*s).bytes += ip_len;
-        }
-    }
+    count_backend_packet(id, ip_len);
     let hash = if forwarding::outer_uses_hash(mode, family) {
         decision::vip_hash(cfg.hash_seed(), vip.flags, key)
     } else {
@@ -493,19 +469,7 @@ fn established(
     if !encap::trim_to(ctx, l2.l3_off + ip.ip_len) {
         return Some(Err(Verdict::Internal));
     }
-    let outer = Outer {
-        family,
-        src,
-        dst: backend.addr16(),
-        tos: ip.tos,
-        ttl: cfg.outer_ttl(),
-        flow_label: hash & 0x000f_ffff,
-        inner_family: ip.family,
-        inner_len: ip.ip_len,
-        udp_len: encap::udp_len_of(mode),
-        udp_dport: vip.gue_port_be(),
-        udp_sport: gue::source_port(hash),
-    };
+    let outer = outer_header(family, src, backend.addr16(), ip, cfg, vip, hash);
     if !encap::push_outer(ctx, l2, &outer, &hop.macs()) {
         return Some(Err(Verdict::Internal));
     }
@@ -1042,14 +1006,34 @@ fn encapsulate(
     vip: &VipInfo,
     exit: &Exit,
 ) -> Result<(), Verdict> {
-    let ip = p.ip;
-    let outer = Outer {
-        family: route.family,
-        src: route.src,
-        dst: route.dst,
+    let outer = outer_header(route.family, route.src, route.dst, p.ip, cfg, vip, p.hash);
+    if encap::push_outer(ctx, p.l2, &outer, &exit.macs) {
+        Ok(())
+    } else {
+        Err(Verdict::Internal)
+    }
+}
+
+/// The IP-in-IP or GUE header (by the VIP's mode) from `src` to `dst`
+/// (of `family`) in front of the client's packet `ip`: the inner DSCP/ECN,
+/// the configured TTL, the flow `hash` as an IPv6 flow label.
+#[inline(always)]
+fn outer_header<'a>(
+    family: u8,
+    src: &'a [u8; 16],
+    dst: &'a [u8; 16],
+    ip: &Ip,
+    cfg: &GlobalConfig,
+    vip: &VipInfo,
+    hash: u32,
+) -> Outer<'a> {
+    Outer {
+        family,
+        src,
+        dst,
         tos: ip.tos,
         ttl: cfg.outer_ttl(),
-        flow_label: p.hash & 0x000f_ffff,
+        flow_label: hash & 0x000f_ffff,
         inner_family: ip.family,
         inner_len: ip.ip_len,
         // GUE: a UDP header to the VIP's GUE port, its source port from
@@ -1058,12 +1042,31 @@ fn encapsulate(
         // hash, and so the port, is the client's).
         udp_len: encap::udp_len_of(vip.forwarding_byte()),
         udp_dport: vip.gue_port_be(),
-        udp_sport: gue::source_port(p.hash),
-    };
-    if encap::push_outer(ctx, p.l2, &outer, &exit.macs) {
-        Ok(())
-    } else {
-        Err(Verdict::Internal)
+        udp_sport: gue::source_port(hash),
+    }
+}
+
+/// Counts a packet of `ip_len` bytes for VIP `vip_id` (`XLB_VIP_STATS`).
+#[inline(always)]
+fn count_vip_packet(vip_id: u32, ip_len: u64) {
+    if let Some(s) = XLB_VIP_STATS.get_ptr_mut(vip_id) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += ip_len;
+        }
+    }
+}
+
+/// Counts a packet of `ip_len` bytes sent to backend `id` (`XLB_BE_STATS`).
+#[inline(always)]
+fn count_backend_packet(id: u32, ip_len: u64) {
+    if let Some(s) = XLB_BE_STATS.get_ptr_mut(id) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += ip_len;
+        }
     }
 }
 
