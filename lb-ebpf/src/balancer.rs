@@ -34,12 +34,15 @@
 //!     misses than the flood threshold (`XLB_FLOOD`) nothing does: unknown
 //!     flows then follow Maglev and established entries stay.
 //!
-//! An established flow's packet whose entry is followed, to an IP-in-IP or
-//! GUE VIP, with this CPU's next hop toward the backend cached, takes the
-//! short path `established` from here: the same checks, counters, entry
-//! refresh and frame as steps 3-5, written straight for that case (the
-//! path most packets take, and the benchmark's flow hit); anything else
-//! reaches it unchanged and goes on below.
+//! The short path: an established flow's packet that needs nothing more
+//! than its entry (followed under the VIP's current source policy, to an
+//! IP-in-IP or GUE VIP, this CPU's next hop toward the backend cached and
+//! checked for its length, leaving on its own VLAN: `established` lists
+//! the conditions) goes from step 2 straight to the push, with the same
+//! checks, counters, entry refresh, frame and verdict as steps 3-5 give it.
+//! It is the path most packets take (and the benchmark's flow hit),
+//! written straight for that case; every other packet reaches the general
+//! path below unchanged.
 //!
 //! Steps 2 and 3 are decided by `lb_common::decision` and
 //! `lb_common::policy` (lookup order, hash, slot, which entries are followed,
@@ -67,8 +70,10 @@
 //!  5. Count: every packet bumps exactly one `XLB_VERDICTS` slot; VIP traffic
 //!     also bumps `XLB_VIP_STATS` and `XLB_BE_STATS`.
 //!
-//! A VIP packet reads the clock once, through this CPU's cache of it
-//! (`XLB_CLOCK`, `lb_ebpf::clock`: the clock helper once per tick).
+//! A VIP packet reads the clock through this CPU's cache of it (`XLB_CLOCK`,
+//! `lb_ebpf::clock`: the clock helper once per tick): once, or twice when
+//! the short path declines it after reading it (the second read is one
+//! load of the cache).
 //!
 //! Map sizes below are defaults; the daemon sets the real ones at load time.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -394,8 +399,9 @@ fn try_balance(ctx: &XdpContext) -> Result<(Verdict, u32), Verdict> {
 /// same counters, entry refresh, trim, header and verdict) without the
 /// generality it pays for: the VIP copied to the stack, the route and exit
 /// values shared with the other modes, the carrier's re-read of the packet.
-/// Every check comes before the first write, so `None` (anything else)
-/// hands the packet to the general path untouched.
+/// Every check comes before the first write (the clock's per-CPU cache
+/// aside, which the general path's read leaves as it finds it), so `None`
+/// (anything else) hands the packet to the general path untouched.
 #[inline(always)]
 fn established(
     ctx: &XdpContext,
@@ -432,14 +438,11 @@ fn established(
     if packet.now_ns >= hop.expires_ns || len > usize::from(hop.checked_len) {
         return None;
     }
+    // Taken now, with the freshness just checked, as `next_hop` does: the
+    // daemon may reset the slot (a recycled backend id) while we run.
+    let (macs, egress) = (hop.macs(), hop.ifindex);
     let ingress = ctx.ingress_ifindex() as u32;
-    let how = decision::egress(
-        ingress,
-        l2.vlan_tpid,
-        l2.vlan_tci,
-        hop.ifindex,
-        &hop.egress_vlan,
-    );
+    let how = decision::egress(ingress, l2.vlan_tpid, l2.vlan_tci, egress, &hop.egress_vlan);
     if how == Egress::VlanMismatch {
         return None;
     }
@@ -470,12 +473,12 @@ fn established(
         return Some(Err(Verdict::Internal));
     }
     let outer = outer_header(family, src, backend.addr16(), ip, cfg, vip, hash);
-    if !encap::push_outer(ctx, l2, &outer, &hop.macs()) {
+    if !encap::push_outer(ctx, l2, &outer, &macs) {
         return Some(Err(Verdict::Internal));
     }
     Some(match how {
         Egress::Tx => Ok((Verdict::Tx, xdp_action::XDP_TX)),
-        _ => match XLB_TX_PORTS.redirect(hop.ifindex, 0) {
+        _ => match XLB_TX_PORTS.redirect(egress, 0) {
             Ok(action) => Ok((Verdict::Redirect, action)),
             Err(_) => Err(Verdict::RedirectFailed),
         },
@@ -549,8 +552,8 @@ fn may_be_vip_address(key: &FlowKey) -> bool {
 }
 
 /// A connection-table entry and the backend slot it names, read once for
-/// both uses: finding the VIP (`vip_of_entry`) and following the entry
-/// (`follow_entry`).
+/// all its uses: finding the VIP (`vip_of_entry`), the short path
+/// (`established`) and following the entry (`follow_entry`).
 #[derive(Clone, Copy)]
 struct FlowEntry {
     /// The map value. Other CPUs write only `last_seen_ns` and
@@ -901,7 +904,9 @@ fn sent_verdict(ctx: &XdpContext, l3_off: usize, family: u8, flow: Verdict) -> V
 /// joined by values the verifier need not tell apart (the route's source is
 /// copied into one stack buffer, the mode's overhead is a length), so the
 /// FIB, next-hop, too-big and transmit code is verified once, not once per
-/// mode. Flows, ICMP errors and fragments all leave by their VIP's mode.
+/// mode (the short path, `established`, walks its own copy of the cached
+/// next hop, push and transmit). Flows, ICMP errors and fragments all
+/// leave by their VIP's mode.
 #[inline(always)]
 fn forward(
     ctx: &XdpContext,
