@@ -15,7 +15,11 @@
 //!   does for an established IPv4 TCP flow (VIP lookup, connection lookup,
 //!   backend read, IP-in-IP push, XDP_TX), with a 40-byte and a 16-byte
 //!   connection key; `xlb_floor_entry`: the same in xlb's order (connection
-//!   first, the VIP through its backend's VIP id, no VIP hash lookup).
+//!   first, the VIP through its backend's VIP id, no VIP hash lookup);
+//!   `xlb_floor_min` / `xlb_floor_min6`: the least any balancer with a
+//!   connection table does; `xlb_floor_full`: xlb's own per-packet duties on
+//!   an established flow, written straight for that case; `xlb_floor_e2e`:
+//!   the end-to-end benchmark's balancer floor.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
