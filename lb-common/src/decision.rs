@@ -36,12 +36,19 @@ pub struct PacketFacts {
     pub now_ns: u64,
 }
 
+/// [`PacketFacts::opens_connection`] before the packet's time is known:
+/// the data plane asks it to spare a bare SYN the connection lookup.
+#[inline(always)]
+pub const fn opens_connection(proto: u8, tcp_flags: u8) -> bool {
+    proto == PROTO_TCP && tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+}
+
 impl PacketFacts {
     /// A TCP SYN without ACK: the first packet of a new connection (or a
     /// retransmit of it, or a re-used 5-tuple).
     #[inline(always)]
     pub const fn opens_connection(&self) -> bool {
-        self.proto == PROTO_TCP && self.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+        opens_connection(self.proto, self.tcp_flags)
     }
 
     /// A TCP segment with RST set.

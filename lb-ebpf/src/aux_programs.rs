@@ -565,13 +565,7 @@ fn floor_full(ctx: &XdpContext) -> Option<u32> {
     if *XLB_FLB_FILTER.get(word)? & mask == 0 {
         return None;
     }
-    let opening = PacketFacts {
-        proto: key.proto(),
-        tcp_flags,
-        now_ns: 0,
-    }
-    .opens_connection();
-    if opening {
+    if decision::opens_connection(key.proto(), tcp_flags) {
         return None;
     }
     let entry = XLB_FLB_FLOWS.get_ptr_mut(key)?;
@@ -610,7 +604,7 @@ fn floor_full(ctx: &XdpContext) -> Option<u32> {
     let hop = XLB_FLB_NHOPS.get(id)?;
     let family = backend.family();
     let len = ip.ip_len + forwarding::overhead_of(FORWARDING_IPIP, family);
-    if packet.now_ns >= hop.expires_ns || len > usize::from(hop.checked_len) {
+    if !hop.serves(packet.now_ns, len) {
         return None;
     }
     let ingress = ctx.ingress_ifindex() as u32;

@@ -435,7 +435,7 @@ fn established(
     let family = backend.family();
     let len = ip.ip_len + forwarding::overhead_of(mode, family);
     let hop = XLB_NEXTHOPS.get(id)?;
-    if packet.now_ns >= hop.expires_ns || len > usize::from(hop.checked_len) {
+    if !hop.serves(packet.now_ns, len) {
         return None;
     }
     // Taken now, with the freshness just checked, as `next_hop` does: the
@@ -566,18 +566,12 @@ struct FlowEntry {
 }
 
 /// The connection-table entry of the flow and its backend slot, unless the
-/// packet opens a connection (`decision::PacketFacts::opens_connection`: a
+/// packet opens a connection (`decision::opens_connection`: a
 /// bare SYN follows no entry, so it is spared the lookup) or the entry
 /// names no backend (`NO_BACKEND`): neither is followed.
 #[inline(always)]
 fn flow_entry(key: &FlowKey, tcp_flags: u8) -> Option<FlowEntry> {
-    let opening = PacketFacts {
-        proto: key.proto(),
-        tcp_flags,
-        now_ns: 0,
-    }
-    .opens_connection();
-    if opening {
+    if decision::opens_connection(key.proto(), tcp_flags) {
         return None;
     }
     let value = XLB_FLOWS.get_ptr_mut(key)?;
@@ -1207,7 +1201,7 @@ fn next_hop(ctx: &XdpContext, route: &Route, id: u32, ingress: u32, now: u64) ->
     if let Some(c) = cached {
         // SAFETY: this CPU's own slot; nothing else writes it while we run.
         let c = unsafe { &*c };
-        if now < c.expires_ns && len <= c.checked_len {
+        if c.serves(now, route.len) {
             return (
                 fib_rc::SUCCESS,
                 NextHop {

@@ -64,8 +64,9 @@ pub const VIP_ID6: u32 = 2;
 pub const CFG_INDEX6: u32 = 4;
 
 /// Writes `flow`'s entry in `XLB_FLB_FLOWS` (backend [`BACKEND_ID6`]), the
-/// backend (of [`VIP_ID`], IP-in-IP in `XLB_FLB_VIPARR`) and the hop in
-/// slot `HOP_SLOT_V6`: what `xlb_floor_min6` reads.
+/// backend (of [`VIP_ID6`], IP-in-IP in `XLB_FLB_VIPARR`, its config at
+/// [`CFG_INDEX6`]) and the hop in slot `HOP_SLOT_V6`: what
+/// `xlb_floor_min6` and `xlb_floor_full` read.
 pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
     let key = FlowKey::new(
         IpAddr::V6(flow.client),
@@ -88,29 +89,15 @@ pub fn install6(maps: &mut impl AuxMaps, flow: &OneFlow6) -> Result<()> {
         flow.hop,
     )?;
     install_vip_slot(maps, VIP_ID6, CFG_INDEX6, IpAddr::V6(flow.vip), flow.dport)?;
-    let mut config: Array<&mut MapData, GlobalConfig> =
-        Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
-    let src_v4 = config
-        .get(&0, 0)
-        .ok()
-        .and_then(|c| c.src_v4_octets().copied())
-        .map(Ipv4Addr::from);
-    let src_v6 = Ipv6Addr::from(*flow.hop.outer_src16());
-    config
-        .set(
-            0,
-            GlobalConfig::new(src_v4, Some(src_v6)).with_outer_ttl(DEFAULT_OUTER_TTL),
-            0,
-        )
-        .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
-    install_full(
-        maps,
-        IpAddr::V6(flow.vip),
-        VIP_ID6,
-        BACKEND_ID6,
-        &flow.hop,
-        flow.ifindex,
-    )
+    let outer_src = IpAddr::V6(Ipv6Addr::from(*flow.hop.outer_src16()));
+    let full = FullFlow {
+        vip: IpAddr::V6(flow.vip),
+        vip_id: VIP_ID6,
+        backend_id: BACKEND_ID6,
+        outer_src,
+        ifindex: flow.ifindex,
+    };
+    install_full(maps, &full, &flow.hop)
 }
 
 /// Writes the VIP `vip:dport` (TCP) as VIP `id`'s config at `index`
@@ -140,7 +127,7 @@ fn install_vip_slot(
     Ok(())
 }
 
-/// Writes backend `id` (at `addr`, of [`VIP_ID`]), the VIP in
+/// Writes backend `id` (at `addr`, of VIP `vip_id`), the VIP in
 /// `XLB_FLB_VIPARR` (IP-in-IP) and `hop` in slot `hop_slot`: where a
 /// floor's packet goes once its entry named the backend.
 fn install_way_out(
@@ -226,32 +213,35 @@ pub fn install(maps: &mut impl AuxMaps, flow: &OneFlow) -> Result<()> {
         0,
         flow.hop,
     )?;
-    let mut config: Array<&mut MapData, GlobalConfig> =
-        Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
-    let src = Ipv4Addr::from(<[u8; 4]>::try_from(&flow.hop.outer_src16()[..4])?);
-    config
-        .set(
-            0,
-            GlobalConfig::new(Some(src), None).with_outer_ttl(DEFAULT_OUTER_TTL),
-            0,
-        )
-        .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
-    install_full(maps, vip, VIP_ID, BACKEND_ID, &flow.hop, flow.ifindex)
+    let outer_src = Ipv4Addr::from(<[u8; 4]>::try_from(&flow.hop.outer_src16()[..4])?);
+    let full = FullFlow {
+        vip,
+        vip_id: VIP_ID,
+        backend_id: BACKEND_ID,
+        outer_src: IpAddr::V4(outer_src),
+        ifindex: flow.ifindex,
+    };
+    install_full(maps, &full, &flow.hop)
 }
 
-/// What `xlb_floor_full` reads besides `xlb_floor_entry`'s maps and the
-/// config (outer sources and TTL, written by the callers): the VIP's filter
-/// bit, VIP `vip_id`'s policy (none), and on every CPU a fresh next hop
-/// toward backend `id` out of `ifindex`, untagged, with `hop`'s MACs.
-fn install_full(
-    maps: &mut impl AuxMaps,
+/// What `xlb_floor_full` needs to know of a flow beyond the other floors'
+/// maps.
+struct FullFlow {
     vip: IpAddr,
     vip_id: u32,
-    id: u32,
-    hop: &FloorLbHop,
+    backend_id: u32,
+    /// The outer source toward the backend (its family's).
+    outer_src: IpAddr,
     ifindex: u32,
-) -> Result<()> {
-    let (word, mask) = vip_filter_slot_of(vip);
+}
+
+/// What `xlb_floor_full` reads besides `xlb_floor_entry`'s maps: the VIP's
+/// filter bit, its policy (none), `flow.outer_src` as the config's outer
+/// source of its family (the other family's is kept: both floors' flows
+/// share the one config), and on every CPU a fresh next hop toward the
+/// backend out of `flow.ifindex`, untagged, with `hop`'s MACs.
+fn install_full(maps: &mut impl AuxMaps, flow: &FullFlow, hop: &FloorLbHop) -> Result<()> {
+    let (word, mask) = vip_filter_slot_of(flow.vip);
     let mut filter: Array<&mut MapData, u64> =
         Array::try_from(map(maps, floor_lb::FULL_FILTER_MAP)?)?;
     let bits = filter.get(&word, 0).unwrap_or(0);
@@ -261,17 +251,37 @@ fn install_full(
     let mut policy: Array<&mut MapData, VipPolicy> =
         Array::try_from(map(maps, floor_lb::FULL_POLICY_MAP)?)?;
     policy
-        .set(vip_id, VipPolicy::default(), 0)
+        .set(flow.vip_id, VipPolicy::default(), 0)
         .with_context(|| format!("writing {}", floor_lb::FULL_POLICY_MAP))?;
+    let mut config: Array<&mut MapData, GlobalConfig> =
+        Array::try_from(map(maps, floor_lb::FULL_CONFIG_MAP)?)?;
+    let old = config.get(&0, 0).ok();
+    let mut v4 = old.and_then(|c| c.src_v4_octets().copied().map(Ipv4Addr::from));
+    let mut v6 = old.and_then(|c| c.src_v6_octets().copied().map(Ipv6Addr::from));
+    match flow.outer_src {
+        IpAddr::V4(a) => v4 = Some(a),
+        IpAddr::V6(a) => v6 = Some(a),
+    }
+    config
+        .set(
+            0,
+            GlobalConfig::new(v4, v6).with_outer_ttl(DEFAULT_OUTER_TTL),
+            0,
+        )
+        .with_context(|| format!("writing {}", floor_lb::FULL_CONFIG_MAP))?;
     let mut cached = CachedHop::default();
     cached.expires_ns = u64::MAX;
-    cached.ifindex = ifindex;
+    cached.ifindex = flow.ifindex;
     cached.checked_len = u16::MAX;
     cached.set_macs(&MacPair::new(hop.smac(), hop.dmac()));
     let cpus = nr_cpus().map_err(|(_, e)| e)?;
     let mut hops: PerCpuArray<&mut MapData, CachedHop> =
         PerCpuArray::try_from(map(maps, floor_lb::FULL_NEXTHOPS_MAP)?)?;
-    hops.set(id, PerCpuValues::try_from(vec![cached; cpus])?, 0)
-        .with_context(|| format!("writing {}", floor_lb::FULL_NEXTHOPS_MAP))?;
+    hops.set(
+        flow.backend_id,
+        PerCpuValues::try_from(vec![cached; cpus])?,
+        0,
+    )
+    .with_context(|| format!("writing {}", floor_lb::FULL_NEXTHOPS_MAP))?;
     Ok(())
 }

@@ -366,21 +366,30 @@ fn unresolved_neighbour_passes_the_encapsulated_packet_to_the_kernel() {
     let vip = f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
     f.ns.ip(&format!("neigh del {B4} dev {IFACE}"));
     let _ = vip;
-    let fr = Frame::tcp(ip(CLIENT4), 46000, ip(VIP4), 80, f.if_mac);
-    let input = fr.build();
-    let r = f.run(&input);
-    assert_eq!(
-        r.action, XDP_PASS,
-        "no neighbour: the kernel must resolve it"
-    );
-    // Encapsulated, but addressed to this host's own MAC so the stack takes it.
-    let e = Encapsulated {
-        src_mac: fr.src_mac,
-        dst_mac: fr.dst_mac,
-        ..expect(&f, &input, &fr, ip(B4))
+    // An established flow (an ACK makes its entry): its later packets, on
+    // the same CPU, must not take the short path either, since no next
+    // hop was cached for them.
+    let mut fr = Frame::tcp(ip(CLIENT4), 46000, ip(VIP4), 80, f.if_mac);
+    fr.l4 = L4::Tcp {
+        flags: TCP_ACK | TCP_PSH,
     };
-    assert_encapsulated(&r.out, &e, "no neighbour");
-    assert_eq!(verdict_count(&f, Verdict::FibNoNeigh), 1);
+    let input = fr.build();
+    stay_on_one_cpu();
+    for n in 1..=2 {
+        let r = f.run(&input);
+        assert_eq!(
+            r.action, XDP_PASS,
+            "packet {n}, no neighbour: the kernel must resolve it"
+        );
+        // Encapsulated, but addressed to this host's own MAC so the stack takes it.
+        let e = Encapsulated {
+            src_mac: fr.src_mac,
+            dst_mac: fr.dst_mac,
+            ..expect(&f, &input, &fr, ip(B4))
+        };
+        assert_encapsulated(&r.out, &e, &format!("packet {n}, no neighbour"));
+        assert_eq!(verdict_count(&f, Verdict::FibNoNeigh), n, "packet {n}");
+    }
 }
 
 #[test]
@@ -632,4 +641,65 @@ fn an_established_flow_leaves_alike_by_the_general_and_the_short_path() {
             "{what}: backend stats"
         );
     }
+}
+
+/// A flow's packets spread over CPUs (RSS, a moved queue): the next-hop
+/// cache is per CPU, so a packet on a CPU that has not seen the flow yet
+/// takes the general path and the next one there the short path; every
+/// packet leaves alike and is counted once, whichever CPU and path.
+#[test]
+fn an_established_flow_leaves_alike_on_every_cpu() {
+    let Some(mut f) = BalancerFixture::new("short_path_cpus") else {
+        return;
+    };
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .take(4)
+        .collect();
+    if cpus.len() < 2 {
+        eprintln!("an_established_flow_leaves_alike_on_every_cpu: one CPU here, only it is tried");
+    }
+    let v = f.add_vip(ip(VIP4), 80, PROTO_TCP, 0, &[ip(B4)]);
+    let mut fr = Frame::tcp(ip(CLIENT4), 47000, ip(VIP4), 80, f.if_mac);
+    fr.l4 = L4::Tcp {
+        flags: TCP_ACK | TCP_PSH,
+    };
+    let input = fr.build();
+    let mut first: Option<Vec<u8>> = None;
+    let mut sent = 0u64;
+    // Each CPU twice in a row (general path, then short), then the first
+    // CPU again (short path on a hop cached long before).
+    let order: Vec<usize> = cpus.iter().flat_map(|&c| [c, c]).chain([cpus[0]]).collect();
+    for cpu in order {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).unwrap_or_else(|e| panic!("{e}"));
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+            .unwrap_or_else(|e| panic!("pinning to CPU {cpu}: {e}"));
+        let r = f.run(&input);
+        sent += 1;
+        assert_eq!(r.action, XDP_TX, "CPU {cpu}, packet {sent}");
+        match &first {
+            None => {
+                assert_encapsulated(&r.out, &expect(&f, &input, &fr, ip(B4)), "first packet");
+                first = Some(r.out);
+            }
+            Some(out) => assert_eq!(&r.out, out, "CPU {cpu}, packet {sent}"),
+        }
+    }
+    assert_eq!(verdict_count(&f, Verdict::Tx), sent);
+    let ip_len = (input.len() - 14) as u64;
+    let vs =
+        f.dp.vip_stats(v.info.vip_id)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((vs.packets, vs.bytes), (sent, sent * ip_len), "VIP stats");
+    let bs =
+        f.dp.backend_stats(v.backend_ids[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (bs.packets, bs.bytes),
+        (sent, sent * ip_len),
+        "backend stats"
+    );
 }

@@ -202,6 +202,15 @@ pub struct CachedHop {
 }
 
 impl CachedHop {
+    /// Whether this answer may be used at `now_ns` for an outer packet of
+    /// `len` bytes: not expired, and no longer than a packet the FIB's MTU
+    /// check accepted (a longer one must ask the FIB, which may answer
+    /// "fragmentation needed").
+    #[inline(always)]
+    pub const fn serves(&self, now_ns: u64, len: usize) -> bool {
+        now_ns < self.expires_ns && len <= self.checked_len as usize
+    }
+
     /// `smac` and `dmac` as three aligned word loads: the 12 bytes from
     /// offset 16 of this 8-byte aligned struct (pinned by `layout`).
     #[inline(always)]
@@ -319,5 +328,28 @@ mod layout {
         assert_eq!((h.smac, h.dmac), (s, d));
         assert_eq!((h.checked_len, h._pad, h.off_link), (0xffff, [0; 2], 7));
         assert_eq!((h.macs().smac(), h.macs().dmac()), (s, d));
+    }
+}
+
+#[cfg(test)]
+mod cached_hop {
+    use super::*;
+
+    #[test]
+    fn serves_fresh_answers_up_to_the_checked_length_only() {
+        let hop = CachedHop {
+            expires_ns: 1_000,
+            checked_len: 1_500,
+            ..CachedHop::default()
+        };
+        assert!(hop.serves(999, 1_500));
+        assert!(hop.serves(0, 20));
+        assert!(!hop.serves(1_000, 1_500), "expired at expires_ns");
+        assert!(!hop.serves(999, 1_501), "longer than the MTU check covered");
+        assert!(!hop.serves(999, 70_000), "beyond any u16 length");
+        assert!(
+            !CachedHop::default().serves(0, 0),
+            "a reset entry serves nothing"
+        );
     }
 }
