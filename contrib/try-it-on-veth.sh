@@ -99,6 +99,9 @@ nsenter --net=/var/run/netns/$P-b0 xlb --instance decap-$P-b0 decap attach --int
 nsenter --net=/var/run/netns/$P-b1 xlb --instance decap-$P-b1 decap attach --interface eth0 --address 10.77.0.12 --allow-source 10.77.0.2 --vip 10.100.0.1
 nsenter --net=/var/run/netns/$P-b0 python3 -m http.server -b 0.0.0.0 -d $DIR/b0 80 >/dev/null 2>&1 &
 nsenter --net=/var/run/netns/$P-b1 python3 -m http.server -b 0.0.0.0 -d $DIR/b1 80 >/dev/null 2>&1 &
+# Wait until both answer: a client arriving earlier gets a reset, which
+# the backend sends straight back to it (DSR), not a retry.
+for b in b0 b1; do for i in $(seq 50); do ip netns exec $P-$b curl -s -o /dev/null http://127.0.0.1/ && break; sleep 0.1; done; done
 
 # The balancer. Its eth0 is a veth: the frames it sends back out (XDP_TX)
 # reach the switch only if the peer ("lb" in the switch) runs a native XDP
